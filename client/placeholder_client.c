@@ -1,0 +1,2 @@
+/* placeholder until the module lands */
+typedef int cr_client_placeholder;
