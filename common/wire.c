@@ -1,0 +1,236 @@
+#include "wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+cr_wire_limits cr_wire_default_limits(void)
+{
+    cr_wire_limits l = {
+        .max_frame = CR_WIRE_DEFAULT_MAX_FRAME,
+        .max_alloc = 4 * (size_t)CR_WIRE_DEFAULT_MAX_FRAME,
+        .sndhwm = 10000,
+        .rcvhwm = 10000,
+        .heartbeat_ivl_ms = 2000,
+        .heartbeat_timeout_ms = 6000,
+    };
+    return l;
+}
+
+static cr_err sockopt_int(void *sock, int opt, int value, const char *name)
+{
+    if (zmq_setsockopt(sock, opt, &value, sizeof value) != 0)
+        return cr_error_set(CR_ERR_NET, "zmq_setsockopt %s: %s", name, zmq_strerror(errno));
+    return CR_OK;
+}
+
+cr_err cr_wire_socket_setup(void *sock, const cr_wire_limits *lim)
+{
+    int64_t maxmsg = (int64_t)lim->max_frame;
+    cr_err rc;
+
+    /* A little headroom over the body cap: the cap we enforce is on the body, and ZeroMQ's
+     * limit applies to each frame, routing frames included. */
+    if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0)
+        return cr_error_set(CR_ERR_NET, "zmq_setsockopt MAXMSGSIZE: %s", zmq_strerror(errno));
+    rc = sockopt_int(sock, ZMQ_SNDHWM, lim->sndhwm, "SNDHWM");
+    if (!rc)
+        rc = sockopt_int(sock, ZMQ_RCVHWM, lim->rcvhwm, "RCVHWM");
+    if (!rc)
+        rc = sockopt_int(sock, ZMQ_LINGER, 0, "LINGER");
+    if (!rc && lim->heartbeat_ivl_ms > 0) {
+        rc = sockopt_int(sock, ZMQ_HEARTBEAT_IVL, lim->heartbeat_ivl_ms, "HEARTBEAT_IVL");
+        if (!rc)
+            rc = sockopt_int(sock, ZMQ_HEARTBEAT_TIMEOUT, lim->heartbeat_timeout_ms,
+                             "HEARTBEAT_TIMEOUT");
+        if (!rc)
+            rc = sockopt_int(sock, ZMQ_HEARTBEAT_TTL, lim->heartbeat_timeout_ms,
+                             "HEARTBEAT_TTL");
+    }
+    return rc;
+}
+
+void cr_wire_msg_init(cr_wire_msg *m)
+{
+    m->nroute = 0;
+    m->has_body = 0;
+}
+
+void cr_wire_msg_close(cr_wire_msg *m)
+{
+    for (int i = 0; i < m->nroute; i++)
+        zmq_msg_close(&m->route[i]);
+    if (m->has_body)
+        zmq_msg_close(&m->body);
+    m->nroute = 0;
+    m->has_body = 0;
+}
+
+static void drain_parts(void *sock)
+{
+    int more = 1;
+    size_t len = sizeof more;
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &len) == 0 && more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, 0) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        zmq_msg_close(&part);
+        len = sizeof more;
+    }
+}
+
+/* Frames are: route..., [empty delimiter], body. The body is the last frame. */
+cr_err cr_wire_recv(void *sock, cr_wire_msg *m, const cr_wire_limits *lim, int flags)
+{
+    zmq_msg_t part;
+
+    cr_wire_msg_close(m);
+    for (;;) {
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, flags) < 0) {
+            int e = errno;
+            zmq_msg_close(&part);
+            if (e == EAGAIN)
+                return CR_TIMEOUT;
+            if (e == EINTR)
+                return cr_error_set(CR_TIMEOUT, "interrupted");
+            return cr_error_set(CR_ERR_NET, "zmq_msg_recv: %s", zmq_strerror(e));
+        }
+        flags &= ~ZMQ_DONTWAIT; /* the rest of a multipart message is already here */
+        if (!zmq_msg_more(&part))
+            break;
+        if (m->nroute == CR_WIRE_MAX_ROUTE) {
+            zmq_msg_close(&part);
+            drain_parts(sock);
+            return cr_error_set(CR_ERR_PROTO, "message has more than %d routing frames",
+                                CR_WIRE_MAX_ROUTE);
+        }
+        m->route[m->nroute++] = part;
+    }
+    m->body = part;
+    m->has_body = 1;
+    if (zmq_msg_size(&m->body) > lim->max_frame)
+        return cr_error_set(CR_ERR_PROTO, "frame of %zu bytes exceeds the %zu-byte limit",
+                            zmq_msg_size(&m->body), lim->max_frame);
+    return CR_OK;
+}
+
+cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage *msg, int flags)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    zmq_msg_t body;
+
+    for (int i = 0; route && i < route->nroute; i++) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, (zmq_msg_t *)&route->route[i]);
+        if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | flags) < 0) {
+            int e = errno;
+            zmq_msg_close(&copy);
+            return e == EAGAIN ? CR_TIMEOUT
+                               : cr_error_set(CR_ERR_NET, "send: %s", zmq_strerror(e));
+        }
+    }
+    if (zmq_msg_init_size(&body, len) != 0)
+        return cr_error_set(CR_ERR_NOMEM, "cannot allocate a %zu-byte frame", len);
+    protobuf_c_message_pack(msg, zmq_msg_data(&body));
+    if (zmq_msg_send(&body, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&body);
+        return e == EAGAIN ? CR_TIMEOUT : cr_error_set(CR_ERR_NET, "send: %s", zmq_strerror(e));
+    }
+    return CR_OK;
+}
+
+/* Each block carries its size in front so frees can be accounted. */
+typedef struct {
+    size_t size;
+    _Alignas(16) unsigned char data[];
+} bounded_hdr;
+
+static void *bounded_alloc(void *data, size_t size)
+{
+    cr_pb_bounded *b = data;
+    bounded_hdr *h;
+    if (size > b->limit || b->used > b->limit - size)
+        return NULL;
+    h = malloc(sizeof *h + size);
+    if (!h)
+        return NULL;
+    h->size = size;
+    b->used += size;
+    return h->data;
+}
+
+static void bounded_free(void *data, void *ptr)
+{
+    cr_pb_bounded *b = data;
+    bounded_hdr *h;
+    if (!ptr)
+        return;
+    h = (bounded_hdr *)((unsigned char *)ptr - offsetof(bounded_hdr, data));
+    b->used -= h->size;
+    free(h);
+}
+
+void cr_pb_bounded_init(cr_pb_bounded *b, size_t limit)
+{
+    b->base.alloc = bounded_alloc;
+    b->base.free = bounded_free;
+    b->base.allocator_data = b;
+    b->used = 0;
+    b->limit = limit;
+}
+
+cr_err cr_wire_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                      cr_pb_bounded *alloc, ProtobufCMessage **out)
+{
+    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc->base, len, data);
+    if (!msg)
+        return cr_error_set(CR_ERR_PROTO, "malformed %s message (%zu bytes)", desc->short_name,
+                            len);
+    *out = msg;
+    return CR_OK;
+}
+
+cr_err cr_wire_unpack_request(const cr_wire_msg *m, cr_pb_bounded *alloc,
+                              Cirrus__V1__Request **out)
+{
+    ProtobufCMessage *msg = NULL;
+    cr_err rc;
+    if (!m->has_body)
+        return cr_error_set(CR_ERR_PROTO, "message without a body frame");
+    rc = cr_wire_unpack(&cirrus__v1__request__descriptor,
+                        zmq_msg_data((zmq_msg_t *)&m->body), zmq_msg_size((zmq_msg_t *)&m->body),
+                        alloc, &msg);
+    if (rc)
+        return rc;
+    *out = (Cirrus__V1__Request *)msg;
+    return CR_OK;
+}
+
+void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message)
+{
+    cirrus__v1__status__init(st);
+    st->code = code;
+    st->message = (char *)(message ? message : "");
+}
+
+cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
+                           const char *message)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__Status st;
+    char msg[1024];
+
+    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
+    snprintf(msg, sizeof msg, "%s", message && message[0] ? message : cr_strerror(code));
+    cr_wire_status_set(&st, code, msg);
+    resp.id = id;
+    resp.status = &st;
+    return cr_wire_send(sock, route, &resp.base, 0);
+}

@@ -1,0 +1,116 @@
+/* clip_model.h — a CLIP model (ViT image tower + causal text tower) on the CPU.
+ *
+ *     enc_clip_params p = enc_clip_default_params();
+ *     enc_clip *m = NULL;
+ *     if (enc_clip_open(&m, "models/ViT-B-32.safetensors", &p) != CR_OK)
+ *         fprintf(stderr, "%s\n", cr_error_message());
+ *     float *emb = malloc(n * enc_clip_embed_dim(m) * sizeof *emb);
+ *     enc_clip_encode_images(m, pixels, n, emb);      // pixels: n x 3 x S x S, normalized
+ *     enc_clip_encode_tokens(m, tokens, n, emb);      // tokens: n x context_length
+ *     enc_clip_close(&m);
+ *
+ * Weights: one .safetensors file (F32, F16 or BF16) with OpenAI/OpenCLIP names
+ * (`visual.conv1.weight`, `transformer.resblocks.N...`) or Hugging Face names
+ * (`vision_model.encoder.layers.N...`), or a Hugging Face directory holding `model.safetensors`
+ * and `config.json`. The naming scheme is detected from the tensor names. Hyper-parameters come
+ * from the shapes (widths, layer counts, patch size, image size = sqrt(positions - 1) x patch,
+ * embed dim, vocabulary, context length); heads and activation come from the params, else from
+ * config.json (`num_attention_heads`, `hidden_act`, `layer_norm_eps`), else default to
+ * width / 64 heads and QuickGELU. A config.json next to a Hugging Face-named file is read too
+ * (never for OpenAI-named files, which default to QuickGELU; pass ENC_CLIP_ACT_GELU for
+ * LAION OpenCLIP models trained with exact GELU).
+ *
+ * Loading converts every weight once to fp32 in the layout the GEMMs use (Linear weights as
+ * [out, in], q/k/v fused into one [3w, w] matrix, projections as [embed, width]) and unmaps the
+ * file; resident memory during the load stays near the size of the fp32 weights.
+ *
+ * Forward passes run every matrix product through OpenBLAS (`cblas_sgemm`); a batch is one
+ * GEMM per linear layer over all its tokens (batches larger than ENC_CLIP_CHUNK images or
+ * sequences run as several passes of at most that many). Our own loops are single-threaded.
+ *
+ * Thread rules: after open, the handle is read-only — every forward allocates its own scratch
+ * (a few MB per image for ViT-B) — so several threads may encode on one handle at once. The
+ * OpenBLAS thread count is process-wide: enc_clip_set_threads() changes it for everyone, and
+ * concurrent forwards multiply it (use 1 BLAS thread per worker thread in that case).
+ * enc_clip_close() must not race with a forward.
+ */
+#ifndef ENC_CLIP_MODEL_H
+#define ENC_CLIP_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "encoder/safetensors.h"
+
+/* Most images / sequences processed in one pass (bounds the per-call scratch). */
+#define ENC_CLIP_CHUNK 32
+
+typedef enum enc_clip_act {
+    ENC_CLIP_ACT_AUTO = -1,      /* config.json hidden_act, else QuickGELU */
+    ENC_CLIP_ACT_QUICK_GELU = 0, /* x * sigmoid(1.702 x): OpenAI CLIP */
+    ENC_CLIP_ACT_GELU = 1        /* exact erf GELU: most LAION OpenCLIP models */
+} enc_clip_act;
+
+typedef struct enc_clip_params {
+    enc_clip_act activation; /* default ENC_CLIP_ACT_AUTO */
+    int vision_heads;        /* 0 = config.json, else vision width / 64 */
+    int text_heads;          /* 0 = config.json, else text width / 64 */
+    float layer_norm_eps;    /* 0 = config.json, else 1e-5 */
+    int threads;             /* > 0: OpenBLAS threads set at open (process-wide); 0 = leave */
+} enc_clip_params;
+
+enc_clip_params enc_clip_default_params(void);
+
+typedef struct enc_clip enc_clip;
+
+/* Opens a .safetensors file or a Hugging Face model directory (see top). `params` may be
+ * NULL (defaults). Writes *out only on success. CR_ERR_MODEL for missing tensors, wrong shapes,
+ * inconsistent hyper-parameters or a corrupt file (the message names the tensor); CR_ERR_IO
+ * when the path cannot be read; CR_ERR_UNSUPPORTED for an unknown config.json hidden_act. */
+cr_err enc_clip_open(enc_clip **out, const char *path, const enc_clip_params *params);
+
+/* Same from an already open safetensors handle (borrowed; it may be closed afterwards) and an
+ * optional config.json path (NULL: none). */
+cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
+                     const enc_clip_params *params);
+
+/* Frees the model; NULL-safe; sets *pp to NULL. */
+void enc_clip_close(enc_clip **pp);
+
+/* Hyper-parameters. */
+int enc_clip_embed_dim(const enc_clip *m);
+int enc_clip_image_size(const enc_clip *m);
+int enc_clip_patch_size(const enc_clip *m);
+int enc_clip_vision_width(const enc_clip *m);
+int enc_clip_vision_layers(const enc_clip *m);
+int enc_clip_vision_heads(const enc_clip *m);
+int enc_clip_text_width(const enc_clip *m);
+int enc_clip_text_layers(const enc_clip *m);
+int enc_clip_text_heads(const enc_clip *m);
+int enc_clip_context_length(const enc_clip *m);
+int enc_clip_vocab_size(const enc_clip *m);
+enc_clip_act enc_clip_activation(const enc_clip *m); /* never AUTO */
+/* Bytes of fp32 weights held by the handle. */
+size_t enc_clip_weight_bytes(const enc_clip *m);
+
+/* Sets the OpenBLAS thread count (process-wide, see the thread rules); n >= 1. */
+void enc_clip_set_threads(enc_clip *m, int n);
+int enc_clip_threads(const enc_clip *m);
+
+/* Image tower. pixels: n x 3 x S x S floats (S = enc_clip_image_size(), already normalized);
+ * out: n x embed_dim floats, the projected class token, NOT normalized. n >= 0. */
+cr_err enc_clip_encode_images(const enc_clip *m, const float *pixels, int n, float *out);
+
+/* Text tower. tokens: n x context_length ids in [0, vocab); the end-of-text position of each
+ * row is the argmax of its ids (as in CLIP) and the tower runs only up to it. out: n x embed_dim,
+ * NOT normalized. CR_ERR_INVALID for an id outside the vocabulary. */
+cr_err enc_clip_encode_tokens(const enc_clip *m, const int32_t *tokens, int n, float *out);
+
+/* Text tower where, in each row, the token embedding at the FIRST occurrence of `pseudo_id` is
+ * replaced by the row's pseudo-word embedding (pseudo: n x text_width), as SEARLE's
+ * encode_with_pseudo_tokens does. A row without `pseudo_id` is encoded unchanged. */
+cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, int n,
+                                     const float *pseudo, int32_t pseudo_id, float *out);
+
+#endif
