@@ -159,6 +159,31 @@ static enc_image_mode bmp_mode(const uint8_t *b, size_t n)
     return ENC_IMAGE_RGB;
 }
 
+/* Image size from the fixed header of PNG (IHDR), GIF (logical screen) and BMP; 0 when the
+ * format has no fixed-position size (JPEG) or the header is too short. */
+static int header_dims(fmt f, const uint8_t *b, size_t n, size_t *w, size_t *h)
+{
+    if (f == FMT_PNG && n >= 24 && memcmp(b + 12, "IHDR", 4) == 0) {
+        *w = rd_be32(b + 16);
+        *h = rd_be32(b + 20);
+        return 1;
+    }
+    if (f == FMT_GIF && n >= 10) {
+        *w = (size_t)(b[6] | (b[7] << 8));
+        *h = (size_t)(b[8] | (b[9] << 8));
+        return 1;
+    }
+    if (f == FMT_BMP && n >= 26 && rd_le32(b + 14) >= 40) {
+        int32_t sw = (int32_t)rd_le32(b + 18), sh = (int32_t)rd_le32(b + 22);
+        if (sw <= 0 || sh == INT32_MIN)
+            return 0;
+        *w = (size_t)sw;
+        *h = (size_t)(sh < 0 ? -(int64_t)sh : sh);
+        return 1;
+    }
+    return 0;
+}
+
 static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
                          enc_image **out)
 {
@@ -166,11 +191,19 @@ static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
     enc_image_mode mode = ENC_IMAGE_RGB;
     void *data = NULL;
     int w = 0, h = 0, comp = 0, req = 3, sixteen_gray = 0;
+    size_t hw = 0, hh = 0;
     cr_err rc;
 
     if (n > INT_MAX)
         return cr_error_set(CR_ERR_INVALID, "%s image of %zu bytes is too large", fmt_name(f),
                             n);
+    /* Our own header read first: stb refuses very large images with a vague reason, and
+     * the caller's pixel limit must be reported as such. */
+    if (header_dims(f, b, n, &hw, &hh)) {
+        rc = check_limit(f, hw, hh, max_pixels);
+        if (rc)
+            return rc;
+    }
     if (!stbi_info_from_memory(b, (int)n, &w, &h, &comp))
         return cr_error_set(CR_ERR_INVALID, "corrupt or truncated %s image: %s", fmt_name(f),
                             stbi_failure_reason() ? stbi_failure_reason() : "bad header");
@@ -389,6 +422,7 @@ cr_err enc_image_write_png(const char *path, int width, int height, const uint8_
     if (width <= 0 || height <= 0 || width > INT_MAX / 3 / height)
         return cr_error_set(CR_ERR_INVALID, "enc_image_write_png: bad size %dx%d", width,
                             height);
+    errno = 0;
     if (!stbi_write_png(path, width, height, 3, rgb, width * 3))
         return cr_error_set(CR_ERR_IO, "write PNG %s: %s", path,
                             errno ? strerror(errno) : "failed");

@@ -160,6 +160,11 @@ typedef struct shard_store_result {
 cr_err shard_store_write(shard_store *st, const shard_store_op *ops, size_t n,
                          shard_store_result *results);
 
+/* Testing only: the next shard_store_write fails with CR_ERR_STORE when it reaches
+ * ops[op_index], after the earlier ops were put in its transaction (which is then aborted,
+ * as on a real LMDB error). -1 turns it off. */
+void shard_store_fault_inject(shard_store *st, long op_index);
+
 /* Sets a caller meta key (1..SHARD_STORE_META_KEY_MAX bytes, kept apart from the store's
  * own keys) to `len` bytes, in its own synced transaction. Writer thread only. */
 cr_err shard_store_meta_set(shard_store *st, const char *key, const void *value, size_t len);

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__cplusplus)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
 #pragma GCC diagnostic ignored "-Wmissing-prototypes"
@@ -44,7 +44,7 @@
 #define CIRRUS_FAISS_C_HAS_UPSTREAM_EXT 1
 #endif
 #endif
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__cplusplus)
 #pragma GCC diagnostic pop
 #endif
 
@@ -96,6 +96,9 @@ FAISS_DECLARE_CLASS_INHERITED(SearchParametersHNSW, SearchParameters)
 FAISS_DECLARE_DESTRUCTOR(SearchParametersHNSW)
 FAISS_DECLARE_SEARCH_PARAMETERS_DOWNCAST(SearchParametersHNSW)
 
+/* FAISS 1.7.3 quirk: the effective efSearch of a search is min(params efSearch, the index's
+ * own efSearch field), so raise the field once (ParameterSpace "efSearch") and let the
+ * per-call parameter govern. */
 int faiss_SearchParametersHNSW_new(FaissSearchParametersHNSW **p_sp);
 int faiss_SearchParametersHNSW_new_with(FaissSearchParametersHNSW **p_sp, FaissIDSelector *sel,
                                         int efSearch);

@@ -1,0 +1,62 @@
+/* cli.h — shared pieces of the `cirrus` command-line tool (client/cli_*.c). */
+#ifndef CIRRUS_CLI_H
+#define CIRRUS_CLI_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "client/cirrus.h"
+
+typedef struct cli_ctx {
+    const char *endpoint; /* --endpoint, or CIRRUS_ENDPOINT */
+    int json;             /* --json */
+    uint32_t timeout_ms;  /* --timeout */
+    cirrus_client *client;
+} cli_ctx;
+
+typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);
+
+typedef struct cli_cmd {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary;
+} cli_cmd;
+
+/* Exit codes. */
+#define CLI_OK 0
+#define CLI_FAIL 1  /* the operation failed (server error, verification mismatch) */
+#define CLI_USAGE 2 /* bad command line */
+
+/* Prints "cirrus <cmd>: <message>" to stderr. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Connects on first use. */
+cr_err cli_client(cli_ctx *ctx, cirrus_client **out);
+
+/* Sends the request and waits; CR_OK only when the server answered with a non-error
+ * status. Prints the failure (server message or timeout) under `cmd`. */
+cr_err cli_call(cli_ctx *ctx, const char *cmd, Cirrus__V1__Request *req,
+                Cirrus__V1__Response **resp);
+
+/* Parses "f1,f2,..." into a malloc'd float array. */
+cr_err cli_parse_vector(const char *text, float **out, size_t *n);
+
+/* Prints a JSON value (compact, one line) to stdout and releases it. */
+void cli_print_json(json_t *j);
+
+json_t *cli_hits_json(const Cirrus__V1__SearchResult *r);
+void cli_print_hits_text(const Cirrus__V1__SearchResult *r);
+
+/* Command implementations. */
+int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_get(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_search(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_health(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_snapshot(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_load(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
+
+#endif

@@ -1,0 +1,92 @@
+/* cirrus — the command-line tool: talks to a shard, an encoder, a coordinator or
+ * `cirrus serve` over the same protocol, and runs local tools (embed, tokenize, eval). */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+
+static const cli_cmd commands[] = {
+    {"upsert", cli_cmd_upsert, "insert or replace one item (--id, --vector, --attr k=v)"},
+    {"get", cli_cmd_get, "fetch items by id, with their vectors"},
+    {"delete", cli_cmd_delete, "delete items by id"},
+    {"search", cli_cmd_search, "k nearest items to a vector, with an optional --filter"},
+    {"stats", cli_cmd_stats, "counts, dimension, index, disk use, uptime"},
+    {"health", cli_cmd_health, "is the endpoint ready"},
+    {"snapshot", cli_cmd_snapshot, "serialize the index now"},
+    {"load", cli_cmd_load, "bulk upsert from .fvecs/.npy with a progress bar"},
+    {"verify", cli_cmd_verify, "check that every acknowledged id is stored exactly"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: cirrus [--endpoint EP] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
+                 "Global options:\n"
+                 "  --endpoint EP   server to talk to (default $CIRRUS_ENDPOINT or "
+                 "tcp://127.0.0.1:7700)\n"
+                 "  --json          print JSON (one object per line) for scripts\n"
+                 "  --timeout MS    per-request timeout (default 10000)\n"
+                 "  --log LEVEL     debug|info|warn|error (default warn)\n\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'cirrus COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    cli_ctx ctx = {0};
+    int i = 1, rc;
+    const char *env = getenv("CIRRUS_ENDPOINT");
+
+    ctx.endpoint = env && *env ? env : "tcp://127.0.0.1:7700";
+    ctx.timeout_ms = 10000;
+    cr_log_set_level(CR_LOG_WARN);
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        long long v;
+        if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return CLI_OK;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            ctx.json = 1;
+        } else if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc) {
+            ctx.endpoint = argv[++i];
+        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (cr_parse_ll(argv[++i], 1, 3600000, &v)) {
+                cli_error("cirrus", "--timeout: %s", cr_error_message());
+                return CLI_USAGE;
+            }
+            ctx.timeout_ms = (uint32_t)v;
+        } else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
+            int lvl = cr_log_level_parse(argv[++i]);
+            if (lvl < 0) {
+                cli_error("cirrus", "--log: unknown level '%s'", argv[i]);
+                return CLI_USAGE;
+            }
+            cr_log_set_level((cr_log_level)lvl);
+        } else {
+            cli_error("cirrus", "unknown or incomplete option '%s'", argv[i]);
+            usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
+        if (strcmp(argv[i], commands[c].name) == 0) {
+            optind = 1;
+            rc = commands[c].fn(&ctx, argc - i, argv + i);
+            cirrus_client_close(&ctx.client);
+            return rc;
+        }
+    }
+    cli_error("cirrus", "unknown command '%s'", argv[i]);
+    usage(stderr);
+    return CLI_USAGE;
+}

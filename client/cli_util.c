@@ -1,0 +1,141 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/cli.h"
+#include "common/attrs_json.h"
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "cirrus %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+cr_err cli_client(cli_ctx *ctx, cirrus_client **out)
+{
+    if (!ctx->client) {
+        cr_err rc = cirrus_client_open(&ctx->client, ctx->endpoint, NULL);
+        if (rc)
+            return rc;
+    }
+    *out = ctx->client;
+    return CR_OK;
+}
+
+cr_err cli_call(cli_ctx *ctx, const char *cmd, Cirrus__V1__Request *req,
+                Cirrus__V1__Response **resp)
+{
+    cirrus_client *c;
+    cr_err rc = cli_client(ctx, &c);
+    if (!rc)
+        rc = cirrus_client_call(c, req, ctx->timeout_ms, resp);
+    if (rc) {
+        cli_error(cmd, "%s (endpoint %s)", cr_error_message(), ctx->endpoint);
+        return rc;
+    }
+    rc = cirrus_response_error(*resp);
+    if (rc) {
+        cli_error(cmd, "%s", cr_error_message());
+        cirrus_response_free(*resp);
+        *resp = NULL;
+    }
+    return rc;
+}
+
+cr_err cli_parse_vector(const char *text, float **out, size_t *n)
+{
+    size_t cap = 16, count = 0;
+    float *v = malloc(cap * sizeof *v);
+    const char *p = text;
+    if (!v)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    while (*p) {
+        char *end;
+        errno = 0;
+        float x = strtof(p, &end);
+        if (end == p || errno) {
+            free(v);
+            return cr_error_set(CR_ERR_INVALID, "bad number at '%.20s' in the vector", p);
+        }
+        if (count == cap) {
+            float *g = realloc(v, 2 * cap * sizeof *v);
+            if (!g) {
+                free(v);
+                return cr_error_set(CR_ERR_NOMEM, "out of memory");
+            }
+            v = g;
+            cap *= 2;
+        }
+        v[count++] = x;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p) {
+            free(v);
+            return cr_error_set(CR_ERR_INVALID, "expected ',' at '%.20s' in the vector", p);
+        }
+    }
+    if (!count) {
+        free(v);
+        return cr_error_set(CR_ERR_INVALID, "empty vector");
+    }
+    *out = v;
+    *n = count;
+    return CR_OK;
+}
+
+void cli_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    json_decref(j);
+}
+
+json_t *cli_hits_json(const Cirrus__V1__SearchResult *r)
+{
+    json_t *out = json_object(), *hits = json_array(), *missing = json_array();
+    for (size_t i = 0; i < r->n_hits; i++) {
+        const Cirrus__V1__Hit *h = r->hits[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_string(h->id));
+        json_object_set_new(o, "score", json_real(h->score));
+        json_object_set_new(o, "attributes", cr_attrs_to_json(h->attributes, h->n_attributes));
+        json_array_append_new(hits, o);
+    }
+    for (size_t i = 0; i < r->n_missing_groups; i++)
+        json_array_append_new(missing, json_integer(r->missing_groups[i]));
+    json_object_set_new(out, "hits", hits);
+    json_object_set_new(out, "partial", json_boolean(r->partial));
+    json_object_set_new(out, "missing_groups", missing);
+    return out;
+}
+
+void cli_print_hits_text(const Cirrus__V1__SearchResult *r)
+{
+    for (size_t i = 0; i < r->n_hits; i++) {
+        const Cirrus__V1__Hit *h = r->hits[i];
+        json_t *a = cr_attrs_to_json(h->attributes, h->n_attributes);
+        char *s = json_dumps(a, JSON_COMPACT);
+        printf("%3zu  %-24s %10.6f  %s\n", i + 1, h->id, h->score,
+               h->n_attributes && s ? s : "");
+        free(s);
+        json_decref(a);
+    }
+    if (r->partial) {
+        printf("PARTIAL result: shard groups missing:");
+        for (size_t i = 0; i < r->n_missing_groups; i++)
+            printf(" %u", r->missing_groups[i]);
+        printf("\n");
+    }
+}

@@ -1,0 +1,856 @@
+/* test_store.c — shard/store: create/open, version rules, batches, map growth, reads,
+ * crash durability (fork + SIGKILL), and the bytes-per-item measurement.
+ *
+ *   test_store                  all checks; measures with 20,000 items of 512-d
+ *   test_store --measure N [B]  only the measurement, with N items (e.g. 100000) written in
+ *                               synced batches of B (default 100, at most 1000)
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/test.h"
+#include "shard/store.h"
+
+#define DIM 16
+
+static char base_dir[] = "/tmp/cirrus_store_XXXXXX";
+
+static void path_of(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", base_dir, name);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* A deterministic vector for `seed`, with awkward values (negative zero, denormal) mixed in
+ * so that exactness is really tested. */
+static void fill_vec(float *v, int dim, uint64_t seed)
+{
+    for (int j = 0; j < dim; j++) {
+        uint64_t h = mix(seed * 1000003u + (uint64_t)j);
+        v[j] = (float)((double)(int64_t)(h % 2000001u) - 1000000.0) / 997.0f;
+    }
+    v[0] = -0.0f;
+    if (dim > 1)
+        v[1] = 1.0e-40f;
+}
+
+static int vec_equal(const float *a, const float *b, int dim)
+{
+    return memcmp(a, b, (size_t)dim * sizeof(float)) == 0;
+}
+
+static shard_store_op upsert_op(const char *id, uint64_t version, const float *v, size_t dim,
+                                const char *attrs)
+{
+    shard_store_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = SHARD_STORE_UPSERT;
+    op.ext_id = id;
+    op.ext_len = strlen(id);
+    op.version = version;
+    op.attrs = attrs;
+    op.attrs_len = attrs ? strlen(attrs) : 0;
+    op.vector = v;
+    op.dim = dim;
+    return op;
+}
+
+static shard_store_op delete_op(const char *id, uint64_t version)
+{
+    shard_store_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = SHARD_STORE_DELETE;
+    op.ext_id = id;
+    op.ext_len = strlen(id);
+    op.version = version;
+    return op;
+}
+
+static shard_store *make_store(const char *name, int dim, size_t map_size)
+{
+    char dir[256];
+    shard_store_params p = {dim, SHARD_STORE_METRIC_IP, "Flat"};
+    shard_store_options o = shard_store_default_options();
+    shard_store *st = NULL;
+    cr_err rc;
+    path_of(dir, sizeof dir, name);
+    o.map_size = map_size;
+    rc = shard_store_create(&st, dir, &p, &o);
+    CR_CHECK_MSG(rc == CR_OK, "create %s: %s", name, cr_error_message());
+    return st;
+}
+
+/* ---- create / open / mismatch --------------------------------------------------------- */
+
+static void test_create_open(void)
+{
+    char dir[256];
+    shard_store_params p = {DIM, SHARD_STORE_METRIC_L2, "IVF16,Flat"};
+    shard_store_params e;
+    shard_store *st = NULL, *st2 = NULL;
+    cr_err rc;
+
+    path_of(dir, sizeof dir, "co");
+    rc = shard_store_open(&st, dir, NULL, NULL);
+    CR_CHECK(rc == CR_NOTFOUND && st == NULL);
+
+    rc = shard_store_create(&st, dir, &p, NULL);
+    CR_CHECK_MSG(rc == CR_OK, "%s", cr_error_message());
+    CR_CHECK(st != NULL);
+    CR_CHECK(shard_store_meta_set(st, "snapshot", "snap-7", 6) == CR_OK);
+    shard_store_close(&st);
+    CR_CHECK(st == NULL);
+    shard_store_close(&st); /* NULL-safe */
+
+    rc = shard_store_create(&st2, dir, &p, NULL);
+    CR_CHECK(rc == CR_ERR_INVALID && st2 == NULL);
+    CR_CHECK(strstr(cr_error_message(), "already exists") != NULL);
+
+    rc = shard_store_open(&st, dir, NULL, NULL);
+    CR_CHECK_MSG(rc == CR_OK, "%s", cr_error_message());
+    if (rc == CR_OK) {
+        const shard_store_params *got = shard_store_params_get(st);
+        char buf[16];
+        size_t len = 0;
+        CR_CHECK(got->dim == DIM && got->metric == SHARD_STORE_METRIC_L2);
+        CR_CHECK(strcmp(got->factory, "IVF16,Flat") == 0);
+        CR_CHECK(shard_store_meta_get(st, "snapshot", buf, sizeof buf, &len) == CR_OK);
+        CR_CHECK(len == 6 && memcmp(buf, "snap-7", 6) == 0);
+        CR_CHECK(shard_store_meta_get(st, "snapshot", buf, 3, &len) == CR_ERR_INVALID);
+        CR_CHECK(shard_store_meta_get(st, "nope", buf, sizeof buf, &len) == CR_NOTFOUND);
+        CR_CHECK(shard_store_meta_get(st, "", buf, sizeof buf, &len) == CR_ERR_INVALID);
+        shard_store_close(&st);
+    }
+
+    e = p;
+    rc = shard_store_open(&st, dir, &e, NULL);
+    CR_CHECK(rc == CR_OK);
+    shard_store_close(&st);
+
+    e.dim = DIM + 1;
+    rc = shard_store_open(&st, dir, &e, NULL);
+    CR_CHECK(rc == CR_ERR_INVALID && st == NULL);
+    CR_CHECK_MSG(strstr(cr_error_message(), "dim 16, expected 17") != NULL, "%s",
+                 cr_error_message());
+
+    e = p;
+    e.metric = SHARD_STORE_METRIC_IP;
+    rc = shard_store_open(&st, dir, &e, NULL);
+    CR_CHECK(rc == CR_ERR_INVALID && st == NULL);
+    CR_CHECK_MSG(strstr(cr_error_message(), "metric l2, expected ip") != NULL, "%s",
+                 cr_error_message());
+
+    e = p;
+    e.factory = "HNSW32";
+    rc = shard_store_open(&st, dir, &e, NULL);
+    CR_CHECK(rc == CR_ERR_INVALID && st == NULL);
+    CR_CHECK_MSG(strstr(cr_error_message(), "\"IVF16,Flat\", expected \"HNSW32\"") != NULL,
+                 "%s", cr_error_message());
+
+    e.dim = 0;
+    e.metric = SHARD_STORE_METRIC_ANY;
+    e.factory = NULL;
+    rc = shard_store_open(&st, dir, &e, NULL);
+    CR_CHECK(rc == CR_OK);
+    shard_store_close(&st);
+
+    /* bad parameters */
+    path_of(dir, sizeof dir, "co_bad");
+    e = p;
+    e.dim = 0;
+    CR_CHECK(shard_store_create(&st, dir, &e, NULL) == CR_ERR_INVALID);
+    e = p;
+    e.metric = (shard_store_metric)7;
+    CR_CHECK(shard_store_create(&st, dir, &e, NULL) == CR_ERR_INVALID);
+    e = p;
+    e.factory = "";
+    CR_CHECK(shard_store_create(&st, dir, &e, NULL) == CR_ERR_INVALID);
+    CR_CHECK(st == NULL);
+}
+
+/* ---- roundtrip, versions -------------------------------------------------------------- */
+
+static void test_roundtrip_versions(void)
+{
+    shard_store *st = make_store("rv", DIM, 0);
+    float v1[DIM], v2[DIM], v3[DIM], got[DIM];
+    char attrs[64];
+    shard_store_item it;
+    shard_store_result r[4];
+    shard_store_op ops[4];
+    uint64_t live = 0;
+    cr_err rc;
+
+    if (!st)
+        return;
+    fill_vec(v1, DIM, 1);
+    fill_vec(v2, DIM, 2);
+    fill_vec(v3, DIM, 3);
+
+    ops[0] = upsert_op("shirt-1", 10, v1, DIM, "color=red");
+    ops[1] = upsert_op("héllo-ü", 5, v2, DIM, NULL);
+    rc = shard_store_write(st, ops, 2, r);
+    CR_CHECK_MSG(rc == CR_OK, "%s", cr_error_message());
+    CR_CHECK(r[0].status == CR_OK && r[0].new_id == 0 && r[0].old_id == -1);
+    CR_CHECK(r[1].status == CR_OK && r[1].new_id == 1 && r[1].old_id == -1);
+
+    memset(got, 0xAB, sizeof got);
+    rc = shard_store_get(st, "shirt-1", 7, &it, got, attrs, sizeof attrs);
+    CR_CHECK(rc == CR_OK);
+    CR_CHECK(it.id == 0 && it.version == 10 && !it.deleted);
+    CR_CHECK(it.ext_len == 7 && strcmp(it.ext_id, "shirt-1") == 0);
+    CR_CHECK(it.attrs_len == 9 && memcmp(attrs, "color=red", 9) == 0);
+    CR_CHECK(vec_equal(got, v1, DIM));
+    CR_CHECK(shard_store_get(st, "shirt-1", 7, &it, NULL, attrs, 4) == CR_ERR_INVALID);
+    CR_CHECK(it.attrs_len == 9);
+    CR_CHECK(shard_store_get(st, "shirt-1", 7, &it, NULL, NULL, 0) == CR_OK);
+
+    rc = shard_store_get_by_id(st, 1, &it, got, NULL, 0);
+    CR_CHECK(rc == CR_OK && strcmp(it.ext_id, "héllo-ü") == 0 && it.attrs_len == 0);
+    CR_CHECK(vec_equal(got, v2, DIM));
+    CR_CHECK(shard_store_get_by_id(st, 2, &it, got, NULL, 0) == CR_NOTFOUND && it.id == -1);
+    CR_CHECK(shard_store_get(st, "nobody", 6, &it, got, NULL, 0) == CR_NOTFOUND);
+
+    /* newer version: new internal id, old id reported dead */
+    ops[0] = upsert_op("shirt-1", 11, v3, DIM, "color=blue");
+    rc = shard_store_write(st, ops, 1, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_OK && r[0].new_id == 2 && r[0].old_id == 0);
+    rc = shard_store_get(st, "shirt-1", 7, &it, got, attrs, sizeof attrs);
+    CR_CHECK(rc == CR_OK && it.id == 2 && it.version == 11 && vec_equal(got, v3, DIM));
+    CR_CHECK(it.attrs_len == 10 && memcmp(attrs, "color=blue", 10) == 0);
+    rc = shard_store_get_by_id(st, 0, &it, got, NULL, 0);
+    CR_CHECK(rc == CR_NOTFOUND && it.deleted && it.id == 0 && strcmp(it.ext_id, "shirt-1") == 0);
+
+    /* equal and older versions are stale */
+    ops[0] = upsert_op("shirt-1", 11, v1, DIM, NULL);
+    ops[1] = upsert_op("shirt-1", 3, v1, DIM, NULL);
+    ops[2] = delete_op("shirt-1", 4);
+    rc = shard_store_write(st, ops, 3, r);
+    CR_CHECK(rc == CR_OK);
+    CR_CHECK(r[0].status == CR_STALE && r[0].new_id == -1 && r[0].old_id == -1);
+    CR_CHECK(r[1].status == CR_STALE && r[2].status == CR_STALE);
+    rc = shard_store_get(st, "shirt-1", 7, &it, got, NULL, 0);
+    CR_CHECK(rc == CR_OK && it.id == 2 && vec_equal(got, v3, DIM));
+
+    /* delete, then a reordered older upsert stays ignored; a newer one revives */
+    ops[0] = delete_op("shirt-1", 20);
+    rc = shard_store_write(st, ops, 1, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_OK && r[0].old_id == 2 && r[0].new_id == -1);
+    rc = shard_store_get(st, "shirt-1", 7, &it, got, NULL, 0);
+    CR_CHECK(rc == CR_NOTFOUND && it.deleted && it.version == 20);
+    ops[0] = upsert_op("shirt-1", 15, v1, DIM, NULL);
+    ops[1] = upsert_op("shirt-1", 20, v1, DIM, NULL);
+    ops[2] = delete_op("shirt-1", 20); /* again: nothing live, tombstone kept */
+    rc = shard_store_write(st, ops, 3, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_STALE && r[1].status == CR_STALE);
+    CR_CHECK(r[2].status == CR_NOTFOUND && r[2].old_id == -1);
+    CR_CHECK(shard_store_get(st, "shirt-1", 7, &it, got, NULL, 0) == CR_NOTFOUND);
+
+    /* delete of an unknown id leaves a tombstone that blocks older upserts */
+    ops[0] = delete_op("ghost", 9);
+    ops[1] = upsert_op("ghost", 8, v1, DIM, NULL);
+    rc = shard_store_write(st, ops, 2, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_NOTFOUND && r[1].status == CR_STALE);
+    CR_CHECK(shard_store_get(st, "ghost", 5, &it, NULL, NULL, 0) == CR_NOTFOUND);
+    CR_CHECK(it.deleted && it.version == 9 && it.id == -1);
+
+    /* revive after delete with a newer version; two upserts of one id in one batch */
+    ops[0] = upsert_op("shirt-1", 21, v1, DIM, NULL);
+    ops[1] = upsert_op("shirt-1", 22, v2, DIM, NULL);
+    rc = shard_store_write(st, ops, 2, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_OK && r[0].new_id == 3 && r[0].old_id == -1);
+    CR_CHECK(r[1].status == CR_OK && r[1].new_id == 4 && r[1].old_id == 3);
+    rc = shard_store_get(st, "shirt-1", 7, &it, got, NULL, 0);
+    CR_CHECK(rc == CR_OK && it.id == 4 && it.version == 22 && vec_equal(got, v2, DIM));
+
+    CR_CHECK(shard_store_count(st, &live) == CR_OK && live == 2);
+    {
+        shard_store_stats s;
+        CR_CHECK(shard_store_stats_get(st, &s) == CR_OK);
+        CR_CHECK(s.live == 2 && s.dead == 3 && s.next_id == 5);
+    }
+    shard_store_close(&st);
+}
+
+/* ---- invalid inputs ------------------------------------------------------------------- */
+
+static void test_invalid(void)
+{
+    shard_store *st = make_store("inv", DIM, 0);
+    float v[DIM];
+    char long_id[SHARD_STORE_EXT_ID_MAX + 2];
+    shard_store_op ops[7];
+    shard_store_result r[7];
+    shard_store_item it;
+    int64_t next = -1;
+    cr_err rc;
+
+    if (!st)
+        return;
+    fill_vec(v, DIM, 5);
+    memset(long_id, 'a', sizeof long_id);
+    long_id[SHARD_STORE_EXT_ID_MAX + 1] = '\0'; /* 257 bytes */
+
+    ops[0] = upsert_op("", 1, v, DIM, NULL);
+    ops[1] = upsert_op(long_id, 1, v, DIM, NULL);
+    ops[2] = upsert_op("ok", 1, v, DIM - 1, NULL); /* wrong vector length */
+    ops[3] = upsert_op("bad\xff", 1, v, DIM, NULL); /* not UTF-8 */
+    ops[4] = upsert_op("nullvec", 1, NULL, DIM, NULL);
+    long_id[SHARD_STORE_EXT_ID_MAX] = '\0';        /* 256 bytes: fine */
+    ops[5] = upsert_op(long_id, 1, v, DIM, NULL);
+    ops[6] = upsert_op("ok", 1, v, DIM, NULL);
+    ops[1].ext_len = SHARD_STORE_EXT_ID_MAX + 1;
+    rc = shard_store_write(st, ops, 7, r);
+    CR_CHECK_MSG(rc == CR_OK, "%s", cr_error_message());
+    for (int i = 0; i < 5; i++)
+        CR_CHECK_MSG(r[i].status == CR_ERR_INVALID && r[i].new_id == -1, "op %d", i);
+    CR_CHECK(r[5].status == CR_OK && r[5].new_id == 0);
+    CR_CHECK(r[6].status == CR_OK && r[6].new_id == 1);
+    CR_CHECK(shard_store_next_id(st, &next) == CR_OK && next == 2);
+
+    /* a batch with only invalid ops commits nothing */
+    rc = shard_store_write(st, ops, 1, r);
+    CR_CHECK(rc == CR_OK && r[0].status == CR_ERR_INVALID);
+    CR_CHECK(shard_store_write(st, NULL, 0, NULL) == CR_OK);
+
+    CR_CHECK(shard_store_get(st, "", 0, &it, NULL, NULL, 0) == CR_ERR_INVALID);
+    CR_CHECK(shard_store_get(st, long_id, SHARD_STORE_EXT_ID_MAX + 1, &it, NULL, NULL, 0) ==
+             CR_ERR_INVALID);
+    CR_CHECK(shard_store_get(st, long_id, SHARD_STORE_EXT_ID_MAX, &it, NULL, NULL, 0) == CR_OK);
+    CR_CHECK(shard_store_get_by_id(st, -5, &it, NULL, NULL, 0) == CR_NOTFOUND);
+    shard_store_close(&st);
+}
+
+/* ---- batch atomicity ------------------------------------------------------------------ */
+
+static void test_atomic(void)
+{
+    shard_store *st = make_store("atom", DIM, 0);
+    float v[3][DIM];
+    shard_store_op ops[3];
+    shard_store_result r[3];
+    shard_store_item it;
+    uint64_t live = 9;
+    int64_t next = -1;
+    cr_err rc;
+
+    if (!st)
+        return;
+    for (int i = 0; i < 3; i++)
+        fill_vec(v[i], DIM, 100 + (uint64_t)i);
+    ops[0] = upsert_op("a", 1, v[0], DIM, NULL);
+    rc = shard_store_write(st, ops, 1, r);
+    CR_CHECK(rc == CR_OK && r[0].new_id == 0);
+
+    ops[0] = upsert_op("a", 2, v[1], DIM, NULL);
+    ops[1] = upsert_op("b", 1, v[1], DIM, NULL);
+    ops[2] = delete_op("a", 3);
+    shard_store_fault_inject(st, 2); /* fails after ops 0 and 1 were put */
+    rc = shard_store_write(st, ops, 3, r);
+    CR_CHECK(rc == CR_ERR_STORE);
+    CR_CHECK(strstr(cr_error_message(), "injected") != NULL);
+
+    rc = shard_store_get(st, "a", 1, &it, v[2], NULL, 0);
+    CR_CHECK(rc == CR_OK && it.id == 0 && it.version == 1 && vec_equal(v[2], v[0], DIM));
+    CR_CHECK(shard_store_get(st, "b", 1, &it, NULL, NULL, 0) == CR_NOTFOUND && !it.deleted);
+    CR_CHECK(shard_store_next_id(st, &next) == CR_OK && next == 1);
+    CR_CHECK(shard_store_count(st, &live) == CR_OK && live == 1);
+
+    /* the same batch then goes through whole */
+    rc = shard_store_write(st, ops, 3, r);
+    CR_CHECK(rc == CR_OK && r[0].new_id == 1 && r[0].old_id == 0 && r[1].new_id == 2);
+    CR_CHECK(r[2].status == CR_OK && r[2].old_id == 1);
+    CR_CHECK(shard_store_count(st, &live) == CR_OK && live == 1);
+    shard_store_close(&st);
+}
+
+/* ---- iterate, get_vectors, reopen ----------------------------------------------------- */
+
+typedef struct iter_acc {
+    int64_t ids[64];
+    int deleted[64];
+    int n;
+    int bad;
+    int stop_after;
+} iter_acc;
+
+static cr_err iter_cb(const shard_store_view *v, void *ctx)
+{
+    iter_acc *a = ctx;
+    float want[DIM];
+    char name[32];
+    if (a->n >= 64)
+        return CR_ERR_INTERNAL;
+    a->ids[a->n] = v->id;
+    a->deleted[a->n] = v->deleted;
+    a->n++;
+    if (!v->deleted) {
+        /* items were written as "it-<seed>" with vector fill_vec(seed) */
+        char ext[SHARD_STORE_EXT_ID_MAX + 1];
+        int seed;
+        memcpy(ext, v->ext_id, v->ext_len);
+        ext[v->ext_len] = '\0';
+        seed = (int)strtol(ext + 3, NULL, 10);
+        snprintf(name, sizeof name, "it-%d", seed);
+        fill_vec(want, DIM, (uint64_t)seed);
+        if (!v->vector || !vec_equal(v->vector, want, DIM) || v->ext_len != strlen(name) ||
+            memcmp(v->ext_id, name, v->ext_len) != 0 || v->attrs_len != 2)
+            a->bad++;
+    } else if (v->vector) {
+        a->bad++;
+    }
+    if (a->stop_after && a->n == a->stop_after)
+        return CR_TIMEOUT;
+    return CR_OK;
+}
+
+static void test_iterate_vectors_reopen(void)
+{
+    char dir[256];
+    shard_store *st = make_store("iter", DIM, 0);
+    float v[40][DIM], out[6 * DIM];
+    char names[40][16];
+    shard_store_op ops[40];
+    shard_store_result r[40];
+    int64_t ids[6] = {39, 0, 17, -1, 18, 1000};
+    uint8_t found[6];
+    iter_acc acc;
+    cr_err rc;
+
+    if (!st)
+        return;
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof names[i], "it-%d", i);
+        fill_vec(v[i], DIM, (uint64_t)i);
+        ops[i] = upsert_op(names[i], 1, v[i], DIM, "xy");
+    }
+    rc = shard_store_write(st, ops, 40, r); /* ids 0..39 */
+    CR_CHECK(rc == CR_OK && r[39].new_id == 39);
+    /* kill ids 5 and 30: delete it-5, replace it-30 (new id 40, same vector) */
+    ops[0] = delete_op("it-5", 2);
+    ops[1] = upsert_op("it-30", 2, v[30], DIM, "xy");
+    rc = shard_store_write(st, ops, 2, r);
+    CR_CHECK(rc == CR_OK && r[0].old_id == 5 && r[1].new_id == 40 && r[1].old_id == 30);
+
+    memset(&acc, 0, sizeof acc);
+    rc = shard_store_iterate(st, 0, 0, iter_cb, &acc);
+    CR_CHECK(rc == CR_OK && acc.n == 39 && acc.bad == 0);
+    for (int i = 1; i < acc.n; i++)
+        CR_CHECK(acc.ids[i] > acc.ids[i - 1]);
+
+    memset(&acc, 0, sizeof acc);
+    rc = shard_store_iterate(st, 28, 0, iter_cb, &acc);
+    CR_CHECK(rc == CR_OK && acc.n == 12 && acc.bad == 0); /* 28..39 minus 30, plus 40 */
+    CR_CHECK(acc.ids[0] == 28 && acc.ids[2] == 31 && acc.ids[11] == 40);
+
+    memset(&acc, 0, sizeof acc);
+    rc = shard_store_iterate(st, 0, SHARD_STORE_ITER_DEAD, iter_cb, &acc);
+    CR_CHECK(rc == CR_OK && acc.n == 41 && acc.bad == 0);
+    CR_CHECK(acc.deleted[5] && acc.deleted[30] && !acc.deleted[6]);
+
+    memset(&acc, 0, sizeof acc);
+    acc.stop_after = 3;
+    rc = shard_store_iterate(st, 0, 0, iter_cb, &acc);
+    CR_CHECK(rc == CR_TIMEOUT && acc.n == 3);
+
+    rc = shard_store_get_vectors(st, ids, 6, out, found);
+    CR_CHECK(rc == CR_NOTFOUND);
+    CR_CHECK(found[0] && found[1] && found[2] && !found[3] && found[4] && !found[5]);
+    CR_CHECK(vec_equal(out, v[39], DIM) && vec_equal(out + DIM, v[0], DIM));
+    CR_CHECK(vec_equal(out + 2 * DIM, v[17], DIM) && vec_equal(out + 4 * DIM, v[18], DIM));
+    CR_CHECK(out[3 * DIM] == 0.0f && out[5 * DIM + 1] == 0.0f);
+    rc = shard_store_get_vectors(st, ids, 3, out, NULL);
+    CR_CHECK(rc == CR_OK);
+
+    /* reopen keeps everything */
+    shard_store_close(&st);
+    path_of(dir, sizeof dir, "iter");
+    rc = shard_store_open(&st, dir, NULL, NULL);
+    CR_CHECK(rc == CR_OK);
+    if (rc == CR_OK) {
+        shard_store_item it;
+        float got[DIM];
+        uint64_t live = 0;
+        int64_t next = 0;
+        memset(&acc, 0, sizeof acc);
+        CR_CHECK(shard_store_iterate(st, 0, SHARD_STORE_ITER_DEAD, iter_cb, &acc) == CR_OK);
+        CR_CHECK(acc.n == 41 && acc.bad == 0);
+        CR_CHECK(shard_store_count(st, &live) == CR_OK && live == 39);
+        CR_CHECK(shard_store_next_id(st, &next) == CR_OK && next == 41);
+        CR_CHECK(shard_store_get(st, "it-30", 5, &it, got, NULL, 0) == CR_OK);
+        CR_CHECK(it.id == 40 && it.version == 2 && vec_equal(got, v[30], DIM));
+        CR_CHECK(shard_store_get(st, "it-5", 4, &it, NULL, NULL, 0) == CR_NOTFOUND);
+        /* new ids continue after the old high-water mark */
+        ops[0] = upsert_op("fresh", 1, v[0], DIM, NULL);
+        CR_CHECK(shard_store_write(st, ops, 1, r) == CR_OK && r[0].new_id == 41);
+        shard_store_close(&st);
+    }
+}
+
+/* ---- map growth from a tiny map, with concurrent readers ------------------------------ */
+
+typedef struct reader_arg {
+    shard_store *st;
+    int dim;
+    volatile int *stop;
+    long reads;
+    long bad;
+} reader_arg;
+
+static void *reader_main(void *p)
+{
+    reader_arg *a = p;
+    float *out = malloc(sizeof(float) * (size_t)a->dim * 8);
+    float *want = malloc(sizeof(float) * (size_t)a->dim);
+    uint64_t rnd = 12345;
+    while (out && want && !*a->stop) {
+        int64_t next = 0, ids[8];
+        if (shard_store_next_id(a->st, &next) != CR_OK) {
+            a->bad++;
+            continue;
+        }
+        if (next == 0)
+            continue;
+        for (int i = 0; i < 8; i++) {
+            rnd = mix(rnd);
+            ids[i] = (int64_t)(rnd % (uint64_t)next);
+        }
+        if (shard_store_get_vectors(a->st, ids, 8, out, NULL) != CR_OK) {
+            a->bad++;
+            continue;
+        }
+        for (int i = 0; i < 8; i++) {
+            fill_vec(want, a->dim, (uint64_t)ids[i]);
+            if (!vec_equal(out + (size_t)i * a->dim, want, a->dim))
+                a->bad++;
+        }
+        a->reads++;
+    }
+    free(out);
+    free(want);
+    return NULL;
+}
+
+static void test_map_growth(void)
+{
+    enum { GDIM = 512, N = 3000, BATCH = 50, READERS = 2 };
+    shard_store *st = make_store("grow", GDIM, 64 * 1024);
+    shard_store_stats s0, s1;
+    shard_store_op ops[BATCH];
+    shard_store_result r[BATCH];
+    char names[BATCH][24];
+    float *vecs = malloc(sizeof(float) * GDIM * BATCH);
+    volatile int stop = 0;
+    pthread_t th[READERS];
+    reader_arg ra[READERS];
+    int ok = 1;
+
+    if (!st || !vecs) {
+        free(vecs);
+        shard_store_close(&st);
+        return;
+    }
+    CR_CHECK(shard_store_stats_get(st, &s0) == CR_OK);
+    CR_CHECK(s0.map_size == 64 * 1024);
+    for (int t = 0; t < READERS; t++) {
+        ra[t] = (reader_arg){st, GDIM, &stop, 0, 0};
+        pthread_create(&th[t], NULL, reader_main, &ra[t]);
+    }
+    for (int b = 0; b < N / BATCH && ok; b++) {
+        for (int j = 0; j < BATCH; j++) {
+            int id = b * BATCH + j;
+            snprintf(names[j], sizeof names[j], "g-%d", id);
+            fill_vec(vecs + (size_t)j * GDIM, GDIM, (uint64_t)id);
+            ops[j] = upsert_op(names[j], 1, vecs + (size_t)j * GDIM, GDIM, "attrs");
+        }
+        cr_err rc = shard_store_write(st, ops, BATCH, r);
+        CR_CHECK_MSG(rc == CR_OK, "batch %d: %s", b, cr_error_message());
+        ok = rc == CR_OK && r[BATCH - 1].new_id == (int64_t)(b * BATCH + BATCH - 1);
+    }
+    stop = 1;
+    for (int t = 0; t < READERS; t++) {
+        pthread_join(th[t], NULL);
+        CR_CHECK_MSG(ra[t].bad == 0, "reader %d: %ld bad of %ld", t, ra[t].bad, ra[t].reads);
+    }
+    CR_CHECK(ok);
+    CR_CHECK(shard_store_stats_get(st, &s1) == CR_OK);
+    CR_CHECK(s1.live == N && s1.map_size >= (size_t)N * GDIM * 4);
+    printf("map growth: 64 KiB -> %zu KiB for %d items of %d-d; readers did %ld + %ld reads\n",
+           s1.map_size / 1024, N, GDIM, ra[0].reads, ra[1].reads);
+    {
+        /* a single batch far larger than the map also goes through */
+        enum { BIG = 600 };
+        float *bv = malloc(sizeof(float) * GDIM * BIG);
+        shard_store_op *bo = malloc(sizeof *bo * BIG);
+        shard_store_result *br = malloc(sizeof *br * BIG);
+        char (*bn)[24] = malloc(sizeof *bn * BIG);
+        if (bv && bo && br && bn) {
+            for (int j = 0; j < BIG; j++) {
+                snprintf(bn[j], sizeof bn[j], "big-%d", j);
+                fill_vec(bv + (size_t)j * GDIM, GDIM, (uint64_t)(N + j));
+                bo[j] = upsert_op(bn[j], 1, bv + (size_t)j * GDIM, GDIM, NULL);
+            }
+            CR_CHECK(shard_store_write(st, bo, BIG, br) == CR_OK && br[BIG - 1].new_id == N + BIG - 1);
+        }
+        free(bv);
+        free(bo);
+        free(br);
+        free(bn);
+    }
+    shard_store_close(&st);
+    {
+        /* reopen with the default (stored) map size and check a few vectors */
+        char dir[256];
+        float got[GDIM];
+        shard_store_item it;
+        path_of(dir, sizeof dir, "grow");
+        CR_CHECK(shard_store_open(&st, dir, NULL, NULL) == CR_OK);
+        if (st) {
+            CR_CHECK(shard_store_get(st, "g-2999", 6, &it, got, NULL, 0) == CR_OK);
+            fill_vec(vecs, GDIM, 2999);
+            CR_CHECK(it.id == 2999 && vec_equal(got, vecs, GDIM));
+            shard_store_close(&st);
+        }
+    }
+    free(vecs);
+}
+
+/* ---- crash durability ----------------------------------------------------------------- */
+
+enum { CRASH_BATCH = 8, CRASH_DIM = 64 };
+
+static void crash_child(const char *dir, int wfd)
+{
+    shard_store *st = NULL;
+    shard_store_op ops[CRASH_BATCH];
+    shard_store_result r[CRASH_BATCH];
+    char names[CRASH_BATCH][24];
+    float v[CRASH_BATCH][CRASH_DIM];
+    if (shard_store_open(&st, dir, NULL, NULL) != CR_OK)
+        _exit(2);
+    for (uint32_t k = 0; k < 1000000; k++) {
+        for (int j = 0; j < CRASH_BATCH; j++) {
+            snprintf(names[j], sizeof names[j], "c%u-%d", k, j);
+            fill_vec(v[j], CRASH_DIM, (uint64_t)k * CRASH_BATCH + (uint64_t)j);
+            ops[j] = upsert_op(names[j], 1, v[j], CRASH_DIM, NULL);
+        }
+        if (shard_store_write(st, ops, CRASH_BATCH, r) != CR_OK)
+            _exit(3);
+        if (write(wfd, &k, sizeof k) != (ssize_t)sizeof k)
+            _exit(4);
+    }
+    _exit(0);
+}
+
+/* 1: whole batch present and exact, 0: absent entirely, -1: partial or wrong */
+static int batch_state(shard_store *st, uint32_t k)
+{
+    int present = 0;
+    for (int j = 0; j < CRASH_BATCH; j++) {
+        char name[24];
+        float got[CRASH_DIM], want[CRASH_DIM];
+        shard_store_item it;
+        snprintf(name, sizeof name, "c%u-%d", k, j);
+        cr_err rc = shard_store_get(st, name, strlen(name), &it, got, NULL, 0);
+        if (rc == CR_OK) {
+            fill_vec(want, CRASH_DIM, (uint64_t)k * CRASH_BATCH + (uint64_t)j);
+            if (!vec_equal(got, want, CRASH_DIM))
+                return -1;
+            present++;
+        } else if (rc != CR_NOTFOUND) {
+            return -1;
+        }
+    }
+    return present == CRASH_BATCH ? 1 : present == 0 ? 0 : -1;
+}
+
+static void test_crash(void)
+{
+    char dir[256];
+    shard_store *st = make_store("crash", CRASH_DIM, 256 * 1024);
+    int fds[2];
+    pid_t pid;
+    uint32_t k, acked = 0, max_acked = 0;
+    int status = 0, missing = 0;
+    uint64_t live = 0;
+
+    if (!st)
+        return;
+    shard_store_close(&st); /* no LMDB handle may cross fork() */
+    path_of(dir, sizeof dir, "crash");
+    if (pipe(fds) != 0) {
+        CR_CHECK(!"pipe");
+        return;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        crash_child(dir, fds[1]);
+    }
+    close(fds[1]);
+    CR_CHECK(pid > 0);
+    if (pid <= 0)
+        return;
+    /* let it ack some batches, kill it in the middle of its work */
+    while (acked < 40 && read(fds[0], &k, sizeof k) == (ssize_t)sizeof k) {
+        acked++;
+        max_acked = k;
+    }
+    {
+        struct timespec ts = {0, 3 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CR_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+    while (read(fds[0], &k, sizeof k) == (ssize_t)sizeof k) { /* acks written before death */
+        acked++;
+        max_acked = k;
+    }
+    close(fds[0]);
+    CR_CHECK(acked == max_acked + 1);
+
+    CR_CHECK(shard_store_open(&st, dir, NULL, NULL) == CR_OK);
+    if (!st)
+        return;
+    for (uint32_t b = 0; b <= max_acked; b++)
+        if (batch_state(st, b) != 1)
+            missing++;
+    CR_CHECK_MSG(missing == 0, "%d acked batches missing or partial", missing);
+    /* the batch in flight at the kill is all there or not at all */
+    {
+        int s = batch_state(st, max_acked + 1);
+        CR_CHECK(s == 0 || s == 1);
+        CR_CHECK(batch_state(st, max_acked + 3) == 0);
+        CR_CHECK(shard_store_count(st, &live) == CR_OK);
+        CR_CHECK(live == (uint64_t)(max_acked + 1 + (s == 1)) * CRASH_BATCH);
+        printf("crash: %u batches acked before SIGKILL, all present; in-flight batch %s\n",
+               acked, s == 1 ? "committed" : "absent");
+    }
+    shard_store_close(&st);
+}
+
+/* ---- bytes per item ------------------------------------------------------------------- */
+
+enum { MEASURE_BATCH_MAX = 1000 };
+
+static void measure(int n_items, int batch, const char *name)
+{
+    enum { MDIM = 512, ATTRS = 64 };
+    shard_store *st = make_store(name, MDIM, 0);
+    float *vecs = malloc(sizeof(float) * MDIM * MEASURE_BATCH_MAX);
+    static shard_store_op ops[MEASURE_BATCH_MAX];
+    static shard_store_result r[MEASURE_BATCH_MAX];
+    static char names[MEASURE_BATCH_MAX][16];
+    char attrs[ATTRS];
+    shard_store_stats s;
+    struct timespec t0, t1;
+    double secs, n = n_items;
+
+    if (!st || !vecs) {
+        free(vecs);
+        shard_store_close(&st);
+        return;
+    }
+    memset(attrs, 'a', sizeof attrs);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int b = 0; b * batch < n_items; b++) {
+        int cnt = n_items - b * batch < batch ? n_items - b * batch : batch;
+        for (int j = 0; j < cnt; j++) {
+            int id = b * batch + j;
+            snprintf(names[j], sizeof names[j], "sku-%08d", id); /* 12 bytes */
+            fill_vec(vecs + (size_t)j * MDIM, MDIM, (uint64_t)id);
+            ops[j] = upsert_op(names[j], 1, vecs + (size_t)j * MDIM, MDIM, NULL);
+            ops[j].attrs = attrs;
+            ops[j].attrs_len = ATTRS;
+        }
+        if (shard_store_write(st, ops, (size_t)cnt, r) != CR_OK) {
+            CR_CHECK_MSG(0, "measure write: %s", cr_error_message());
+            break;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CR_CHECK(shard_store_stats_get(st, &s) == CR_OK);
+    CR_CHECK(s.live == (uint64_t)n_items);
+    printf("bytes/item, %d items of %d-d (12-byte ids, %d-byte attrs, batches of %d, "
+           "block %u vectors, page %zu):\n",
+           n_items, MDIM, ATTRS, batch, s.block_items, s.page_size);
+    printf("  vectors DB   %8.1f B/item  (%.3f x %d raw)\n", s.vector_bytes / n,
+           s.vector_bytes / n / (MDIM * 4.0), MDIM * 4);
+    printf("  records      %8.1f B/item  (items + ext2int + meta)\n", s.record_bytes / n);
+    printf("  data.mdb     %8.1f B/item  (%.3f x raw; used pages %.1f B/item)\n",
+           s.file_bytes / n, s.file_bytes / n / (MDIM * 4.0), s.used_bytes / n);
+    printf("  write        %.0f items/s in synced batches of %d\n", n / secs, batch);
+    CR_CHECK(s.vector_bytes / n <= 1.15 * MDIM * 4);
+    CR_CHECK(s.file_bytes / n <= 1.15 * MDIM * 4 + 400);
+    free(vecs);
+    shard_store_close(&st);
+}
+
+int main(int argc, char **argv)
+{
+    int measure_n = 20000, batch = 100;
+    int only_measure = 0;
+
+    CR_TEST_BEGIN();
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "--measure") == 0) {
+        char *end = NULL, *end2 = NULL;
+        long x = strtol(argv[2], &end, 10);
+        long y = argc == 4 ? strtol(argv[3], &end2, 10) : 100;
+        measure_n = (int)x;
+        batch = (int)y;
+        only_measure = 1;
+        if (!end || *end || x < 1 || x > 100000000 || (argc == 4 && (!end2 || *end2)) ||
+            y < 1 || y > MEASURE_BATCH_MAX) {
+            fprintf(stderr, "usage: %s [--measure N [BATCH]]\n", argv[0]);
+            return 2;
+        }
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [--measure N [BATCH]]\n", argv[0]);
+        return 2;
+    }
+    if (!mkdtemp(base_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (!only_measure) {
+        test_create_open();
+        test_roundtrip_versions();
+        test_invalid();
+        test_atomic();
+        test_iterate_vectors_reopen();
+        test_map_growth();
+        test_crash();
+    }
+    measure(measure_n, batch, "measure");
+    nftw(base_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return CR_TEST_END();
+}
