@@ -551,7 +551,7 @@ cr_err enc_clip_open(enc_clip **out, const char *path, const enc_clip_params *pa
     int use_cfg = stat(cfg, &sb) == 0 && S_ISREG(sb.st_mode) &&
                   (is_dir || enc_st_find(st, scheme_hf.conv) != NULL);
     rc = enc_clip_load(out, st, use_cfg ? cfg : NULL, params);
-    if (rc)
+    if (rc && strncmp(cr_error_message(), file, strlen(file)) != 0)
         cr_error_wrap(rc, "%s", file);
 out:
     enc_st_close(&st);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,6 +465,16 @@ float enc_st_bf16_to_f32(uint16_t h)
     return f;
 }
 
+/* Every fp16 value as a float (256 KB), built once: conversion is then one load. */
+static float f16_table[65536];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+
+static void f16_table_init(void)
+{
+    for (uint32_t h = 0; h < 65536; h++)
+        f16_table[h] = enc_st_f16_to_f32((uint16_t)h);
+}
+
 /* Drops the whole pages of [p, p+n) from the process (the mapping is private and read-only,
  * so a later access reads the file again). */
 static void release_pages(const enc_st *st, const void *p, size_t n)
@@ -497,10 +508,11 @@ cr_err enc_st_read_f32(const enc_st *st, const char *name, int ndim, const int64
         memcpy(dst, src, n * sizeof(float));
         break;
     case ENC_ST_F16:
+        pthread_once(&f16_once, f16_table_init);
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
-            dst[i] = enc_st_f16_to_f32(h);
+            dst[i] = f16_table[h];
         }
         break;
     case ENC_ST_BF16:

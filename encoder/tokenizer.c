@@ -609,7 +609,7 @@ static cr_err load_hf(enc_tokenizer *t, const char *vocab_path, const char *merg
         goto out;
     json_object_foreach(root, key, val) {
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
-        if (id < 0 || id >= (json_int_t)1 << 30) {
+        if (id < 0 || id >= (json_int_t)1 << 24) {
             rc = cr_error_set(CR_ERR_MODEL, "tokenizer: %s: bad id for \"%s\"", vocab_path, key);
             goto out;
         }
@@ -1342,6 +1342,14 @@ static size_t match_lit(const int32_t *c, size_t n, const char *lit)
     return k;
 }
 
+/* Matched by no alternative of the regex, so skipped: white space, and U+0345 (COMBINING GREEK
+ * YPOGEGRAMMENI), which under IGNORECASE folds to a letter (ι) and so leaves the class
+ * [^\s\p{L}\p{N}] without entering [\p{L}]. */
+static int is_skipped(int32_t c)
+{
+    return is_ws(c) || c == 0x345;
+}
+
 static size_t match_at(const int32_t *c, size_t n)
 {
     static const char *const lits[] = {SOT_STR, EOT_STR, "'s", "'t", "'re", "'ve", "'m",
@@ -1359,7 +1367,7 @@ static size_t match_at(const int32_t *c, size_t n)
     }
     if (is_number(c[0]))
         return 1;
-    while (k < n && !is_ws(c[k]) && !is_letter(c[k]) && !is_number(c[k]))
+    while (k < n && !is_skipped(c[k]) && !is_letter(c[k]) && !is_number(c[k]))
         k++;
     return k;
 }
@@ -1394,7 +1402,7 @@ static cr_err text_tokenize(const enc_tokenizer *t, const char *text, struct wor
     const int32_t *c = w->cp2;
     size_t n = w->n;
     for (size_t i = 0; i < n && k->n < k->stop;) {
-        if (is_ws(c[i])) {
+        if (is_skipped(c[i])) {
             i++;
             continue;
         }

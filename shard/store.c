@@ -25,18 +25,18 @@
 _Static_assert(sizeof(size_t) == 8, "MDB_INTEGERKEY keys are u64 = size_t");
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
-#define BLOCK_PAGES 16             /* target pages per vectors value */
-#define OVERFLOW_HDR 16            /* LMDB page header in front of an overflow value */
-#define MAX_GROWS 48               /* map doublings per write call */
-#define ITER_CHUNK 4096            /* items per read transaction in iterate */
+#define BLOCK_PAGES 16  /* target pages per vectors value */
+#define OVERFLOW_HDR 16 /* LMDB page header in front of an overflow value */
+#define MAX_GROWS 48    /* map doublings per write call */
+#define ITER_CHUNK 4096 /* items per read transaction in iterate */
 #define NO_ID UINT64_MAX
-#define NOMEM_RC (-1)              /* txn_fn results beside LMDB codes */
+#define NOMEM_RC (-1) /* txn_fn results beside LMDB codes */
 #define FAULT_RC (-2)
 
 #define FLAG_DEAD 1u
 
-#define REC_HDR 18                 /* items record header bytes */
-#define E2I_LEN 17                 /* ext2int value bytes */
+#define REC_HDR 18 /* items record header bytes */
+#define E2I_LEN 17 /* ext2int value bytes */
 
 #define META_USER_PREFIX "u:"
 
@@ -45,13 +45,13 @@ struct shard_store {
     MDB_dbi meta, ext2int, items, vectors;
     shard_store_params params;
     char *factory;
-    size_t vec_bytes;              /* dim * 4 */
-    uint32_t block;                /* vectors per block */
+    size_t vec_bytes; /* dim * 4 */
+    uint32_t block;   /* vectors per block */
     size_t block_bytes;
-    pthread_rwlock_t resize_lock;  /* read: any txn; write: mdb_env_set_mapsize */
-    pthread_mutex_t write_mu;      /* serializes write transactions of this handle */
+    pthread_rwlock_t resize_lock; /* read: any txn; write: mdb_env_set_mapsize */
+    pthread_mutex_t write_mu;     /* serializes write transactions of this handle */
     int locks_ready;
-    long fault_at;                 /* testing: fail the next batch at this op, -1 = off */
+    long fault_at; /* testing: fail the next batch at this op, -1 = off */
 };
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -136,8 +136,8 @@ static cr_err check_ext_id(const char *ext_id, size_t ext_len)
     if (!ext_id || ext_len == 0)
         return cr_error_set(CR_ERR_INVALID, "store: empty external id");
     if (ext_len > SHARD_STORE_EXT_ID_MAX)
-        return cr_error_set(CR_ERR_INVALID, "store: external id of %zu bytes (max %d)",
-                            ext_len, SHARD_STORE_EXT_ID_MAX);
+        return cr_error_set(CR_ERR_INVALID, "store: external id of %zu bytes (max %d)", ext_len,
+                            SHARD_STORE_EXT_ID_MAX);
     if (!utf8_valid((const unsigned char *)ext_id, ext_len))
         return cr_error_set(CR_ERR_INVALID, "store: external id is not UTF-8 (or holds NUL)");
     return CR_OK;
@@ -381,8 +381,8 @@ out:
     return CR_OK;
 }
 
-static cr_err set_params(shard_store *st, int dim, int metric, const char *factory,
-                         size_t flen, uint32_t block)
+static cr_err set_params(shard_store *st, int dim, int metric, const char *factory, size_t flen,
+                         uint32_t block)
 {
     st->factory = malloc(flen + 1);
     if (!st->factory)
@@ -822,8 +822,9 @@ cr_err shard_store_write(shard_store *st, const shard_store_op *ops, size_t n,
         results[i].old_id = -1;
         if (!v && op->kind == SHARD_STORE_UPSERT) {
             if (op->dim != (size_t)st->params.dim || !op->vector)
-                v = cr_error_set(CR_ERR_INVALID, "store: op %zu: vector of %zu floats, shard dim %d",
-                                 i, op->vector ? op->dim : 0, st->params.dim);
+                v = cr_error_set(CR_ERR_INVALID,
+                                 "store: op %zu: vector of %zu floats, shard dim %d", i,
+                                 op->vector ? op->dim : 0, st->params.dim);
             else if (op->attrs_len > SHARD_STORE_ATTRS_MAX || (op->attrs_len && !op->attrs))
                 v = cr_error_set(CR_ERR_INVALID, "store: op %zu: attrs of %zu bytes (max %u)", i,
                                  op->attrs_len, SHARD_STORE_ATTRS_MAX);
@@ -963,8 +964,8 @@ static cr_err fill_item(shard_store *st, MDB_txn *txn, uint64_t id, shard_store_
     if (v.deleted)
         return CR_NOTFOUND;
     if (attrs && attrs_cap < v.attrs_len)
-        return cr_error_set(CR_ERR_INVALID, "store: attrs buffer of %zu bytes, need %zu",
-                            attrs_cap, v.attrs_len);
+        return cr_error_set(CR_ERR_INVALID, "store: attrs buffer of %zu bytes, need %zu", attrs_cap,
+                            v.attrs_len);
     if (vec) {
         src = vec_ptr(st, txn, id, &rc);
         if (!src)
@@ -982,8 +983,8 @@ static void item_clear(shard_store_item *item)
     item->id = -1;
 }
 
-cr_err shard_store_get(shard_store *st, const char *ext_id, size_t ext_len,
-                       shard_store_item *item, float *vec, void *attrs, size_t attrs_cap)
+cr_err shard_store_get(shard_store *st, const char *ext_id, size_t ext_len, shard_store_item *item,
+                       float *vec, void *attrs, size_t attrs_cap)
 {
     MDB_txn *txn = NULL;
     shard_store_op op;
@@ -1100,8 +1101,8 @@ out:
     return err;
 }
 
-cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags,
-                           shard_store_iter_fn fn, void *ctx)
+cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags, shard_store_iter_fn fn,
+                           void *ctx)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -1255,8 +1256,7 @@ out:
     return err;
 }
 
-cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_t cap,
-                            size_t *len)
+cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_t cap, size_t *len)
 {
     char k[sizeof META_USER_PREFIX + SHARD_STORE_META_KEY_MAX];
     MDB_txn *txn = NULL;

@@ -34,16 +34,16 @@
  *   B is chosen at create time so that a block plus LMDB's 16-byte overflow header just fits
  *   16 pages: B = (16 * page_size - 16) / (dim * 4), at least 1, and stored in `meta`.
  *   For 512-d and 4 KB pages B = 31: 31 vectors in 65,536 bytes = 2,114 bytes per vector
- *   (1.032x raw). Measured (test_store --measure 100000; 512-d, 100k items, 12-byte ext
- *   ids, 64-byte attrs, batches of 100): see the figures at the end of this comment.
- *   Dead ids (replaced or deleted) keep their vector slot: space is reclaimed only by a
- *   rebuild of the shard (not implemented here). Each commit rewrites the last partial
- *   block (<= 64 KB), which is the price of packing.
+ *   (1.032x raw). Dead ids (replaced or deleted) keep their vector slot: space is reclaimed
+ *   only by rebuilding the shard (not implemented here). Each commit rewrites the last,
+ *   partly filled block (<= 64 KB): the price of packing, small next to the fsync.
  *
- *   Measured, 512-d, 100,000 items (data.mdb size / items):
- *     vectors DB      2,114 B/item   (1.032 x 2,048)
- *     items+ext2int      FIXME B/item   (record overhead, 12-byte ids, 64-byte attrs)
- *     data.mdb total     FIXME B/item
+ *   Measured with `test_store --measure 100000` (512-d, 100,000 items, 12-byte ext ids,
+ *   64-byte attrs, synced batches of 100, 4 KB pages), bytes on disk per item:
+ *     vectors DB        2,115 B   (1.033 x the raw 2,048)
+ *     records             159 B   (items + ext2int + meta: ~94 B record + keys, page fill)
+ *     data.mdb total    2,277 B   (1.112 x raw; the rest is LMDB free/meta pages)
+ *   With single-item commits (--measure 5000 1) data.mdb is 2,340 B/item (1.142 x raw).
  *
  * DURABILITY
  *   shard_store_write() and shard_store_meta_set() return only after their LMDB transaction
@@ -57,6 +57,7 @@
  *   - Reads (get, get_by_id, get_vectors, iterate, count, next_id, stats, meta_get) may run
  *     concurrently from any number of threads; each uses its own read transaction (the
  *     environment is opened with MDB_NOTLS), so a reader never sees a half-applied batch.
+ *     At most `max_readers` reads run at once; one more fails with CR_ERR_STORE.
  *   - Writes (write, meta_set) are single-writer by contract: the shard server calls them
  *     from its one writer thread, which groups concurrent requests into one batch (group
  *     commit). Calls from other threads are serialized by an internal mutex, not rejected.
@@ -75,11 +76,11 @@
 #include "common/err.h"
 
 #define SHARD_STORE_SCHEMA_VERSION 1
-#define SHARD_STORE_EXT_ID_MAX 256           /* bytes of UTF-8, no NUL inside */
-#define SHARD_STORE_ATTRS_MAX (1u << 20)     /* bytes of opaque attributes per item */
-#define SHARD_STORE_FACTORY_MAX 1024         /* bytes of the index factory string */
+#define SHARD_STORE_EXT_ID_MAX 256       /* bytes of UTF-8, no NUL inside */
+#define SHARD_STORE_ATTRS_MAX (1u << 20) /* bytes of opaque attributes per item */
+#define SHARD_STORE_FACTORY_MAX 1024     /* bytes of the index factory string */
 #define SHARD_STORE_DIM_MAX 65536
-#define SHARD_STORE_META_KEY_MAX 200         /* bytes of a caller meta key */
+#define SHARD_STORE_META_KEY_MAX 200 /* bytes of a caller meta key */
 #define SHARD_STORE_META_VALUE_MAX (64u << 20)
 
 typedef struct shard_store shard_store;
@@ -129,14 +130,17 @@ const shard_store_params *shard_store_params_get(const shard_store *st);
 
 /* ---- writes (single writer thread) ---------------------------------------------------- */
 
-typedef enum shard_store_op_kind { SHARD_STORE_UPSERT = 0, SHARD_STORE_DELETE = 1 } shard_store_op_kind;
+typedef enum shard_store_op_kind {
+    SHARD_STORE_UPSERT = 0,
+    SHARD_STORE_DELETE = 1
+} shard_store_op_kind;
 
 typedef struct shard_store_op {
     shard_store_op_kind kind;
-    const char *ext_id;  /* external id: 1..SHARD_STORE_EXT_ID_MAX bytes of UTF-8, no NUL */
+    const char *ext_id; /* external id: 1..SHARD_STORE_EXT_ID_MAX bytes of UTF-8, no NUL */
     size_t ext_len;
-    uint64_t version;    /* caller's version (hybrid logical clock) */
-    const void *attrs;   /* upsert: opaque attributes blob (may be NULL when attrs_len = 0) */
+    uint64_t version;  /* caller's version (hybrid logical clock) */
+    const void *attrs; /* upsert: opaque attributes blob (may be NULL when attrs_len = 0) */
     size_t attrs_len;
     const float *vector; /* upsert: `dim` floats, stored exactly */
     size_t dim;          /* upsert: must equal the store's dim */
@@ -156,7 +160,9 @@ typedef struct shard_store_result {
  * get CR_ERR_INVALID in their result and are skipped; the call still returns CR_OK. A
  * negative return (CR_ERR_STORE, CR_ERR_NOMEM) means nothing of the batch was applied and
  * `results` is meaningless. MDB_MAP_FULL is handled inside (map doubled, batch retried).
- * Returns after the commit is durable. Writer thread only. n may be 0. */
+ * Returns after the commit is durable. Writer thread only. n may be 0. Keep batches to a
+ * few thousand ops: one LMDB transaction holds at most ~512 MB of dirty pages (beyond that
+ * CR_ERR_STORE, MDB_TXN_FULL). */
 cr_err shard_store_write(shard_store *st, const shard_store_op *ops, size_t n,
                          shard_store_result *results);
 
@@ -172,12 +178,12 @@ cr_err shard_store_meta_set(shard_store *st, const char *key, const void *value,
 /* ---- reads (any thread, concurrently) ------------------------------------------------- */
 
 typedef struct shard_store_item {
-    int64_t id;        /* internal id; -1 for a tombstone of a never-stored id */
-    uint64_t version;  /* the stored version (of the item, or of its tombstone) */
-    int deleted;       /* 1: dead id / tombstone (the get returned CR_NOTFOUND) */
+    int64_t id;       /* internal id; -1 for a tombstone of a never-stored id */
+    uint64_t version; /* the stored version (of the item, or of its tombstone) */
+    int deleted;      /* 1: dead id / tombstone (the get returned CR_NOTFOUND) */
     size_t ext_len;
     char ext_id[SHARD_STORE_EXT_ID_MAX + 1]; /* NUL-terminated copy */
-    size_t attrs_len;  /* full length of the attrs blob (0 when deleted) */
+    size_t attrs_len;                        /* full length of the attrs blob (0 when deleted) */
 } shard_store_item;
 
 /* Looks an item up by external id. CR_OK: *item filled, `vec` (dim floats, may be NULL)
@@ -186,8 +192,8 @@ typedef struct shard_store_item {
  * item->deleted = 1 and item->version is its version, else item->version = 0, id = -1.
  * CR_ERR_INVALID when attrs is not NULL and attrs_cap < item->attrs_len (item filled,
  * attrs untouched) or the ext id is malformed. */
-cr_err shard_store_get(shard_store *st, const char *ext_id, size_t ext_len,
-                       shard_store_item *item, float *vec, void *attrs, size_t attrs_cap);
+cr_err shard_store_get(shard_store *st, const char *ext_id, size_t ext_len, shard_store_item *item,
+                       float *vec, void *attrs, size_t attrs_cap);
 
 /* Same by internal id. A dead id returns CR_NOTFOUND with item->deleted = 1 and its ext id
  * and version filled (no vector, no attrs); an id never allocated returns CR_NOTFOUND with
@@ -226,8 +232,8 @@ typedef cr_err (*shard_store_iter_fn)(const shard_store_view *view, void *ctx);
  * died after a snapshot. Not a point-in-time snapshot: the read transaction is renewed
  * every few thousand items, so writes committed meanwhile may or may not be seen (each
  * item is seen whole). fn must not call into the store. */
-cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags,
-                           shard_store_iter_fn fn, void *ctx);
+cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags, shard_store_iter_fn fn,
+                           void *ctx);
 
 /* Number of live items. */
 cr_err shard_store_count(shard_store *st, uint64_t *live);
@@ -236,16 +242,16 @@ cr_err shard_store_count(shard_store *st, uint64_t *live);
 cr_err shard_store_next_id(shard_store *st, int64_t *next_id);
 
 typedef struct shard_store_stats {
-    uint64_t live;          /* live items */
-    uint64_t dead;          /* dead internal ids (their vector slots are not reclaimed) */
+    uint64_t live; /* live items */
+    uint64_t dead; /* dead internal ids (their vector slots are not reclaimed) */
     int64_t next_id;
-    uint32_t block_items;   /* vectors per `vectors` value */
+    uint32_t block_items; /* vectors per `vectors` value */
     size_t page_size;
-    size_t map_size;        /* current LMDB map size */
-    uint64_t file_bytes;    /* size of data.mdb on disk */
-    uint64_t used_bytes;    /* (last used page + 1) * page size */
-    uint64_t vector_bytes;  /* pages held by the `vectors` DB * page size */
-    uint64_t record_bytes;  /* pages held by `items`, `ext2int` and `meta` * page size */
+    size_t map_size;       /* current LMDB map size */
+    uint64_t file_bytes;   /* size of data.mdb on disk */
+    uint64_t used_bytes;   /* (last used page + 1) * page size */
+    uint64_t vector_bytes; /* pages held by the `vectors` DB * page size */
+    uint64_t record_bytes; /* pages held by `items`, `ext2int` and `meta` * page size */
 } shard_store_stats;
 
 /* Fills *out in one read transaction. */
@@ -253,7 +259,6 @@ cr_err shard_store_stats_get(shard_store *st, shard_store_stats *out);
 
 /* Reads a caller meta key. CR_OK: *len = value length, value copied when cap >= *len
  * (value may be NULL to ask the length), else CR_ERR_INVALID. CR_NOTFOUND when unset. */
-cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_t cap,
-                            size_t *len);
+cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_t cap, size_t *len);
 
 #endif

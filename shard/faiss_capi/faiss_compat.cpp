@@ -534,6 +534,30 @@ FaissIndexIDMap *faiss_IndexIDMap_cast(FaissIndex *index)
     return reinterpret_cast<FaissIndexIDMap *>(dynamic_cast<faiss::IndexIDMap *>(IX(index)));
 }
 
+int faiss_IndexIDMap_new(FaissIndexIDMap **p_index, FaissIndex *index)
+{
+    return guarded([&] {
+        *p_index = reinterpret_cast<FaissIndexIDMap *>(new faiss::IndexIDMap(IX(index)));
+    });
+}
+
+int faiss_IndexIDMap_own_fields(const FaissIndexIDMap *index)
+{
+    return reinterpret_cast<const faiss::IndexIDMap *>(index)->own_fields ? 1 : 0;
+}
+
+void faiss_IndexIDMap_set_own_fields(FaissIndexIDMap *index, int own)
+{
+    reinterpret_cast<faiss::IndexIDMap *>(index)->own_fields = own != 0;
+}
+
+void faiss_IndexIDMap_id_map(FaissIndexIDMap *index, idx_t **p_id_map, size_t *p_size)
+{
+    auto *m = reinterpret_cast<faiss::IndexIDMap *>(index);
+    *p_id_map = m->id_map.data();
+    *p_size = m->id_map.size();
+}
+
 FaissIndex *faiss_IndexIDMap_sub_index(FaissIndexIDMap *index)
 {
     return reinterpret_cast<FaissIndex *>(reinterpret_cast<faiss::IndexIDMap *>(index)->index);

@@ -3,6 +3,7 @@
  * random-weight model with ViT-B/32 shapes (timing and load memory printed). */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,8 +165,12 @@ static void check_parity(const char *label, const char *path, const expected *e)
                 tail[k] = 1000 + k;
             break;
         }
+    float *alone = calloc((size_t)E, sizeof *alone);
+    CR_CHECK(enc_clip_encode_tokens(m, e->caption_tokens, 1, alone) == CR_OK);
     CR_CHECK(enc_clip_encode_tokens(m, tail, 1, one) == CR_OK);
-    CR_CHECK(memcmp(one, cap, (size_t)E * sizeof *one) == 0);
+    CR_CHECK(memcmp(one, alone, (size_t)E * sizeof *one) == 0);
+    CR_CHECK(rel_err(alone, cap, 1, E) < 1e-5);
+    free(alone);
     /* ids outside the vocabulary */
     tail[3] = 49408;
     CR_CHECK(enc_clip_encode_tokens(m, tail, 1, one) == CR_ERR_INVALID);
@@ -580,6 +585,93 @@ static void test_vit_b32(const char *tmpdir)
     enc_clip_close(&m);
 }
 
+/* Two threads encoding on one handle at once get the single-threaded answers. */
+typedef struct job {
+    const enc_clip *m;
+    const expected *e;
+    float out[6 * 64];
+    float cap[15 * 64];
+    cr_err rc;
+} job;
+
+static void *job_run(void *arg)
+{
+    job *j = arg;
+    j->rc = CR_OK;
+    for (int r = 0; r < 5 && !j->rc; r++) {
+        j->rc = enc_clip_encode_images(j->m, j->e->pixels, j->e->n_img, j->out);
+        if (!j->rc)
+            j->rc = enc_clip_encode_tokens(j->m, j->e->caption_tokens, j->e->n_cap, j->cap);
+    }
+    return NULL;
+}
+
+static void test_concurrent(const char *path, const expected *e)
+{
+    enc_clip *m = NULL;
+    CR_CHECK(enc_clip_open(&m, path, NULL) == CR_OK);
+    if (!m)
+        return;
+    job *jobs = calloc(2, sizeof *jobs);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        jobs[i].m = m;
+        jobs[i].e = e;
+        CR_CHECK(pthread_create(&th[i], NULL, job_run, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CR_CHECK(jobs[i].rc == CR_OK);
+        CR_CHECK(rel_err(jobs[i].out, e->image_embeds, 6, 64) <= TOL);
+        CR_CHECK(rel_err(jobs[i].cap, e->caption_embeds, 15, 64) <= TOL);
+    }
+    free(jobs);
+    enc_clip_close(&m);
+}
+
+/* Other geometries: patch 14 (ViT-L/14-like), head_dim 64 with 3 heads, exact GELU. */
+static void test_geometry(const char *tmpdir)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/l14-like.safetensors", tmpdir);
+    write_random_clip(path, 192, 2, 14, 42, 192, 1, 32, 1000, 16);
+    enc_clip_params p = enc_clip_default_params();
+    p.activation = ENC_CLIP_ACT_GELU;
+    enc_clip *m = NULL;
+    CR_CHECK_MSG(enc_clip_open(&m, path, &p) == CR_OK, "%s", cr_error_message());
+    unlink(path);
+    if (!m)
+        return;
+    CR_CHECK(enc_clip_image_size(m) == 42 && enc_clip_patch_size(m) == 14);
+    CR_CHECK(enc_clip_vision_heads(m) == 3 && enc_clip_text_heads(m) == 3);
+    CR_CHECK(enc_clip_context_length(m) == 16 && enc_clip_vocab_size(m) == 1000);
+    CR_CHECK(enc_clip_activation(m) == ENC_CLIP_ACT_GELU);
+    float pix[3 * 42 * 42 * 2], out[2 * 32], one[32];
+    for (size_t i = 0; i < sizeof pix / sizeof pix[0]; i++)
+        pix[i] = (float)((rng_next() >> 40) * (1.0 / 16777216.0)) - 0.5f;
+    CR_CHECK(enc_clip_encode_images(m, pix, 2, out) == CR_OK);
+    CR_CHECK(enc_clip_encode_images(m, pix + 3 * 42 * 42, 1, one) == CR_OK);
+    CR_CHECK(rel_err(one, out + 32, 1, 32) < 1e-5);
+    int32_t tok[2 * 16] = {5, 999, 0};
+    tok[16] = 998; /* second row: EOT at position 0 */
+    CR_CHECK(enc_clip_encode_tokens(m, tok, 2, out) == CR_OK);
+    int finite = 1;
+    for (int i = 0; i < 64; i++)
+        finite &= isfinite(out[i]) != 0;
+    CR_CHECK(finite);
+    /* heads given by params */
+    p.vision_heads = 4;
+    p.text_heads = 6;
+    enc_clip_close(&m);
+    write_random_clip(path, 192, 1, 14, 28, 192, 1, 32, 1000, 16);
+    CR_CHECK(enc_clip_open(&m, path, &p) == CR_OK);
+    CR_CHECK(m && enc_clip_vision_heads(m) == 4 && enc_clip_text_heads(m) == 6);
+    enc_clip_close(&m);
+    p.vision_heads = 5; /* does not divide 192 */
+    CR_CHECK(enc_clip_open(&m, path, &p) == CR_ERR_MODEL && m == NULL);
+    unlink(path);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
@@ -615,6 +707,9 @@ int main(void)
     unlink(link2);
     rmdir(dir);
 
+    snprintf(path, sizeof path, "%s/clip-openai-names.safetensors", fixture_dir);
+    test_concurrent(path, &e);
+    test_geometry(tmpdir);
     test_errors(tmpdir);
     expected_free(&e);
     rmdir(tmpdir);

@@ -6,6 +6,7 @@
  * stb_image_write, WebP from libwebp's encoder) cover the decoder modes. */
 #include "encoder/image.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -619,6 +620,57 @@ static void test_pad_modes(void)
     }
 }
 
+/* Two threads decoding and preprocessing the same bytes concurrently agree with a
+ * single-threaded run (no global state; stb's failure reason is thread-local). */
+typedef struct thr_arg {
+    const uint8_t *b;
+    size_t n;
+    float out[3 * 24 * 24];
+    int ok;
+} thr_arg;
+
+static void *thr_run(void *p)
+{
+    thr_arg *a = p;
+    a->ok = 1;
+    for (int k = 0; k < 50; k++) {
+        enc_image *img = NULL;
+        if (enc_image_decode(a->b, a->n, 0, &img) != CR_OK ||
+            enc_image_preprocess(img, ENC_PREPROCESS_TARGETPAD, 24, a->out) != CR_OK)
+            a->ok = 0;
+        enc_image_free(&img);
+        if (enc_image_decode(a->b, a->n / 2, 0, &img) == CR_OK)
+            enc_image_free(&img);
+    }
+    return NULL;
+}
+
+static void test_threads(const char *shared)
+{
+    char path[1024];
+    size_t n = 0;
+    uint8_t *b;
+    static thr_arg a[3];
+    pthread_t t[2];
+    snprintf(path, sizeof path, "%s/fixtures/clip-tiny/images/img3_80x64_rgba.png", shared);
+    b = read_all(path, &n);
+    CR_CHECK(b != NULL);
+    if (!b)
+        return;
+    for (int i = 0; i < 3; i++)
+        a[i].b = b, a[i].n = n;
+    thr_run(&a[2]);
+    for (int i = 0; i < 2; i++)
+        CR_CHECK(pthread_create(&t[i], NULL, thr_run, &a[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++)
+        CR_CHECK(a[i].ok);
+    CR_CHECK(memcmp(a[0].out, a[2].out, sizeof a[0].out) == 0);
+    CR_CHECK(memcmp(a[1].out, a[2].out, sizeof a[1].out) == 0);
+    free(b);
+}
+
 int main(void)
 {
     const char *shared;
@@ -629,5 +681,6 @@ int main(void)
     test_pad_modes();
     shared = cr_test_shared_dir();
     test_fixtures(shared);
+    test_threads(shared);
     return CR_TEST_END();
 }

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,8 @@ static void test_create_open(void)
     e.factory = "HNSW32";
     rc = shard_store_open(&st, dir, &e, NULL);
     CR_CHECK(rc == CR_ERR_INVALID && st == NULL);
-    CR_CHECK_MSG(strstr(cr_error_message(), "\"IVF16,Flat\", expected \"HNSW32\"") != NULL,
-                 "%s", cr_error_message());
+    CR_CHECK_MSG(strstr(cr_error_message(), "\"IVF16,Flat\", expected \"HNSW32\"") != NULL, "%s",
+                 cr_error_message());
 
     e.dim = 0;
     e.metric = SHARD_STORE_METRIC_ANY;
@@ -319,10 +320,10 @@ static void test_invalid(void)
 
     ops[0] = upsert_op("", 1, v, DIM, NULL);
     ops[1] = upsert_op(long_id, 1, v, DIM, NULL);
-    ops[2] = upsert_op("ok", 1, v, DIM - 1, NULL); /* wrong vector length */
+    ops[2] = upsert_op("ok", 1, v, DIM - 1, NULL);  /* wrong vector length */
     ops[3] = upsert_op("bad\xff", 1, v, DIM, NULL); /* not UTF-8 */
     ops[4] = upsert_op("nullvec", 1, NULL, DIM, NULL);
-    long_id[SHARD_STORE_EXT_ID_MAX] = '\0';        /* 256 bytes: fine */
+    long_id[SHARD_STORE_EXT_ID_MAX] = '\0'; /* 256 bytes: fine */
     ops[5] = upsert_op(long_id, 1, v, DIM, NULL);
     ops[6] = upsert_op("ok", 1, v, DIM, NULL);
     ops[1].ext_len = SHARD_STORE_EXT_ID_MAX + 1;
@@ -518,7 +519,7 @@ static void test_iterate_vectors_reopen(void)
 typedef struct reader_arg {
     shard_store *st;
     int dim;
-    volatile int *stop;
+    atomic_int *stop;
     long reads;
     long bad;
 } reader_arg;
@@ -529,7 +530,7 @@ static void *reader_main(void *p)
     float *out = malloc(sizeof(float) * (size_t)a->dim * 8);
     float *want = malloc(sizeof(float) * (size_t)a->dim);
     uint64_t rnd = 12345;
-    while (out && want && !*a->stop) {
+    while (out && want && !atomic_load(a->stop)) {
         int64_t next = 0, ids[8];
         if (shard_store_next_id(a->st, &next) != CR_OK) {
             a->bad++;
@@ -566,7 +567,7 @@ static void test_map_growth(void)
     shard_store_result r[BATCH];
     char names[BATCH][24];
     float *vecs = malloc(sizeof(float) * GDIM * BATCH);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pthread_t th[READERS];
     reader_arg ra[READERS];
     int ok = 1;
@@ -593,7 +594,7 @@ static void test_map_growth(void)
         CR_CHECK_MSG(rc == CR_OK, "batch %d: %s", b, cr_error_message());
         ok = rc == CR_OK && r[BATCH - 1].new_id == (int64_t)(b * BATCH + BATCH - 1);
     }
-    stop = 1;
+    atomic_store(&stop, 1);
     for (int t = 0; t < READERS; t++) {
         pthread_join(th[t], NULL);
         CR_CHECK_MSG(ra[t].bad == 0, "reader %d: %ld bad of %ld", t, ra[t].bad, ra[t].reads);
@@ -609,14 +610,15 @@ static void test_map_growth(void)
         float *bv = malloc(sizeof(float) * GDIM * BIG);
         shard_store_op *bo = malloc(sizeof *bo * BIG);
         shard_store_result *br = malloc(sizeof *br * BIG);
-        char (*bn)[24] = malloc(sizeof *bn * BIG);
+        char(*bn)[24] = malloc(sizeof *bn * BIG);
         if (bv && bo && br && bn) {
             for (int j = 0; j < BIG; j++) {
                 snprintf(bn[j], sizeof bn[j], "big-%d", j);
                 fill_vec(bv + (size_t)j * GDIM, GDIM, (uint64_t)(N + j));
                 bo[j] = upsert_op(bn[j], 1, bv + (size_t)j * GDIM, GDIM, NULL);
             }
-            CR_CHECK(shard_store_write(st, bo, BIG, br) == CR_OK && br[BIG - 1].new_id == N + BIG - 1);
+            CR_CHECK(shard_store_write(st, bo, BIG, br) == CR_OK &&
+                     br[BIG - 1].new_id == N + BIG - 1);
         }
         free(bv);
         free(bo);
@@ -751,8 +753,8 @@ static void test_crash(void)
         CR_CHECK(batch_state(st, max_acked + 3) == 0);
         CR_CHECK(shard_store_count(st, &live) == CR_OK);
         CR_CHECK(live == (uint64_t)(max_acked + 1 + (s == 1)) * CRASH_BATCH);
-        printf("crash: %u batches acked before SIGKILL, all present; in-flight batch %s\n",
-               acked, s == 1 ? "committed" : "absent");
+        printf("crash: %u batches acked before SIGKILL, all present; in-flight batch %s\n", acked,
+               s == 1 ? "committed" : "absent");
     }
     shard_store_close(&st);
 }
@@ -806,8 +808,8 @@ static void measure(int n_items, int batch, const char *name)
     printf("  vectors DB   %8.1f B/item  (%.3f x %d raw)\n", s.vector_bytes / n,
            s.vector_bytes / n / (MDIM * 4.0), MDIM * 4);
     printf("  records      %8.1f B/item  (items + ext2int + meta)\n", s.record_bytes / n);
-    printf("  data.mdb     %8.1f B/item  (%.3f x raw; used pages %.1f B/item)\n",
-           s.file_bytes / n, s.file_bytes / n / (MDIM * 4.0), s.used_bytes / n);
+    printf("  data.mdb     %8.1f B/item  (%.3f x raw; used pages %.1f B/item)\n", s.file_bytes / n,
+           s.file_bytes / n / (MDIM * 4.0), s.used_bytes / n);
     printf("  write        %.0f items/s in synced batches of %d\n", n / secs, batch);
     CR_CHECK(s.vector_bytes / n <= 1.15 * MDIM * 4);
     CR_CHECK(s.file_bytes / n <= 1.15 * MDIM * 4 + 400);
@@ -828,8 +830,8 @@ int main(int argc, char **argv)
         measure_n = (int)x;
         batch = (int)y;
         only_measure = 1;
-        if (!end || *end || x < 1 || x > 100000000 || (argc == 4 && (!end2 || *end2)) ||
-            y < 1 || y > MEASURE_BATCH_MAX) {
+        if (!end || *end || x < 1 || x > 100000000 || (argc == 4 && (!end2 || *end2)) || y < 1 ||
+            y > MEASURE_BATCH_MAX) {
             fprintf(stderr, "usage: %s [--measure N [BATCH]]\n", argv[0]);
             return 2;
         }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CTX ENC_TOKENIZER_CONTEXT
 
@@ -225,7 +226,7 @@ static void test_truncation(const enc_tokenizer *tok)
     CR_CHECK(enc_tokenizer_tokenize(tok, "", NULL, 0, &n_total) == CR_OK && n_total == 0);
 
     /* one very long word stays fast and exact at its start */
-    size_t big = 1 << 20;
+    size_t big = 1 << 18;
     char *w = malloc(big + 1);
     for (size_t i = 0; i < big; i++)
         w[i] = (char)('a' + (i * 7 + i / 13) % 26);
@@ -235,7 +236,7 @@ static void test_truncation(const enc_tokenizer *tok)
     CR_CHECK(enc_tokenizer_encode(tok, w, out, &n_used, &trunc) == CR_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     CR_CHECK(n_used == 77 && trunc == 1 && out[76] == 49407);
-    printf("1 MiB single word: %.3f s\n",
+    printf("256 KiB single word: %.3f s\n",
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     free(w);
 }
@@ -377,6 +378,81 @@ static void test_open_paths(const char *shared)
     }
 }
 
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 0;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* A tiny Hugging Face vocabulary whose merges are not in rank order ("bc b" ranks before the
+ * "b c" that makes "bc"): the tokenizer must then follow CLIP's loop literally, merging every
+ * "b c" before any "bc b". Also malformed merges files. */
+static void test_small_vocab(void)
+{
+    char dir[] = "/tmp/cirrus-tok-XXXXXX", vpath[256], mpath[256];
+    enc_tokenizer *tok = NULL;
+    json_t *v = json_object();
+    int k = 0;
+
+    CR_CHECK(mkdtemp(dir) != NULL);
+    snprintf(vpath, sizeof(vpath), "%s/vocab.json", dir);
+    snprintf(mpath, sizeof(mpath), "%s/merges.txt", dir);
+    for (int pass = 0; pass < 2; pass++) {
+        k = 0;
+        for (int b = 0; b < 256; b++) { /* GPT-2 byte symbols; ids need not be CLIP's here */
+            int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+            int cp = printable ? b : 0x100 + k % 256;
+            char key[16];
+            if (!printable)
+                k++;
+            if (cp < 0x80)
+                snprintf(key, sizeof(key), "%c%s", cp, pass ? "</w>" : "");
+            else
+                snprintf(key, sizeof(key), "%c%c%s", 0xC0 | (cp >> 6), 0x80 | (cp & 0x3F),
+                         pass ? "</w>" : "");
+            json_object_set_new(v, key, json_integer(pass * 256 + b));
+        }
+    }
+    json_object_set_new(v, "bc", json_integer(512));
+    json_object_set_new(v, "bcb", json_integer(513));
+    json_object_set_new(v, "<|startoftext|>", json_integer(514));
+    json_object_set_new(v, "<|endoftext|>", json_integer(515));
+    CR_CHECK(json_dump_file(v, vpath, 0) == 0);
+    json_decref(v);
+
+    CR_CHECK(write_text(mpath, "#version: 0.2\nbc b\nb c\n"));
+    cr_err rc = enc_tokenizer_open(&tok, vpath);
+    CR_CHECK_MSG(rc == CR_OK, "small vocab: %s", cr_error_message());
+    if (tok) {
+        int32_t out[CTX];
+        int n_used = 0;
+        /* "bcbcx": every "b c" first → bc bc x</w>; no "bc bc" merge */
+        CR_CHECK(enc_tokenizer_encode(tok, "bcbcx", out, &n_used, NULL) == CR_OK);
+        CR_CHECK_MSG(n_used == 5 && out[0] == 514 && out[1] == 512 && out[2] == 512 &&
+                     out[3] == 256 + 'x' && out[4] == 515, "got %d: %d %d %d %d", n_used,
+                     out[1], out[2], out[3], out[4]);
+        /* "bcbx": b c b x</w> → bc b x</w> → bcb x</w> */
+        CR_CHECK(enc_tokenizer_encode(tok, "bcbx", out, &n_used, NULL) == CR_OK);
+        CR_CHECK(n_used == 4 && out[1] == 513 && out[2] == 256 + 'x');
+        enc_tokenizer_close(&tok);
+    }
+
+    CR_CHECK(write_text(mpath, "#version: 0.2\nb c\nbc zz\n"));
+    CR_CHECK(enc_tokenizer_open(&tok, vpath) == CR_ERR_MODEL && !tok);
+    CR_CHECK(write_text(mpath, "#version: 0.2\nb c d\n"));
+    CR_CHECK(enc_tokenizer_open(&tok, vpath) == CR_ERR_MODEL && !tok);
+    CR_CHECK(write_text(vpath, "{\"a\": \"x\"}"));
+    CR_CHECK(enc_tokenizer_open(&tok, vpath) == CR_ERR_MODEL && !tok);
+    CR_CHECK(write_text(vpath, "[1, 2"));
+    CR_CHECK(enc_tokenizer_open(&tok, vpath) == CR_ERR_MODEL && !tok);
+    remove(vpath);
+    remove(mpath);
+    rmdir(dir);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
@@ -405,5 +481,6 @@ int main(void)
     enc_tokenizer_close(&gz);
     enc_tokenizer_close(&hf);
     test_open_paths(shared);
+    test_small_vocab();
     return CR_TEST_END();
 }

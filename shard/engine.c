@@ -1,0 +1,769 @@
+#include "shard/engine.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/clock.h"
+#include "common/hlc.h"
+#include "common/log.h"
+#include "common/validate.h"
+#include "shard/attrs.h"
+#include "shard/store.h"
+
+#define REPLAY_BATCH 4096
+#define SNAPSHOT_META_KEY "snapshot"
+
+struct shard_engine {
+    shard_store *store;
+    shard_index *index;
+    shard_attrs *attrs;
+    shard_engine_opts o;
+    int dim;
+    shard_index_metric metric;
+    char factory[SHARD_INDEX_FACTORY_MAX];
+    char snap_path[PATH_MAX];
+    cr_hlc hlc;
+    _Atomic uint64_t dirty;
+    _Atomic int64_t last_snapshot_ms;
+    _Atomic int64_t snapshot_hw;
+    uint64_t start_ms;
+};
+
+shard_engine_opts shard_engine_default_opts(void)
+{
+    shard_engine_opts o;
+    memset(&o, 0, sizeof o);
+    o.metric = SHARD_INDEX_METRIC_IP;
+    o.exact_fraction = 0.02;
+    o.exact_max = 20000;
+    return o;
+}
+
+/* ---- vectors ---------------------------------------------------------------------------- */
+
+static float l2_norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return (float)sqrt(s);
+}
+
+/* For METRIC_IP the index sees unit vectors; zero vectors cannot be ranked by cosine. */
+static void normalize_rows(float *x, size_t rows, size_t dim)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *v = x + r * dim, n = l2_norm(v, dim);
+        if (n > 0)
+            for (size_t i = 0; i < dim; i++)
+                v[i] /= n;
+    }
+}
+
+static cr_err fetch_vectors(void *ctx, const int64_t *ids, size_t n, float *out)
+{
+    shard_engine *e = ctx;
+    cr_err rc = shard_store_get_vectors(e->store, ids, n, out, NULL);
+    if (rc < 0)
+        return rc;
+    if (e->metric == SHARD_INDEX_METRIC_IP)
+        normalize_rows(out, n, (size_t)e->dim);
+    return CR_OK;
+}
+
+/* ---- attribute blobs: a packed Item holding only the attributes ----------------------- */
+
+static cr_err attrs_encode(const Cirrus__V1__Item *src, uint8_t **blob, size_t *len)
+{
+    Cirrus__V1__Item only = CIRRUS__V1__ITEM__INIT;
+    only.attributes = src->attributes;
+    only.n_attributes = src->n_attributes;
+    *len = cirrus__v1__item__get_packed_size(&only);
+    *blob = malloc(*len ? *len : 1);
+    if (!*blob)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    cirrus__v1__item__pack(&only, *blob);
+    return CR_OK;
+}
+
+static Cirrus__V1__Item *attrs_decode(const void *blob, size_t len)
+{
+    return cirrus__v1__item__unpack(NULL, len, blob);
+}
+
+static cr_err attrs_index_blob(shard_engine *e, int64_t id, const void *blob, size_t len)
+{
+    Cirrus__V1__Item *it;
+    cr_err rc;
+    if (len == 0)
+        return shard_attrs_set(e->attrs, (uint64_t)id, NULL, 0);
+    it = attrs_decode(blob, len);
+    if (!it)
+        return cr_error_set(CR_ERR_STORE, "item %lld: corrupt attributes", (long long)id);
+    rc = shard_attrs_set(e->attrs, (uint64_t)id, (const Cirrus__V1__Attribute *const *)it->attributes,
+                         it->n_attributes);
+    cirrus__v1__item__free_unpacked(it, NULL);
+    return rc;
+}
+
+/* ---- open and replay -------------------------------------------------------------------- */
+
+typedef struct replay_ctx {
+    shard_engine *e;
+    int64_t high_water;
+    int64_t add_ids[REPLAY_BATCH];
+    float *add_vecs;
+    size_t n_add;
+    int64_t del_ids[REPLAY_BATCH];
+    size_t n_del;
+    uint64_t max_version;
+    uint64_t live, added;
+} replay_ctx;
+
+static cr_err replay_flush(replay_ctx *r)
+{
+    cr_err rc = CR_OK;
+    if (r->n_add) {
+        if (r->e->metric == SHARD_INDEX_METRIC_IP)
+            normalize_rows(r->add_vecs, r->n_add, (size_t)r->e->dim);
+        rc = shard_index_add(r->e->index, (int64_t)r->n_add, r->add_ids, r->add_vecs);
+        r->added += r->n_add;
+        r->n_add = 0;
+    }
+    if (!rc && r->n_del) {
+        rc = shard_index_remove(r->e->index, (int64_t)r->n_del, r->del_ids, NULL);
+        r->n_del = 0;
+    }
+    return rc;
+}
+
+static cr_err replay_item(const shard_store_view *v, void *ctx)
+{
+    replay_ctx *r = ctx;
+    cr_err rc = CR_OK;
+    if (v->version > r->max_version)
+        r->max_version = v->version;
+    if (v->deleted) {
+        /* Died after the snapshot was taken: the snapshot still holds it. */
+        if (v->id < r->high_water)
+            r->del_ids[r->n_del++] = v->id;
+    } else {
+        r->live++;
+        rc = attrs_index_blob(r->e, v->id, v->attrs, v->attrs_len);
+        if (!rc && v->id >= r->high_water) {
+            memcpy(r->add_vecs + r->n_add * (size_t)r->e->dim, v->vector,
+                   (size_t)r->e->dim * sizeof(float));
+            r->add_ids[r->n_add++] = v->id;
+        }
+    }
+    if (!rc && (r->n_add == REPLAY_BATCH || r->n_del == REPLAY_BATCH))
+        rc = replay_flush(r);
+    return rc;
+}
+
+static cr_err index_open(shard_engine *e, int64_t *high_water)
+{
+    shard_index_opts io = shard_index_default_opts();
+    cr_err rc;
+    io.dim = e->dim;
+    io.metric = e->metric;
+    io.factory = e->factory;
+    io.train_size = e->o.train_size;
+    io.template_path = e->o.template_path;
+    rc = shard_index_load(&e->index, e->snap_path, &io, high_water);
+    if (rc == CR_OK)
+        return CR_OK;
+    if (rc != CR_NOTFOUND)
+        CR_WARN("shard", "ignoring index snapshot %s (%s): rebuilding from the store",
+                e->snap_path, cr_error_message());
+    *high_water = 0;
+    return shard_index_create(&e->index, &io);
+}
+
+static cr_err store_open(shard_engine *e, const char *dir)
+{
+    shard_store_params expect = {e->o.dim, e->o.metric_set || e->o.create
+                                               ? (shard_store_metric)e->o.metric
+                                               : SHARD_STORE_METRIC_ANY,
+                                 e->o.factory};
+    shard_store_options so = shard_store_default_options();
+    cr_err rc;
+    so.map_size = e->o.map_size;
+    rc = shard_store_open(&e->store, dir, &expect, &so);
+    if (rc == CR_NOTFOUND && e->o.create) {
+        if (e->o.dim <= 0 || !e->o.factory)
+            return cr_error_set(CR_ERR_INVALID, "creating a shard needs --dim and --index");
+        rc = shard_store_create(&e->store, dir, &expect, &so);
+    } else if (rc == CR_NOTFOUND) {
+        return cr_error_set(CR_ERR_INVALID, "%s holds no shard (create one with --create)", dir);
+    }
+    return rc;
+}
+
+cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine_opts *o)
+{
+    shard_engine *e = calloc(1, sizeof *e);
+    replay_ctx *r = NULL;
+    const shard_store_params *p;
+    uint64_t t0 = cr_clock_mono_ms();
+    int64_t hw = 0;
+    cr_err rc;
+
+    if (!e)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    e->o = *o;
+    e->start_ms = t0;
+    cr_hlc_init(&e->hlc);
+    rc = store_open(e, dir);
+    if (rc)
+        goto out;
+    p = shard_store_params_get(e->store);
+    e->dim = p->dim;
+    e->metric = (shard_index_metric)p->metric;
+    snprintf(e->factory, sizeof e->factory, "%s", p->factory);
+    snprintf(e->snap_path, sizeof e->snap_path, "%s/index.snap", dir);
+    rc = shard_attrs_new(&e->attrs);
+    if (!rc)
+        rc = index_open(e, &hw);
+    if (rc)
+        goto out;
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->add_vecs = malloc((size_t)REPLAY_BATCH * (size_t)e->dim * sizeof(float)))) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    r->e = e;
+    r->high_water = hw;
+    rc = shard_store_iterate(e->store, 0, SHARD_STORE_ITER_DEAD, replay_item, r);
+    if (!rc)
+        rc = replay_flush(r);
+    if (rc)
+        goto out;
+    cr_hlc_observe(&e->hlc, r->max_version);
+    atomic_store(&e->snapshot_hw, hw);
+    atomic_store(&e->dirty, r->added);
+    {
+        int64_t info[2];
+        size_t len = 0;
+        if (hw > 0 &&
+            shard_store_meta_get(e->store, SNAPSHOT_META_KEY, info, sizeof info, &len) == CR_OK &&
+            len == sizeof info)
+            atomic_store(&e->last_snapshot_ms, info[0]);
+    }
+    CR_INFO("shard", "opened %s: %llu items, dim %d, %s, %s; snapshot at id %lld, replayed %llu, "
+                     "ready in %llu ms",
+            dir, (unsigned long long)r->live, e->dim, shard_index_metric_name(e->metric),
+            e->factory, (long long)hw, (unsigned long long)r->added,
+            (unsigned long long)(cr_clock_mono_ms() - t0));
+    *out = e;
+    e = NULL;
+out:
+    if (r)
+        free(r->add_vecs);
+    free(r);
+    shard_engine_close(&e);
+    return rc;
+}
+
+void shard_engine_close(shard_engine **pp)
+{
+    shard_engine *e = pp ? *pp : NULL;
+    if (!e)
+        return;
+    shard_index_close(&e->index);
+    shard_attrs_free(&e->attrs);
+    shard_store_close(&e->store);
+    free(e);
+    *pp = NULL;
+}
+
+int shard_engine_dim(const shard_engine *e)
+{
+    return e->dim;
+}
+
+shard_index_metric shard_engine_metric(const shard_engine *e)
+{
+    return e->metric;
+}
+
+uint64_t shard_engine_dirty(const shard_engine *e)
+{
+    return atomic_load(&e->dirty);
+}
+
+/* ---- writes ----------------------------------------------------------------------------- */
+
+static cr_err validate_op(shard_engine *e, const shard_engine_write_op *op)
+{
+    const Cirrus__V1__Item *it = op->item;
+    cr_err rc;
+    if (!it)
+        return cr_error_set(CR_ERR_INVALID, "missing item");
+    rc = cr_validate_id(it->id);
+    if (rc || op->is_delete)
+        return rc;
+    rc = cr_validate_vector(it->vector, (uint32_t)e->dim, it->id);
+    if (rc)
+        return rc;
+    if (e->metric == SHARD_INDEX_METRIC_IP && l2_norm(it->vector->values, (size_t)e->dim) == 0)
+        return cr_error_set(CR_ERR_INVALID, "%s: zero vector cannot be ranked by cosine",
+                            it->id);
+    for (size_t i = 0; i < it->n_attributes; i++) {
+        rc = cr_validate_attribute(it->attributes[i]);
+        if (rc)
+            return cr_error_wrap(rc, "%s", it->id);
+    }
+    return CR_OK;
+}
+
+/* After the commit: new ids join the index and the attribute index, killed ids leave. */
+static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
+                               const shard_store_result *sres, size_t n)
+{
+    int64_t *add_ids = malloc((n ? n : 1) * sizeof *add_ids);
+    int64_t *del_ids = malloc((n ? n : 1) * sizeof *del_ids);
+    float *vecs = malloc((n ? n : 1) * (size_t)e->dim * sizeof *vecs);
+    size_t n_add = 0, n_del = 0;
+    cr_err rc = CR_OK;
+
+    if (!add_ids || !del_ids || !vecs) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (sres[i].new_id >= 0) {
+            memcpy(vecs + n_add * (size_t)e->dim, sops[i].vector, (size_t)e->dim * sizeof *vecs);
+            add_ids[n_add++] = sres[i].new_id;
+            if (attrs_index_blob(e, sres[i].new_id, sops[i].attrs, sops[i].attrs_len))
+                CR_WARN("shard", "attributes of %.*s: %s", (int)sops[i].ext_len, sops[i].ext_id,
+                        cr_error_message());
+        }
+        if (sres[i].old_id >= 0)
+            del_ids[n_del++] = sres[i].old_id;
+    }
+    if (e->metric == SHARD_INDEX_METRIC_IP)
+        normalize_rows(vecs, n_add, (size_t)e->dim);
+    /* Adds first: an id added and killed in the same batch must be added to be removed. */
+    if (n_add)
+        rc = shard_index_add(e->index, (int64_t)n_add, add_ids, vecs);
+    if (!rc && n_del)
+        rc = shard_index_remove(e->index, (int64_t)n_del, del_ids, NULL);
+    for (size_t i = 0; i < n_del; i++)
+        shard_attrs_remove(e->attrs, (uint64_t)del_ids[i]);
+    atomic_fetch_add(&e->dirty, n_add + n_del);
+out:
+    free(add_ids);
+    free(del_ids);
+    free(vecs);
+    return rc;
+}
+
+cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, size_t n,
+                          shard_engine_write_result *results)
+{
+    shard_store_op *sops = calloc(n ? n : 1, sizeof *sops);
+    shard_store_result *sres = calloc(n ? n : 1, sizeof *sres);
+    size_t *where = calloc(n ? n : 1, sizeof *where);
+    uint8_t **blobs = calloc(n ? n : 1, sizeof *blobs);
+    size_t m = 0;
+    cr_err rc = CR_OK;
+
+    if (!sops || !sres || !where || !blobs) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Cirrus__V1__Item *it = ops[i].item;
+        shard_store_op *s = &sops[m];
+        results[i].message[0] = '\0';
+        results[i].version = 0;
+        results[i].status = validate_op(e, &ops[i]);
+        if (results[i].status) {
+            snprintf(results[i].message, sizeof results[i].message, "%s", cr_error_message());
+            continue;
+        }
+        s->kind = ops[i].is_delete ? SHARD_STORE_DELETE : SHARD_STORE_UPSERT;
+        s->ext_id = it->id;
+        s->ext_len = strlen(it->id);
+        if (it->version)
+            cr_hlc_observe(&e->hlc, it->version);
+        s->version = it->version ? it->version : cr_hlc_next(&e->hlc);
+        results[i].version = s->version;
+        if (!ops[i].is_delete) {
+            s->vector = it->vector->values;
+            s->dim = (size_t)e->dim;
+            rc = attrs_encode(it, &blobs[m], &s->attrs_len);
+            if (rc)
+                goto out;
+            s->attrs = blobs[m];
+        }
+        where[m++] = i;
+    }
+    rc = shard_store_write(e->store, sops, m, sres);
+    if (rc)
+        goto out;
+    for (size_t j = 0; j < m; j++) {
+        shard_engine_write_result *r = &results[where[j]];
+        r->status = sres[j].status;
+        if (sres[j].status == CR_STALE)
+            snprintf(r->message, sizeof r->message, "a newer version is stored");
+        else if (sres[j].status == CR_NOTFOUND)
+            snprintf(r->message, sizeof r->message, "no such item");
+        else if (sres[j].status < 0)
+            snprintf(r->message, sizeof r->message, "rejected by the store");
+    }
+    /* The commit is durable; index trouble now is logged, not reported as a lost write:
+     * the next restart rebuilds the index from the store. */
+    if (apply_to_indexes(e, sops, sres, m))
+        CR_ERROR("shard", "index update after commit: %s", cr_error_message());
+out:
+    for (size_t j = 0; blobs && j < n; j++)
+        free(blobs[j]);
+    free(blobs);
+    free(where);
+    free(sres);
+    free(sops);
+    return rc;
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
+                                const uint64_t *bits, uint64_t limit, uint64_t matches,
+                                float *dist, int64_t *ids)
+{
+    int64_t *cand = malloc((matches ? matches : 1) * sizeof *cand);
+    float *vecs = malloc((matches ? matches : 1) * (size_t)e->dim * sizeof *vecs);
+    size_t n = 0;
+    cr_err rc;
+    if (!cand || !vecs) {
+        free(cand);
+        free(vecs);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    for (uint64_t w = 0; w < (limit + 63) / 64 && n < matches; w++) {
+        uint64_t word = bits[w];
+        while (word) {
+            cand[n++] = (int64_t)(w * 64 + (uint64_t)__builtin_ctzll(word));
+            word &= word - 1;
+        }
+    }
+    rc = fetch_vectors(e, cand, n, vecs);
+    if (!rc)
+        rc = shard_index_search_candidates(e->index, 1, q, k, (int64_t)n, cand, vecs, dist, ids);
+    free(cand);
+    free(vecs);
+    return rc;
+}
+
+cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
+                           size_t *n_hits)
+{
+    shard_index_search_params p = shard_index_default_search_params();
+    float *query = NULL, *dist = NULL;
+    int64_t *ids = NULL, next_id = 0;
+    uint64_t *bits = NULL, matches = 0, live = 0;
+    cr_err rc;
+
+    *n_hits = 0;
+    rc = cr_validate_k(q->k, CR_MAX_K);
+    if (!rc)
+        rc = q->vector ? cr_validate_finite(q->vector, (size_t)e->dim, "query vector")
+                       : cr_error_set(CR_ERR_INVALID, "query vector missing");
+    if (rc)
+        return rc;
+    query = malloc((size_t)e->dim * sizeof *query);
+    dist = malloc(q->k * sizeof *dist);
+    ids = malloc(q->k * sizeof *ids);
+    if (!query || !dist || !ids) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(query, q->vector, (size_t)e->dim * sizeof *query);
+    if (e->metric == SHARD_INDEX_METRIC_IP) {
+        if (l2_norm(query, (size_t)e->dim) == 0) {
+            rc = cr_error_set(CR_ERR_INVALID, "query vector is zero");
+            goto out;
+        }
+        normalize_rows(query, 1, (size_t)e->dim);
+    }
+    p.nprobe = (int)q->nprobe;
+    p.ef_search = (int)q->ef_search;
+    p.exact = q->exact;
+    p.threads = q->threads > 0 ? q->threads : 1;
+    p.fetch = fetch_vectors;
+    p.fetch_ctx = e;
+    if (q->filter) {
+        rc = shard_store_next_id(e->store, &next_id);
+        if (!rc)
+            rc = shard_attrs_eval(e->attrs, q->filter, (uint64_t)next_id, &bits, &matches);
+        if (rc)
+            goto out;
+        if (matches == 0)
+            goto out;
+        live = shard_attrs_count_live(e->attrs);
+        if (matches <= e->o.exact_max && (double)matches <= e->o.exact_fraction * (double)live) {
+            rc = search_candidates(e, query, q->k, bits, (uint64_t)next_id, matches, dist, ids);
+            goto collect;
+        }
+        p.allow = (const uint8_t *)bits; /* little-endian words read as bytes: same bits */
+        p.allow_bytes = (size_t)((next_id + 63) / 64) * 8;
+    }
+    rc = shard_index_search(e->index, 1, query, q->k, &p, dist, ids);
+collect:
+    if (rc)
+        goto out;
+    for (uint32_t i = 0; i < q->k; i++) {
+        if (ids[i] < 0)
+            continue;
+        hits[*n_hits].id = ids[i];
+        hits[*n_hits].score = dist[i];
+        (*n_hits)++;
+    }
+out:
+    free(bits);
+    free(query);
+    free(dist);
+    free(ids);
+    return rc;
+}
+
+/* Moves the attributes out of a decoded blob into the hit. */
+static cr_err hit_attrs(const void *blob, size_t len, Cirrus__V1__Hit *hit)
+{
+    Cirrus__V1__Item *it = len ? attrs_decode(blob, len) : NULL;
+    if (len && !it)
+        return cr_error_set(CR_ERR_STORE, "corrupt attributes");
+    if (!it)
+        return CR_OK;
+    hit->attributes = it->attributes;
+    hit->n_attributes = it->n_attributes;
+    it->attributes = NULL;
+    it->n_attributes = 0;
+    cirrus__v1__item__free_unpacked(it, NULL);
+    return CR_OK;
+}
+
+static cr_err read_attrs(shard_engine *e, int64_t id, const char *ext_id, shard_store_item *item,
+                         float *vec, uint8_t **blob)
+{
+    uint8_t small[2048];
+    cr_err rc;
+    *blob = NULL;
+    rc = ext_id ? shard_store_get(e->store, ext_id, strlen(ext_id), item, vec, small, sizeof small)
+                : shard_store_get_by_id(e->store, id, item, vec, small, sizeof small);
+    if (rc == CR_ERR_INVALID && item->attrs_len > sizeof small) {
+        *blob = malloc(item->attrs_len);
+        if (!*blob)
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        rc = ext_id ? shard_store_get(e->store, ext_id, strlen(ext_id), item, vec, *blob,
+                                      item->attrs_len)
+                    : shard_store_get_by_id(e->store, id, item, vec, *blob, item->attrs_len);
+        return rc;
+    }
+    if (rc == CR_OK && item->attrs_len) {
+        *blob = malloc(item->attrs_len);
+        if (!*blob)
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        memcpy(*blob, small, item->attrs_len);
+    }
+    return rc;
+}
+
+static Cirrus__V1__Vector *vector_new(const float *x, size_t n)
+{
+    Cirrus__V1__Vector *v = malloc(sizeof *v);
+    if (!v)
+        return NULL;
+    cirrus__v1__vector__init(v);
+    v->values = malloc(n * sizeof(float));
+    if (!v->values) {
+        free(v);
+        return NULL;
+    }
+    memcpy(v->values, x, n * sizeof(float));
+    v->n_values = n;
+    return v;
+}
+
+cr_err shard_engine_hit_fill(shard_engine *e, int64_t id, float score, int with_attrs,
+                             int with_vector, Cirrus__V1__Hit *hit)
+{
+    shard_store_item item;
+    uint8_t *blob = NULL;
+    float *vec = with_vector ? malloc((size_t)e->dim * sizeof *vec) : NULL;
+    cr_err rc;
+
+    cirrus__v1__hit__init(hit);
+    if (with_vector && !vec)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = read_attrs(e, id, NULL, &item, vec, &blob);
+    if (rc)
+        goto out;
+    hit->id = strdup(item.ext_id);
+    hit->score = score;
+    if (!hit->id) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (with_attrs)
+        rc = hit_attrs(blob, item.attrs_len, hit);
+    if (!rc && with_vector && !(hit->vector = vector_new(vec, (size_t)e->dim)))
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+out:
+    if (rc)
+        shard_engine_hit_clear(hit);
+    free(blob);
+    free(vec);
+    return rc;
+}
+
+void shard_engine_hit_clear(Cirrus__V1__Hit *hit)
+{
+    for (size_t i = 0; i < hit->n_attributes; i++)
+        cirrus__v1__attribute__free_unpacked(hit->attributes[i], NULL);
+    free(hit->attributes);
+    if (hit->vector) {
+        free(hit->vector->values);
+        free(hit->vector);
+    }
+    free(hit->id);
+    cirrus__v1__hit__init(hit);
+}
+
+cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
+                        Cirrus__V1__Item **out)
+{
+    shard_store_item item;
+    uint8_t *blob = NULL;
+    float *vec = malloc((size_t)e->dim * sizeof *vec);
+    Cirrus__V1__Item *it = NULL;
+    cr_err rc;
+
+    if (!vec)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = cr_validate_id(ext_id);
+    if (!rc)
+        rc = read_attrs(e, -1, ext_id, &item, vec, &blob);
+    if (rc)
+        goto out;
+    it = item.attrs_len ? attrs_decode(blob, item.attrs_len) : malloc(sizeof *it);
+    if (!it) {
+        rc = cr_error_set(CR_ERR_STORE, "%s: corrupt attributes", ext_id);
+        goto out;
+    }
+    if (!item.attrs_len)
+        cirrus__v1__item__init(it);
+    it->id = strdup(ext_id);
+    it->version = item.version;
+    if (with_vector)
+        it->vector = vector_new(vec, (size_t)e->dim);
+    if (!it->id || (with_vector && !it->vector)) {
+        cirrus__v1__item__free_unpacked(it, NULL);
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    *out = it;
+out:
+    free(blob);
+    free(vec);
+    return rc;
+}
+
+/* ---- snapshots, rebuilds, stats ------------------------------------------------------- */
+
+cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
+{
+    uint64_t t0 = cr_clock_mono_ms();
+    int64_t next_id = 0, info[2];
+    struct stat st;
+    cr_err rc = shard_store_next_id(e->store, &next_id);
+    if (!rc)
+        rc = shard_index_snapshot(e->index, e->snap_path, next_id);
+    if (rc)
+        return rc;
+    info[0] = cr_clock_unix_ms();
+    info[1] = next_id;
+    rc = shard_store_meta_set(e->store, SNAPSHOT_META_KEY, info, sizeof info);
+    if (rc)
+        return rc;
+    atomic_store(&e->last_snapshot_ms, info[0]);
+    atomic_store(&e->snapshot_hw, next_id);
+    atomic_store(&e->dirty, 0);
+    if (out) {
+        out->high_water = (uint64_t)next_id;
+        out->bytes = stat(e->snap_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+        out->duration_ms = cr_clock_mono_ms() - t0;
+    }
+    CR_INFO("shard", "snapshot at id %lld in %llu ms", (long long)next_id,
+            (unsigned long long)(cr_clock_mono_ms() - t0));
+    return CR_OK;
+}
+
+static cr_err rebuild_item(const shard_store_view *v, void *ctx)
+{
+    void **c = ctx;
+    shard_engine *e = c[0];
+    float *vec = c[2];
+    memcpy(vec, v->vector, (size_t)e->dim * sizeof *vec);
+    if (e->metric == SHARD_INDEX_METRIC_IP)
+        normalize_rows(vec, 1, (size_t)e->dim);
+    return shard_index_builder_add(c[1], 1, &v->id, vec);
+}
+
+static cr_err rebuild_feed(void *ctx, shard_index_builder *b)
+{
+    void **c = ctx;
+    shard_engine *e = c[0];
+    c[1] = b;
+    return shard_store_iterate(e->store, 0, 0, rebuild_item, c);
+}
+
+cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
+{
+    shard_index_stats s;
+    void *c[3];
+    cr_err rc;
+    shard_index_stats_get(e->index, &s);
+    if (s.tombstones == 0 || (double)s.tombstones < fraction * (double)(s.ntotal + 1))
+        return CR_OK;
+    c[0] = e;
+    c[2] = malloc((size_t)e->dim * sizeof(float));
+    if (!c[2])
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = shard_index_rebuild(e->index, rebuild_feed, c);
+    free(c[2]);
+    if (!rc)
+        CR_INFO("shard", "index rebuilt: %lld tombstones dropped", (long long)s.tombstones);
+    return rc;
+}
+
+cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
+{
+    shard_store_stats ss;
+    shard_index_stats is;
+    struct stat st;
+    cr_err rc = shard_store_stats_get(e->store, &ss);
+    if (rc)
+        return rc;
+    shard_index_stats_get(e->index, &is);
+    out->role = "shard";
+    out->count = ss.live;
+    out->dim = (uint32_t)e->dim;
+    out->metric = e->metric == SHARD_INDEX_METRIC_L2 ? CIRRUS__V1__METRIC__METRIC_L2
+                                                     : CIRRUS__V1__METRIC__METRIC_IP;
+    out->index = e->factory;
+    out->trained = is.is_trained;
+    out->bytes_on_disk = ss.file_bytes + (stat(e->snap_path, &st) == 0 ? (uint64_t)st.st_size : 0);
+    out->last_snapshot_unix_ms = atomic_load(&e->last_snapshot_ms);
+    out->snapshot_high_water = (uint64_t)atomic_load(&e->snapshot_hw);
+    out->uptime_s = (cr_clock_mono_ms() - e->start_ms) / 1000;
+    out->tombstones = (uint64_t)is.tombstones;
+    return CR_OK;
+}

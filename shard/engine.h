@@ -1,0 +1,120 @@
+/* engine.h — one shard's data: the LMDB store, the FAISS index and the attribute index,
+ * kept consistent. The shard server (server.c) and the embedded mode call this; it does
+ * no networking.
+ *
+ *     shard_engine_opts o = shard_engine_default_opts();
+ *     o.create = 1; o.dim = 128; o.metric = SHARD_INDEX_METRIC_IP; o.factory = "HNSW32";
+ *     shard_engine *e;
+ *     rc = shard_engine_open(&e, "/data/shard0", &o);   // loads the snapshot, replays the rest
+ *     rc = shard_engine_write(e, items...);              // writer thread only
+ *     rc = shard_engine_search(e, query, ...);           // any thread
+ *     shard_engine_close(&e);
+ *
+ * Vectors: the store keeps each item's raw vector exactly; for metric `ip` the index holds
+ * the L2-normalized vector and queries are normalized, so `ip` ranks by cosine similarity
+ * and a zero vector is rejected. For `l2` vectors are indexed as given.
+ *
+ * Restart: the index snapshot (DIR/index.snap) carries the internal-id high-water mark H.
+ * Open loads it, adds the items with ids >= H, removes the ids below H that died after the
+ * snapshot, and rebuilds the attribute index from the store — one pass over the store.
+ *
+ * Threads: searches, gets and stats from any thread; writes, snapshots and rebuilds from
+ * one writer thread.
+ */
+#ifndef SHARD_ENGINE_H
+#define SHARD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cirrus.pb-c.h"
+#include "common/err.h"
+#include "shard/index.h"
+
+typedef struct shard_engine shard_engine;
+
+typedef struct shard_engine_opts {
+    int create;                 /* create the shard when the directory holds none */
+    int dim;                    /* with create; checked against the stored one when > 0 */
+    shard_index_metric metric;  /* with create (or checked when metric_set) */
+    int metric_set;
+    const char *factory;        /* with create; checked when set */
+    int64_t train_size;         /* 0 = index default */
+    const char *template_path;  /* trained template index, optional */
+    double exact_fraction;      /* filters matching at most this fraction of the items are
+                                   searched exactly (default 0.02) */
+    uint64_t exact_max;         /* ...and at most this many items (default 20000) */
+    size_t map_size;            /* initial LMDB map size; 0 = default */
+} shard_engine_opts;
+
+shard_engine_opts shard_engine_default_opts(void);
+
+cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine_opts *o);
+void shard_engine_close(shard_engine **pp);
+
+/* One write: upsert (item with vector) or delete (item->id only, item->vector NULL). */
+typedef struct shard_engine_write_op {
+    int is_delete;
+    const Cirrus__V1__Item *item; /* id, vector, attributes, version (0 = assign) */
+} shard_engine_write_op;
+
+typedef struct shard_engine_write_result {
+    cr_err status;     /* CR_OK, CR_STALE, CR_NOTFOUND (delete of absent id), CR_ERR_INVALID */
+    uint64_t version;  /* the version stored (assigned when the op had 0) */
+    char message[160]; /* why, for errors */
+} shard_engine_write_result;
+
+/* Validates every op (invalid ones get CR_ERR_INVALID in their result and are skipped),
+ * commits the valid ones in ONE synced transaction, then updates the index and attribute
+ * index. Returns a negative code only when nothing was applied (store failure). */
+cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, size_t n,
+                          shard_engine_write_result *results);
+
+typedef struct shard_engine_hit {
+    int64_t id; /* internal id */
+    float score;
+} shard_engine_hit;
+
+typedef struct shard_engine_query {
+    const float *vector;              /* dim floats, raw */
+    uint32_t k;                       /* 1..1000 */
+    const Cirrus__V1__Filter *filter; /* may be NULL */
+    uint32_t nprobe, ef_search;
+    int exact;
+    int threads;                      /* OpenMP threads for this search (0 = 1) */
+} shard_engine_query;
+
+/* Top-k internal ids (hits has room for k; *n_hits gets how many). Validates the query:
+ * dimension, finite values, k range, filter (unknown attribute, bad types). */
+cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
+                           size_t *n_hits);
+
+/* Fills a Hit (id, score, attributes when with_attrs, vector when with_vector) for an
+ * internal id; CR_NOTFOUND when the item died meanwhile. Strings and arrays in the Hit are
+ * allocated from `arena`-free malloc: free with shard_engine_hit_clear. */
+cr_err shard_engine_hit_fill(shard_engine *e, int64_t id, float score, int with_attrs,
+                             int with_vector, Cirrus__V1__Hit *hit);
+void shard_engine_hit_clear(Cirrus__V1__Hit *hit);
+
+/* Looks up one item by external id. On CR_OK *item is a new Item (free with
+ * cirrus__v1__item__free_unpacked(item, NULL)). */
+cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
+                        Cirrus__V1__Item **item);
+
+/* Writes the index snapshot now. Writer thread. */
+cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out);
+
+/* Rebuilds the index from the store when tombstones exceed `fraction` of the live items.
+ * Writer thread. Returns CR_OK when nothing was needed too. */
+cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction);
+
+/* Fills the shard fields of a Stats result (strings point into the engine: valid until
+ * close). */
+cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out);
+
+int shard_engine_dim(const shard_engine *e);
+shard_index_metric shard_engine_metric(const shard_engine *e);
+/* Writes since the last snapshot. */
+uint64_t shard_engine_dirty(const shard_engine *e);
+
+#endif

@@ -1,0 +1,787 @@
+#include "shard/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/validate.h"
+#include "common/wire.h"
+
+#define POLL_MS 100
+
+/* A write request waiting for the writer thread. Owns its request and routing frames. */
+typedef struct write_job {
+    cr_wire_msg route;   /* routing frames only */
+    cr_pb_bounded alloc; /* the request was unpacked through it */
+    Cirrus__V1__Request *req;
+    struct write_job *next;
+} write_job;
+
+typedef struct server {
+    shard_engine *engine;
+    shard_server_opts o;
+    void *ctx;
+    char work_ep[64], reply_ep[64];
+    cr_wire_limits lim;
+    volatile sig_atomic_t *stop;
+    atomic_int workers_stop, writer_stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    write_job *head, *tail;
+    int queued;
+} server;
+
+shard_server_opts shard_server_default_opts(void)
+{
+    shard_server_opts o = {0};
+    o.workers = 2;
+    o.write_queue = 1024;
+    o.max_batch_items = 8192;
+    o.snapshot_writes = 100000;
+    o.snapshot_interval_s = 300;
+    o.rebuild_fraction = 0.2;
+    o.default_deadline_ms = 30000;
+    return o;
+}
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+static cr_err reply(void *sock, const cr_wire_msg *route, Cirrus__V1__Response *resp)
+{
+    cr_err rc = cr_wire_send(sock, route, &resp->base, 0);
+    if (rc)
+        CR_WARN("shard", "reply %llu: %s", (unsigned long long)resp->id, cr_error_message());
+    return rc;
+}
+
+static void reply_status(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
+                         const char *msg)
+{
+    if (cr_wire_reply_error(sock, route, id, code, msg))
+        CR_WARN("shard", "reply %llu: %s", (unsigned long long)id, cr_error_message());
+}
+
+/* ---- reads (worker threads) -------------------------------------------------------------- */
+
+static cr_err query_to_engine(shard_engine *e, const Cirrus__V1__Query *q, shard_engine_query *eq)
+{
+    memset(eq, 0, sizeof *eq);
+    if (!q)
+        return cr_error_set(CR_ERR_INVALID, "search without a query");
+    if (q->kind_case != CIRRUS__V1__QUERY__KIND_VECTOR)
+        return cr_error_set(CR_ERR_UNSUPPORTED,
+                            "a shard answers vector queries only; send text, image and "
+                            "composed queries to a coordinator");
+    if (cr_validate_vector(q->vector, (uint32_t)shard_engine_dim(e), "query"))
+        return CR_ERR_INVALID;
+    if (q->group_by && q->group_by[0])
+        return cr_error_set(CR_ERR_UNSUPPORTED, "group_by is applied by the coordinator");
+    eq->vector = q->vector->values;
+    eq->k = q->k + q->offset;
+    eq->filter = q->filter;
+    if (q->params) {
+        eq->nprobe = q->params->nprobe;
+        eq->ef_search = q->params->ef_search;
+        eq->exact = q->params->exact;
+    }
+    eq->threads = 1;
+    return cr_validate_k(q->k, CR_MAX_K);
+}
+
+static void result_free(Cirrus__V1__SearchResult *r)
+{
+    for (size_t i = 0; i < r->n_hits; i++) {
+        shard_engine_hit_clear(r->hits[i]);
+        free(r->hits[i]);
+    }
+    free(r->hits);
+    r->hits = NULL;
+    r->n_hits = 0;
+}
+
+static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, Cirrus__V1__SearchResult *r)
+{
+    shard_engine_query eq;
+    shard_engine_hit *hits = NULL;
+    size_t n = 0;
+    uint64_t t0 = cr_clock_mono_us();
+    cr_err rc = query_to_engine(e, q, &eq);
+
+    if (rc)
+        return rc;
+    hits = malloc(eq.k * sizeof *hits);
+    r->hits = calloc(eq.k, sizeof *r->hits);
+    if (!hits || !r->hits) {
+        free(hits);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = shard_engine_search(e, &eq, hits, &n);
+    for (size_t i = q->offset; !rc && i < n; i++) {
+        Cirrus__V1__Hit *h = malloc(sizeof *h);
+        if (!h) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (shard_engine_hit_fill(e, hits[i].id, hits[i].score, q->include_metadata,
+                                  q->include_vectors, h)) {
+            free(h); /* died since the search: skip it */
+            continue;
+        }
+        r->hits[r->n_hits++] = h;
+    }
+    free(hits);
+    if (r->timing)
+        r->timing->search_us = cr_clock_mono_us() - t0;
+    return rc;
+}
+
+static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__SearchResult r = CIRRUS__V1__SEARCH_RESULT__INIT;
+    Cirrus__V1__Timing t = CIRRUS__V1__TIMING__INIT;
+    Cirrus__V1__Status st;
+    cr_err rc;
+
+    r.timing = &t;
+    rc = run_query(s->engine, req->search ? req->search->query : NULL, &r);
+    if (rc) {
+        result_free(&r);
+        reply_status(sock, route, req->id, rc, cr_error_message());
+        return;
+    }
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
+    resp.search = &r;
+    reply(sock, route, &resp);
+    result_free(&r);
+}
+
+static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
+                            const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__SearchBatchResult b = CIRRUS__V1__SEARCH_BATCH_RESULT__INIT;
+    Cirrus__V1__Status st;
+    size_t nq = req->search_batch ? req->search_batch->n_queries : 0;
+    cr_err rc = CR_OK;
+
+    if (nq == 0 || nq > 10000) {
+        reply_status(sock, route, req->id, CR_ERR_INVALID, "a batch holds 1..10000 queries");
+        return;
+    }
+    b.results = calloc(nq, sizeof *b.results);
+    if (!b.results) {
+        reply_status(sock, route, req->id, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < nq && !rc; i++) {
+        b.results[i] = malloc(sizeof **b.results);
+        if (!b.results[i]) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        cirrus__v1__search_result__init(b.results[i]);
+        b.n_results = i + 1;
+        rc = run_query(s->engine, req->search_batch->queries[i], b.results[i]);
+        if (rc)
+            cr_error_wrap(rc, "query %zu", i);
+    }
+    if (rc) {
+        reply_status(sock, route, req->id, rc, cr_error_message());
+    } else {
+        cr_wire_status_set(&st, CR_OK, "");
+        resp.id = req->id;
+        resp.status = &st;
+        resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH_BATCH;
+        resp.search_batch = &b;
+        reply(sock, route, &resp);
+    }
+    for (size_t i = 0; i < b.n_results; i++) {
+        result_free(b.results[i]);
+        free(b.results[i]);
+    }
+    free(b.results);
+}
+
+static void do_get(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__GetResult g = CIRRUS__V1__GET_RESULT__INIT;
+    Cirrus__V1__Status st;
+    size_t n = req->get ? req->get->n_ids : 0;
+
+    if (n == 0 || n > 10000) {
+        reply_status(sock, route, req->id, CR_ERR_INVALID, "get takes 1..10000 ids");
+        return;
+    }
+    g.items = calloc(n, sizeof *g.items);
+    g.missing = calloc(n, sizeof *g.missing);
+    if (!g.items || !g.missing) {
+        free(g.items);
+        free(g.missing);
+        reply_status(sock, route, req->id, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Cirrus__V1__Item *it = NULL;
+        cr_err rc = shard_engine_get(s->engine, req->get->ids[i], req->get->include_vector, &it);
+        if (rc == CR_OK)
+            g.items[g.n_items++] = it;
+        else if (rc == CR_NOTFOUND || rc == CR_ERR_INVALID)
+            g.missing[g.n_missing++] = req->get->ids[i];
+        else
+            CR_WARN("shard", "get %s: %s", req->get->ids[i], cr_error_message());
+    }
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_GET;
+    resp.get = &g;
+    reply(sock, route, &resp);
+    for (size_t i = 0; i < g.n_items; i++)
+        cirrus__v1__item__free_unpacked(g.items[i], NULL);
+    free(g.items);
+    free(g.missing);
+}
+
+static void do_stats(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
+    Cirrus__V1__Status st;
+    cr_err rc = shard_engine_stats(s->engine, &r);
+    if (rc) {
+        reply_status(sock, route, req->id, rc, cr_error_message());
+        return;
+    }
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
+    resp.stats = &r;
+    reply(sock, route, &resp);
+}
+
+static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
+    Cirrus__V1__Status st;
+    cr_wire_status_set(&st, CR_OK, "");
+    h.ready = 1;
+    h.role = "shard";
+    h.version = "0.1.0";
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
+    resp.health = &h;
+    reply(sock, route, &resp);
+}
+
+/* ---- the writer ---------------------------------------------------------------------- */
+
+static void job_free(write_job *j)
+{
+    if (!j)
+        return;
+    if (j->req)
+        cirrus__v1__request__free_unpacked(j->req, &j->alloc.base);
+    cr_wire_msg_close(&j->route);
+    free(j);
+}
+
+/* Takes ownership of *req (and the allocator state) on success. */
+static cr_err enqueue_write(server *s, const cr_wire_msg *m, int nroute, cr_pb_bounded *alloc,
+                            Cirrus__V1__Request **req)
+{
+    write_job *j = calloc(1, sizeof *j);
+    cr_err rc = CR_OK;
+    if (!j)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    cr_wire_msg_init(&j->route);
+    for (int i = 0; i < nroute; i++) {
+        zmq_msg_init(&j->route.route[i]);
+        zmq_msg_copy(&j->route.route[i], (zmq_msg_t *)&m->route[i]);
+        j->route.nroute++;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->queued >= s->o.write_queue) {
+        rc = cr_error_set(CR_ERR_OVERLOADED, "write queue full (%d requests)", s->queued);
+    } else {
+        /* The allocator lives in the job from now on: re-point its self-reference. */
+        j->alloc = *alloc;
+        j->alloc.base.allocator_data = &j->alloc;
+        j->req = *req;
+        *req = NULL;
+        if (s->tail)
+            s->tail->next = j;
+        else
+            s->head = j;
+        s->tail = j;
+        s->queued++;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc)
+        job_free(j);
+    return rc;
+}
+
+static size_t job_items(const write_job *j)
+{
+    if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT)
+        return j->req->upsert ? j->req->upsert->n_items : 0;
+    if (j->req->op_case == CIRRUS__V1__REQUEST__OP_DELETE)
+        return j->req->delete_ ? j->req->delete_->n_items : 0;
+    return 0;
+}
+
+/* Takes queued jobs up to the batch limit (at least one). */
+static write_job *dequeue_batch(server *s, int wait)
+{
+    write_job *first, *last;
+    size_t items;
+    pthread_mutex_lock(&s->mu);
+    while (!s->head && wait && !atomic_load(&s->writer_stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        wait = 0;
+    }
+    first = last = s->head;
+    if (first) {
+        items = job_items(first);
+        s->queued--;
+        while (last->next && items + job_items(last->next) <= (size_t)s->o.max_batch_items) {
+            last = last->next;
+            items += job_items(last);
+            s->queued--;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return first;
+}
+
+/* One group commit for every upsert/delete job in the list; replies to each. */
+static void commit_jobs(server *s, void *out, write_job *jobs)
+{
+    size_t total = 0, k = 0;
+    shard_engine_write_op *ops;
+    shard_engine_write_result *res;
+    Cirrus__V1__Item *del_items;
+    cr_err rc;
+
+    for (write_job *j = jobs; j; j = j->next)
+        total += job_items(j);
+    ops = calloc(total ? total : 1, sizeof *ops);
+    res = calloc(total ? total : 1, sizeof *res);
+    del_items = calloc(total ? total : 1, sizeof *del_items);
+    if (!ops || !res || !del_items) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto reply_all;
+    }
+    for (write_job *j = jobs; j; j = j->next) {
+        for (size_t i = 0; i < job_items(j); i++, k++) {
+            if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT) {
+                ops[k].item = j->req->upsert->items[i];
+            } else {
+                cirrus__v1__item__init(&del_items[k]);
+                del_items[k].id = j->req->delete_->items[i]->id;
+                del_items[k].version = j->req->delete_->items[i]->version;
+                ops[k].item = &del_items[k];
+                ops[k].is_delete = 1;
+            }
+        }
+    }
+    rc = shard_engine_write(s->engine, ops, total, res);
+reply_all:
+    k = 0;
+    for (write_job *j = jobs; j; j = j->next) {
+        size_t n = job_items(j);
+        Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+        Cirrus__V1__WriteResult wr = CIRRUS__V1__WRITE_RESULT__INIT;
+        Cirrus__V1__ItemStatus *is = calloc(n ? n : 1, sizeof *is);
+        Cirrus__V1__ItemStatus **isp = calloc(n ? n : 1, sizeof *isp);
+        Cirrus__V1__Status *sts = calloc(n ? n : 1, sizeof *sts);
+        Cirrus__V1__Status st;
+        if (rc || !is || !isp || !sts) {
+            reply_status(out, &j->route, j->req->id, rc ? rc : CR_ERR_NOMEM, cr_error_message());
+            free(is);
+            free(isp);
+            free(sts);
+            k += n;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++, k++) {
+            cirrus__v1__item_status__init(&is[i]);
+            is[i].id = ops[k].item->id;
+            is[i].version = res[k].version;
+            cr_wire_status_set(&sts[i], res[k].status, res[k].message);
+            is[i].status = &sts[i];
+            isp[i] = &is[i];
+        }
+        wr.items = isp;
+        wr.n_items = n;
+        wr.replicas_acked = 1;
+        cr_wire_status_set(&st, CR_OK, "");
+        resp.id = j->req->id;
+        resp.status = &st;
+        if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT) {
+            resp.result_case = CIRRUS__V1__RESPONSE__RESULT_UPSERT;
+            resp.upsert = &wr;
+        } else {
+            resp.result_case = CIRRUS__V1__RESPONSE__RESULT_DELETE;
+            resp.delete_ = &wr;
+        }
+        reply(out, &j->route, &resp);
+        free(is);
+        free(isp);
+        free(sts);
+    }
+    free(ops);
+    free(res);
+    free(del_items);
+}
+
+static void do_snapshot(server *s, void *out, write_job *j)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
+    Cirrus__V1__Status st;
+    cr_err rc = shard_engine_snapshot(s->engine, &r);
+    if (rc) {
+        reply_status(out, &j->route, j->req->id, rc, cr_error_message());
+        return;
+    }
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = j->req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SNAPSHOT;
+    resp.snapshot = &r;
+    reply(out, &j->route, &resp);
+}
+
+static void maintenance(server *s, uint64_t *last_snap_ms, int force)
+{
+    uint64_t dirty = shard_engine_dirty(s->engine), now = cr_clock_mono_ms();
+    if (shard_engine_maybe_rebuild(s->engine, s->o.rebuild_fraction))
+        CR_WARN("shard", "rebuild: %s", cr_error_message());
+    if (dirty && (force || dirty >= s->o.snapshot_writes ||
+                  now - *last_snap_ms >= s->o.snapshot_interval_s * 1000)) {
+        if (shard_engine_snapshot(s->engine, NULL))
+            CR_WARN("shard", "snapshot: %s", cr_error_message());
+        *last_snap_ms = now;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    server *s = arg;
+    void *out = zmq_socket(s->ctx, ZMQ_PUSH);
+    uint64_t last_snap = cr_clock_mono_ms();
+
+    if (!out || cr_wire_socket_setup(out, &s->lim) || zmq_connect(out, s->reply_ep) != 0) {
+        CR_ERROR("shard", "writer socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        write_job *jobs = dequeue_batch(s, 1), *writes = NULL, **tail = &writes;
+        if (!jobs) {
+            if (atomic_load(&s->writer_stop))
+                break;
+            maintenance(s, &last_snap, 0);
+            continue;
+        }
+        /* Snapshot requests are answered after the writes queued before them. */
+        for (write_job *j = jobs, *next; j; j = next) {
+            next = j->next;
+            j->next = NULL;
+            if (j->req->op_case == CIRRUS__V1__REQUEST__OP_SNAPSHOT) {
+                if (writes)
+                    commit_jobs(s, out, writes);
+                for (write_job *w = writes, *wn; w; w = wn) {
+                    wn = w->next;
+                    job_free(w);
+                }
+                writes = NULL;
+                tail = &writes;
+                do_snapshot(s, out, j);
+                job_free(j);
+                last_snap = cr_clock_mono_ms();
+            } else {
+                *tail = j;
+                tail = &j->next;
+            }
+        }
+        if (writes)
+            commit_jobs(s, out, writes);
+        for (write_job *w = writes, *wn; w; w = wn) {
+            wn = w->next;
+            job_free(w);
+        }
+        maintenance(s, &last_snap, 0);
+    }
+    maintenance(s, &last_snap, 1);
+    zmq_close(out);
+    return NULL;
+}
+
+/* ---- workers -------------------------------------------------------------------------- */
+
+static void handle(server *s, void *sock, cr_wire_msg *m)
+{
+    cr_pb_bounded alloc;
+    Cirrus__V1__Request *req = NULL;
+    uint64_t recv_us = 0, waited_ms;
+    int nroute = m->nroute - 1; /* the last routing frame is the proxy's receive time */
+    cr_err rc;
+
+    if (nroute < 0 || zmq_msg_size(&m->route[nroute]) != sizeof recv_us)
+        return;
+    memcpy(&recv_us, zmq_msg_data(&m->route[nroute]), sizeof recv_us);
+    zmq_msg_close(&m->route[nroute]);
+    m->nroute = nroute;
+    cr_pb_bounded_init(&alloc, s->lim.max_alloc);
+    rc = cr_wire_unpack_request(m, &alloc, &req);
+    if (rc) {
+        reply_status(sock, m, 0, rc, cr_error_message());
+        return;
+    }
+    waited_ms = (cr_clock_mono_us() - recv_us) / 1000;
+    if (waited_ms > (req->deadline_ms ? req->deadline_ms : s->o.default_deadline_ms)) {
+        reply_status(sock, m, req->id, CR_ERR_DEADLINE, "deadline passed while queued");
+        goto out;
+    }
+    switch (req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_SEARCH: do_search(s, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: do_search_batch(s, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_GET: do_get(s, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_STATS: do_stats(s, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_HEALTH: do_health(sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_UPSERT:
+    case CIRRUS__V1__REQUEST__OP_DELETE:
+    case CIRRUS__V1__REQUEST__OP_SNAPSHOT:
+        if (job_items(&(write_job){.req = req}) > (size_t)s->o.max_batch_items) {
+            reply_status(sock, m, req->id, CR_ERR_INVALID, "too many items in one write");
+            break;
+        }
+        {
+            uint64_t id = req->id;
+            rc = enqueue_write(s, m, m->nroute, &alloc, &req);
+            if (rc)
+                reply_status(sock, m, id, rc, cr_error_message());
+        }
+        break;
+    case CIRRUS__V1__REQUEST__OP__NOT_SET:
+        reply_status(sock, m, req->id, CR_ERR_INVALID, "request without an operation");
+        break;
+    default:
+        reply_status(sock, m, req->id, CR_ERR_UNSUPPORTED,
+                     "operation not served by a shard (encode, compose and generation go to "
+                     "a coordinator or an encoder)");
+        break;
+    }
+out:
+    if (req)
+        cirrus__v1__request__free_unpacked(req, &alloc.base);
+}
+
+static void *worker_main(void *arg)
+{
+    server *s = arg;
+    void *sock = zmq_socket(s->ctx, ZMQ_DEALER);
+    cr_wire_msg m;
+    cr_wire_limits lim = s->lim;
+
+    lim.max_frame = (size_t)-1; /* already checked by the proxy */
+    if (!sock || cr_wire_socket_setup(sock, &s->lim) || zmq_connect(sock, s->work_ep) != 0) {
+        CR_ERROR("shard", "worker socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    cr_wire_msg_init(&m);
+    while (!atomic_load(&s->workers_stop)) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, POLL_MS) <= 0)
+            continue;
+        if (cr_wire_recv(sock, &m, &lim, ZMQ_DONTWAIT) == CR_OK)
+            handle(s, sock, &m);
+        cr_wire_msg_close(&m);
+    }
+    zmq_close(sock);
+    return NULL;
+}
+
+/* ---- the proxy (calling thread) ------------------------------------------------------- */
+
+/* Moves one whole multipart message from `from` to `to`. */
+static void forward(void *from, void *to)
+{
+    int more;
+    do {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        more = zmq_msg_more(&part);
+        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&part);
+    } while (more);
+}
+
+/* Frontend message: append the receive time as a last routing frame, hand to a worker. */
+static void dispatch(server *s, void *front, void *work)
+{
+    cr_wire_msg m;
+    uint64_t now = cr_clock_mono_us();
+    cr_err rc;
+    cr_wire_msg_init(&m);
+    rc = cr_wire_recv(front, &m, &s->lim, ZMQ_DONTWAIT);
+    if (rc == CR_ERR_PROTO && m.nroute > 0) {
+        reply_status(front, &m, 0, rc, cr_error_message());
+    } else if (rc == CR_OK && m.nroute < CR_WIRE_MAX_ROUTE) {
+        for (int i = 0; i < m.nroute; i++) {
+            zmq_msg_t copy;
+            zmq_msg_init(&copy);
+            zmq_msg_copy(&copy, &m.route[i]);
+            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
+        }
+        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
+        zmq_msg_send(&m.body, work, 0);
+        m.has_body = 0;
+    }
+    cr_wire_msg_close(&m);
+}
+
+static cr_err sockets_open(server *s, void **front, void **work, void **replies)
+{
+    cr_wire_limits inner = s->lim;
+    inner.heartbeat_ivl_ms = 0;
+    inner.max_frame = (size_t)-1 >> 1;
+    *front = zmq_socket(s->ctx, ZMQ_ROUTER);
+    *work = zmq_socket(s->ctx, ZMQ_DEALER);
+    *replies = zmq_socket(s->ctx, ZMQ_PULL);
+    if (!*front || !*work || !*replies)
+        return cr_error_set(CR_ERR_NET, "socket: %s", zmq_strerror(errno));
+    if (cr_wire_socket_setup(*front, &s->lim) || cr_wire_socket_setup(*work, &inner) ||
+        cr_wire_socket_setup(*replies, &inner))
+        return CR_ERR_NET;
+    if (zmq_bind(*front, s->o.bind) != 0)
+        return cr_error_set(CR_ERR_NET, "cannot bind %s: %s", s->o.bind, zmq_strerror(errno));
+    if (zmq_bind(*work, s->work_ep) != 0 || zmq_bind(*replies, s->reply_ep) != 0)
+        return cr_error_set(CR_ERR_NET, "inproc bind: %s", zmq_strerror(errno));
+    return CR_OK;
+}
+
+static void proxy_loop(server *s, void *front, void *work, void *replies)
+{
+    while (!*s->stop) {
+        zmq_pollitem_t items[3] = {{front, 0, ZMQ_POLLIN, 0},
+                                   {work, 0, ZMQ_POLLIN, 0},
+                                   {replies, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 3, POLL_MS) <= 0)
+            continue;
+        if (items[1].revents & ZMQ_POLLIN)
+            forward(work, front);
+        if (items[2].revents & ZMQ_POLLIN)
+            forward(replies, front);
+        if (items[0].revents & ZMQ_POLLIN)
+            dispatch(s, front, work);
+    }
+}
+
+/* Stop intake, let workers finish, let the writer drain its queue, forward every reply. */
+static void drain(server *s, pthread_t *workers, int nw, pthread_t writer, void *front,
+                  void *work, void *replies)
+{
+    zmq_pollitem_t items[2] = {{work, 0, ZMQ_POLLIN, 0}, {replies, 0, ZMQ_POLLIN, 0}};
+    atomic_store(&s->workers_stop, 1);
+    for (int i = 0; i < nw; i++)
+        pthread_join(workers[i], NULL);
+    while (zmq_poll(items, 1, 0) > 0 && (items[0].revents & ZMQ_POLLIN))
+        forward(work, front);
+    atomic_store(&s->writer_stop, 1);
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(writer, NULL);
+    while (zmq_poll(&items[1], 1, 0) > 0 && (items[1].revents & ZMQ_POLLIN))
+        forward(replies, front);
+    cr_clock_sleep_ms(50); /* let ZeroMQ's I/O thread flush the last replies */
+}
+
+cr_err shard_server_run(shard_engine *e, const shard_server_opts *o, volatile sig_atomic_t *stop)
+{
+    server s;
+    void *front = NULL, *work = NULL, *replies = NULL;
+    pthread_t workers[64], writer;
+    int nw = 0, own_ctx = !o->zmq_ctx, writer_started = 0;
+    cr_err rc;
+
+    memset(&s, 0, sizeof s);
+    s.engine = e;
+    s.o = *o;
+    s.stop = stop;
+    s.lim = cr_wire_default_limits();
+    if (strncmp(o->bind, "inproc://", 9) == 0)
+        s.lim.heartbeat_ivl_ms = 0;
+    if (s.o.workers < 1 || s.o.workers > 64)
+        s.o.workers = 2;
+    s.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
+    snprintf(s.work_ep, sizeof s.work_ep, "inproc://shard-work-%p", (void *)&s);
+    snprintf(s.reply_ep, sizeof s.reply_ep, "inproc://shard-replies-%p", (void *)&s);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    rc = sockets_open(&s, &front, &work, &replies);
+    if (rc)
+        goto out;
+    if (pthread_create(&writer, NULL, writer_main, &s) != 0) {
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start the writer thread");
+        goto out;
+    }
+    writer_started = 1;
+    for (; nw < s.o.workers; nw++)
+        if (pthread_create(&workers[nw], NULL, worker_main, &s) != 0)
+            break;
+    CR_INFO("shard", "serving on %s with %d search threads", o->bind, nw);
+    proxy_loop(&s, front, work, replies);
+    CR_INFO("shard", "stopping: finishing queued writes");
+out:
+    if (writer_started)
+        drain(&s, workers, nw, writer, front, work, replies);
+    for (write_job *j = s.head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    if (front)
+        zmq_close(front);
+    if (work)
+        zmq_close(work);
+    if (replies)
+        zmq_close(replies);
+    if (own_ctx)
+        zmq_ctx_term(s.ctx);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.mu);
+    return rc;
+}

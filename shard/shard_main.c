@@ -1,0 +1,105 @@
+/* cirrus-shard — serves one partition of a catalog: LMDB store + FAISS index. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "shard/engine.h"
+#include "shard/server.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+int main(int argc, char **argv)
+{
+    char *dir, *bind, *metric, *factory, *template_path, *log_level;
+    long long dim, train_size, workers, snap_writes, snap_interval, queue;
+    double exact_fraction;
+    int create, help;
+    cr_opt opts[] = {
+        {"dir", CR_OPT_STRING, &dir, NULL, 0, 0, 1, "shard data directory"},
+        {"bind", CR_OPT_STRING, &bind, "tcp://127.0.0.1:7701", 0, 0, 0, "endpoint to serve on"},
+        {"create", CR_OPT_BOOL, &create, "false", 0, 0, 0,
+         "create the shard if DIR holds none (needs --dim and --index)"},
+        {"dim", CR_OPT_INT, &dim, "0", 0, 65536, 0, "vector dimension (with --create)"},
+        {"metric", CR_OPT_STRING, &metric, "ip", 0, 0, 0, "ip (cosine) or l2"},
+        {"index", CR_OPT_STRING, &factory, NULL, 0, 0, 0,
+         "FAISS factory string, e.g. HNSW32, IVF1024,Flat (with --create)"},
+        {"train-size", CR_OPT_INT, &train_size, "0", 0, 100000000, 0,
+         "vectors to train IVF/PQ indexes on (0 = auto)"},
+        {"template", CR_OPT_STRING, &template_path, NULL, 0, 0, 0,
+         "trained template index file (skips training)"},
+        {"workers", CR_OPT_INT, &workers, "2", 1, 64, 0, "search threads"},
+        {"write-queue", CR_OPT_INT, &queue, "1024", 1, 1000000, 0,
+         "queued write requests before 'overloaded'"},
+        {"snapshot-writes", CR_OPT_INT, &snap_writes, "100000", 1, 1000000000, 0,
+         "snapshot the index after this many changes"},
+        {"snapshot-interval", CR_OPT_INT, &snap_interval, "300", 1, 86400, 0,
+         "...or after this many seconds with changes"},
+        {"exact-fraction", CR_OPT_DOUBLE, &exact_fraction, "0.02", 0, 0, 0,
+         "filters matching at most this fraction of items are searched exactly"},
+        {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+    };
+    size_t nopts = sizeof opts / sizeof opts[0];
+    shard_engine_opts eo = shard_engine_default_opts();
+    shard_server_opts so = shard_server_default_opts();
+    shard_engine *engine = NULL;
+    struct sigaction sa;
+    int level, ret = 1;
+    cr_err rc;
+
+    rc = cr_config_load("cirrus-shard", "CIRRUS_SHARD", opts, nopts, argc, argv, &help);
+    if (help)
+        return 0;
+    if (rc) {
+        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
+        cr_config_free(opts, nopts);
+        return 2;
+    }
+    level = cr_log_level_parse(log_level);
+    if (level >= 0)
+        cr_log_set_level((cr_log_level)level);
+    eo.create = create;
+    eo.dim = (int)dim;
+    if (shard_index_metric_parse(metric, &eo.metric)) {
+        fprintf(stderr, "cirrus-shard: --metric: %s\n", cr_error_message());
+        goto out;
+    }
+    eo.metric_set = 1;
+    eo.factory = factory;
+    eo.train_size = train_size;
+    eo.template_path = template_path;
+    eo.exact_fraction = exact_fraction;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rc = shard_engine_open(&engine, dir, &eo);
+    if (rc) {
+        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
+        goto out;
+    }
+    so.bind = bind;
+    so.workers = (int)workers;
+    so.write_queue = (int)queue;
+    so.snapshot_writes = (uint64_t)snap_writes;
+    so.snapshot_interval_s = (uint64_t)snap_interval;
+    rc = shard_server_run(engine, &so, &stop_flag);
+    if (rc) {
+        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
+        goto out;
+    }
+    CR_INFO("shard", "stopped cleanly");
+    ret = 0;
+out:
+    shard_engine_close(&engine);
+    cr_config_free(opts, nopts);
+    return ret;
+}
