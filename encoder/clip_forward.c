@@ -22,13 +22,9 @@ typedef struct scratch {
     void *block;
 } scratch;
 
-static size_t round16(size_t n)
-{
-    return (n + 15) & ~(size_t)15;
-}
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static cr_err scratch_alloc(scratch *s, size_t rows, int w, size_t mlp_floats, int max_t,
-                            int items)
+static cr_err scratch_alloc(scratch *s, size_t rows, int w, size_t mlp_floats, int max_t, int items)
 {
     size_t nx = round16(rows * (size_t)w), nq = round16(rows * 3 * (size_t)w);
     size_t nm = round16(mlp_floats), ns = round16((size_t)max_t * (size_t)max_t);
@@ -37,8 +33,7 @@ static cr_err scratch_alloc(scratch *s, size_t rows, int w, size_t mlp_floats, i
     memset(s, 0, sizeof *s);
     s->block = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!s->block)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory for %zu bytes of encoder scratch",
-                            bytes);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory for %zu bytes of encoder scratch", bytes);
     float *p = s->block;
     s->x = p;
     p += nx;
@@ -64,23 +59,23 @@ static void run_blocks(const enc_clip_weights *wt, const enc_clip_tower *t, scra
         const enc_clip_block *b = &t->blocks[l];
         /* attention: x += out_proj(MHA(ln_1(x))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln1_w, b->ln1_b, wt->eps);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, 3 * W, W, 1.f, s->h, W,
-                    b->qkv_w, W, 0.f, s->qkv, 3 * W);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, 3 * W, W, 1.f, s->h, W, b->qkv_w,
+                    W, 0.f, s->qkv, 3 * W);
         enc_op_add_bias(s->qkv, 3 * (size_t)W, rows, 3 * W, b->qkv_b);
         for (int i = 0; i < nseq; i++)
             enc_op_attention(s->qkv + (size_t)s->off[i] * 3 * W, s->len[i], W, t->heads, causal,
                              s->scores, s->h + (size_t)s->off[i] * W, (size_t)W);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->out_b);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, W, W, 1.f, s->h, W, b->out_w,
-                    W, 1.f, s->x, W);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, W, W, 1.f, s->h, W, b->out_w, W,
+                    1.f, s->x, W);
         /* MLP: x += c_proj(act(c_fc(ln_2(x)))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln2_w, b->ln2_b, wt->eps);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, M, W, 1.f, s->h, W, b->fc_w, W,
                     0.f, s->mlp, M);
         enc_op_bias_act(s->mlp, (size_t)M, rows, M, b->fc_b, wt->act);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->proj_b);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, W, M, 1.f, s->mlp, M,
-                    b->proj_w, M, 1.f, s->x, W);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, W, M, 1.f, s->mlp, M, b->proj_w,
+                    M, 1.f, s->x, W);
     }
 }
 
@@ -114,8 +109,8 @@ static cr_err images_chunk(const enc_clip_weights *wt, const float *pixels, int 
     }
     /* patch embedding: one GEMM [nb*P, K] x [W, K]^T, into the qkv buffer */
     float *emb = s.qkv;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)npatch, W, K, 1.f, col, K,
-                wt->conv_w, K, 0.f, emb, W);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)npatch, W, K, 1.f, col, K, wt->conv_w,
+                K, 0.f, emb, W);
     for (int b = 0; b < nb; b++) {
         float *xb = s.x + (size_t)b * T * W;
         for (int c = 0; c < W; c++)
@@ -144,8 +139,11 @@ static cr_err images_chunk(const enc_clip_weights *wt, const float *pixels, int 
 cr_err enc_fwd_images(const enc_clip_weights *w, const float *pixels, int n, float *out)
 {
     const size_t img = 3 * (size_t)w->image_size * (size_t)w->image_size;
-    for (int b0 = 0; b0 < n; b0 += ENC_CLIP_CHUNK) {
-        int nb = n - b0 < ENC_CLIP_CHUNK ? n - b0 : ENC_CLIP_CHUNK;
+    const int tokens = w->grid * w->grid + 1;
+    int per = ENC_CLIP_CHUNK_ROWS / tokens;
+    per = per < 1 ? 1 : per > ENC_CLIP_CHUNK ? ENC_CLIP_CHUNK : per;
+    for (int b0 = 0; b0 < n; b0 += per) {
+        int nb = n - b0 < per ? n - b0 : per;
         cr_err rc = images_chunk(w, pixels + (size_t)b0 * img, nb, out + (size_t)b0 * w->embed);
         if (rc)
             return rc;
@@ -165,8 +163,9 @@ static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, in
         int e = 0;
         for (int j = 0; j < C; j++) {
             if (row[j] < 0 || row[j] >= wt->vocab)
-                return cr_error_set(CR_ERR_INVALID, "token id %ld at position %d is outside the "
-                                                    "vocabulary of %d",
+                return cr_error_set(CR_ERR_INVALID,
+                                    "token id %ld at position %d is outside the "
+                                    "vocabulary of %d",
                                     (long)row[j], j, wt->vocab);
             if (row[j] > row[e])
                 e = j;
@@ -209,8 +208,8 @@ static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, in
     return CR_OK;
 }
 
-cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n,
-                      const float *pseudo, int32_t pseudo_id, float *out)
+cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n, const float *pseudo,
+                      int32_t pseudo_id, float *out)
 {
     for (int b0 = 0; b0 < n; b0 += ENC_CLIP_CHUNK) {
         int nb = n - b0 < ENC_CLIP_CHUNK ? n - b0 : ENC_CLIP_CHUNK;

@@ -30,8 +30,8 @@ typedef struct scheme {
     const char *tok, *tpos, *ln_final, *tproj;
     const char *vblk, *tblk; /* block prefixes, followed by "<layer>." */
     const char *ln1, *ln2, *out, *fc, *pj;
-    const char *qkv_w, *qkv_b;     /* OpenAI fused */
-    const char *q, *k, *v;         /* HF split (+ ".weight"/".bias") */
+    const char *qkv_w, *qkv_b; /* OpenAI fused */
+    const char *q, *k, *v;     /* HF split (+ ".weight"/".bias") */
 } scheme;
 
 static const scheme scheme_openai = {
@@ -212,30 +212,27 @@ static int count_layers(const loader *ld, const char *prefix)
     return n;
 }
 
-static cr_err load_block(loader *ld, enc_clip_block *b, const char *prefix, int layer, int W,
-                         int M)
+static cr_err load_block(loader *ld, enc_clip_block *b, const char *prefix, int layer, int W, int M)
 {
     char nm[256], base[256];
     cr_err rc;
     const scheme *sc = ld->sc;
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        rc = (expr);                                                                       \
-        if (rc)                                                                            \
-            return rc;                                                                     \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        rc = (expr);                                                                               \
+        if (rc)                                                                                    \
+            return rc;                                                                             \
     } while (0)
-    TRY(load_ln(ld, &b->ln1_w, &b->ln1_b, bname(base, sizeof base, prefix, layer, sc->ln1, ""),
-                W));
-    TRY(load_ln(ld, &b->ln2_w, &b->ln2_b, bname(base, sizeof base, prefix, layer, sc->ln2, ""),
-                W));
+    TRY(load_ln(ld, &b->ln1_w, &b->ln1_b, bname(base, sizeof base, prefix, layer, sc->ln1, ""), W));
+    TRY(load_ln(ld, &b->ln2_w, &b->ln2_b, bname(base, sizeof base, prefix, layer, sc->ln2, ""), W));
     if (sc->hf) {
         const char *parts[3] = {sc->q, sc->k, sc->v};
         int64_t wd[2] = {W, W}, bd[1] = {W};
         TRY(alloc_floats(ld, &b->qkv_w, 3 * (size_t)W * W));
         TRY(alloc_floats(ld, &b->qkv_b, 3 * (size_t)W));
         for (int i = 0; i < 3; i++) {
-            TRY(enc_st_read_f32(ld->st, bname(nm, sizeof nm, prefix, layer, parts[i], ".weight"),
-                                2, wd, b->qkv_w + (size_t)i * W * W, (size_t)W * W));
+            TRY(enc_st_read_f32(ld->st, bname(nm, sizeof nm, prefix, layer, parts[i], ".weight"), 2,
+                                wd, b->qkv_w + (size_t)i * W * W, (size_t)W * W));
             TRY(enc_st_read_f32(ld->st, bname(nm, sizeof nm, prefix, layer, parts[i], ".bias"), 1,
                                 bd, b->qkv_b + (size_t)i * W, (size_t)W));
         }
@@ -276,8 +273,23 @@ static cr_err load_tower(loader *ld, enc_clip_tower *t, const char *tower, const
     if (t->layers < 1)
         return cr_error_set(CR_ERR_MODEL, "%s tower: no blocks (tensor '%s' is missing)", tower,
                             bname(nm, sizeof nm, prefix, 0, ld->sc->ln1, ".weight"));
-    cr_err rc = enc_st_check(ld->st, bname(nm, sizeof nm, prefix, 0, ld->sc->fc, ".weight"), 2,
-                             fcd, &fc);
+    /* every "<prefix>N." tensor must belong to a block 0 .. layers-1 */
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < enc_st_count(ld->st); i++) {
+        const char *tn = enc_st_tensor_at(ld->st, i)->name;
+        char *end = NULL;
+        if (strncmp(tn, prefix, pl) != 0)
+            continue;
+        long l = strtol(tn + pl, &end, 10);
+        if (end != tn + pl && *end == '.' && l >= t->layers)
+            return cr_error_set(CR_ERR_MODEL,
+                                "%s tower: '%s' belongs to block %ld but tensor "
+                                "'%s' is missing",
+                                tower, tn, l,
+                                bname(nm, sizeof nm, prefix, t->layers, ld->sc->ln1, ".weight"));
+    }
+    cr_err rc =
+        enc_st_check(ld->st, bname(nm, sizeof nm, prefix, 0, ld->sc->fc, ".weight"), 2, fcd, &fc);
     if (rc)
         return rc;
     t->mlp = (int)fc->shape[0];
@@ -321,8 +333,9 @@ static cr_err read_config(const char *path, hf_config *c)
     json_t *tc = json_object_get(root, "text_config");
     json_t *vc = json_object_get(root, "vision_config");
     if (!json_is_object(tc) || !json_is_object(vc)) {
-        rc = cr_error_set(CR_ERR_MODEL, "%s: no text_config / vision_config objects (not a "
-                                        "Hugging Face CLIP config)",
+        rc = cr_error_set(CR_ERR_MODEL,
+                          "%s: no text_config / vision_config objects (not a "
+                          "Hugging Face CLIP config)",
                           path);
         goto out;
     }
@@ -335,16 +348,18 @@ static cr_err read_config(const char *path, hf_config *c)
     const char *ta = json_string_value(json_object_get(tc, "hidden_act"));
     const char *va = json_string_value(json_object_get(vc, "hidden_act"));
     if (ta && va && strcmp(ta, va) != 0) {
-        rc = cr_error_set(CR_ERR_UNSUPPORTED, "%s: text hidden_act '%s' differs from vision "
-                                              "hidden_act '%s'",
+        rc = cr_error_set(CR_ERR_UNSUPPORTED,
+                          "%s: text hidden_act '%s' differs from vision "
+                          "hidden_act '%s'",
                           path, ta, va);
         goto out;
     }
     if (ta || va) {
         c->act = act_parse(ta ? ta : va);
         if (c->act < 0) {
-            rc = cr_error_set(CR_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (quick_gelu "
-                                                  "or gelu)",
+            rc = cr_error_set(CR_ERR_UNSUPPORTED,
+                              "%s: hidden_act '%s' is not supported (quick_gelu "
+                              "or gelu)",
                               path, ta ? ta : va);
             goto out;
         }
@@ -360,8 +375,8 @@ out:
 static cr_err check_cfg(const char *what, int cfg, int have)
 {
     if (cfg > 0 && cfg != have)
-        return cr_error_set(CR_ERR_MODEL, "config.json %s %d disagrees with the weights (%d)",
-                            what, cfg, have);
+        return cr_error_set(CR_ERR_MODEL, "config.json %s %d disagrees with the weights (%d)", what,
+                            cfg, have);
     return CR_OK;
 }
 

@@ -25,29 +25,29 @@ void enc_op_layernorm(float *y, size_t ldy, const float *x, size_t ldx, int rows
     }
 }
 
-static inline float quick_gelu(float x)
-{
-    return x / (1.f + expf(-1.702f * x));
-}
+static inline float quick_gelu(float x) { return x / (1.f + expf(-1.702f * x)); }
 
-static inline float gelu(float x)
-{
-    return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
-}
+static inline float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 
 void enc_op_bias_act(float *x, size_t ld, int rows, int cols, const float *bias, enc_act act)
 {
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * ld;
-        if (bias)
-            for (int c = 0; c < cols; c++)
-                xr[c] += bias[c];
-        if (act == ENC_ACT_GELU)
-            for (int c = 0; c < cols; c++)
-                xr[c] = gelu(xr[c]);
-        else
-            for (int c = 0; c < cols; c++)
-                xr[c] = quick_gelu(xr[c]);
+        if (act == ENC_ACT_GELU) {
+            if (bias)
+                for (int c = 0; c < cols; c++)
+                    xr[c] = gelu(xr[c] + bias[c]);
+            else
+                for (int c = 0; c < cols; c++)
+                    xr[c] = gelu(xr[c]);
+        } else {
+            if (bias)
+                for (int c = 0; c < cols; c++)
+                    xr[c] = quick_gelu(xr[c] + bias[c]);
+            else
+                for (int c = 0; c < cols; c++)
+                    xr[c] = quick_gelu(xr[c]);
+        }
     }
 }
 
@@ -96,7 +96,7 @@ void enc_op_attention(const float *qkv, int T, int width, int heads, int causal,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.f,
                     scores, T);
         enc_op_softmax_rows(scores, (size_t)T, T, T, causal);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, scores, T, v, ld,
-                    0.f, out + (size_t)h * hd, (int)ldo);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, scores, T, v, ld, 0.f,
+                    out + (size_t)h * hd, (int)ldo);
     }
 }

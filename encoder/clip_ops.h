@@ -67,10 +67,10 @@ typedef struct enc_clip_weights {
     enc_clip_tower vis, txt;
     int embed, patch, grid, image_size; /* grid = image_size / patch */
     int vocab, context;
-    float *conv_w;           /* [vis.width, 3 * patch * patch], patch pixels in (c, y, x) order */
-    float *cls;              /* [vis.width] */
+    float *conv_w; /* [vis.width, 3 * patch * patch], patch pixels in (c, y, x) order */
+    float *cls;    /* [vis.width] */
     float *ln_pre_w, *ln_pre_b;
-    float *tok_emb;          /* [vocab, txt.width] */
+    float *tok_emb; /* [vocab, txt.width] */
     enc_act act;
     float eps;
 } enc_clip_weights;
@@ -79,8 +79,7 @@ typedef struct enc_clip_weights {
  * clip_model.h, already validated for NULLs. Return CR_OK, CR_ERR_NOMEM or CR_ERR_INVALID
  * (token id out of range). */
 cr_err enc_fwd_images(const enc_clip_weights *w, const float *pixels, int n, float *out);
-cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n,
-                      const float *pseudo,
+cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n, const float *pseudo,
                       int32_t pseudo_id, float *out);
 
 #endif

@@ -13,16 +13,16 @@
 #include <unistd.h>
 
 struct enc_st {
-    void *map;              /* our mapping, NULL for enc_st_open_memory() */
+    void *map; /* our mapping, NULL for enc_st_open_memory() */
     size_t map_size;
-    const uint8_t *base;    /* the whole file */
+    const uint8_t *base; /* the whole file */
     size_t size;
-    const uint8_t *data;    /* data area */
+    const uint8_t *data; /* data area */
     uint64_t data_size;
     enc_st_tensor *tensors; /* sorted by name */
     size_t count;
-    char *names;            /* one block holding every name */
-    char *label;            /* path or "<memory>", for messages */
+    char *names; /* one block holding every name */
+    char *label; /* path or "<memory>", for messages */
 };
 
 static const struct {
@@ -107,8 +107,8 @@ static cr_err parse_entry(const enc_st *st, const char *key, json_t *val, enc_st
 {
     json_t *jd, *js, *jo;
     if (!json_is_object(val))
-        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': entry is not a JSON object",
-                            st->label, key);
+        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': entry is not a JSON object", st->label,
+                            key);
     jd = json_object_get(val, "dtype");
     js = json_object_get(val, "shape");
     jo = json_object_get(val, "data_offsets");
@@ -118,12 +118,12 @@ static cr_err parse_entry(const enc_st *st, const char *key, json_t *val, enc_st
                             "'data_offsets'",
                             st->label, key);
     if (!dtype_parse(json_string_value(jd), &t->dtype))
-        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': unknown dtype '%.32s'", st->label,
-                            key, json_string_value(jd));
+        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': unknown dtype '%.32s'", st->label, key,
+                            json_string_value(jd));
     size_t nd = json_array_size(js);
     if (nd > ENC_ST_MAX_DIMS)
-        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': %zu dimensions (at most %d)",
-                            st->label, key, nd, ENC_ST_MAX_DIMS);
+        return cr_error_set(CR_ERR_MODEL, "%s: tensor '%s': %zu dimensions (at most %d)", st->label,
+                            key, nd, ENC_ST_MAX_DIMS);
     t->ndim = (int)nd;
     uint64_t numel = 1;
     int overflow = 0;
@@ -164,8 +164,7 @@ static cr_err parse_entry(const enc_st *st, const char *key, json_t *val, enc_st
                             "%s: tensor '%s': %s %s needs %llu bytes but data_offsets span %llu",
                             st->label, key, enc_st_dtype_name(t->dtype),
                             enc_st_shape_str(sh, sizeof sh, t->ndim, t->shape),
-                            (unsigned long long)(numel * esz),
-                            (unsigned long long)(end - begin));
+                            (unsigned long long)(numel * esz), (unsigned long long)(end - begin));
     }
     t->numel = numel;
     t->offset = begin;
@@ -182,8 +181,9 @@ static cr_err parse_header(enc_st *st)
     enc_st_tensor **by_off = NULL;
 
     if (st->size < 8) {
-        rc = cr_error_set(CR_ERR_MODEL, "%s: file of %zu bytes is too short for a safetensors "
-                                        "header (truncated?)",
+        rc = cr_error_set(CR_ERR_MODEL,
+                          "%s: file of %zu bytes is too short for a safetensors "
+                          "header (truncated?)",
                           st->label, st->size);
         goto out;
     }
@@ -191,14 +191,16 @@ static cr_err parse_header(enc_st *st)
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | st->base[i];
     if (hlen < 2 || hlen > ENC_ST_MAX_HEADER) {
-        rc = cr_error_set(CR_ERR_MODEL, "%s: implausible header length %llu (not a safetensors "
-                                        "file?)",
+        rc = cr_error_set(CR_ERR_MODEL,
+                          "%s: implausible header length %llu (not a safetensors "
+                          "file?)",
                           st->label, (unsigned long long)hlen);
         goto out;
     }
     if (hlen > st->size - 8) {
-        rc = cr_error_set(CR_ERR_MODEL, "%s: header length %llu exceeds the file size %zu "
-                                        "(truncated file?)",
+        rc = cr_error_set(CR_ERR_MODEL,
+                          "%s: header length %llu exceeds the file size %zu "
+                          "(truncated file?)",
                           st->label, (unsigned long long)hlen, st->size);
         goto out;
     }
@@ -223,7 +225,8 @@ static cr_err parse_header(enc_st *st)
     size_t n = 0, name_bytes = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(val)) {
                 rc = cr_error_set(CR_ERR_MODEL, "%s: __metadata__ is not an object", st->label);
@@ -246,7 +249,8 @@ static cr_err parse_header(enc_st *st)
         goto out;
     }
     size_t i = 0, used = 0;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0)
             continue;
         enc_st_tensor *t = &st->tensors[i];
@@ -324,8 +328,9 @@ cr_err enc_st_open(enc_st **out, const char *path)
         goto out;
     }
     if (sb.st_size < 8) {
-        rc = cr_error_set(CR_ERR_MODEL, "%s: file of %lld bytes is too short for a safetensors "
-                                        "header (truncated?)",
+        rc = cr_error_set(CR_ERR_MODEL,
+                          "%s: file of %lld bytes is too short for a safetensors "
+                          "header (truncated?)",
                           path, (long long)sb.st_size);
         goto out;
     }
@@ -384,10 +389,7 @@ void enc_st_close(enc_st **pp)
     *pp = NULL;
 }
 
-size_t enc_st_count(const enc_st *st)
-{
-    return st ? st->count : 0;
-}
+size_t enc_st_count(const enc_st *st) { return st ? st->count : 0; }
 
 const enc_st_tensor *enc_st_tensor_at(const enc_st *st, size_t i)
 {

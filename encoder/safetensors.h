@@ -61,10 +61,10 @@ typedef struct enc_st_tensor {
     enc_st_dtype dtype;
     int ndim;
     int64_t shape[ENC_ST_MAX_DIMS];
-    uint64_t numel;      /* product of shape (1 for a scalar, ndim 0) */
-    uint64_t offset;     /* begin, relative to the data area */
-    uint64_t nbytes;     /* end - begin == numel * dtype size */
-    const void *data;    /* first byte in the mapping */
+    uint64_t numel;   /* product of shape (1 for a scalar, ndim 0) */
+    uint64_t offset;  /* begin, relative to the data area */
+    uint64_t nbytes;  /* end - begin == numel * dtype size */
+    const void *data; /* first byte in the mapping */
 } enc_st_tensor;
 
 typedef struct enc_st enc_st;

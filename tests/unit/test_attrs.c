@@ -1,6 +1,7 @@
 /* test_attrs.c — the shard attribute index against a brute-force evaluator, errors, deletes,
  * concurrency and a 1M-item timing. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -621,7 +622,7 @@ static void test_compaction(void)
 struct reader_arg {
     shard_attrs *idx;
     Filter *f;
-    volatile int *stop;
+    atomic_int *stop;
     int errors;
     int evals;
 };
@@ -629,7 +630,7 @@ struct reader_arg {
 static void *reader(void *p)
 {
     struct reader_arg *ra = p;
-    while (!*ra->stop) {
+    while (!atomic_load(ra->stop)) {
         uint64_t *bm = NULL, m;
         if (shard_attrs_eval(ra->idx, ra->f, 50000, &bm, &m) != CR_OK)
             ra->errors++;
@@ -642,7 +643,7 @@ static void *reader(void *p)
 static void test_concurrency(void)
 {
     shard_attrs *idx = NULL;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pthread_t th[2];
     struct reader_arg ra[2];
     Filter *f = NULL;
@@ -664,7 +665,7 @@ static void test_concurrency(void)
         if (id % 3 == 0)
             CR_CHECK(shard_attrs_remove(idx, id - 2) == CR_OK);
     }
-    stop = 1;
+    atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
     printf("concurrency: %d + %d evaluations during 30000 writes\n", ra[0].evals, ra[1].evals);

@@ -263,6 +263,12 @@ static void edit_fc_shape(json_t *h)
     json_object_set_new(v, "shape", json_pack("[ii]", 256, 256));
 }
 
+static void edit_gap(json_t *h)
+{
+    /* block 0 of the text tower loses its ln_1: blocks 1.. are orphans */
+    json_object_del(h, "transformer.resblocks.0.ln_1.weight");
+}
+
 static void test_errors(const char *tmpdir)
 {
     char src[1200], dst[1300], cfg[1300], link[1300];
@@ -288,6 +294,11 @@ static void test_errors(const char *tmpdir)
     CR_CHECK(enc_clip_open(&m, dst, NULL) == CR_ERR_MODEL && m == NULL);
     CR_CHECK_MSG(strstr(cr_error_message(), "transformer.resblocks.1.mlp.c_fc.weight") != NULL,
                  "%s", cr_error_message());
+
+    CR_CHECK(rewrite(src, dst, edit_gap, -1) == 0);
+    CR_CHECK(enc_clip_open(&m, dst, NULL) == CR_ERR_MODEL && m == NULL);
+    CR_CHECK_MSG(strstr(cr_error_message(), "transformer.resblocks.0.ln_1.weight") != NULL, "%s",
+                 cr_error_message());
 
     CR_CHECK(rewrite(src, dst, NULL, 1000000) == 0);
     CR_CHECK(enc_clip_open(&m, dst, NULL) == CR_ERR_MODEL && m == NULL);
@@ -390,10 +401,10 @@ static int add_blocks(spec *s, int n, const char *prefix, int layers, int w)
 {
     char nm[96];
     for (int l = 0; l < layers; l++) {
-#define B(suffix, nd, a, b, center, scale)                                                 \
-    do {                                                                                   \
-        snprintf(nm, sizeof nm, "%s%d.%s", prefix, l, suffix);                             \
-        n = add_spec(s, n, nm, nd, a, b, 0, 0, center, scale);                             \
+#define B(suffix, nd, a, b, center, scale)                                                         \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "%s%d.%s", prefix, l, suffix);                                     \
+        n = add_spec(s, n, nm, nd, a, b, 0, 0, center, scale);                                     \
     } while (0)
         B("ln_1.weight", 1, w, 0, 1.f, 0.1f);
         B("ln_1.bias", 1, w, 0, 0.f, 0.1f);
@@ -553,11 +564,19 @@ static void test_vit_b32(const char *tmpdir)
     float *out1 = malloc(512 * sizeof *out1);
     /* warm up OpenBLAS, then time */
     CR_CHECK(enc_clip_encode_images(m, pix, 1, out1) == CR_OK);
-    double a = now_s();
-    CR_CHECK(enc_clip_encode_images(m, pix, 1, out1) == CR_OK);
-    double b = now_s();
-    CR_CHECK(enc_clip_encode_images(m, pix, nimg, out) == CR_OK);
-    double c = now_s();
+    double t_one = 1e9, t_batch = 1e9, t_text = 1e9; /* best of a few: the machine is shared */
+    for (int r = 0; r < 2; r++) {
+        double a = now_s();
+        CR_CHECK(enc_clip_encode_images(m, pix, 1, out1) == CR_OK);
+        double b = now_s();
+        t_one = b - a < t_one ? b - a : t_one;
+    }
+    for (int r = 0; r < 1; r++) {
+        double b = now_s();
+        CR_CHECK(enc_clip_encode_images(m, pix, nimg, out) == CR_OK);
+        double c = now_s();
+        t_batch = c - b < t_batch ? c - b : t_batch;
+    }
     int finite = 1;
     for (int i = 0; i < nimg * 512; i++)
         finite &= isfinite(out[i]) != 0;
@@ -568,17 +587,20 @@ static void test_vit_b32(const char *tmpdir)
     for (int j = 1; j < 11; j++)
         tok[j] = 300 + 17 * j;
     tok[11] = 49407; /* 12 tokens */
-    double d = now_s();
-    CR_CHECK(enc_clip_encode_tokens(m, tok, 1, out1) == CR_OK);
-    double e = now_s();
+    for (int r = 0; r < 3; r++) {
+        double d = now_s();
+        CR_CHECK(enc_clip_encode_tokens(m, tok, 1, out1) == CR_OK);
+        double e = now_s();
+        t_text = e - d < t_text ? e - d : t_text;
+    }
     finite = 1;
     for (int i = 0; i < 512; i++)
         finite &= isfinite(out1[i]) != 0;
     CR_CHECK(finite);
     printf("ViT-B/32 forward (OpenBLAS threads %d): image batch 1 %.1f ms, batch %d %.1f ms "
            "(%.1f ms/image), text 12 tokens %.1f ms\n",
-           enc_clip_threads(m), 1e3 * (b - a), nimg, 1e3 * (c - b), 1e3 * (c - b) / nimg,
-           1e3 * (e - d));
+           enc_clip_threads(m), 1e3 * t_one, nimg, 1e3 * t_batch, 1e3 * t_batch / nimg,
+           1e3 * t_text);
     free(pix);
     free(out);
     free(out1);
@@ -652,6 +674,17 @@ static void test_geometry(const char *tmpdir)
     CR_CHECK(enc_clip_encode_images(m, pix, 2, out) == CR_OK);
     CR_CHECK(enc_clip_encode_images(m, pix + 3 * 42 * 42, 1, one) == CR_OK);
     CR_CHECK(rel_err(one, out + 32, 1, 32) < 1e-5);
+    /* more images than one pass */
+    int nmany = 40;
+    float *many = malloc((size_t)nmany * 3 * 42 * 42 * sizeof *many);
+    float *mout = malloc((size_t)nmany * 32 * sizeof *mout);
+    for (size_t i = 0; i < (size_t)nmany * 3 * 42 * 42; i++)
+        many[i] = (float)((rng_next() >> 40) * (1.0 / 16777216.0)) - 0.5f;
+    CR_CHECK(enc_clip_encode_images(m, many, nmany, mout) == CR_OK);
+    CR_CHECK(enc_clip_encode_images(m, many + (size_t)37 * 3 * 42 * 42, 1, one) == CR_OK);
+    CR_CHECK(rel_err(one, mout + 37 * 32, 1, 32) < 1e-5);
+    free(many);
+    free(mout);
     int32_t tok[2 * 16] = {5, 999, 0};
     tok[16] = 998; /* second row: EOT at position 0 */
     CR_CHECK(enc_clip_encode_tokens(m, tok, 2, out) == CR_OK);

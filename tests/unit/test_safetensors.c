@@ -27,13 +27,12 @@ static uint8_t *build(const char *header, const void *data, size_t data_len, siz
 /* The valid reference file: a F32 [2,3], b F16 [4], c BF16 [2,2], d I64 [1], e F32 [] */
 static uint8_t *valid_file(size_t *size)
 {
-    static const char hdr[] =
-        "{\"__metadata__\":{\"format\":\"pt\"},"
-        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-        "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]},"
-        "\"c\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[32,40]},"
-        "\"d\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[40,48]},"
-        "\"e\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[48,52]}}  ";
+    static const char hdr[] = "{\"__metadata__\":{\"format\":\"pt\"},"
+                              "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                              "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]},"
+                              "\"c\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[32,40]},"
+                              "\"d\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[40,48]},"
+                              "\"e\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[48,52]}}  ";
     uint8_t data[52];
     float a[6] = {1.f, -2.f, 3.5f, 0.f, 1e-3f, -7.25f};
     uint16_t b[4] = {0x3c00 /* 1 */, 0xc000 /* -2 */, 0x0001 /* 2^-24 */, 0x7c00 /* inf */};
@@ -79,8 +78,7 @@ static void test_valid(void)
     f = NULL;
     int64_t b_shape[1] = {4};
     CR_CHECK(enc_st_get_f32(st, "b", 1, b_shape, &f) == CR_OK);
-    CR_CHECK(f && f[0] == 1.f && f[1] == -2.f && f[2] == 5.9604644775390625e-08f &&
-             f[3] > 1e38f);
+    CR_CHECK(f && f[0] == 1.f && f[1] == -2.f && f[2] == 5.9604644775390625e-08f && f[3] > 1e38f);
     free(f);
     f = NULL;
     int64_t c_shape[2] = {2, 2};
@@ -160,8 +158,7 @@ static void test_corrupt_headers(void)
         {"nine dims",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1},
         {"overflowing shape",
-         "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}",
-         0},
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", 0},
         {"huge offset",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[18446744073709551615,0]}}", 0},
         {"empty name", "{\"\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1},
@@ -251,7 +248,7 @@ static void test_fuzz(void)
     size_t size;
     uint8_t *ref = valid_file(&size);
     uint64_t seed = 0x9e3779b97f4a7c15ull;
-    int opened = 0, iters = 5000;
+    int opened = 0, iters = 20000;
     static const char tokens[] = "{}[]\",:0123456789-eE. FBIU";
     for (int it = 0; it < iters; it++) {
         size_t n = size;
@@ -266,7 +263,8 @@ static void test_fuzz(void)
                 buf[pos] ^= (uint8_t)(1u << ((r >> 40) % 8));
                 break;
             case 1: /* a JSON-ish character into the header */
-                buf[8 + pos % (n > 8 ? n - 8 : 1)] = (uint8_t)tokens[(r >> 40) % (sizeof tokens - 1)];
+                buf[8 + pos % (n > 8 ? n - 8 : 1)] =
+                    (uint8_t)tokens[(r >> 40) % (sizeof tokens - 1)];
                 break;
             case 2: /* truncate */
                 n = pos;

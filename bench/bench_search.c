@@ -1,0 +1,376 @@
+/* cirrus-bench search — QPS, latency percentiles and recall@k through a cirrus endpoint
+ * and, side by side in the same run, the same FAISS index in-process (--peer). */
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "client/cirrus.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/vecfile.h"
+#include "shard/index.h"
+
+float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normalize);
+
+typedef struct search_cfg {
+    const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric;
+    long long k, concurrency, duration_s, nprobe, ef, peer_threads;
+    int json;
+} search_cfg;
+
+typedef struct run_result {
+    double qps, p50, p95, p99, p999, recall;
+    uint64_t done, errors;
+} run_result;
+
+typedef struct shared {
+    const search_cfg *cfg;
+    float *q;          /* nq x dim, raw */
+    float *qn;         /* normalized copy for the in-process IP peer */
+    size_t nq, dim;
+    int64_t *answers;  /* nq x k row numbers, last answer per query */
+    shard_index *peer;
+    uint64_t end_us;
+    atomic_uint_fast64_t next;
+} shared;
+
+typedef struct worker {
+    shared *sh;
+    double *lat_ms;
+    size_t n_lat, cap_lat;
+    uint64_t errors;
+} worker;
+
+static void lat_push(worker *w, double ms)
+{
+    if (w->n_lat == w->cap_lat) {
+        size_t cap = w->cap_lat ? 2 * w->cap_lat : 4096;
+        double *g = realloc(w->lat_ms, cap * sizeof *g);
+        if (!g)
+            return;
+        w->lat_ms = g;
+        w->cap_lat = cap;
+    }
+    w->lat_ms[w->n_lat++] = ms;
+}
+
+static int64_t id_to_row(const char *id, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    long long r;
+    if (strncmp(id, prefix, plen) != 0 || cr_parse_ll(id + plen, 0, INT64_MAX, &r))
+        return -1;
+    return r;
+}
+
+static void *endpoint_worker(void *arg)
+{
+    worker *w = arg;
+    shared *sh = w->sh;
+    const search_cfg *c = sh->cfg;
+    cirrus_client *cl = NULL;
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
+    Cirrus__V1__Query q = CIRRUS__V1__QUERY__INIT;
+    Cirrus__V1__Vector v = CIRRUS__V1__VECTOR__INIT;
+    Cirrus__V1__SearchParams p = CIRRUS__V1__SEARCH_PARAMS__INIT;
+
+    if (cirrus_client_open(&cl, c->endpoint, NULL)) {
+        w->errors++;
+        return NULL;
+    }
+    p.nprobe = (uint32_t)c->nprobe;
+    p.ef_search = (uint32_t)c->ef;
+    q.kind_case = CIRRUS__V1__QUERY__KIND_VECTOR;
+    q.vector = &v;
+    q.k = (uint32_t)c->k;
+    q.params = &p;
+    sr.query = &q;
+    req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
+    req.search = &sr;
+    v.n_values = sh->dim;
+    while (cr_clock_mono_us() < sh->end_us) {
+        size_t i = atomic_fetch_add(&sh->next, 1) % sh->nq;
+        Cirrus__V1__Response *resp = NULL;
+        uint64_t t0 = cr_clock_mono_us();
+        v.values = sh->q + i * sh->dim;
+        req.deadline_ms = 0;
+        if (cirrus_client_call(cl, &req, 10000, &resp) || cirrus_response_error(resp) ||
+            !resp->search) {
+            w->errors++;
+            cirrus_response_free(resp);
+            continue;
+        }
+        lat_push(w, (double)(cr_clock_mono_us() - t0) / 1000.0);
+        for (size_t j = 0; j < (size_t)c->k; j++)
+            sh->answers[i * (size_t)c->k + j] =
+                j < resp->search->n_hits ? id_to_row(resp->search->hits[j]->id, c->prefix) : -1;
+        cirrus_response_free(resp);
+    }
+    cirrus_client_close(&cl);
+    return NULL;
+}
+
+static void *peer_worker(void *arg)
+{
+    worker *w = arg;
+    shared *sh = w->sh;
+    const search_cfg *c = sh->cfg;
+    shard_index_search_params p = shard_index_default_search_params();
+    float *dist = malloc((size_t)c->k * sizeof *dist);
+    int64_t *ids = malloc((size_t)c->k * sizeof *ids);
+    p.nprobe = (int)c->nprobe;
+    p.ef_search = (int)c->ef;
+    p.threads = 1;
+    while (dist && ids && cr_clock_mono_us() < sh->end_us) {
+        size_t i = atomic_fetch_add(&sh->next, 1) % sh->nq;
+        uint64_t t0 = cr_clock_mono_us();
+        if (shard_index_search(sh->peer, 1, sh->qn + i * sh->dim, c->k, &p, dist, ids)) {
+            w->errors++;
+            continue;
+        }
+        lat_push(w, (double)(cr_clock_mono_us() - t0) / 1000.0);
+        memcpy(sh->answers + i * (size_t)c->k, ids, (size_t)c->k * sizeof *ids);
+    }
+    free(dist);
+    free(ids);
+    return NULL;
+}
+
+static double recall_of(shared *sh, const search_cfg *c)
+{
+    cr_vecfile *t = NULL;
+    int32_t *truth;
+    size_t tk;
+    double r = -1;
+    if (!c->truth || cr_vecfile_open(&t, c->truth))
+        return -1;
+    tk = cr_vecfile_dim(t);
+    truth = malloc(sh->nq * tk * sizeof *truth);
+    if (truth && cr_vecfile_rows(t) >= sh->nq) {
+        for (size_t i = 0; i < sh->nq; i++)
+            cr_vecfile_row_i32(t, i, truth + i * tk);
+        r = bench_recall(sh->answers, truth, sh->nq, (size_t)c->k, tk);
+    }
+    free(truth);
+    cr_vecfile_close(&t);
+    return r;
+}
+
+static run_result run(shared *sh, void *(*fn)(void *), int threads)
+{
+    const search_cfg *c = sh->cfg;
+    worker *ws = calloc((size_t)threads, sizeof *ws);
+    pthread_t *tids = calloc((size_t)threads, sizeof *tids);
+    run_result r = {0};
+    double *all;
+    size_t n = 0;
+    uint64_t t0;
+
+    for (size_t i = 0; i < sh->nq * (size_t)c->k; i++)
+        sh->answers[i] = -1;
+    atomic_store(&sh->next, 0);
+    t0 = cr_clock_mono_us();
+    sh->end_us = t0 + (uint64_t)c->duration_s * 1000000u;
+    for (int i = 0; i < threads; i++) {
+        ws[i].sh = sh;
+        pthread_create(&tids[i], NULL, fn, &ws[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(tids[i], NULL);
+        n += ws[i].n_lat;
+        r.errors += ws[i].errors;
+    }
+    all = malloc((n ? n : 1) * sizeof *all);
+    n = 0;
+    for (int i = 0; i < threads; i++) {
+        if (all)
+            memcpy(all + n, ws[i].lat_ms, ws[i].n_lat * sizeof *all);
+        n += ws[i].n_lat;
+        free(ws[i].lat_ms);
+    }
+    r.done = n;
+    r.qps = (double)n / ((double)(cr_clock_mono_us() - t0) / 1e6);
+    r.p50 = bench_percentile(all, n, 0.50);
+    r.p95 = bench_percentile(all, n, 0.95);
+    r.p99 = bench_percentile(all, n, 0.99);
+    r.p999 = bench_percentile(all, n, 0.999);
+    r.recall = recall_of(sh, c);
+    free(all);
+    free(ws);
+    free(tids);
+    return r;
+}
+
+static cr_err peer_build(shared *sh, const search_cfg *c)
+{
+    shard_index_opts io = shard_index_default_opts();
+    size_t nb, d;
+    float *base;
+    int64_t *ids;
+    cr_err rc;
+    if (shard_index_metric_parse(c->metric, &io.metric))
+        return CR_ERR_INVALID;
+    base = bench_load_rows(c->peer_base, &nb, &d, io.metric == SHARD_INDEX_METRIC_IP);
+    if (!base || d != sh->dim) {
+        free(base);
+        return cr_error_set(CR_ERR_INVALID, "peer base file unreadable or of another dimension");
+    }
+    ids = malloc(nb * sizeof *ids);
+    for (size_t i = 0; ids && i < nb; i++)
+        ids[i] = (int64_t)i;
+    io.dim = (int)d;
+    io.factory = c->peer_index;
+    io.train_size = (int64_t)nb; /* train on everything, as the shard does at this size */
+    rc = ids ? shard_index_create(&sh->peer, &io) : CR_ERR_NOMEM;
+    if (!rc)
+        rc = shard_index_add(sh->peer, (int64_t)nb, ids, base);
+    free(ids);
+    free(base);
+    return rc;
+}
+
+static json_t *result_json(const run_result *r, int conc)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "qps", json_real(r->qps));
+    json_object_set_new(o, "p50_ms", json_real(r->p50));
+    json_object_set_new(o, "p95_ms", json_real(r->p95));
+    json_object_set_new(o, "p99_ms", json_real(r->p99));
+    json_object_set_new(o, "p999_ms", json_real(r->p999));
+    json_object_set_new(o, "recall", json_real(r->recall));
+    json_object_set_new(o, "concurrency", json_integer(conc));
+    json_object_set_new(o, "queries", json_integer((json_int_t)r->done));
+    json_object_set_new(o, "errors", json_integer((json_int_t)r->errors));
+    return o;
+}
+
+static void print_row(const char *name, const run_result *r, int conc)
+{
+    printf("%-10s %5d %10.1f %9.3f %9.3f %9.3f %9.3f %8.4f %6llu\n", name, conc, r->qps, r->p50,
+           r->p95, r->p99, r->p999, r->recall, (unsigned long long)r->errors);
+}
+
+static int parse(search_cfg *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"endpoint", required_argument, 0, 'e'},  {"queries", required_argument, 0, 'q'},
+        {"truth", required_argument, 0, 't'},     {"id-prefix", required_argument, 0, 'p'},
+        {"k", required_argument, 0, 'k'},         {"concurrency", required_argument, 0, 'c'},
+        {"duration", required_argument, 0, 'd'},  {"nprobe", required_argument, 0, 'n'},
+        {"ef", required_argument, 0, 'f'},        {"peer-base", required_argument, 0, 'B'},
+        {"peer-index", required_argument, 0, 'I'}, {"metric", required_argument, 0, 'm'},
+        {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    int ch;
+    c->k = 10;
+    c->concurrency = 1;
+    c->duration_s = 10;
+    c->prefix = "";
+    c->metric = "ip";
+    c->peer_threads = 2;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        long long *t = ch == 'k' ? &c->k : ch == 'c' ? &c->concurrency : ch == 'd' ? &c->duration_s
+                     : ch == 'n' ? &c->nprobe : ch == 'f' ? &c->ef : ch == 'T' ? &c->peer_threads
+                     : NULL;
+        if (t) {
+            if (cr_parse_ll(optarg, 0, 100000, t)) {
+                fprintf(stderr, "cirrus-bench search: %s\n", cr_error_message());
+                return 2;
+            }
+            continue;
+        }
+        switch (ch) {
+        case 'e': c->endpoint = optarg; break;
+        case 'q': c->queries = optarg; break;
+        case 't': c->truth = optarg; break;
+        case 'p': c->prefix = optarg; break;
+        case 'B': c->peer_base = optarg; break;
+        case 'I': c->peer_index = optarg; break;
+        case 'm': c->metric = optarg; break;
+        case 'j': c->json = 1; break;
+        default:
+            printf("Usage: cirrus-bench search --queries Q.fvecs [--endpoint EP] [--truth T.ivecs]\n"
+                   "         [--id-prefix P] [--k 10] [--concurrency C] [--duration S] [--nprobe N]\n"
+                   "         [--ef N] [--peer-base B.fvecs --peer-index FACTORY [--metric ip|l2]\n"
+                   "         [--peer-threads 2]] [--json]\n"
+                   "With --peer-base the same FAISS index is built in-process from the same\n"
+                   "file and measured in the same run, single queries from --peer-threads "
+                   "threads.\n");
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    if (!c->queries || (!c->endpoint && !c->peer_base) || c->k < 1 || c->concurrency < 1) {
+        fprintf(stderr, "cirrus-bench search: --queries and --endpoint or --peer-base are "
+                        "required\n");
+        return 2;
+    }
+    if (c->peer_base && !c->peer_index) {
+        fprintf(stderr, "cirrus-bench search: --peer-index is required with --peer-base\n");
+        return 2;
+    }
+    return -1;
+}
+
+int bench_cmd_search(int argc, char **argv)
+{
+    search_cfg c = {0};
+    shared sh;
+    run_result ep = {0}, peer = {0};
+    int ret = parse(&c, argc, argv);
+    if (ret >= 0)
+        return ret;
+    memset(&sh, 0, sizeof sh);
+    sh.cfg = &c;
+    sh.q = bench_load_rows(c.queries, &sh.nq, &sh.dim, 0);
+    sh.qn = bench_load_rows(c.queries, &sh.nq, &sh.dim, strcmp(c.metric, "ip") == 0);
+    sh.answers = sh.q ? malloc(sh.nq * (size_t)c.k * sizeof *sh.answers) : NULL;
+    if (!sh.q || !sh.qn || !sh.answers) {
+        fprintf(stderr, "cirrus-bench search: cannot read %s\n", c.queries);
+        return 1;
+    }
+    if (!c.json)
+        printf("%-10s %5s %10s %9s %9s %9s %9s %8s %6s\n", "target", "conc", "QPS", "p50 ms",
+               "p95 ms", "p99 ms", "p99.9 ms", "recall", "errors");
+    if (c.endpoint) {
+        ep = run(&sh, endpoint_worker, (int)c.concurrency);
+        if (!c.json)
+            print_row("endpoint", &ep, (int)c.concurrency);
+    }
+    if (c.peer_base) {
+        if (peer_build(&sh, &c)) {
+            fprintf(stderr, "cirrus-bench search: peer: %s\n", cr_error_message());
+            return 1;
+        }
+        peer = run(&sh, peer_worker, (int)c.peer_threads);
+        if (!c.json)
+            print_row("in-process", &peer, (int)c.peer_threads);
+        shard_index_close(&sh.peer);
+    }
+    if (c.json) {
+        /* Top level: the endpoint's figures (or the peer's alone); the peer nested. */
+        json_t *o = c.endpoint ? result_json(&ep, (int)c.concurrency)
+                               : result_json(&peer, (int)c.peer_threads);
+        if (c.endpoint && c.peer_base) {
+            json_object_set_new(o, "peer", result_json(&peer, (int)c.peer_threads));
+            json_object_set_new(o, "qps_ratio", json_real(peer.qps > 0 ? ep.qps / peer.qps : 0));
+            json_object_set_new(o, "p50_added_ms", json_real(ep.p50 - peer.p50));
+        }
+        char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        puts(txt ? txt : "{}");
+        free(txt);
+        json_decref(o);
+    } else if (c.endpoint && c.peer_base) {
+        printf("endpoint/in-process QPS ratio %.3f; p50 added by the server %.1f us\n",
+               peer.qps > 0 ? ep.qps / peer.qps : 0, (ep.p50 - peer.p50) * 1000);
+    }
+    free(sh.q);
+    free(sh.qn);
+    free(sh.answers);
+    return ep.errors || peer.errors ? 1 : 0;
+}

@@ -1,0 +1,355 @@
+/* The shard server over real ZeroMQ sockets (inproc, in-process threads): every op, every
+ * bad input answered with a clear error and no change, and SIGTERM-style shutdown. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "client/cirrus.h"
+#include "common/filter_parse.h"
+#include "common/log.h"
+#include "common/test.h"
+#include "common/wire.h"
+#include "shard/engine.h"
+#include "shard/server.h"
+
+#define DIM 8
+
+typedef struct srv {
+    void *ctx;
+    shard_engine *engine;
+    shard_server_opts o;
+    volatile sig_atomic_t stop;
+    pthread_t tid;
+    cr_err rc;
+} srv;
+
+static void *srv_main(void *arg)
+{
+    srv *s = arg;
+    s->rc = shard_server_run(s->engine, &s->o, &s->stop);
+    return NULL;
+}
+
+static void srv_start(srv *s, const char *dir, const char *factory, int create)
+{
+    shard_engine_opts eo = shard_engine_default_opts();
+    eo.create = create;
+    eo.dim = DIM;
+    eo.factory = factory;
+    CR_CHECK(shard_engine_open(&s->engine, dir, &eo) == CR_OK);
+    s->o = shard_server_default_opts();
+    s->o.bind = "inproc://shard-test";
+    s->o.zmq_ctx = s->ctx;
+    s->stop = 0;
+    pthread_create(&s->tid, NULL, srv_main, s);
+    usleep(50000);
+}
+
+static void srv_stop(srv *s)
+{
+    s->stop = 1;
+    pthread_join(s->tid, NULL);
+    CR_CHECK(s->rc == CR_OK);
+    shard_engine_close(&s->engine);
+}
+
+static Cirrus__V1__Response *call(cirrus_client *c, Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response *resp = NULL;
+    req->deadline_ms = 0;
+    CR_CHECK(cirrus_client_call(c, req, 5000, &resp) == CR_OK);
+    return resp;
+}
+
+static int upsert(cirrus_client *c, const char *id, const float *v, size_t n, const char *color,
+                  double price, char *msg, size_t msglen)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+    Cirrus__V1__Item it = CIRRUS__V1__ITEM__INIT, *items[1] = {&it};
+    Cirrus__V1__Vector vec = CIRRUS__V1__VECTOR__INIT;
+    Cirrus__V1__Attribute a1 = CIRRUS__V1__ATTRIBUTE__INIT, a2 = CIRRUS__V1__ATTRIBUTE__INIT;
+    Cirrus__V1__AttrValue v1 = CIRRUS__V1__ATTR_VALUE__INIT, v2 = CIRRUS__V1__ATTR_VALUE__INIT;
+    Cirrus__V1__Attribute *attrs[2] = {&a1, &a2};
+    Cirrus__V1__Response *resp;
+    int code;
+    a1.name = "color";
+    v1.value_case = CIRRUS__V1__ATTR_VALUE__VALUE_S;
+    v1.s = (char *)color;
+    a1.value = &v1;
+    a2.name = "price";
+    v2.value_case = CIRRUS__V1__ATTR_VALUE__VALUE_D;
+    v2.d = price;
+    a2.value = &v2;
+    vec.values = (float *)v;
+    vec.n_values = n;
+    it.id = (char *)id;
+    it.vector = &vec;
+    it.attributes = attrs;
+    it.n_attributes = 2;
+    up.items = items;
+    up.n_items = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+    req.upsert = &up;
+    resp = call(c, &req);
+    if (!resp)
+        return -100;
+    if (resp->status->code < 0) {
+        code = resp->status->code;
+        snprintf(msg, msglen, "%s", resp->status->message);
+    } else {
+        code = resp->upsert->items[0]->status->code;
+        snprintf(msg, msglen, "%s", resp->upsert->items[0]->status->message);
+    }
+    cirrus_response_free(resp);
+    return code;
+}
+
+static Cirrus__V1__Response *search(cirrus_client *c, const float *q, size_t n, uint32_t k,
+                                    const char *filter)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
+    Cirrus__V1__Query qq = CIRRUS__V1__QUERY__INIT;
+    Cirrus__V1__Vector vec = CIRRUS__V1__VECTOR__INIT;
+    Cirrus__V1__Filter *f = NULL;
+    Cirrus__V1__Response *resp;
+    if (filter)
+        CR_CHECK(cr_filter_parse(filter, &f) == CR_OK);
+    vec.values = (float *)q;
+    vec.n_values = n;
+    qq.kind_case = CIRRUS__V1__QUERY__KIND_VECTOR;
+    qq.vector = &vec;
+    qq.k = k;
+    qq.filter = f;
+    qq.include_metadata = 1;
+    sr.query = &qq;
+    req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
+    req.search = &sr;
+    resp = call(c, &req);
+    if (f)
+        cirrus__v1__filter__free_unpacked(f, NULL);
+    return resp;
+}
+
+static uint64_t count_items(cirrus_client *c)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__StatsRequest st = CIRRUS__V1__STATS_REQUEST__INIT;
+    Cirrus__V1__Response *resp;
+    uint64_t n = 0;
+    req.op_case = CIRRUS__V1__REQUEST__OP_STATS;
+    req.stats = &st;
+    resp = call(c, &req);
+    if (resp && resp->stats)
+        n = resp->stats->count;
+    cirrus_response_free(resp);
+    return n;
+}
+
+static void test_bad_inputs(cirrus_client *c, void *ctx)
+{
+    float v[DIM] = {1, 0, 0, 0, 0, 0, 0, 0}, bad[DIM];
+    char msg[256], longid[300];
+    Cirrus__V1__Response *resp;
+    uint64_t before = count_items(c);
+
+    CR_CHECK(upsert(c, "x", v, DIM - 1, "red", 1, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "7 dimensions, expected 8") != NULL, "%s", msg);
+    memcpy(bad, v, sizeof bad);
+    bad[3] = NAN;
+    CR_CHECK(upsert(c, "x", bad, DIM, "red", 1, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "NaN") != NULL, "%s", msg);
+    bad[3] = INFINITY;
+    CR_CHECK(upsert(c, "x", bad, DIM, "red", 1, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK(upsert(c, "", v, DIM, "red", 1, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "empty") != NULL, "%s", msg);
+    memset(longid, 'a', 257);
+    longid[257] = '\0';
+    CR_CHECK(upsert(c, longid, v, DIM, "red", 1, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "exceeds") != NULL, "%s", msg);
+    CR_CHECK(upsert(c, "x", v, DIM, "red", NAN, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK(count_items(c) == before);
+
+    /* Search: wrong dimension, k out of range, unknown attribute, non-vector query. */
+    resp = search(c, v, DIM - 2, 10, NULL);
+    CR_CHECK(resp && resp->status->code == CR_ERR_INVALID);
+    cirrus_response_free(resp);
+    resp = search(c, v, DIM, 0, NULL);
+    CR_CHECK(resp && resp->status->code == CR_ERR_INVALID);
+    cirrus_response_free(resp);
+    resp = search(c, v, DIM, 1001, NULL);
+    CR_CHECK(resp && resp->status->code == CR_ERR_INVALID &&
+             strstr(resp->status->message, "out of range"));
+    cirrus_response_free(resp);
+    resp = search(c, v, DIM, 10, "size = 3");
+    CR_CHECK(resp && resp->status->code == CR_ERR_INVALID &&
+             strstr(resp->status->message, "unknown attribute 'size'"));
+    cirrus_response_free(resp);
+    {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
+        Cirrus__V1__Query qq = CIRRUS__V1__QUERY__INIT;
+        qq.kind_case = CIRRUS__V1__QUERY__KIND_TEXT;
+        qq.text = "red dress";
+        qq.k = 5;
+        sr.query = &qq;
+        req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
+        req.search = &sr;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->status->code == CR_ERR_UNSUPPORTED);
+        cirrus_response_free(resp);
+        req.op_case = CIRRUS__V1__REQUEST__OP__NOT_SET;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->status->code == CR_ERR_INVALID);
+        cirrus_response_free(resp);
+    }
+
+    /* Raw frames: malformed protobuf and an oversized frame are answered, not dropped. */
+    {
+        void *raw = zmq_socket(ctx, ZMQ_DEALER);
+        char buf[512];
+        int n, one = 1 << 20;
+        size_t big_len = CR_WIRE_DEFAULT_MAX_FRAME + 16;
+        char *big = calloc(1, big_len);
+        zmq_setsockopt(raw, ZMQ_RCVTIMEO, &one, sizeof one);
+        zmq_connect(raw, "inproc://shard-test");
+        zmq_send(raw, "\x0a\xff\xff\xff\xff\xff", 6, 0);
+        n = zmq_recv(raw, buf, sizeof buf, 0);
+        resp = n > 0 ? cirrus__v1__response__unpack(NULL, (size_t)n, (uint8_t *)buf) : NULL;
+        CR_CHECK(resp && resp->status->code == CR_ERR_PROTO);
+        cirrus__v1__response__free_unpacked(resp, NULL);
+        if (big) {
+            zmq_send(raw, big, big_len, 0);
+            n = zmq_recv(raw, buf, sizeof buf, 0);
+            resp = n > 0 ? cirrus__v1__response__unpack(NULL, (size_t)n, (uint8_t *)buf) : NULL;
+            CR_CHECK(resp && resp->status->code == CR_ERR_PROTO &&
+                     strstr(resp->status->message, "exceeds"));
+            cirrus__v1__response__free_unpacked(resp, NULL);
+        }
+        free(big);
+        zmq_close(raw);
+    }
+    CR_CHECK(count_items(c) == before);
+}
+
+static void test_ops(cirrus_client *c)
+{
+    float v[DIM];
+    char msg[256], id[32];
+    Cirrus__V1__Response *resp;
+
+    for (int i = 0; i < 50; i++) {
+        for (int j = 0; j < DIM; j++)
+            v[j] = (float)((i * 7 + j * 3) % 11) - 5.0f + (j == i % DIM ? 10.0f : 0.0f);
+        snprintf(id, sizeof id, "item-%d", i);
+        CR_CHECK(upsert(c, id, v, DIM, i % 2 ? "red" : "blue", i, msg, sizeof msg) == CR_OK);
+    }
+    CR_CHECK(count_items(c) == 50);
+    /* item-10's own vector finds item-10 first. */
+    for (int j = 0; j < DIM; j++)
+        v[j] = (float)((10 * 7 + j * 3) % 11) - 5.0f + (j == 10 % DIM ? 10.0f : 0.0f);
+    resp = search(c, v, DIM, 5, NULL);
+    CR_CHECK(resp && resp->search && resp->search->n_hits == 5 &&
+             strcmp(resp->search->hits[0]->id, "item-10") == 0);
+    CR_CHECK(resp && resp->search && resp->search->hits[0]->n_attributes == 2);
+    cirrus_response_free(resp);
+    /* Filtered: only red (odd) items, price < 20. */
+    resp = search(c, v, DIM, 50, "color = \"red\" and price < 20");
+    CR_CHECK(resp && resp->search && resp->search->n_hits == 10);
+    for (size_t i = 0; resp && resp->search && i < resp->search->n_hits; i++) {
+        int num = atoi(resp->search->hits[i]->id + 5);
+        CR_CHECK(num % 2 == 1 && num < 20);
+    }
+    cirrus_response_free(resp);
+    /* Delete, then it is gone from search and get. */
+    {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
+        Cirrus__V1__DeleteItem di = CIRRUS__V1__DELETE_ITEM__INIT, *dis[1] = {&di};
+        Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
+        char *ids[1] = {"item-10"};
+        di.id = "item-10";
+        del.items = dis;
+        del.n_items = 1;
+        req.op_case = CIRRUS__V1__REQUEST__OP_DELETE;
+        req.delete_ = &del;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->delete_ && resp->delete_->items[0]->status->code == CR_OK);
+        cirrus_response_free(resp);
+        resp = search(c, v, DIM, 5, NULL);
+        CR_CHECK(resp && resp->search && strcmp(resp->search->hits[0]->id, "item-10") != 0);
+        cirrus_response_free(resp);
+        get.ids = ids;
+        get.n_ids = 1;
+        req.op_case = CIRRUS__V1__REQUEST__OP_GET;
+        req.get = &get;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->get && resp->get->n_items == 0 && resp->get->n_missing == 1);
+        cirrus_response_free(resp);
+        ids[0] = "item-11";
+        get.include_vector = 1;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->get && resp->get->n_items == 1 &&
+                 resp->get->items[0]->vector->n_values == DIM);
+        cirrus_response_free(resp);
+    }
+    /* An explicit older version is stale and changes nothing. */
+    {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+        Cirrus__V1__Item it = CIRRUS__V1__ITEM__INIT, *items[1] = {&it};
+        Cirrus__V1__Vector vec = CIRRUS__V1__VECTOR__INIT;
+        vec.values = v;
+        vec.n_values = DIM;
+        it.id = "item-12";
+        it.vector = &vec;
+        it.version = 5;
+        up.items = items;
+        up.n_items = 1;
+        req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+        req.upsert = &up;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->upsert && resp->upsert->items[0]->status->code == CR_STALE);
+        cirrus_response_free(resp);
+    }
+    CR_CHECK(count_items(c) == 49);
+}
+
+int main(void)
+{
+    srv s;
+    char dir[] = "/tmp/cirrus-test-shard-XXXXXX", cmd[128];
+    cirrus_client *c = NULL;
+    cirrus_client_opts co = cirrus_client_default_opts();
+
+    CR_TEST_BEGIN();
+    cr_log_set_level(CR_LOG_WARN);
+    CR_CHECK(mkdtemp(dir) != NULL);
+    memset(&s, 0, sizeof s);
+    s.ctx = zmq_ctx_new();
+    srv_start(&s, dir, "HNSW16", 1);
+    co.zmq_ctx = s.ctx;
+    CR_CHECK(cirrus_client_open(&c, "inproc://shard-test", &co) == CR_OK);
+    test_ops(c);
+    test_bad_inputs(c, s.ctx);
+    cirrus_client_close(&c);
+    srv_stop(&s);
+
+    /* Reopen (the stop snapshotted): everything is still there. */
+    srv_start(&s, dir, NULL, 0);
+    CR_CHECK(cirrus_client_open(&c, "inproc://shard-test", &co) == CR_OK);
+    CR_CHECK(count_items(c) == 49);
+    cirrus_client_close(&c);
+    srv_stop(&s);
+
+    zmq_ctx_term(s.ctx);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CR_CHECK(system(cmd) == 0);
+    return CR_TEST_END();
+}
