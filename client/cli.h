@@ -58,5 +58,6 @@ int cli_cmd_health(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_snapshot(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_load(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const cli_cmd commands[] = {
     {"snapshot", cli_cmd_snapshot, "serialize the index now"},
     {"load", cli_cmd_load, "bulk upsert from .fvecs/.npy with a progress bar"},
     {"verify", cli_cmd_verify, "check that every acknowledged id is stored exactly"},
+    {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 
 static void usage(FILE *out)

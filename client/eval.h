@@ -98,7 +98,8 @@ const char *cirrus_eval_circo_aspect(int i);
 cr_err cirrus_eval_circo_compute(const char *annotations_path, const char *predictions_path,
                                  cirrus_eval_circo_result *out);
 
-/* The same from parsed JSON (borrowed). `pred_name` names the predictions in messages. */
+/* The same from parsed JSON (borrowed). `pred_name` names the predictions in messages
+ * (NULL = "predictions"). */
 cr_err cirrus_eval_circo_compute_json(const json_t *annotations, const json_t *predictions,
                                       const char *pred_name, cirrus_eval_circo_result *out);
 

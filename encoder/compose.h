@@ -46,8 +46,13 @@ typedef enum enc_compose_method {
 typedef struct enc_composer enc_composer;
 
 /* model and tok are borrowed and must outlive the composer. phi_path / combiner_path may be
- * NULL (that method is then unavailable: CR_ERR_UNSUPPORTED at run). Head shapes are checked
- * against the model (CR_ERR_MODEL naming the tensor and both shapes). */
+ * NULL, or name a file that does not exist (logged as a warning): that method is then
+ * unavailable (CR_ERR_UNSUPPORTED at run, the message says why). Head shapes are checked
+ * against the model (CR_ERR_MODEL naming the file, the tensor and both shapes): phi
+ * `layers.{0,3,6}` maps embed_dim -> text width; the Combiner's `text_projection_layer`,
+ * `image_projection_layer` take embed_dim, `output_layer` gives embed_dim, `combiner_layer`
+ * and `dynamic_scalar.0` take 2 x projection, `dynamic_scalar.3` gives 1. Hidden sizes are
+ * read from the file. An unreadable or corrupt head file is an error (CR_ERR_MODEL/IO). */
 cr_err enc_composer_open(enc_composer **out, const enc_clip *model, const enc_tokenizer *tok,
                          const char *phi_path, const char *combiner_path);
 void enc_composer_close(enc_composer **pp);
@@ -61,15 +66,28 @@ const char *enc_compose_method_name(enc_compose_method m);
 
 typedef struct enc_compose_input {
     const float *ref;            /* raw (unnormalized) image embedding, embed_dim floats */
-    const char *caption;         /* UTF-8; "" allowed */
+    const char *caption;         /* UTF-8; "" allowed (NULL reads as ""); ignored by IMAGE */
     const char *caption2;        /* NULL, or the second FashionIQ caption */
     enc_compose_method method;
-    const char *prompt_template; /* NULL = ENC_COMPOSE_DEFAULT_TEMPLATE ("{}" = caption) */
+    const char *prompt_template; /* SEARLE only. NULL = ENC_COMPOSE_DEFAULT_TEMPLATE; must hold
+                                  * exactly one '$' and one "{}" (= caption), else
+                                  * CR_ERR_INVALID. The template's '$' token is replaced (also
+                                  * when "{}" comes first and the caption holds '$' too). */
 } enc_compose_input;
 
 /* Composes n inputs (batched through the text tower) into out[i * embed_dim], L2-normalized.
- * truncated (may be NULL) gets 1 for inputs whose text was cut to 77 tokens. */
+ * truncated (may be NULL) gets 1 for inputs whose text was cut to 77 tokens. Errors:
+ * CR_ERR_UNSUPPORTED (head not loaded), CR_ERR_INVALID (bad method, NULL ref, non-finite ref,
+ * bad template, invalid UTF-8; the message names the input), CR_ERR_NOMEM. */
 cr_err enc_composer_run(const enc_composer *c, const enc_compose_input *in, size_t n,
                         float *out, int *truncated);
+
+/* The heads alone, batched (n rows). enc_composer_phi: raw image embeddings [n, embed_dim] ->
+ * pseudo-word embeddings [n, text_width] (SEARLE's phi). enc_composer_combine: CLIP4Cir
+ * combine_features(image [n, embed_dim], text [n, embed_dim]) -> out [n, embed_dim],
+ * normalized; inputs unnormalized. CR_ERR_UNSUPPORTED when the head is not loaded. */
+cr_err enc_composer_phi(const enc_composer *c, const float *ref, size_t n, float *out);
+cr_err enc_composer_combine(const enc_composer *c, const float *image, const float *text,
+                            size_t n, float *out);
 
 #endif

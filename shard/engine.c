@@ -767,3 +767,96 @@ cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
     out->tombstones = (uint64_t)is.tombstones;
     return CR_OK;
 }
+
+/* ---- scan (replica repair) ---------------------------------------------------------------- */
+
+typedef struct scan_ctx {
+    shard_engine *e;
+    Cirrus__V1__ScanResult *out;
+    uint32_t limit;
+    int with_vector;
+    int64_t last_id;
+    cr_err rc;
+} scan_ctx;
+
+static cr_err scan_item(const shard_store_view *v, void *arg)
+{
+    scan_ctx *s = arg;
+    Cirrus__V1__Item *it;
+    char ext[SHARD_STORE_EXT_ID_MAX + 1];
+    int deleted = 0;
+    uint64_t version = v->version;
+    if (s->out->n_items >= s->limit)
+        return CR_NOTFOUND; /* stop: page full */
+    s->last_id = v->id;
+    memcpy(ext, v->ext_id, v->ext_len);
+    ext[v->ext_len] = '\0';
+    if (v->deleted) {
+        /* A dead id is either replaced (the item lives on under a newer id: skip) or
+         * deleted (a tombstone: report it, so the peer deletes too). */
+        shard_store_item item;
+        cr_err rc = shard_store_get(s->e->store, ext, v->ext_len, &item, NULL, NULL, 0);
+        if (rc != CR_NOTFOUND || !item.deleted)
+            return CR_OK;
+        deleted = 1;
+        version = item.version;
+    }
+    it = calloc(1, sizeof *it);
+    if (!it)
+        return s->rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+    cirrus__v1__item__init(it);
+    it->id = strdup(ext);
+    it->version = version;
+    if (!deleted && v->attrs_len) {
+        Cirrus__V1__Item *a = attrs_decode(v->attrs, v->attrs_len);
+        if (a) {
+            it->attributes = a->attributes;
+            it->n_attributes = a->n_attributes;
+            a->attributes = NULL;
+            a->n_attributes = 0;
+            cirrus__v1__item__free_unpacked(a, NULL);
+        }
+    }
+    if (!deleted && s->with_vector)
+        it->vector = vector_new(v->vector, (size_t)s->e->dim);
+    s->out->items[s->out->n_items] = it;
+    s->out->deleted[s->out->n_items] = deleted;
+    s->out->n_items++;
+    s->out->n_deleted++;
+    return CR_OK;
+}
+
+cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
+                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor)
+{
+    scan_ctx s = {e, out, limit ? (limit > 4096 ? 4096 : limit) : 512, with_vector, -1, CR_OK};
+    cr_err rc;
+    out->items = calloc(s.limit, sizeof *out->items);
+    out->deleted = calloc(s.limit, sizeof *out->deleted);
+    out->n_items = out->n_deleted = 0;
+    if (!out->items || !out->deleted) {
+        shard_engine_scan_clear(out);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = shard_store_iterate(e->store, (int64_t)cursor, SHARD_STORE_ITER_DEAD, scan_item, &s);
+    if (s.rc)
+        rc = s.rc;
+    out->done = rc == CR_OK; /* CR_NOTFOUND: stopped because the page is full */
+    if (rc == CR_NOTFOUND)
+        rc = CR_OK;
+    *next_cursor = s.last_id >= 0 ? (uint64_t)s.last_id + 1 : cursor;
+    if (rc)
+        shard_engine_scan_clear(out);
+    return rc;
+}
+
+void shard_engine_scan_clear(Cirrus__V1__ScanResult *out)
+{
+    for (size_t i = 0; out->items && i < out->n_items; i++)
+        cirrus__v1__item__free_unpacked(out->items[i], NULL);
+    free(out->items);
+    free(out->deleted);
+    out->items = NULL;
+    out->deleted = NULL;
+    out->n_items = out->n_deleted = 0;
+}

@@ -112,6 +112,14 @@ cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction);
  * close). */
 cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out);
 
+/* Lists items in internal-id order after `cursor` (exclusive; 0 = from the start) for replica
+ * repair: live items (with vectors when asked) and deleted ids (as deleted, with their
+ * tombstone version). Fills out->items / out->deleted (malloc'd: free with
+ * shard_engine_scan_clear), out->done, and *next_cursor. */
+cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
+                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor);
+void shard_engine_scan_clear(Cirrus__V1__ScanResult *out);
+
 int shard_engine_dim(const shard_engine *e);
 shard_index_metric shard_engine_metric(const shard_engine *e);
 /* Writes since the last snapshot. */

@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/validate.h"
 #include "common/wire.h"
@@ -270,6 +271,37 @@ static void do_stats(server *s, void *sock, const cr_wire_msg *route, const Cirr
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
     resp.stats = &r;
     reply(sock, route, &resp);
+}
+
+static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    Cirrus__V1__Status st;
+    const Cirrus__V1__ScanRequest *q = req->scan;
+    long long cursor = 0;
+    uint64_t next = 0;
+    char next_text[32];
+    cr_err rc;
+    if (!q || (q->after_id && q->after_id[0] &&
+               cr_parse_ll(q->after_id, 0, INT64_MAX, &cursor))) {
+        reply_status(sock, route, req->id, CR_ERR_INVALID, "scan: bad cursor");
+        return;
+    }
+    rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &r, &next);
+    if (rc) {
+        reply_status(sock, route, req->id, rc, cr_error_message());
+        return;
+    }
+    snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
+    r.next_cursor = next_text;
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+    resp.scan = &r;
+    reply(sock, route, &resp);
+    shard_engine_scan_clear(&r);
 }
 
 static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
@@ -577,6 +609,7 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
     case CIRRUS__V1__REQUEST__OP_GET: do_get(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_STATS: do_stats(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_HEALTH: do_health(sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_SCAN: do_scan(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_UPSERT:
     case CIRRUS__V1__REQUEST__OP_DELETE:
     case CIRRUS__V1__REQUEST__OP_SNAPSHOT:

@@ -1,0 +1,205 @@
+#include "coordinator/clustermap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cirrus.pb-c.h"
+
+uint64_t coord_fnv1a64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm". */
+int32_t coord_jump_hash(uint64_t key, int32_t buckets)
+{
+    int64_t b = -1, j = 0;
+    while (j < buckets) {
+        b = j;
+        key = key * 2862933555777941757ull + 1;
+        j = (int64_t)((double)(b + 1) * ((double)(1ll << 31) / (double)((key >> 33) + 1)));
+    }
+    return (int32_t)b;
+}
+
+int coord_map_group_of(const coord_map *m, const char *ext_id)
+{
+    return coord_jump_hash(coord_fnv1a64(ext_id, strlen(ext_id)), m->n_groups);
+}
+
+static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
+{
+    const char *s = json_string_value(v);
+    if (!s || !*s)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s must be a non-empty string", what);
+    if (strlen(s) >= COORD_MAX_ENDPOINT)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s is too long", what);
+    if (strncmp(s, "tcp://", 6) != 0 && strncmp(s, "inproc://", 9) != 0 &&
+        strncmp(s, "ipc://", 6) != 0)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s '%s' is not a tcp://, ipc:// or "
+                                            "inproc:// endpoint", what, s);
+    memcpy(dst, s, strlen(s) + 1);
+    return CR_OK;
+}
+
+static cr_err parse_groups(const json_t *groups, coord_map *m)
+{
+    size_t gi;
+    json_t *g;
+    char what[64];
+    if (!json_is_array(groups) || json_array_size(groups) == 0 ||
+        json_array_size(groups) > COORD_MAX_GROUPS)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: 'groups' must be a list of 1..%d "
+                                            "replica lists", COORD_MAX_GROUPS);
+    json_array_foreach(groups, gi, g)
+    {
+        size_t ri;
+        json_t *r;
+        if (!json_is_array(g) || json_array_size(g) == 0 ||
+            json_array_size(g) > COORD_MAX_REPLICAS)
+            return cr_error_set(CR_ERR_INVALID, "cluster map: group %zu must list 1..%d replica "
+                                                "endpoints", gi, COORD_MAX_REPLICAS);
+        json_array_foreach(g, ri, r)
+        {
+            snprintf(what, sizeof what, "groups[%zu][%zu]", gi, ri);
+            cr_err rc = endpoint_copy(m->replicas[gi][ri], r, what);
+            if (rc)
+                return rc;
+        }
+        m->n_replicas[gi] = (int)json_array_size(g);
+    }
+    m->n_groups = (int)json_array_size(groups);
+    return CR_OK;
+}
+
+static cr_err parse_method(const char *s, int *out)
+{
+    static const char *const names[] = {"default", "searle", "combiner", "sum", "text", "image"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return CR_OK;
+        }
+    return cr_error_set(CR_ERR_INVALID, "cluster map: unknown default_method '%s'", s);
+}
+
+cr_err coord_map_parse(const char *text, coord_map *out)
+{
+    static coord_map zero;
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr), *v;
+    coord_map *m = NULL;
+    cr_err rc = CR_OK;
+    const char *key;
+
+    if (!root)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: line %d: %s", jerr.line, jerr.text);
+    if (!json_is_object(root)) {
+        rc = cr_error_set(CR_ERR_INVALID, "cluster map: expected a JSON object");
+        goto out;
+    }
+    json_object_foreach(root, key, v)
+    {
+        static const char *const known[] = {"bind",     "groups",       "encoders",
+                                            "metric",   "write_quorum", "hedge_ms",
+                                            "default_method"};
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok) {
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: unknown field '%s'", key);
+            goto out;
+        }
+    }
+    *out = zero;
+    m = out;
+    m->hedge_ms = 30;
+    m->default_method = CIRRUS__V1__COMPOSE_METHOD__COMPOSE_SEARLE;
+    v = json_object_get(root, "bind");
+    if (v && (rc = endpoint_copy(m->bind, v, "bind")))
+        goto out;
+    rc = parse_groups(json_object_get(root, "groups"), m);
+    if (rc)
+        goto out;
+    v = json_object_get(root, "encoders");
+    if (v) {
+        size_t i;
+        json_t *e;
+        if (!json_is_array(v) || json_array_size(v) > COORD_MAX_ENCODERS) {
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: 'encoders' must be a list of up to "
+                                              "%d endpoints", COORD_MAX_ENCODERS);
+            goto out;
+        }
+        json_array_foreach(v, i, e)
+        {
+            char what[32];
+            snprintf(what, sizeof what, "encoders[%zu]", i);
+            if ((rc = endpoint_copy(m->encoders[i], e, what)))
+                goto out;
+        }
+        m->n_encoders = (int)json_array_size(v);
+    }
+    v = json_object_get(root, "metric");
+    if (v) {
+        const char *s = json_string_value(v);
+        if (!s || (strcmp(s, "ip") != 0 && strcmp(s, "l2") != 0)) {
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: metric must be \"ip\" or \"l2\"");
+            goto out;
+        }
+        m->metric_l2 = strcmp(s, "l2") == 0;
+    }
+    v = json_object_get(root, "write_quorum");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > COORD_MAX_REPLICAS) {
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: write_quorum must be 0..%d",
+                              COORD_MAX_REPLICAS);
+            goto out;
+        }
+        m->write_quorum = (int)json_integer_value(v);
+    }
+    v = json_object_get(root, "hedge_ms");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 60000) {
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: hedge_ms must be 1..60000");
+            goto out;
+        }
+        m->hedge_ms = (int)json_integer_value(v);
+    }
+    v = json_object_get(root, "default_method");
+    if (v && (!json_is_string(v) || (rc = parse_method(json_string_value(v), &m->default_method)))) {
+        if (!rc)
+            rc = cr_error_set(CR_ERR_INVALID, "cluster map: default_method must be a string");
+        goto out;
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+cr_err coord_map_load(const char *path, coord_map *out)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    char *text;
+    cr_err rc;
+    if (!root)
+        return cr_error_set(CR_ERR_INVALID, "cluster map %s: line %d: %s", path, jerr.line,
+                            jerr.text);
+    text = json_dumps(root, 0);
+    json_decref(root);
+    if (!text)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = coord_map_parse(text, out);
+    free(text);
+    return rc ? cr_error_wrap(rc, "%s", path) : CR_OK;
+}

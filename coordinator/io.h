@@ -1,0 +1,102 @@
+/* io.h — the coordinator's I/O thread: it owns every socket of the coordinator (the public
+ * ROUTER, one DEALER per backend, and the inproc sockets to the worker threads), keeps many
+ * requests in flight per backend, picks replicas, hedges slow reads, times out what does not
+ * answer, and tracks backend health with Health pings.
+ *
+ * Worker threads handle one client request each. For backend work they describe sub-requests
+ * (coord_sub) and call coord_io_call(), which blocks the worker (never the I/O thread) until
+ * every sub-request has an answer, an error, or its timeout.
+ *
+ * Replica choice for a group: the healthy, not-repairing replica with the fewest outstanding
+ * requests; a read not answered within hedge_ms is sent to a second replica too, and the first
+ * answer wins; a replica that fails (network error, overloaded) is replaced by another. A
+ * backend is down after 3 missed pings (500 ms apart) or a timed-out request with no reply for
+ * 1.5 s; it is up again at its first answer — and a shard replica coming back is handed to
+ * the repair hook before it serves reads again.
+ */
+#ifndef COORD_IO_H
+#define COORD_IO_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cirrus.pb-c.h"
+#include "common/err.h"
+#include "coordinator/clustermap.h"
+
+typedef struct coord_io coord_io;
+
+typedef enum coord_target {
+    COORD_TO_GROUP = 0,   /* any live replica of `group` (reads) */
+    COORD_TO_REPLICA = 1, /* exactly replica `replica` of `group` (writes, repair) */
+    COORD_TO_ENCODER = 2  /* any live encoder */
+} coord_target;
+
+typedef struct coord_sub {
+    coord_target target;
+    int group, replica;
+    const uint8_t *body; /* a packed Request; its id is overridden by the I/O thread */
+    size_t len;
+    uint32_t timeout_ms;
+    int hedge;           /* reads: allow a second replica after hedge_ms */
+    /* results */
+    cr_err rc;           /* CR_OK: resp is set (its status may still be an error) */
+    char msg[200];
+    Cirrus__V1__Response *resp; /* free with cirrus__v1__response__free_unpacked(r, NULL) */
+    int replica_used;
+} coord_sub;
+
+/* Called on the I/O thread when replica (group, replica) comes back after being down; the
+ * replica is kept out of reads until coord_io_repair_done(). */
+typedef void (*coord_io_up_fn)(void *ctx, int group, int replica);
+
+typedef struct coord_io_opts {
+    const char *bind;      /* public endpoint */
+    void *zmq_ctx;         /* shared context (inproc) or NULL */
+    int workers;           /* worker threads */
+    void *(*worker_main)(void *); /* the worker thread body; gets `worker_arg` */
+    void *worker_arg;
+    coord_io_up_fn on_replica_up;
+    void *up_ctx;
+} coord_io_opts;
+
+/* Creates the I/O state for `map` (copied). Does not start threads. */
+cr_err coord_io_new(coord_io **out, const coord_map *map, const coord_io_opts *o);
+void coord_io_free(coord_io **pp);
+
+/* Runs the I/O loop on the calling thread (and starts the workers) until *stop. */
+cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop);
+
+/* Replaces the cluster map (SIGHUP): applied by the I/O thread between events; backends
+ * present in both maps keep their connections. Thread-safe. */
+void coord_io_set_map(coord_io *io, const coord_map *map);
+
+/* The current map (a copy, for workers). Thread-safe. */
+void coord_io_map(coord_io *io, coord_map *out);
+
+/* ---- worker side ---------------------------------------------------------------------- */
+
+/* A worker's connection to the I/O thread; create on the worker thread. */
+typedef struct coord_worker coord_worker;
+cr_err coord_worker_open(coord_io *io, coord_worker **out);
+void coord_worker_close(coord_worker **pp);
+
+/* Receives the next client request for this worker: the routing frames stay in *route
+ * (pass them to coord_worker_reply). CR_TIMEOUT when none within poll_ms; the worker loop
+ * checks coord_io_stopping() then. */
+cr_err coord_worker_next(coord_worker *w, int poll_ms, void *route /* cr_wire_msg* */,
+                         uint64_t *recv_us);
+cr_err coord_worker_reply(coord_worker *w, const void *route, const Cirrus__V1__Response *resp);
+cr_err coord_worker_reply_error(coord_worker *w, const void *route, uint64_t id, cr_err code,
+                                const char *msg);
+int coord_io_stopping(const coord_io *io);
+
+/* Runs the sub-requests and waits for all of them. */
+cr_err coord_io_call(coord_worker *w, coord_sub *subs, size_t n);
+
+/* Health view for workers: 1 when the replica is up and not repairing. */
+int coord_io_replica_live(coord_io *io, int group, int replica);
+void coord_io_repair_done(coord_io *io, int group, int replica);
+
+#endif
