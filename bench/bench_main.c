@@ -15,6 +15,7 @@ static const struct {
     {"search", bench_cmd_search, "QPS, latency percentiles and recall against an endpoint, "
                                  "or in-process (--peer)"},
     {"restart", bench_cmd_restart, "restart-to-ready time of a shard directory"},
+    {"encoder", bench_cmd_encoder, "CLIP images/s, text latency, GFLOP/s; vs PyTorch (--peer)"},
 };
 
 static void usage(FILE *out)

@@ -58,6 +58,9 @@ int cli_cmd_health(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_snapshot(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_load(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_tokenize(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_compose(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -20,6 +20,9 @@ static const cli_cmd commands[] = {
     {"snapshot", cli_cmd_snapshot, "serialize the index now"},
     {"load", cli_cmd_load, "bulk upsert from .fvecs/.npy with a progress bar"},
     {"verify", cli_cmd_verify, "check that every acknowledged id is stored exactly"},
+    {"embed", cli_cmd_embed, "CLIP embeddings of images and texts, in-process (--model)"},
+    {"tokenize", cli_cmd_tokenize, "CLIP token ids of texts (77 per text)"},
+    {"compose", cli_cmd_compose, "compose an image and a caption into a query vector"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 

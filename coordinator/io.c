@@ -25,7 +25,8 @@ typedef struct backend {
     char ep[COORD_MAX_ENDPOINT];
     void *sock;
     int outstanding;
-    int up, ever_up, repairing;
+    int up, ever_up;
+    _Atomic int repairing; /* set by the I/O thread, cleared by the repair thread */
     int missed_pings;
     uint64_t ping_id, ping_sent_ms;
     uint64_t last_reply_ms;
@@ -309,6 +310,8 @@ static void attempt(coord_io *io, call *c, int si)
     }
     b->outstanding++;
     st->ids[st->attempts++] = id;
+    CR_DEBUG("coordinator", "call %p sub %d attempt %d -> %s id %llu", (void *)c, si,
+             st->attempts, b->ep, (unsigned long long)id);
 }
 
 static void call_start(coord_io *io, call *c)
@@ -340,6 +343,7 @@ static void call_reply_if_done(coord_io *io, call *c)
         io->active = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    CR_DEBUG("coordinator", "call %p done", (void *)c);
     zmq_msg_send(&c->worker, io->calls, ZMQ_SNDMORE);
     zmq_msg_init_size(&done, 1);
     zmq_msg_send(&done, io->calls, 0);
@@ -370,6 +374,8 @@ static void on_backend(coord_io *io, int bi)
         return;
     backend_mark(io, b, 1);
     p = pend_find(io, resp->id);
+    CR_DEBUG("coordinator", "reply id %llu from %s: %s", (unsigned long long)resp->id, b->ep,
+             p ? (p->c ? "pending" : "ping") : "unknown");
     if (!p || p->backend != bi) {
         cirrus__v1__response__free_unpacked(resp, NULL);
         return;
@@ -650,6 +656,12 @@ void coord_io_set_map(coord_io *io, const coord_map *map)
     pthread_mutex_unlock(&io->map_mu);
 }
 
+void coord_io_set_up_hook(coord_io *io, coord_io_up_fn fn, void *ctx)
+{
+    io->o.on_replica_up = fn;
+    io->o.up_ctx = ctx;
+}
+
 void coord_io_map(coord_io *io, coord_map *out)
 {
     pthread_mutex_lock(&io->map_mu);
@@ -751,21 +763,33 @@ out:
 
 /* ---- worker side ---------------------------------------------------------------------- */
 
-cr_err coord_worker_open(coord_io *io, coord_worker **out)
+static cr_err worker_open(coord_io *io, coord_worker **out, int serves_requests)
 {
     coord_worker *w = calloc(1, sizeof *w);
     if (!w)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     w->io = io;
-    w->req = zmq_socket(io->ctx, ZMQ_DEALER);
+    /* Only request-serving workers join the work socket: its DEALER deals requests round
+     * robin to every connected peer, and a peer that never reads would swallow some. */
+    w->req = serves_requests ? zmq_socket(io->ctx, ZMQ_DEALER) : NULL;
     w->call = zmq_socket(io->ctx, ZMQ_DEALER);
-    if (!w->req || !w->call || zmq_connect(w->req, io->work_ep) != 0 ||
+    if ((serves_requests && (!w->req || zmq_connect(w->req, io->work_ep) != 0)) || !w->call ||
         zmq_connect(w->call, io->call_ep) != 0) {
         coord_worker_close(&w);
         return cr_error_set(CR_ERR_NET, "worker sockets: %s", zmq_strerror(errno));
     }
     *out = w;
     return CR_OK;
+}
+
+cr_err coord_worker_open(coord_io *io, coord_worker **out)
+{
+    return worker_open(io, out, 1);
+}
+
+cr_err coord_worker_open_caller(coord_io *io, coord_worker **out)
+{
+    return worker_open(io, out, 0);
 }
 
 void coord_worker_close(coord_worker **pp)

@@ -72,6 +72,9 @@ cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop);
  * present in both maps keep their connections. Thread-safe. */
 void coord_io_set_map(coord_io *io, const coord_map *map);
 
+/* Sets the hook called when a shard replica returns (before coord_io_run). */
+void coord_io_set_up_hook(coord_io *io, coord_io_up_fn fn, void *ctx);
+
 /* The current map (a copy, for workers). Thread-safe. */
 void coord_io_map(coord_io *io, coord_map *out);
 
@@ -80,6 +83,8 @@ void coord_io_map(coord_io *io, coord_map *out);
 /* A worker's connection to the I/O thread; create on the worker thread. */
 typedef struct coord_worker coord_worker;
 cr_err coord_worker_open(coord_io *io, coord_worker **out);
+/* A connection that only makes backend calls and serves no client requests (repair). */
+cr_err coord_worker_open_caller(coord_io *io, coord_worker **out);
 void coord_worker_close(coord_worker **pp);
 
 /* Receives the next client request for this worker: the routing frames stay in *route

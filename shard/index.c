@@ -4,8 +4,6 @@
 #include "faiss_c_ext.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>

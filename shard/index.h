@@ -103,10 +103,10 @@ cr_err shard_index_add(shard_index *ix, int64_t n, const int64_t *ids, const flo
  * many were. Uses remove_ids or tombstones (see above). */
 cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_t *n_removed);
 
-/* Bulk vector fetch for exact searches: copy the vectors of `n` ids into out[i * dim ...].
- * Return CR_OK (or CR_NOTFOUND if some ids are unknown: their rows are then skipped only if
- * the callback zeroes them — prefer CR_OK); a negative code aborts the search with it.
- * shard_store_get_vectors() fits with a one-line adapter. */
+/* Bulk vector fetch for exact searches: copy the vectors of `n` ids (all live in the index)
+ * into out[i * dim ...]. Return CR_OK (positive codes are treated alike); a negative code
+ * aborts the search and is returned by it. shard_store_get_vectors() fits with a one-line
+ * adapter. Called with the index's read lock held: it must not call into the index. */
 typedef cr_err (*shard_index_fetch_fn)(void *ctx, const int64_t *ids, size_t n, float *out);
 
 typedef struct shard_index_search_params {
@@ -135,8 +135,8 @@ cr_err shard_index_search(shard_index *ix, int64_t nq, const float *queries, int
 
 /* Exact top-k of each query among an explicit candidate list: cand_ids[i] with vector
  * cand_vectors[i * dim ...] (the caller's, e.g. from the store). Candidates that are not
- * live in the index (never added, removed, tombstoned) and duplicates of a listed id are
- * skipped. Results as in shard_index_search. For very selective filters, where scanning
+ * live in the index (never added, removed, tombstoned) are skipped; list each id once
+ * (repeats would repeat in the results). Results as in shard_index_search. For very selective filters, where scanning
  * a few thousand vectors beats an ANN search with a selector. */
 cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *queries,
                                      int64_t k, int64_t n_cand, const int64_t *cand_ids,

@@ -1,0 +1,590 @@
+/* cirrus-bench encoder — CLIP forward throughput and latency on this machine: images/s at
+ * batch 1 and 8, the latency of a 12-token caption, peak RSS, fp32 weight bytes, the GFLOP/s
+ * of the image forward against the machine's measured sgemm peak, and, in the same run, the
+ * same model in PyTorch (tools/torch_peer.py) when torch is importable. */
+#include <cblas.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "encoder/clip_model.h"
+
+#define DEFAULT_MODEL_F16 "/tmp/cirrus-bench-vit-b-32-f16.safetensors"
+#define DEFAULT_MODEL_F32 "/tmp/cirrus-bench-vit-b-32-f32.safetensors"
+
+typedef struct enc_bench_cfg {
+    const char *model, *peer_script, *dtype;
+    long long threads;
+    double seconds;
+    int json, peer; /* peer: -1 auto, 0 off, 1 on */
+} enc_bench_cfg;
+
+typedef struct enc_bench_result {
+    double img_s_b1, img_s_b8, text_ms_12, peak_rss_mb, weights_mb;
+    double sgemm_gflops, image_gflop, image_gflops_b8;
+    int threads;
+} enc_bench_result;
+
+/* ---- a random ViT-B/32 in OpenAI names ---------------------------------------------------- */
+
+typedef struct wtensor {
+    char name[96];
+    int ndim;
+    int64_t shape[4];
+    float mean, spread;
+} wtensor;
+
+typedef struct wlist {
+    wtensor *t;
+    int n, cap;
+} wlist;
+
+static int wl_add(wlist *l, const char *name, int ndim, int64_t a, int64_t b, int64_t c,
+                  int64_t d, float mean, float spread)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        wtensor *g = realloc(l->t, (size_t)cap * sizeof *g);
+        if (!g)
+            return -1;
+        l->t = g;
+        l->cap = cap;
+    }
+    snprintf(l->t[l->n].name, sizeof l->t[l->n].name, "%s", name);
+    l->t[l->n].ndim = ndim;
+    l->t[l->n].shape[0] = a;
+    l->t[l->n].shape[1] = b;
+    l->t[l->n].shape[2] = c;
+    l->t[l->n].shape[3] = d;
+    l->t[l->n].mean = mean;
+    l->t[l->n].spread = spread;
+    l->n++;
+    return 0;
+}
+
+static int wl_tower(wlist *l, const char *prefix, int layers, int w)
+{
+    static const struct {
+        const char *suffix;
+        int ndim, rows, cols; /* multiples of w; cols 0 = 1-D */
+        float mean, spread;
+    } parts[] = {{"ln_1.weight", 1, 1, 0, 1.f, .1f},         {"ln_1.bias", 1, 1, 0, 0.f, .1f},
+                 {"attn.in_proj_weight", 2, 3, 1, 0.f, .04f}, {"attn.in_proj_bias", 1, 3, 0, 0.f, .02f},
+                 {"attn.out_proj.weight", 2, 1, 1, 0.f, .04f}, {"attn.out_proj.bias", 1, 1, 0, 0.f, .02f},
+                 {"ln_2.weight", 1, 1, 0, 1.f, .1f},         {"ln_2.bias", 1, 1, 0, 0.f, .1f},
+                 {"mlp.c_fc.weight", 2, 4, 1, 0.f, .04f},    {"mlp.c_fc.bias", 1, 4, 0, 0.f, .02f},
+                 {"mlp.c_proj.weight", 2, 1, 4, 0.f, .02f},  {"mlp.c_proj.bias", 1, 1, 0, 0.f, .02f}};
+    char name[96];
+    for (int layer = 0; layer < layers; layer++)
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            snprintf(name, sizeof name, "%s%d.%s", prefix, layer, parts[i].suffix);
+            if (wl_add(l, name, parts[i].ndim, (int64_t)parts[i].rows * w,
+                       (int64_t)parts[i].cols * w, 0, 0, parts[i].mean, parts[i].spread))
+                return -1;
+        }
+    return 0;
+}
+
+static uint16_t f32_to_f16(float x)
+{
+    uint32_t b, sign, mant;
+    int e;
+    memcpy(&b, &x, sizeof b);
+    sign = (b >> 16) & 0x8000u;
+    e = (int)((b >> 23) & 0xffu) - 112;
+    mant = (b >> 13) & 0x3ffu;
+    if (e <= 0)
+        return (uint16_t)sign; /* tiny values flush to zero: fine for random weights */
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7bffu);
+    return (uint16_t)(sign | ((uint32_t)e << 10) | mant);
+}
+
+/* Writes the model with uniform random weights (fixed seed). */
+static cr_err write_vit_b32(const char *path, int f16)
+{
+    const int vw = 768, vl = 12, patch = 32, image = 224, tw = 512, tl = 12, embed = 512;
+    const int vocab = 49408, ctx = 77, grid = image / patch;
+    size_t esz = f16 ? 2 : 4;
+    wlist l = {0};
+    json_t *hdr = json_object();
+    char *js = NULL, tmp[512];
+    uint64_t off = 0, rng = 0x9e3779b97f4a7c15ull;
+    unsigned char *buf = malloc((size_t)1 << 22);
+    FILE *f = NULL;
+    cr_err rc = CR_OK;
+
+    if (!buf || !hdr ||
+        wl_add(&l, "visual.conv1.weight", 4, vw, 3, patch, patch, 0.f, .02f) ||
+        wl_add(&l, "visual.class_embedding", 1, vw, 0, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "visual.positional_embedding", 2, grid * grid + 1, vw, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "visual.ln_pre.weight", 1, vw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "visual.ln_pre.bias", 1, vw, 0, 0, 0, 0.f, .1f) ||
+        wl_tower(&l, "visual.transformer.resblocks.", vl, vw) ||
+        wl_add(&l, "visual.ln_post.weight", 1, vw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "visual.ln_post.bias", 1, vw, 0, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "visual.proj", 2, vw, embed, 0, 0, 0.f, .04f) ||
+        wl_add(&l, "token_embedding.weight", 2, vocab, tw, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "positional_embedding", 2, ctx, tw, 0, 0, 0.f, .01f) ||
+        wl_tower(&l, "transformer.resblocks.", tl, tw) ||
+        wl_add(&l, "ln_final.weight", 1, tw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "ln_final.bias", 1, tw, 0, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "text_projection", 2, tw, embed, 0, 0, 0.f, .04f)) {
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < l.n; i++) {
+        json_t *shape = json_array();
+        uint64_t numel = 1;
+        for (int d = 0; d < l.t[i].ndim; d++) {
+            json_array_append_new(shape, json_integer(l.t[i].shape[d]));
+            numel *= (uint64_t)l.t[i].shape[d];
+        }
+        json_object_set_new(hdr, l.t[i].name,
+                            json_pack("{s:s, s:o, s:[I,I]}", "dtype", f16 ? "F16" : "F32",
+                                      "shape", shape, "data_offsets", (json_int_t)off,
+                                      (json_int_t)(off + esz * numel)));
+        off += esz * numel;
+    }
+    js = json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    f = fopen(tmp, "wb");
+    if (!js || !f) {
+        rc = cr_error_set(CR_ERR_IO, "cannot write %s", tmp);
+        goto out;
+    }
+    {
+        uint64_t hl = strlen(js);
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++)
+            le[i] = (unsigned char)(hl >> (8 * i));
+        fwrite(le, 1, 8, f);
+        fwrite(js, 1, hl, f);
+    }
+    for (int i = 0; i < l.n; i++) {
+        uint64_t numel = 1;
+        for (int d = 0; d < l.t[i].ndim; d++)
+            numel *= (uint64_t)l.t[i].shape[d];
+        while (numel) {
+            size_t k = numel < ((size_t)1 << 20) ? (size_t)numel : ((size_t)1 << 20);
+            for (size_t j = 0; j < k; j++) {
+                float u, x;
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                u = (float)((double)(rng >> 11) / 9007199254740992.0) * 2.f - 1.f;
+                x = l.t[i].mean + l.t[i].spread * u;
+                if (f16) {
+                    uint16_t h = f32_to_f16(x);
+                    memcpy(buf + 2 * j, &h, 2);
+                } else {
+                    memcpy(buf + 4 * j, &x, 4);
+                }
+            }
+            if (fwrite(buf, esz, k, f) != k) {
+                rc = cr_error_set(CR_ERR_IO, "cannot write %s (disk full?)", tmp);
+                goto out;
+            }
+            numel -= k;
+        }
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        rc = cr_error_set(CR_ERR_IO, "cannot write %s", tmp);
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0)
+        rc = cr_error_set(CR_ERR_IO, "cannot rename %s to %s", tmp, path);
+out:
+    if (f) {
+        fclose(f);
+        unlink(tmp);
+    }
+    free(js);
+    json_decref(hdr);
+    free(l.t);
+    free(buf);
+    return rc;
+}
+
+/* ---- measurements -------------------------------------------------------------------------- */
+
+static double sgemm_peak_gflops(void)
+{
+    const int n = 1536;
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
+          *c = malloc((size_t)n * n * sizeof *c);
+    double best = 0;
+    if (!a || !b || !c)
+        goto out;
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    for (int rep = 0; rep < 5; rep++) {
+        uint64_t t0 = cr_clock_mono_ns();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c,
+                    n);
+        double s = (double)(cr_clock_mono_ns() - t0) / 1e9, g = 2.0 * n * n * (double)n / s / 1e9;
+        if (rep > 0 && g > best) /* the first run warms up the threads */
+            best = g;
+    }
+out:
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* Multiply-adds x2 of one image through the ViT (GEMMs and attention products). */
+static double image_flops(const enc_clip *m)
+{
+    double w = enc_clip_vision_width(m), layers = enc_clip_vision_layers(m);
+    double p = enc_clip_patch_size(m), g = enc_clip_image_size(m) / enc_clip_patch_size(m);
+    double t = g * g + 1, e = enc_clip_embed_dim(m);
+    double patch = 2.0 * g * g * 3 * p * p * w;
+    double per_layer = 2.0 * t * (3 * w * w + w * w + 8 * w * w) + 4.0 * t * t * w;
+    return patch + layers * per_layer + 2.0 * w * e;
+}
+
+/* Images per second at batch `b`, over at least `seconds` and 3 passes after a warm-up. */
+static double images_per_s(const enc_clip *m, int b, double seconds)
+{
+    int s = enc_clip_image_size(m), d = enc_clip_embed_dim(m), passes = 0;
+    size_t n = (size_t)b * 3 * (size_t)s * (size_t)s;
+    float *px = malloc(n * sizeof *px), *out = malloc((size_t)b * (size_t)d * sizeof *out);
+    uint64_t t0, el;
+    double r = 0;
+    if (!px || !out)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        px[i] = (float)((i * 2654435761u) % 1000) / 500.f - 1.f;
+    if (enc_clip_encode_images(m, px, b, out))
+        goto out;
+    t0 = cr_clock_mono_us();
+    do {
+        if (enc_clip_encode_images(m, px, b, out))
+            goto out;
+        passes++;
+        el = cr_clock_mono_us() - t0;
+    } while (passes < 3 || (double)el < seconds * 1e6);
+    r = (double)passes * b / ((double)el / 1e6);
+out:
+    free(px);
+    free(out);
+    return r;
+}
+
+/* Median latency (ms) of one caption of `len` tokens (sot, len-2 words, eot). */
+static double text_ms(const enc_clip *m, int len, double seconds)
+{
+    int32_t tok[77] = {0};
+    float out[4096];
+    double lat[512];
+    int n = 0;
+    uint64_t start;
+    if (enc_clip_embed_dim(m) > 4096 || enc_clip_context_length(m) != 77)
+        return 0;
+    tok[0] = 49406;
+    for (int i = 1; i < len - 1; i++)
+        tok[i] = 320 + 37 * i;
+    tok[len - 1] = 49407;
+    enc_clip_encode_tokens(m, tok, 1, out);
+    start = cr_clock_mono_us();
+    while (n < 512 && (n < 5 || (double)(cr_clock_mono_us() - start) < seconds * 1e6)) {
+        uint64_t t0 = cr_clock_mono_us();
+        if (enc_clip_encode_tokens(m, tok, 1, out))
+            return 0;
+        lat[n++] = (double)(cr_clock_mono_us() - t0) / 1000.0;
+    }
+    return bench_percentile(lat, (size_t)n, 0.5);
+}
+
+/* ---- the PyTorch peer ---------------------------------------------------------------------- */
+
+/* The first interpreter that imports torch and numpy: $CIRRUS_PYTHON, python3, then Debian's
+ * /usr/bin/python3 (python3-torch installs there, which a pyenv/venv python3 may shadow). */
+static const char *torch_python(void)
+{
+    static char found[512];
+    const char *cands[3] = {getenv("CIRRUS_PYTHON"), "python3", "/usr/bin/python3"};
+    char cmd[700];
+    if (found[0])
+        return found;
+    for (int i = 0; i < 3; i++) {
+        if (!cands[i] || !cands[i][0] || strchr(cands[i], '\'') != NULL)
+            continue;
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0) {
+            snprintf(found, sizeof found, "%s", cands[i]);
+            return found;
+        }
+    }
+    return NULL;
+}
+
+static const char *peer_script(const enc_bench_cfg *c, char *buf, size_t cap)
+{
+    const char *src = getenv("CIRRUS_SOURCE_DIR");
+    struct stat st;
+    if (c->peer_script)
+        return c->peer_script;
+    if (src && *src) {
+        snprintf(buf, cap, "%s/tools/torch_peer.py", src);
+        if (stat(buf, &st) == 0)
+            return buf;
+    }
+    /* beside this source file: bench/../tools */
+    snprintf(buf, cap, "%s", __FILE__);
+    {
+        char *slash = strrchr(buf, '/');
+        if (slash)
+            snprintf(slash, cap - (size_t)(slash - buf), "/../tools/torch_peer.py");
+    }
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+/* Runs the peer and returns its JSON (NULL + a message on stderr when unavailable). */
+static json_t *run_peer(const enc_bench_cfg *c, const char *model)
+{
+    char script_buf[1024], cmd[4096];
+    const char *script = peer_script(c, script_buf, sizeof script_buf);
+    json_error_t err;
+    json_t *j;
+    FILE *p;
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+
+    if (!script) {
+        fprintf(stderr, "cirrus-bench encoder: tools/torch_peer.py not found (--peer-script)\n");
+        return NULL;
+    }
+    if (!torch_python()) {
+        fprintf(stderr, "cirrus-bench encoder: PyTorch not available (no python3 imports torch "
+                        "and numpy; `make bench-deps` installs them)\n");
+        return NULL;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' '%s' --model '%s' --seconds %g --json", torch_python(),
+             script, model, c->seconds);
+    p = popen(cmd, "r");
+    if (!p)
+        return NULL;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *g = realloc(out, cap + 65536);
+            if (!g)
+                break;
+            out = g;
+            cap += 65536;
+        }
+        size_t k = fread(out + len, 1, 4096, p);
+        if (k == 0)
+            break;
+        len += k;
+    }
+    if (pclose(p) != 0 || !out) {
+        free(out);
+        return NULL;
+    }
+    out[len] = '\0';
+    j = json_loads(out, 0, &err);
+    if (!j)
+        fprintf(stderr, "cirrus-bench encoder: peer output unreadable: %s\n", err.text);
+    free(out);
+    return j;
+}
+
+static double jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return v && json_is_number(v) ? json_number_value(v) : 0;
+}
+
+/* ---- command ------------------------------------------------------------------------------- */
+
+static int parse(enc_bench_cfg *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},          {"peer", no_argument, 0, 'p'},
+        {"no-peer", no_argument, 0, 'P'},       {"peer-script", required_argument, 0, 'S'},
+        {"seconds", required_argument, 0, 's'}, {"dtype", required_argument, 0, 'd'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    int ch;
+    c->peer = -1;
+    c->seconds = 3;
+    c->dtype = "f16";
+    c->threads = sysconf(_SC_NPROCESSORS_ONLN);
+    if (c->threads < 1)
+        c->threads = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': c->model = optarg; break;
+        case 't':
+            if (cr_parse_ll(optarg, 1, 256, &c->threads)) {
+                fprintf(stderr, "cirrus-bench encoder: --threads: %s\n", cr_error_message());
+                return 2;
+            }
+            break;
+        case 'j': c->json = 1; break;
+        case 'p': c->peer = 1; break;
+        case 'P': c->peer = 0; break;
+        case 'S': c->peer_script = optarg; break;
+        case 's':
+            if (cr_parse_double(optarg, &c->seconds) || c->seconds <= 0 || c->seconds > 600) {
+                fprintf(stderr, "cirrus-bench encoder: --seconds must be in (0, 600]\n");
+                return 2;
+            }
+            break;
+        case 'd':
+            if (strcmp(optarg, "f16") != 0 && strcmp(optarg, "f32") != 0) {
+                fprintf(stderr, "cirrus-bench encoder: --dtype must be f16 or f32\n");
+                return 2;
+            }
+            c->dtype = optarg;
+            break;
+        default:
+            printf("Usage: cirrus-bench encoder [--model PATH] [--threads T] [--seconds S]\n"
+                   "         [--dtype f16|f32] [--peer | --no-peer] [--peer-script PY] [--json]\n"
+                   "Without --model a random ViT-B/32 (OpenAI names) is written once to\n"
+                   "%s (or the f32 one). The PyTorch peer runs when torch\n"
+                   "imports (or with --peer), on the same file in the same run.\n",
+                   DEFAULT_MODEL_F16);
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    return -1;
+}
+
+int bench_cmd_encoder(int argc, char **argv)
+{
+    enc_bench_cfg c;
+    enc_bench_result r;
+    enc_clip_params p = enc_clip_default_params();
+    enc_clip *m = NULL;
+    json_t *peer = NULL, *o;
+    const char *model;
+    struct stat st;
+    int ret;
+
+    memset(&c, 0, sizeof c);
+    memset(&r, 0, sizeof r);
+    ret = parse(&c, argc, argv);
+    if (ret >= 0)
+        return ret;
+    model = c.model;
+    if (!model) {
+        int f16 = strcmp(c.dtype, "f16") == 0;
+        model = f16 ? DEFAULT_MODEL_F16 : DEFAULT_MODEL_F32;
+        if (stat(model, &st) != 0) {
+            if (!c.json)
+                printf("writing a random ViT-B/32 (%s) to %s ...\n", c.dtype, model);
+            if (write_vit_b32(model, f16)) {
+                fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
+                return 1;
+            }
+        }
+    }
+    p.threads = (int)c.threads;
+    if (enc_clip_open(&m, model, &p)) {
+        fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
+        return 1;
+    }
+    r.threads = enc_clip_threads(m);
+    r.weights_mb = (double)enc_clip_weight_bytes(m) / 1048576.0;
+    r.sgemm_gflops = sgemm_peak_gflops();
+    r.img_s_b1 = images_per_s(m, 1, c.seconds);
+    r.img_s_b8 = images_per_s(m, 8, c.seconds);
+    r.text_ms_12 = text_ms(m, 12, c.seconds);
+    r.image_gflop = image_flops(m) / 1e9;
+    r.image_gflops_b8 = r.image_gflop * r.img_s_b8;
+    r.peak_rss_mb = bench_peak_rss_mb();
+    enc_clip_close(&m);
+
+    if (c.peer == 1 || (c.peer == -1 && torch_python())) {
+        peer = run_peer(&c, model);
+        if (!peer)
+            fprintf(stderr, "cirrus-bench encoder: the PyTorch peer did not run\n");
+    } else if (c.peer == -1 && !c.json) {
+        printf("PyTorch not available (no python3 imports torch): no peer; "
+               "`make bench-deps` installs it\n");
+    }
+
+    if (!c.json) {
+        printf("model %s, OpenBLAS threads %d, fp32 weights %.1f MB, peak RSS %.1f MB\n", model,
+               r.threads, r.weights_mb, r.peak_rss_mb);
+        printf("sgemm peak (1536^3): %.1f GFLOP/s; image forward %.2f GFLOP\n", r.sgemm_gflops,
+               r.image_gflop);
+        printf("%-10s %14s %14s %16s %14s\n", "engine", "img/s batch1", "img/s batch8",
+               "text ms (12 tok)", "GFLOP/s (b8)");
+        printf("%-10s %14.2f %14.2f %16.2f %14.1f\n", "cirrus", r.img_s_b1, r.img_s_b8,
+               r.text_ms_12, r.image_gflops_b8);
+        if (peer) {
+            printf("%-10s %14.2f %14.2f %16.2f %14.1f   (torch %s, %d threads; 77-token text "
+                   "%.2f ms)\n", "pytorch", jnum(peer, "images_per_s_batch1"),
+                   jnum(peer, "images_per_s_batch8"), jnum(peer, "text_ms_12_tokens"),
+                   r.image_gflop * jnum(peer, "images_per_s_batch8"),
+                   json_string_value(json_object_get(peer, "torch_version"))
+                       ? json_string_value(json_object_get(peer, "torch_version")) : "?",
+                   (int)jnum(peer, "threads"), jnum(peer, "text_ms_77_tokens"));
+            printf("cirrus / pytorch: images/s batch 1 %.2fx, batch 8 %.2fx; text speed-up "
+                   "%.2fx vs 12 tokens, %.2fx vs CLIP's 77-token forward\n",
+                   jnum(peer, "images_per_s_batch1") > 0
+                       ? r.img_s_b1 / jnum(peer, "images_per_s_batch1") : 0,
+                   jnum(peer, "images_per_s_batch8") > 0
+                       ? r.img_s_b8 / jnum(peer, "images_per_s_batch8") : 0,
+                   r.text_ms_12 > 0 ? jnum(peer, "text_ms_12_tokens") / r.text_ms_12 : 0,
+                   r.text_ms_12 > 0 ? jnum(peer, "text_ms_77_tokens") / r.text_ms_12 : 0);
+        }
+    } else {
+        o = json_object();
+        json_object_set_new(o, "model", json_string(model));
+        json_object_set_new(o, "threads", json_integer(r.threads));
+        json_object_set_new(o, "images_per_s_batch1", json_real(r.img_s_b1));
+        json_object_set_new(o, "images_per_s_batch8", json_real(r.img_s_b8));
+        json_object_set_new(o, "text_ms_12_tokens", json_real(r.text_ms_12));
+        json_object_set_new(o, "peak_rss_mb", json_real(r.peak_rss_mb));
+        json_object_set_new(o, "weights_mb", json_real(r.weights_mb));
+        json_object_set_new(o, "sgemm_peak_gflops", json_real(r.sgemm_gflops));
+        json_object_set_new(o, "image_gflop", json_real(r.image_gflop));
+        json_object_set_new(o, "image_gflops_batch8", json_real(r.image_gflops_b8));
+        json_object_set_new(o, "fraction_of_sgemm_peak",
+                            json_real(r.sgemm_gflops > 0 ? r.image_gflops_b8 / r.sgemm_gflops
+                                                         : 0));
+        if (peer) {
+            json_object_set(o, "peer", peer);
+            json_object_set_new(o, "ratio_images_batch1",
+                                json_real(jnum(peer, "images_per_s_batch1") > 0
+                                              ? r.img_s_b1 / jnum(peer, "images_per_s_batch1")
+                                              : 0));
+            json_object_set_new(o, "ratio_images_batch8",
+                                json_real(jnum(peer, "images_per_s_batch8") > 0
+                                              ? r.img_s_b8 / jnum(peer, "images_per_s_batch8")
+                                              : 0));
+            json_object_set_new(o, "text_speedup_vs_peer_12_tokens",
+                                json_real(r.text_ms_12 > 0
+                                              ? jnum(peer, "text_ms_12_tokens") / r.text_ms_12
+                                              : 0));
+            json_object_set_new(o, "text_speedup_vs_peer_77_tokens",
+                                json_real(r.text_ms_12 > 0
+                                              ? jnum(peer, "text_ms_77_tokens") / r.text_ms_12
+                                              : 0));
+        } else {
+            json_object_set_new(o, "peer", json_null());
+        }
+        char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        puts(txt ? txt : "{}");
+        free(txt);
+        json_decref(o);
+    }
+    json_decref(peer);
+    return 0;
+}

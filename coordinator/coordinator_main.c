@@ -1,0 +1,94 @@
+/* cirrus-coordinator — the public endpoint of a cirrus cluster. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "coordinator/coord.h"
+
+static volatile sig_atomic_t stop_flag, reload_flag;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_flag = 1;
+}
+
+int main(int argc, char **argv)
+{
+    char *map_path, *bind, *log_level;
+    long long workers, deadline, backend_timeout;
+    int help, ret = 1;
+    cr_opt opts[] = {
+        {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
+         "cluster map JSON file (shard groups, encoders; reloaded on SIGHUP)"},
+        {"bind", CR_OPT_STRING, &bind, NULL, 0, 0, 0, "public endpoint (overrides the map's)"},
+        {"workers", CR_OPT_INT, &workers, "8", 1, 64, 0, "request threads"},
+        {"deadline-ms", CR_OPT_INT, &deadline, "10000", 1, 600000, 0,
+         "deadline of requests that carry none"},
+        {"backend-timeout-ms", CR_OPT_INT, &backend_timeout, "5000", 1, 600000, 0,
+         "longest wait for one backend answer"},
+        {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+    };
+    size_t nopts = sizeof opts / sizeof opts[0];
+    coord_server_opts o = coord_server_default_opts();
+    coord_map *map = malloc(sizeof *map);
+    struct sigaction sa;
+    int level;
+    cr_err rc = cr_config_load("cirrus-coordinator", "CIRRUS_COORDINATOR", opts, nopts, argc,
+                               argv, &help);
+    if (help || !map) {
+        ret = help ? 0 : 1;
+        goto out;
+    }
+    if (rc) {
+        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
+        ret = 2;
+        goto out;
+    }
+    level = cr_log_level_parse(log_level);
+    if (level >= 0)
+        cr_log_set_level((cr_log_level)level);
+    if (coord_map_load(map_path, map)) {
+        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
+        goto out;
+    }
+    if (bind)
+        snprintf(map->bind, sizeof map->bind, "%s", bind);
+    if (!map->bind[0]) {
+        fprintf(stderr, "cirrus-coordinator: no bind endpoint (map 'bind' or --bind)\n");
+        goto out;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    o.map = map;
+    o.workers = (int)workers;
+    o.default_deadline_ms = (uint32_t)deadline;
+    o.backend_timeout_ms = (uint32_t)backend_timeout;
+    o.map_path = map_path;
+    o.reload = &reload_flag;
+    rc = coord_server_run(&o, &stop_flag);
+    if (rc) {
+        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
+        goto out;
+    }
+    CR_INFO("coordinator", "stopped cleanly");
+    ret = 0;
+out:
+    free(map);
+    cr_config_free(opts, nopts);
+    return ret;
+}

@@ -1,0 +1,28 @@
+/* handlers.h — the coordinator's shared state and its worker-thread body (handlers.c). */
+#ifndef COORD_HANDLERS_H
+#define COORD_HANDLERS_H
+
+#include "common/hlc.h"
+#include "coordinator/coord.h"
+#include "coordinator/io.h"
+
+typedef struct coord_repair coord_repair;
+
+typedef struct coord_app {
+    coord_io *io;
+    coord_server_opts o;
+    cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes */
+    coord_repair *repair;
+} coord_app;
+
+/* Worker thread body: serves client requests until the I/O thread stops. */
+void *coord_worker_main(void *arg);
+
+/* Replica repair (repair.c): queued by the I/O thread when a replica returns, run on a
+ * thread of its own that copies every item and tombstone a live peer holds (with their
+ * versions, so newer data on the returning replica is never overwritten). */
+cr_err coord_repair_start(coord_app *app, coord_repair **out);
+void coord_repair_enqueue(void *ctx, int group, int replica); /* coord_io_up_fn */
+void coord_repair_stop(coord_repair **pp);
+
+#endif

@@ -1,0 +1,134 @@
+/* cirrus-encoder — serves CLIP embeddings and composed queries (EncodeImage, EncodeText,
+ * Compose, Health, Stats) with dynamic batching. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "encoder/server.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static cr_err parse_activation(const char *s, enc_clip_act *out)
+{
+    if (strcmp(s, "auto") == 0)
+        *out = ENC_CLIP_ACT_AUTO;
+    else if (strcmp(s, "quick_gelu") == 0)
+        *out = ENC_CLIP_ACT_QUICK_GELU;
+    else if (strcmp(s, "gelu") == 0)
+        *out = ENC_CLIP_ACT_GELU;
+    else
+        return cr_error_set(CR_ERR_INVALID, "--activation must be auto, quick_gelu or gelu");
+    return CR_OK;
+}
+
+int main(int argc, char **argv)
+{
+    char *model, *bind, *vocab, *phi, *combiner, *preprocess, *method, *activation, *log_level;
+    long long batch, batch_wait, threads, workers, queue, max_pixels, deadline;
+    int help;
+    cr_opt opts[] = {
+        {"model", CR_OPT_STRING, &model, NULL, 0, 0, 1,
+         "CLIP weights: .safetensors (OpenAI or Hugging Face names) or a HF directory"},
+        {"bind", CR_OPT_STRING, &bind, "tcp://127.0.0.1:7702", 0, 0, 0, "endpoint to serve on"},
+        {"batch", CR_OPT_INT, &batch, "8", 1, 1024, 0,
+         "images / texts / queries per forward pass"},
+        {"batch-wait-ms", CR_OPT_INT, &batch_wait, "2", 0, 10000, 0,
+         "longest wait for a batch to fill"},
+        {"threads", CR_OPT_INT, &threads, "0", 0, 256, 0,
+         "OpenBLAS threads of the inference thread (0 = online CPUs)"},
+        {"workers", CR_OPT_INT, &workers, "2", 1, 64, 0, "decode / tokenize threads"},
+        {"queue", CR_OPT_INT, &queue, "64", 1, 1000000, 0,
+         "queued requests before 'overloaded'"},
+        {"preprocess", CR_OPT_STRING, &preprocess, "clip", 0, 0, 0,
+         "clip | targetpad | squarepad (use the same for indexing and querying)"},
+        {"phi", CR_OPT_STRING, &phi, NULL, 0, 0, 0, "SEARLE phi head (.safetensors)"},
+        {"combiner", CR_OPT_STRING, &combiner, NULL, 0, 0, 0,
+         "CLIP4Cir combiner head (.safetensors)"},
+        {"method", CR_OPT_STRING, &method, NULL, 0, 0, 0,
+         "default compose method: searle|combiner|sum|text|image (default: the best loaded)"},
+        {"vocab", CR_OPT_STRING, &vocab, NULL, 0, 0, 0,
+         "tokenizer vocabulary (bpe_simple_vocab_16e6.txt.gz or vocab.json)"},
+        {"activation", CR_OPT_STRING, &activation, "auto", 0, 0, 0,
+         "auto | quick_gelu (OpenAI) | gelu (most LAION OpenCLIP models)"},
+        {"max-pixels", CR_OPT_INT, &max_pixels, "0", 0, 1000000000, 0,
+         "largest image accepted, in pixels (0 = 89478485, Pillow's limit)"},
+        {"deadline-ms", CR_OPT_INT, &deadline, "30000", 1, 3600000, 0,
+         "deadline of requests that carry none"},
+        {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+    };
+    size_t nopts = sizeof opts / sizeof opts[0];
+    enc_service_opts eo = enc_service_default_opts();
+    enc_server_opts so = enc_server_default_opts();
+    enc_service *svc = NULL;
+    struct sigaction sa;
+    int level, ret = 1;
+    cr_err rc;
+
+    rc = cr_config_load("cirrus-encoder", "CIRRUS_ENCODER", opts, nopts, argc, argv, &help);
+    if (help)
+        return 0;
+    if (rc) {
+        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
+        cr_config_free(opts, nopts);
+        return 2;
+    }
+    level = cr_log_level_parse(log_level);
+    if (level >= 0)
+        cr_log_set_level((cr_log_level)level);
+    eo.model = model;
+    eo.vocab = vocab;
+    eo.phi = phi;
+    eo.combiner = combiner;
+    eo.threads = (int)threads;
+    eo.max_batch = (int)batch;
+    eo.batch_wait_ms = (int)batch_wait;
+    eo.queue = (int)queue;
+    eo.max_pixels = (size_t)max_pixels;
+    if (enc_preprocess_parse(preprocess, &eo.preprocess) ||
+        parse_activation(activation, &eo.activation)) {
+        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
+        ret = 2;
+        goto out;
+    }
+    if (method) {
+        enc_compose_method m;
+        if (enc_compose_method_parse(method, &m)) {
+            fprintf(stderr, "cirrus-encoder: --method: %s\n", cr_error_message());
+            ret = 2;
+            goto out;
+        }
+        eo.method = (int)m;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rc = enc_service_open(&svc, &eo);
+    if (rc) {
+        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
+        goto out;
+    }
+    so.bind = bind;
+    so.workers = (int)workers;
+    so.default_deadline_ms = (uint32_t)deadline;
+    rc = enc_server_run(svc, &so, &stop_flag);
+    if (rc) {
+        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
+        goto out;
+    }
+    CR_INFO("encoder", "stopped cleanly");
+    ret = 0;
+out:
+    enc_service_close(&svc);
+    cr_config_free(opts, nopts);
+    return ret;
+}

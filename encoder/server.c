@@ -1,0 +1,1540 @@
+#include "encoder/server.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/validate.h"
+#include "common/wire.h"
+
+#define POLL_MS 100
+#define LAT_RING 4096
+#define DRAIN_LIMIT_MS 60000
+
+/* ---- requests queued for the inference thread ------------------------------------------ */
+
+typedef enum job_kind { JOB_IMAGE = 0, JOB_TEXT = 1, JOB_COMPOSE = 2 } job_kind;
+
+typedef struct job job;
+
+/* One request. Inputs are prepared (decoded, preprocessed, tokenized) by the submitting
+ * thread; the inference thread fills `out`, `rc` and `msg`, then calls `done` (on the
+ * inference thread, outside every lock of the service). */
+struct job {
+    job_kind kind;
+    int n;                  /* images / texts / queries */
+    int normalize;          /* IMAGE, TEXT */
+    float *pixels;          /* IMAGE: n images; COMPOSE: n_img reference images (owned) */
+    int32_t *tokens;        /* TEXT: n x ENC_TOKENIZER_CONTEXT (owned) */
+    int n_img;              /* COMPOSE */
+    int *img_row;           /* COMPOSE: per query, its row in `pixels`, or -1 (owned) */
+    float *refs;            /* COMPOSE: n x dim raw reference embeddings (owned) */
+    enc_compose_input *cin; /* COMPOSE: n (owned; strings borrowed from the submitter) */
+    float *out;             /* n x dim (owned) */
+    int *truncated;         /* n (owned) */
+    uint64_t start_us;      /* when the request arrived (latency) */
+    uint64_t enq_us;        /* when it was queued (batching wait) */
+    uint64_t deadline_us;   /* 0 = none */
+    cr_err rc;
+    char msg[512];
+    int finished;           /* sync jobs: set under the service mutex */
+    void (*done)(job *j);
+    job *next;
+};
+
+struct enc_service {
+    enc_service_opts o;
+    char *model_path, *vocab_path, *phi_path, *combiner_path;
+    char model_name[256];
+    enc_clip *model;
+    enc_tokenizer *tok;
+    enc_composer *composer;
+    int dim, size;
+    enc_compose_method method;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* work queued / stopping */
+    pthread_cond_t done_cv; /* a sync job finished */
+    job *head, *tail;
+    int queued, stopping;
+    /* statistics, under mu */
+    uint64_t batches, requests, items, rejected;
+    double lat_ms[LAT_RING];
+    size_t lat_n, lat_pos;
+};
+
+enc_service_opts enc_service_default_opts(void)
+{
+    enc_service_opts o;
+    memset(&o, 0, sizeof o);
+    o.activation = ENC_CLIP_ACT_AUTO;
+    o.preprocess = ENC_PREPROCESS_CLIP;
+    o.max_batch = 8;
+    o.batch_wait_ms = 2;
+    o.queue = 64;
+    return o;
+}
+
+static void job_free(job *j)
+{
+    if (!j)
+        return;
+    free(j->pixels);
+    free(j->tokens);
+    free(j->img_row);
+    free(j->refs);
+    free(j->cin);
+    free(j->out);
+    free(j->truncated);
+}
+
+static void l2_normalize(float *v, int d)
+{
+    double ss = 0;
+    for (int i = 0; i < d; i++)
+        ss += (double)v[i] * v[i];
+    if (ss > 0) {
+        float inv = (float)(1.0 / sqrt(ss));
+        for (int i = 0; i < d; i++)
+            v[i] *= inv;
+    }
+}
+
+static void deadline_at(struct timespec *ts, uint64_t until_us)
+{
+    ts->tv_sec = (time_t)(until_us / 1000000u);
+    ts->tv_nsec = (long)(until_us % 1000000u) * 1000L;
+}
+
+/* Queues j, or fails at once: CR_ERR_OVERLOADED when the queue is full. */
+static cr_err submit(enc_service *s, job *j)
+{
+    cr_err rc = CR_OK;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        rc = cr_error_set(CR_ERR_UNAVAILABLE, "the encoder is shutting down");
+    } else if (s->queued >= s->o.queue) {
+        s->rejected++;
+        rc = cr_error_set(CR_ERR_OVERLOADED,
+                          "encoder overloaded: %d requests queued (limit %d); retry later",
+                          s->queued, s->o.queue);
+    } else {
+        j->enq_us = cr_clock_mono_us();
+        j->next = NULL;
+        if (s->tail)
+            s->tail->next = j;
+        else
+            s->head = j;
+        s->tail = j;
+        s->queued++;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int queued_items(const enc_service *s, job_kind kind)
+{
+    int n = 0;
+    for (const job *j = s->head; j; j = j->next)
+        if (j->kind == kind)
+            n += j->n;
+    return n;
+}
+
+/* Waits for work, then for the batch to fill (max_batch items of the oldest request's kind,
+ * or batch_wait_ms after that request was queued), and takes it. NULL once stopping with an
+ * empty queue. */
+static job *take_batch(enc_service *s)
+{
+    job *first = NULL, **out = &first;
+    struct timespec ts;
+    int total = 0;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->head && !s->stopping) {
+        deadline_at(&ts, cr_clock_mono_us() + POLL_MS * 1000u);
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    if (s->head) {
+        job_kind kind = s->head->kind;
+        uint64_t until = s->head->enq_us + (uint64_t)s->o.batch_wait_ms * 1000u;
+        while (!s->stopping && queued_items(s, kind) < s->o.max_batch &&
+               cr_clock_mono_us() < until) {
+            deadline_at(&ts, until);
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+        for (job **pp = &s->head; *pp && total < s->o.max_batch;) {
+            job *j = *pp;
+            if (j->kind == kind && (!first || total + j->n <= s->o.max_batch)) {
+                *pp = j->next;
+                j->next = NULL;
+                *out = j;
+                out = &j->next;
+                total += j->n;
+                s->queued--;
+            } else {
+                pp = &j->next;
+            }
+        }
+        s->tail = NULL;
+        for (job *j = s->head; j; j = j->next)
+            s->tail = j;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return first;
+}
+
+static void fail_job(job *j, cr_err rc, const char *msg)
+{
+    j->rc = rc;
+    snprintf(j->msg, sizeof j->msg, "%s", msg && msg[0] ? msg : cr_strerror(rc));
+}
+
+/* One forward pass over the runnable jobs of `jobs` (rc == 0), all of one kind. */
+static cr_err forward(enc_service *s, job *jobs, int total)
+{
+    size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size, d = (size_t)s->dim;
+    float *in = NULL, *outb = NULL, *emb = NULL;
+    int32_t *tok = NULL;
+    enc_compose_input *cin = NULL;
+    int *trunc = NULL, njobs = 0, nimg = 0, k;
+    cr_err rc = CR_OK;
+
+    for (job *j = jobs; j; j = j->next)
+        if (!j->rc) {
+            njobs++;
+            nimg += j->n_img;
+        }
+    outb = malloc((size_t)total * d * sizeof *outb);
+    if (!outb)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory for a batch of %d", total);
+    switch (jobs->kind) {
+    case JOB_IMAGE:
+        if (njobs == 1) {
+            for (job *j = jobs; j; j = j->next)
+                if (!j->rc)
+                    in = j->pixels;
+            rc = enc_clip_encode_images(s->model, in, total, outb);
+            in = NULL;
+            break;
+        }
+        in = malloc((size_t)total * px * sizeof *in);
+        if (!in) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory for a batch of %d images", total);
+            break;
+        }
+        k = 0;
+        for (job *j = jobs; j; j = j->next)
+            if (!j->rc) {
+                memcpy(in + (size_t)k * px, j->pixels, (size_t)j->n * px * sizeof *in);
+                k += j->n;
+            }
+        rc = enc_clip_encode_images(s->model, in, total, outb);
+        break;
+    case JOB_TEXT:
+        tok = malloc((size_t)total * ENC_TOKENIZER_CONTEXT * sizeof *tok);
+        if (!tok) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory for a batch of %d texts", total);
+            break;
+        }
+        k = 0;
+        for (job *j = jobs; j; j = j->next)
+            if (!j->rc) {
+                memcpy(tok + (size_t)k * ENC_TOKENIZER_CONTEXT, j->tokens,
+                       (size_t)j->n * ENC_TOKENIZER_CONTEXT * sizeof *tok);
+                k += j->n;
+            }
+        rc = enc_clip_encode_tokens(s->model, tok, total, outb);
+        break;
+    case JOB_COMPOSE:
+        cin = malloc((size_t)total * sizeof *cin);
+        trunc = calloc((size_t)total, sizeof *trunc);
+        if (nimg) {
+            in = malloc((size_t)nimg * px * sizeof *in);
+            emb = malloc((size_t)nimg * d * sizeof *emb);
+        }
+        if (!cin || !trunc || (nimg && (!in || !emb))) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory for a batch of %d queries", total);
+            break;
+        }
+        k = 0;
+        for (job *j = jobs; j; j = j->next)
+            if (!j->rc && j->n_img) {
+                memcpy(in + (size_t)k * px, j->pixels, (size_t)j->n_img * px * sizeof *in);
+                k += j->n_img;
+            }
+        if (nimg)
+            rc = enc_clip_encode_images(s->model, in, nimg, emb);
+        if (rc)
+            break;
+        k = 0;
+        nimg = 0;
+        for (job *j = jobs; j; j = j->next) {
+            if (j->rc)
+                continue;
+            for (int i = 0; i < j->n; i++) {
+                if (j->img_row[i] >= 0)
+                    memcpy(j->refs + (size_t)i * d, emb + (size_t)(nimg + j->img_row[i]) * d,
+                           d * sizeof *emb);
+                cin[k++] = j->cin[i];
+            }
+            nimg += j->n_img;
+        }
+        rc = enc_composer_run(s->composer, cin, (size_t)total, outb, trunc);
+        break;
+    }
+    if (!rc) {
+        k = 0;
+        for (job *j = jobs; j; j = j->next) {
+            if (j->rc)
+                continue;
+            memcpy(j->out, outb + (size_t)k * d, (size_t)j->n * d * sizeof *outb);
+            for (int i = 0; i < j->n; i++) {
+                if (j->kind == JOB_COMPOSE)
+                    j->truncated[i] = trunc[k + i];
+                if (j->normalize)
+                    l2_normalize(j->out + (size_t)i * d, s->dim);
+            }
+            k += j->n;
+        }
+    }
+    free(in);
+    free(outb);
+    free(emb);
+    free(tok);
+    free(cin);
+    free(trunc);
+    return rc;
+}
+
+static void run_batch(enc_service *s, job *jobs)
+{
+    uint64_t now = cr_clock_mono_us();
+    int total = 0, njobs = 0;
+    cr_err rc;
+
+    for (job *j = jobs; j; j = j->next) {
+        if (j->deadline_us && now > j->deadline_us) {
+            char m[128];
+            snprintf(m, sizeof m, "deadline passed while queued (%llu ms)",
+                     (unsigned long long)((now - j->start_us) / 1000));
+            fail_job(j, CR_ERR_DEADLINE, m);
+            continue;
+        }
+        total += j->n;
+        njobs++;
+    }
+    if (!njobs)
+        return;
+    rc = forward(s, jobs, total);
+    pthread_mutex_lock(&s->mu);
+    s->batches++;
+    s->items += (uint64_t)total;
+    pthread_mutex_unlock(&s->mu);
+    if (!rc)
+        return;
+    if (njobs == 1) {
+        for (job *j = jobs; j; j = j->next)
+            if (!j->rc)
+                fail_job(j, rc, cr_error_message());
+        return;
+    }
+    /* One request's bad input must not fail the others: run each alone. */
+    CR_DEBUG("encoder", "batch of %d failed (%s); running its requests one by one", njobs,
+             cr_error_message());
+    for (job *j = jobs; j; j = j->next) {
+        job *next = j->next;
+        if (j->rc)
+            continue;
+        j->next = NULL;
+        rc = forward(s, j, j->n);
+        if (rc)
+            fail_job(j, rc, cr_error_message());
+        j->next = next;
+    }
+}
+
+static void finish(enc_service *s, job *jobs)
+{
+    uint64_t now = cr_clock_mono_us();
+    pthread_mutex_lock(&s->mu);
+    for (job *j = jobs; j; j = j->next) {
+        s->lat_ms[s->lat_pos] = (double)(now - j->start_us) / 1000.0;
+        s->lat_pos = (s->lat_pos + 1) % LAT_RING;
+        if (s->lat_n < LAT_RING)
+            s->lat_n++;
+        s->requests++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (job *j = jobs, *next; j; j = next) {
+        next = j->next;
+        j->next = NULL;
+        j->done(j); /* may free j */
+    }
+}
+
+static void *infer_main(void *arg)
+{
+    enc_service *s = arg;
+    for (;;) {
+        job *jobs = take_batch(s);
+        if (!jobs)
+            break;
+        run_batch(s, jobs);
+        finish(s, jobs);
+    }
+    return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------------------------ */
+
+static char *dup_opt(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void set_model_name(enc_service *s, const char *path)
+{
+    size_t n = strlen(path);
+    const char *b;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    b = path + n;
+    while (b > path && b[-1] != '/')
+        b--;
+    snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(path + n - b), b);
+}
+
+static cr_err check_opts(const enc_service_opts *o)
+{
+    if (!o || !o->model || !o->model[0])
+        return cr_error_set(CR_ERR_INVALID, "no model given");
+    if (o->max_batch < 1 || o->max_batch > 1024)
+        return cr_error_set(CR_ERR_INVALID, "batch size %d out of range 1..1024", o->max_batch);
+    if (o->batch_wait_ms < 0 || o->batch_wait_ms > 10000)
+        return cr_error_set(CR_ERR_INVALID, "batch wait %d ms out of range 0..10000",
+                            o->batch_wait_ms);
+    if (o->queue < 1 || o->queue > 1000000)
+        return cr_error_set(CR_ERR_INVALID, "queue length %d out of range 1..1000000",
+                            o->queue);
+    if (o->threads < 0 || o->threads > 256)
+        return cr_error_set(CR_ERR_INVALID, "threads %d out of range 0..256", o->threads);
+    if ((int)o->preprocess < 0 || o->preprocess > ENC_PREPROCESS_SQUAREPAD)
+        return cr_error_set(CR_ERR_INVALID, "unknown preprocess mode %d", (int)o->preprocess);
+    if (o->method < 0 || o->method > ENC_COMPOSE_IMAGE)
+        return cr_error_set(CR_ERR_INVALID, "unknown compose method %d", o->method);
+    return CR_OK;
+}
+
+cr_err enc_service_open(enc_service **out, const enc_service_opts *o)
+{
+    enc_service *s = NULL;
+    enc_clip_params p = enc_clip_default_params();
+    pthread_condattr_t ca;
+    long ncpu;
+    cr_err rc = check_opts(o);
+
+    if (rc)
+        return rc;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    s->o = *o;
+    s->model_path = dup_opt(o->model);
+    s->vocab_path = dup_opt(o->vocab);
+    s->phi_path = dup_opt(o->phi);
+    s->combiner_path = dup_opt(o->combiner);
+    if (!s->model_path || (o->vocab && !s->vocab_path) || (o->phi && !s->phi_path) ||
+        (o->combiner && !s->combiner_path)) {
+        free(s->model_path);
+        free(s->vocab_path);
+        free(s->phi_path);
+        free(s->combiner_path);
+        free(s);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    s->o.model = s->model_path;
+    s->o.vocab = s->vocab_path;
+    s->o.phi = s->phi_path;
+    s->o.combiner = s->combiner_path;
+    set_model_name(s, s->model_path);
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (s->o.threads == 0)
+        s->o.threads = ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_cond_init(&s->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    p.activation = s->o.activation;
+    p.threads = s->o.threads;
+    rc = enc_clip_open(&s->model, s->model_path, &p);
+    if (rc) {
+        cr_error_wrap(rc, "model %s", s->model_path);
+        goto out;
+    }
+    s->dim = enc_clip_embed_dim(s->model);
+    s->size = enc_clip_image_size(s->model);
+    if (enc_clip_context_length(s->model) != ENC_TOKENIZER_CONTEXT) {
+        rc = cr_error_set(CR_ERR_MODEL, "model %s has a context length of %d; CLIP's "
+                          "tokenizer needs %d", s->model_path,
+                          enc_clip_context_length(s->model), ENC_TOKENIZER_CONTEXT);
+        goto out;
+    }
+    rc = enc_tokenizer_open(&s->tok, s->vocab_path);
+    if (rc) {
+        cr_error_wrap(rc, "tokenizer");
+        goto out;
+    }
+    rc = enc_composer_open(&s->composer, s->model, s->tok, s->phi_path, s->combiner_path);
+    if (rc) {
+        cr_error_wrap(rc, "composition heads");
+        goto out;
+    }
+    if (s->o.method) {
+        s->method = (enc_compose_method)s->o.method;
+        if (!enc_composer_has(s->composer, s->method)) {
+            rc = cr_error_set(CR_ERR_INVALID, "default compose method %s needs its head (%s)",
+                              enc_compose_method_name(s->method),
+                              s->method == ENC_COMPOSE_SEARLE ? "--phi" : "--combiner");
+            goto out;
+        }
+    } else {
+        s->method = enc_composer_has(s->composer, ENC_COMPOSE_SEARLE)     ? ENC_COMPOSE_SEARLE
+                    : enc_composer_has(s->composer, ENC_COMPOSE_COMBINER) ? ENC_COMPOSE_COMBINER
+                                                                          : ENC_COMPOSE_SUM;
+    }
+    if (pthread_create(&s->thread, NULL, infer_main, s) != 0) {
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start the inference thread");
+        goto out;
+    }
+    s->started = 1;
+    CR_INFO("encoder", "model %s: embed %d, image %d, %d OpenBLAS threads, batch %d / %d ms, "
+            "queue %d, preprocess %s, default method %s",
+            s->model_name, s->dim, s->size, s->o.threads, s->o.max_batch, s->o.batch_wait_ms,
+            s->o.queue, enc_preprocess_name(s->o.preprocess),
+            enc_compose_method_name(s->method));
+    *out = s;
+out:
+    if (rc)
+        enc_service_close(&s);
+    return rc;
+}
+
+void enc_service_close(enc_service **pp)
+{
+    enc_service *s;
+    if (!pp || !*pp)
+        return;
+    s = *pp;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    enc_composer_close(&s->composer);
+    enc_tokenizer_close(&s->tok);
+    enc_clip_close(&s->model);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->done_cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->model_path);
+    free(s->vocab_path);
+    free(s->phi_path);
+    free(s->combiner_path);
+    free(s);
+    *pp = NULL;
+}
+
+int enc_service_embed_dim(const enc_service *s)
+{
+    return s->dim;
+}
+
+const char *enc_service_model_name(const enc_service *s)
+{
+    return s->model_name;
+}
+
+const enc_clip *enc_service_model(const enc_service *s)
+{
+    return s->model;
+}
+
+const enc_tokenizer *enc_service_tokenizer(const enc_service *s)
+{
+    return s->tok;
+}
+
+enc_preprocess enc_service_preprocess(const enc_service *s)
+{
+    return s->o.preprocess;
+}
+
+int enc_service_has_method(const enc_service *s, enc_compose_method m)
+{
+    return m >= ENC_COMPOSE_SEARLE && m <= ENC_COMPOSE_IMAGE && enc_composer_has(s->composer, m);
+}
+
+enc_compose_method enc_service_default_method(const enc_service *s)
+{
+    return s->method;
+}
+
+/* ---- preparing requests (on the submitting thread) ---------------------------------------- */
+
+static cr_err resolve_preprocess(const enc_service *s, int pp, enc_preprocess *out)
+{
+    if (pp == ENC_SERVICE_PREPROCESS_DEFAULT) {
+        *out = s->o.preprocess;
+        return CR_OK;
+    }
+    if (pp < ENC_PREPROCESS_CLIP || pp > ENC_PREPROCESS_SQUAREPAD)
+        return cr_error_set(CR_ERR_INVALID, "unknown preprocess mode %d", pp);
+    *out = (enc_preprocess)pp;
+    return CR_OK;
+}
+
+/* Decodes and preprocesses one image into `pixels`; errors name the input. */
+static cr_err prep_image(const enc_service *s, const enc_blob *b, enc_preprocess pp,
+                         const char *what, size_t idx, float *pixels)
+{
+    enc_image *img = NULL;
+    cr_err rc;
+    if (!b->data || b->len == 0)
+        return cr_error_set(CR_ERR_INVALID, "%s %zu: empty image", what, idx);
+    rc = enc_image_decode(b->data, b->len, s->o.max_pixels, &img);
+    if (!rc)
+        rc = enc_image_preprocess(img, pp, s->size, pixels);
+    enc_image_free(&img);
+    if (rc)
+        cr_error_wrap(rc, "%s %zu", what, idx);
+    return rc;
+}
+
+/* Bounds a text before tokenizing it; the message names the input. */
+static cr_err check_text(const char *t, const char *what, size_t idx)
+{
+    if (t && strnlen(t, ENC_SERVICE_MAX_TEXT_BYTES + 1) > ENC_SERVICE_MAX_TEXT_BYTES)
+        return cr_error_set(CR_ERR_INVALID, "%s %zu: longer than %d bytes", what, idx,
+                            ENC_SERVICE_MAX_TEXT_BYTES);
+    if (t && !cr_utf8_valid(t, strlen(t)))
+        return cr_error_set(CR_ERR_INVALID, "%s %zu: not valid UTF-8", what, idx);
+    return CR_OK;
+}
+
+static cr_err job_alloc_out(const enc_service *s, job *j, size_t n)
+{
+    j->n = (int)n;
+    j->out = malloc(n * (size_t)s->dim * sizeof *j->out);
+    j->truncated = calloc(n, sizeof *j->truncated);
+    if (!j->out || !j->truncated)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    return CR_OK;
+}
+
+static cr_err prep_images(const enc_service *s, job *j, const enc_blob *images, size_t n,
+                          int preprocess)
+{
+    size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size;
+    enc_preprocess pp = ENC_PREPROCESS_CLIP;
+    cr_err rc;
+    if (n == 0)
+        return cr_error_set(CR_ERR_INVALID, "no images to encode");
+    if (n > ENC_SERVICE_MAX_IMAGES)
+        return cr_error_set(CR_ERR_INVALID, "%zu images in one request (at most %d)", n,
+                            ENC_SERVICE_MAX_IMAGES);
+    rc = resolve_preprocess(s, preprocess, &pp);
+    if (rc)
+        return rc;
+    j->kind = JOB_IMAGE;
+    rc = job_alloc_out(s, j, n);
+    if (rc)
+        return rc;
+    j->pixels = malloc(n * px * sizeof *j->pixels);
+    if (!j->pixels)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory for %zu images", n);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = prep_image(s, &images[i], pp, "image", i, j->pixels + i * px);
+    return rc;
+}
+
+static cr_err prep_texts(const enc_service *s, job *j, const char *const *texts, size_t n)
+{
+    cr_err rc;
+    if (n == 0)
+        return cr_error_set(CR_ERR_INVALID, "no texts to encode");
+    if (n > ENC_SERVICE_MAX_TEXTS)
+        return cr_error_set(CR_ERR_INVALID, "%zu texts in one request (at most %d)", n,
+                            ENC_SERVICE_MAX_TEXTS);
+    j->kind = JOB_TEXT;
+    rc = job_alloc_out(s, j, n);
+    if (rc)
+        return rc;
+    j->tokens = malloc(n * ENC_TOKENIZER_CONTEXT * sizeof *j->tokens);
+    if (!j->tokens)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = check_text(texts[i], "text", i);
+        if (!rc) {
+            rc = enc_tokenizer_encode(s->tok, texts[i] ? texts[i] : "",
+                                      j->tokens + i * ENC_TOKENIZER_CONTEXT, NULL,
+                                      &j->truncated[i]);
+            if (rc)
+                cr_error_wrap(rc, "text %zu", i);
+        }
+    }
+    return rc;
+}
+
+static cr_err check_template(const char *t, size_t idx)
+{
+    const char *d;
+    if (!t || !t[0])
+        return CR_OK;
+    d = strchr(t, '$');
+    if (!d)
+        return cr_error_set(CR_ERR_INVALID, "query %zu: the prompt template has no '$'", idx);
+    return CR_OK;
+}
+
+static cr_err prep_compose(const enc_service *s, job *j, const enc_service_query *q, size_t n,
+                           int preprocess)
+{
+    size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size, d = (size_t)s->dim;
+    enc_preprocess pp = ENC_PREPROCESS_CLIP;
+    int nimg = 0;
+    cr_err rc;
+
+    if (n == 0)
+        return cr_error_set(CR_ERR_INVALID, "no queries to compose");
+    if (n > ENC_SERVICE_MAX_QUERIES)
+        return cr_error_set(CR_ERR_INVALID, "%zu queries in one request (at most %d)", n,
+                            ENC_SERVICE_MAX_QUERIES);
+    rc = resolve_preprocess(s, preprocess, &pp);
+    if (rc)
+        return rc;
+    j->kind = JOB_COMPOSE;
+    rc = job_alloc_out(s, j, n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        nimg += q[i].image.len > 0;
+    j->img_row = malloc(n * sizeof *j->img_row);
+    j->refs = malloc(n * d * sizeof *j->refs);
+    j->cin = calloc(n, sizeof *j->cin);
+    j->pixels = nimg ? malloc((size_t)nimg * px * sizeof *j->pixels) : NULL;
+    if (!j->img_row || !j->refs || !j->cin || (nimg && !j->pixels))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory for %zu queries", n);
+    for (size_t i = 0; i < n; i++) {
+        enc_compose_method m = q[i].method ? (enc_compose_method)q[i].method : s->method;
+        if (m < ENC_COMPOSE_SEARLE || m > ENC_COMPOSE_IMAGE)
+            return cr_error_set(CR_ERR_INVALID, "query %zu: unknown compose method %d", i,
+                                q[i].method);
+        if (!enc_composer_has(s->composer, m))
+            return cr_error_set(CR_ERR_UNSUPPORTED,
+                                "query %zu: compose method %s is not loaded on this encoder "
+                                "(start it with %s)", i, enc_compose_method_name(m),
+                                m == ENC_COMPOSE_SEARLE ? "--phi" : "--combiner");
+        rc = check_text(q[i].caption, "query", i);
+        if (!rc)
+            rc = check_text(q[i].caption2, "caption2 of query", i);
+        if (!rc)
+            rc = check_text(q[i].prompt_template, "prompt template of query", i);
+        if (!rc && m == ENC_COMPOSE_SEARLE)
+            rc = check_template(q[i].prompt_template, i);
+        if (rc)
+            return rc;
+        j->img_row[i] = -1;
+        if (q[i].image.len > 0) {
+            j->img_row[i] = j->n_img;
+            rc = prep_image(s, &q[i].image, pp, "reference image of query", i,
+                            j->pixels + (size_t)j->n_img * px);
+            if (rc)
+                return rc;
+            j->n_img++;
+        } else if (q[i].ref) {
+            for (size_t k = 0; k < d; k++)
+                if (!isfinite(q[i].ref[k]))
+                    return cr_error_set(CR_ERR_INVALID,
+                                        "query %zu: reference vector has a non-finite value "
+                                        "at %zu", i, k);
+            memcpy(j->refs + i * d, q[i].ref, d * sizeof *j->refs);
+        } else {
+            return cr_error_set(CR_ERR_INVALID, "query %zu has no reference (image or vector)",
+                                i);
+        }
+        j->cin[i].ref = j->refs + i * d;
+        j->cin[i].caption = q[i].caption ? q[i].caption : "";
+        j->cin[i].caption2 = q[i].caption2 && q[i].caption2[0] ? q[i].caption2 : NULL;
+        j->cin[i].method = m;
+        j->cin[i].prompt_template =
+            q[i].prompt_template && q[i].prompt_template[0] ? q[i].prompt_template : NULL;
+    }
+    return CR_OK;
+}
+
+/* ---- in-process calls -------------------------------------------------------------------- */
+
+typedef struct sync_job {
+    job j;
+    enc_service *s;
+} sync_job;
+
+static void sync_done(job *j)
+{
+    sync_job *sj = (sync_job *)j;
+    pthread_mutex_lock(&sj->s->mu);
+    j->finished = 1;
+    pthread_cond_broadcast(&sj->s->done_cv);
+    pthread_mutex_unlock(&sj->s->mu);
+}
+
+/* Submits a prepared job, waits, copies the results out. Frees the job's buffers. */
+static cr_err run_sync(enc_service *s, sync_job *sj, cr_err prep_rc, float *out, int *truncated)
+{
+    job *j = &sj->j;
+    cr_err rc = prep_rc;
+    sj->s = s;
+    j->done = sync_done;
+    j->start_us = cr_clock_mono_us();
+    if (!rc)
+        rc = submit(s, j);
+    if (!rc) {
+        pthread_mutex_lock(&s->mu);
+        while (!j->finished)
+            pthread_cond_wait(&s->done_cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        rc = j->rc;
+        if (rc) {
+            cr_error_set(rc, "%s", j->msg);
+        } else {
+            memcpy(out, j->out, (size_t)j->n * (size_t)s->dim * sizeof *out);
+            if (truncated)
+                memcpy(truncated, j->truncated, (size_t)j->n * sizeof *truncated);
+        }
+    }
+    job_free(j);
+    return rc;
+}
+
+cr_err enc_service_embed_images(enc_service *s, const enc_blob *images, size_t n,
+                                int preprocess, int normalize, float *out)
+{
+    sync_job sj;
+    memset(&sj, 0, sizeof sj);
+    sj.j.normalize = normalize;
+    return run_sync(s, &sj, prep_images(s, &sj.j, images, n, preprocess), out, NULL);
+}
+
+cr_err enc_service_embed_pixels(enc_service *s, const float *pixels, size_t n, int normalize,
+                                float *out)
+{
+    size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size;
+    sync_job sj;
+    cr_err rc = CR_OK;
+    memset(&sj, 0, sizeof sj);
+    sj.j.normalize = normalize;
+    sj.j.kind = JOB_IMAGE;
+    if (n == 0 || n > ENC_SERVICE_MAX_IMAGES)
+        rc = cr_error_set(CR_ERR_INVALID, "%zu images (1..%d)", n, ENC_SERVICE_MAX_IMAGES);
+    if (!rc)
+        rc = job_alloc_out(s, &sj.j, n);
+    if (!rc) {
+        sj.j.pixels = malloc(n * px * sizeof *sj.j.pixels);
+        if (!sj.j.pixels)
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        else
+            memcpy(sj.j.pixels, pixels, n * px * sizeof *pixels);
+    }
+    return run_sync(s, &sj, rc, out, NULL);
+}
+
+cr_err enc_service_embed_texts(enc_service *s, const char *const *texts, size_t n,
+                               int normalize, float *out, int *truncated)
+{
+    sync_job sj;
+    memset(&sj, 0, sizeof sj);
+    sj.j.normalize = normalize;
+    return run_sync(s, &sj, prep_texts(s, &sj.j, texts, n), out, truncated);
+}
+
+cr_err enc_service_compose(enc_service *s, const enc_service_query *q, size_t n,
+                           int preprocess, float *out, int *truncated)
+{
+    sync_job sj;
+    memset(&sj, 0, sizeof sj);
+    return run_sync(s, &sj, prep_compose(s, &sj.j, q, n, preprocess), out, truncated);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void enc_service_stats_get(enc_service *s, enc_service_stats *st)
+{
+    double *lat = malloc(LAT_RING * sizeof *lat);
+    size_t n;
+    memset(st, 0, sizeof *st);
+    st->embed_dim = (uint32_t)s->dim;
+    pthread_mutex_lock(&s->mu);
+    st->queue_depth = (uint32_t)s->queued;
+    st->batches = s->batches;
+    st->requests = s->requests;
+    st->items = s->items;
+    st->rejected = s->rejected;
+    n = s->lat_n;
+    if (lat)
+        memcpy(lat, s->lat_ms, n * sizeof *lat);
+    pthread_mutex_unlock(&s->mu);
+    st->mean_batch_size = st->batches ? (double)st->items / (double)st->batches : 0;
+    if (lat && n) {
+        qsort(lat, n, sizeof *lat, cmp_double);
+        st->p50_ms = lat[(size_t)(0.50 * (double)(n - 1) + 0.5)];
+        st->p99_ms = lat[(size_t)(0.99 * (double)(n - 1) + 0.5)];
+    }
+    free(lat);
+}
+
+/* ---- the network front ------------------------------------------------------------------- */
+
+typedef struct server server;
+
+/* A request from the network: a job plus what its reply needs. The inference thread builds
+ * the reply in it and hands it to the proxy thread, which sends and frees it. */
+typedef struct net_job {
+    job j; /* first: the batcher sees a job */
+    server *srv;
+    cr_wire_msg route;
+    cr_pb_bounded alloc;
+    Cirrus__V1__Request *req;
+    uint64_t id;
+    Cirrus__V1__Response__ResultCase result_case;
+    Cirrus__V1__Response resp;
+    Cirrus__V1__Status st;
+    Cirrus__V1__Embeddings emb;
+    Cirrus__V1__Vector *vecs;
+    Cirrus__V1__Vector **vecp;
+    protobuf_c_boolean *trunc;
+    struct net_job *next_out;
+} net_job;
+
+struct server {
+    enc_service *svc;
+    enc_server_opts o;
+    void *ctx;
+    char work_ep[64];
+    cr_wire_limits lim;
+    volatile sig_atomic_t *stop;
+    atomic_int workers_stop;
+    int efd;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    net_job *out_head, *out_tail;
+    int pending; /* network jobs queued or running, not yet sent */
+    uint64_t start_ms;
+};
+
+enc_server_opts enc_server_default_opts(void)
+{
+    enc_server_opts o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.default_deadline_ms = 30000;
+    return o;
+}
+
+static void reply_status(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
+                         const char *msg)
+{
+    if (cr_wire_reply_error(sock, route, id, code, msg))
+        CR_WARN("encoder", "reply %llu: %s", (unsigned long long)id, cr_error_message());
+}
+
+static void reply(void *sock, const cr_wire_msg *route, Cirrus__V1__Response *resp)
+{
+    if (cr_wire_send(sock, route, &resp->base, 0))
+        CR_WARN("encoder", "reply %llu: %s", (unsigned long long)resp->id, cr_error_message());
+}
+
+static void net_job_free(net_job *nj)
+{
+    if (!nj)
+        return;
+    job_free(&nj->j);
+    if (nj->req)
+        cirrus__v1__request__free_unpacked(nj->req, &nj->alloc.base);
+    cr_wire_msg_close(&nj->route);
+    free(nj->vecs);
+    free(nj->vecp);
+    free(nj->trunc);
+    free(nj);
+}
+
+/* Inference thread: builds the reply and hands the job to the proxy. */
+static void net_done(job *j)
+{
+    net_job *nj = (net_job *)j;
+    server *srv = nj->srv;
+    size_t n = (size_t)j->n, d = (size_t)srv->svc->dim;
+    uint64_t one = 1;
+
+    cirrus__v1__response__init(&nj->resp);
+    cirrus__v1__embeddings__init(&nj->emb);
+    nj->resp.id = nj->id;
+    nj->resp.status = &nj->st;
+    if (!j->rc) {
+        nj->vecs = calloc(n, sizeof *nj->vecs);
+        nj->vecp = calloc(n, sizeof *nj->vecp);
+        nj->trunc = calloc(n, sizeof *nj->trunc);
+        if (!nj->vecs || !nj->vecp || !nj->trunc)
+            fail_job(j, CR_ERR_NOMEM, "out of memory for the reply");
+    }
+    if (j->rc) {
+        cr_wire_status_set(&nj->st, j->rc, j->msg);
+    } else {
+        cr_wire_status_set(&nj->st, CR_OK, "");
+        for (size_t i = 0; i < n; i++) {
+            cirrus__v1__vector__init(&nj->vecs[i]);
+            nj->vecs[i].values = j->out + i * d;
+            nj->vecs[i].n_values = d;
+            nj->vecp[i] = &nj->vecs[i];
+            nj->trunc[i] = j->truncated[i] != 0;
+        }
+        nj->emb.vectors = nj->vecp;
+        nj->emb.n_vectors = n;
+        if (j->kind != JOB_IMAGE) {
+            nj->emb.truncated = nj->trunc;
+            nj->emb.n_truncated = n;
+        }
+        nj->resp.result_case = nj->result_case;
+        if (j->kind == JOB_IMAGE)
+            nj->resp.encode_image = &nj->emb;
+        else if (j->kind == JOB_TEXT)
+            nj->resp.encode_text = &nj->emb;
+        else
+            nj->resp.compose = &nj->emb;
+    }
+    pthread_mutex_lock(&srv->mu);
+    nj->next_out = NULL;
+    if (srv->out_tail)
+        srv->out_tail->next_out = nj;
+    else
+        srv->out_head = nj;
+    srv->out_tail = nj;
+    pthread_mutex_unlock(&srv->mu);
+    if (write(srv->efd, &one, sizeof one) < 0)
+        CR_WARN("encoder", "eventfd: %s", strerror(errno));
+}
+
+/* Proxy thread: sends every completed reply. */
+static void send_completed(server *srv, void *front)
+{
+    net_job *list;
+    uint64_t v;
+    int n = 0;
+    if (read(srv->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+        CR_WARN("encoder", "eventfd: %s", strerror(errno));
+    pthread_mutex_lock(&srv->mu);
+    list = srv->out_head;
+    srv->out_head = srv->out_tail = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    for (net_job *nj = list, *next; nj; nj = next) {
+        next = nj->next_out;
+        reply(front, &nj->route, &nj->resp);
+        net_job_free(nj);
+        n++;
+    }
+    if (n) {
+        pthread_mutex_lock(&srv->mu);
+        srv->pending -= n;
+        pthread_cond_broadcast(&srv->cv);
+        pthread_mutex_unlock(&srv->mu);
+    }
+}
+
+static cr_err map_preprocess(Cirrus__V1__Preprocess p, int *out)
+{
+    switch (p) {
+    case CIRRUS__V1__PREPROCESS__PREPROCESS_DEFAULT: *out = ENC_SERVICE_PREPROCESS_DEFAULT; break;
+    case CIRRUS__V1__PREPROCESS__PREPROCESS_CLIP: *out = ENC_PREPROCESS_CLIP; break;
+    case CIRRUS__V1__PREPROCESS__PREPROCESS_TARGETPAD: *out = ENC_PREPROCESS_TARGETPAD; break;
+    case CIRRUS__V1__PREPROCESS__PREPROCESS_SQUAREPAD: *out = ENC_PREPROCESS_SQUAREPAD; break;
+    default: return cr_error_set(CR_ERR_INVALID, "unknown preprocess value %d", (int)p);
+    }
+    return CR_OK;
+}
+
+static cr_err map_method(Cirrus__V1__ComposeMethod m, size_t i, int *out)
+{
+    if ((int)m < 0 || (int)m > ENC_COMPOSE_IMAGE)
+        return cr_error_set(CR_ERR_INVALID, "query %zu: unknown compose method %d", i, (int)m);
+    *out = (int)m; /* the proto values equal enc_compose_method; 0 = default */
+    return CR_OK;
+}
+
+/* Prepares the job of an EncodeImage / EncodeText / Compose request. */
+static cr_err prep_net_job(server *srv, net_job *nj, const Cirrus__V1__Request *req)
+{
+    enc_service *s = srv->svc;
+    int pp = ENC_SERVICE_PREPROCESS_DEFAULT;
+    cr_err rc;
+
+    switch (req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE: {
+        const Cirrus__V1__EncodeImageRequest *r = req->encode_image;
+        enc_blob *b;
+        size_t n = r ? r->n_images : 0;
+        nj->result_case = CIRRUS__V1__RESPONSE__RESULT_ENCODE_IMAGE;
+        if (n == 0)
+            return cr_error_set(CR_ERR_INVALID, "EncodeImage without images");
+        if (n > ENC_SERVICE_MAX_IMAGES)
+            return cr_error_set(CR_ERR_INVALID, "%zu images in one request (at most %d)", n,
+                                ENC_SERVICE_MAX_IMAGES);
+        rc = map_preprocess(r->preprocess, &pp);
+        if (rc)
+            return rc;
+        b = calloc(n, sizeof *b);
+        if (!b)
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            b[i].data = r->images[i].data;
+            b[i].len = r->images[i].len;
+        }
+        nj->j.normalize = r->normalize;
+        rc = prep_images(s, &nj->j, b, n, pp);
+        free(b);
+        return rc;
+    }
+    case CIRRUS__V1__REQUEST__OP_ENCODE_TEXT: {
+        const Cirrus__V1__EncodeTextRequest *r = req->encode_text;
+        nj->result_case = CIRRUS__V1__RESPONSE__RESULT_ENCODE_TEXT;
+        if (!r || r->n_texts == 0)
+            return cr_error_set(CR_ERR_INVALID, "EncodeText without texts");
+        nj->j.normalize = r->normalize;
+        return prep_texts(s, &nj->j, (const char *const *)r->texts, r->n_texts);
+    }
+    case CIRRUS__V1__REQUEST__OP_COMPOSE: {
+        const Cirrus__V1__ComposeRequest *r = req->compose;
+        enc_service_query *q;
+        size_t n = r ? r->n_queries : 0;
+        nj->result_case = CIRRUS__V1__RESPONSE__RESULT_COMPOSE;
+        if (n == 0)
+            return cr_error_set(CR_ERR_INVALID, "Compose without queries");
+        if (n > ENC_SERVICE_MAX_QUERIES)
+            return cr_error_set(CR_ERR_INVALID, "%zu queries in one request (at most %d)", n,
+                                ENC_SERVICE_MAX_QUERIES);
+        rc = map_preprocess(r->preprocess, &pp);
+        if (rc)
+            return rc;
+        q = calloc(n, sizeof *q);
+        if (!q)
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n && !rc; i++) {
+            const Cirrus__V1__Composed *c = r->queries[i];
+            const Cirrus__V1__Reference *ref = c->reference;
+            rc = map_method(c->method, i, &q[i].method);
+            if (rc)
+                break;
+            if (!ref || ref->ref_case == CIRRUS__V1__REFERENCE__REF__NOT_SET) {
+                rc = cr_error_set(CR_ERR_INVALID, "query %zu has no reference", i);
+            } else if (ref->ref_case == CIRRUS__V1__REFERENCE__REF_ITEM_ID) {
+                rc = cr_error_set(CR_ERR_INVALID,
+                                  "query %zu: item ids are resolved by the coordinator; send "
+                                  "the reference as image bytes or a vector", i);
+            } else if (ref->ref_case == CIRRUS__V1__REFERENCE__REF_IMAGE) {
+                if (ref->image.len == 0)
+                    rc = cr_error_set(CR_ERR_INVALID, "query %zu: empty reference image", i);
+                q[i].image.data = ref->image.data;
+                q[i].image.len = ref->image.len;
+            } else {
+                char what[64];
+                snprintf(what, sizeof what, "reference vector of query %zu", i);
+                rc = cr_validate_vector(ref->vector, (uint32_t)s->dim, what);
+                if (!rc)
+                    q[i].ref = ref->vector->values;
+            }
+            q[i].caption = c->caption;
+            q[i].caption2 = c->caption2;
+            q[i].prompt_template = c->prompt_template;
+        }
+        if (!rc)
+            rc = prep_compose(s, &nj->j, q, n, pp);
+        free(q);
+        return rc;
+    }
+    default:
+        return cr_error_set(CR_ERR_INTERNAL, "not an encoder job");
+    }
+}
+
+/* Worker thread: prepares an encode / compose request and queues it; the reply comes from
+ * the inference thread through the proxy. Takes ownership of *req and the allocator on
+ * success. */
+static void submit_net_job(server *srv, void *sock, const cr_wire_msg *m, cr_pb_bounded *alloc,
+                           Cirrus__V1__Request **req, uint64_t recv_us)
+{
+    net_job *nj = calloc(1, sizeof *nj);
+    uint64_t id = (*req)->id;
+    uint32_t dl = (*req)->deadline_ms ? (*req)->deadline_ms : srv->o.default_deadline_ms;
+    cr_err rc;
+
+    if (!nj) {
+        reply_status(sock, m, id, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    cr_wire_msg_init(&nj->route);
+    rc = prep_net_job(srv, nj, *req);
+    if (rc) {
+        reply_status(sock, m, id, rc, cr_error_message());
+        net_job_free(nj);
+        return;
+    }
+    for (int i = 0; i < m->nroute; i++) {
+        zmq_msg_init(&nj->route.route[i]);
+        zmq_msg_copy(&nj->route.route[i], (zmq_msg_t *)&m->route[i]);
+        nj->route.nroute++;
+    }
+    nj->srv = srv;
+    nj->id = id;
+    nj->j.done = net_done;
+    nj->j.start_us = recv_us;
+    nj->j.deadline_us = recv_us + (uint64_t)dl * 1000u;
+    /* The request (its strings are used by compose) lives in the job from now on. */
+    nj->alloc = *alloc;
+    nj->alloc.base.allocator_data = &nj->alloc;
+    nj->req = *req;
+    *req = NULL;
+    pthread_mutex_lock(&srv->mu);
+    srv->pending++;
+    pthread_mutex_unlock(&srv->mu);
+    rc = submit(srv->svc, &nj->j);
+    if (rc) {
+        reply_status(sock, m, id, rc, cr_error_message());
+        pthread_mutex_lock(&srv->mu);
+        srv->pending--;
+        pthread_cond_broadcast(&srv->cv);
+        pthread_mutex_unlock(&srv->mu);
+        net_job_free(nj);
+    }
+}
+
+static void do_stats(server *srv, void *sock, const cr_wire_msg *route,
+                     const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
+    Cirrus__V1__EncoderStats e = CIRRUS__V1__ENCODER_STATS__INIT;
+    Cirrus__V1__Status st;
+    enc_service_stats ss;
+    char *methods[ENC_COMPOSE_IMAGE];
+    size_t nm = 0;
+
+    enc_service_stats_get(srv->svc, &ss);
+    for (int m = ENC_COMPOSE_SEARLE; m <= ENC_COMPOSE_IMAGE; m++)
+        if (enc_service_has_method(srv->svc, (enc_compose_method)m))
+            methods[nm++] = (char *)enc_compose_method_name((enc_compose_method)m);
+    e.model = (char *)enc_service_model_name(srv->svc);
+    e.embed_dim = ss.embed_dim;
+    e.queue_depth = ss.queue_depth;
+    e.batches = ss.batches;
+    e.requests = ss.requests;
+    e.mean_batch_size = ss.mean_batch_size;
+    e.p50_ms = ss.p50_ms;
+    e.p99_ms = ss.p99_ms;
+    e.preprocess = (char *)enc_preprocess_name(enc_service_preprocess(srv->svc));
+    e.methods = methods;
+    e.n_methods = nm;
+    r.role = "encoder";
+    r.dim = ss.embed_dim;
+    r.uptime_s = (cr_clock_mono_ms() - srv->start_ms) / 1000;
+    r.encoder = &e;
+    cr_wire_status_set(&st, CR_OK, "");
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
+    resp.stats = &r;
+    reply(sock, route, &resp);
+}
+
+static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
+    Cirrus__V1__Status st;
+    cr_wire_status_set(&st, CR_OK, "");
+    h.ready = 1;
+    h.role = "encoder";
+    h.version = "0.1.0";
+    resp.id = req->id;
+    resp.status = &st;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
+    resp.health = &h;
+    reply(sock, route, &resp);
+}
+
+static void handle(server *srv, void *sock, cr_wire_msg *m)
+{
+    cr_pb_bounded alloc;
+    Cirrus__V1__Request *req = NULL;
+    uint64_t recv_us = 0, waited_ms;
+    int nroute = m->nroute - 1; /* the last routing frame is the proxy's receive time */
+    cr_err rc;
+
+    if (nroute < 0 || zmq_msg_size(&m->route[nroute]) != sizeof recv_us)
+        return;
+    memcpy(&recv_us, zmq_msg_data(&m->route[nroute]), sizeof recv_us);
+    zmq_msg_close(&m->route[nroute]);
+    m->nroute = nroute;
+    cr_pb_bounded_init(&alloc, srv->lim.max_alloc);
+    rc = cr_wire_unpack_request(m, &alloc, &req);
+    if (rc) {
+        reply_status(sock, m, 0, rc, cr_error_message());
+        return;
+    }
+    waited_ms = (cr_clock_mono_us() - recv_us) / 1000;
+    if (waited_ms > (req->deadline_ms ? req->deadline_ms : srv->o.default_deadline_ms)) {
+        reply_status(sock, m, req->id, CR_ERR_DEADLINE, "deadline passed while queued");
+        goto out;
+    }
+    switch (req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE:
+    case CIRRUS__V1__REQUEST__OP_ENCODE_TEXT:
+    case CIRRUS__V1__REQUEST__OP_COMPOSE:
+        submit_net_job(srv, sock, m, &alloc, &req, recv_us);
+        break;
+    case CIRRUS__V1__REQUEST__OP_STATS: do_stats(srv, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_HEALTH: do_health(sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP__NOT_SET:
+        reply_status(sock, m, req->id, CR_ERR_INVALID, "request without an operation");
+        break;
+    default:
+        reply_status(sock, m, req->id, CR_ERR_UNSUPPORTED,
+                     "operation not served by an encoder (it serves EncodeImage, EncodeText, "
+                     "Compose, Health and Stats)");
+        break;
+    }
+out:
+    if (req)
+        cirrus__v1__request__free_unpacked(req, &alloc.base);
+}
+
+static void *worker_main(void *arg)
+{
+    server *srv = arg;
+    void *sock = zmq_socket(srv->ctx, ZMQ_DEALER);
+    cr_wire_msg m;
+    cr_wire_limits lim = srv->lim;
+
+    lim.max_frame = (size_t)-1 >> 1; /* already checked by the proxy */
+    lim.heartbeat_ivl_ms = 0;
+    if (!sock || cr_wire_socket_setup(sock, &lim) || zmq_connect(sock, srv->work_ep) != 0) {
+        CR_ERROR("encoder", "worker socket: %s", zmq_strerror(errno));
+        if (sock)
+            zmq_close(sock);
+        return NULL;
+    }
+    cr_wire_msg_init(&m);
+    while (!atomic_load(&srv->workers_stop)) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, POLL_MS) <= 0)
+            continue;
+        if (cr_wire_recv(sock, &m, &lim, ZMQ_DONTWAIT) == CR_OK)
+            handle(srv, sock, &m);
+        cr_wire_msg_close(&m);
+    }
+    zmq_close(sock);
+    return NULL;
+}
+
+/* ---- the proxy (calling thread) ----------------------------------------------------------- */
+
+/* Moves one whole multipart message from `from` to `to`. */
+static void forward_msg(void *from, void *to)
+{
+    int more;
+    do {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        more = zmq_msg_more(&part);
+        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&part);
+    } while (more);
+}
+
+/* Frontend message: append the receive time as a last routing frame, hand to a worker. */
+static void dispatch(server *srv, void *front, void *work)
+{
+    cr_wire_msg m;
+    uint64_t now = cr_clock_mono_us();
+    cr_err rc;
+    cr_wire_msg_init(&m);
+    rc = cr_wire_recv(front, &m, &srv->lim, ZMQ_DONTWAIT);
+    if (rc == CR_ERR_PROTO && m.nroute > 0) {
+        reply_status(front, &m, 0, rc, cr_error_message());
+    } else if (rc == CR_OK && m.nroute < CR_WIRE_MAX_ROUTE) {
+        for (int i = 0; i < m.nroute; i++) {
+            zmq_msg_t copy;
+            zmq_msg_init(&copy);
+            zmq_msg_copy(&copy, &m.route[i]);
+            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
+        }
+        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
+        zmq_msg_send(&m.body, work, 0);
+        m.has_body = 0;
+    } else if (rc == CR_OK) {
+        reply_status(front, &m, 0, CR_ERR_PROTO, "too many routing frames");
+    }
+    cr_wire_msg_close(&m);
+}
+
+static cr_err sockets_open(server *srv, void **front, void **work)
+{
+    cr_wire_limits inner = srv->lim;
+    inner.heartbeat_ivl_ms = 0;
+    inner.max_frame = (size_t)-1 >> 1;
+    *front = zmq_socket(srv->ctx, ZMQ_ROUTER);
+    *work = zmq_socket(srv->ctx, ZMQ_DEALER);
+    if (!*front || !*work)
+        return cr_error_set(CR_ERR_NET, "socket: %s", zmq_strerror(errno));
+    if (cr_wire_socket_setup(*front, &srv->lim) || cr_wire_socket_setup(*work, &inner))
+        return CR_ERR_NET;
+    if (zmq_bind(*front, srv->o.bind) != 0)
+        return cr_error_set(CR_ERR_NET, "cannot bind %s: %s", srv->o.bind, zmq_strerror(errno));
+    if (zmq_bind(*work, srv->work_ep) != 0)
+        return cr_error_set(CR_ERR_NET, "inproc bind: %s", zmq_strerror(errno));
+    return CR_OK;
+}
+
+static void proxy_loop(server *srv, void *front, void *work)
+{
+    while (!*srv->stop) {
+        zmq_pollitem_t items[3] = {{front, 0, ZMQ_POLLIN, 0},
+                                   {work, 0, ZMQ_POLLIN, 0},
+                                   {NULL, srv->efd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 3, POLL_MS) <= 0)
+            continue;
+        if (items[2].revents & ZMQ_POLLIN)
+            send_completed(srv, front);
+        if (items[1].revents & ZMQ_POLLIN)
+            forward_msg(work, front);
+        if (items[0].revents & ZMQ_POLLIN)
+            dispatch(srv, front, work);
+    }
+}
+
+/* Stop intake, let the workers finish, wait for queued jobs, forward every reply. */
+static void drain(server *srv, pthread_t *workers, int nw, void *front, void *work)
+{
+    uint64_t until = cr_clock_mono_ms() + DRAIN_LIMIT_MS;
+    atomic_store(&srv->workers_stop, 1);
+    for (int i = 0; i < nw; i++)
+        pthread_join(workers[i], NULL);
+    for (;;) {
+        zmq_pollitem_t items[2] = {{work, 0, ZMQ_POLLIN, 0}, {NULL, srv->efd, ZMQ_POLLIN, 0}};
+        int pending;
+        if (zmq_poll(items, 2, 10) > 0) {
+            if (items[0].revents & ZMQ_POLLIN)
+                forward_msg(work, front);
+            if (items[1].revents & ZMQ_POLLIN)
+                send_completed(srv, front);
+            continue;
+        }
+        pthread_mutex_lock(&srv->mu);
+        pending = srv->pending;
+        pthread_mutex_unlock(&srv->mu);
+        if (!pending)
+            break;
+        if (cr_clock_mono_ms() > until) {
+            /* Never reached in practice (forwards are bounded); the jobs still reference the
+             * server, so waiting is the only safe choice. */
+            CR_WARN("encoder", "still waiting for %d queued requests", pending);
+            until = cr_clock_mono_ms() + DRAIN_LIMIT_MS;
+        }
+    }
+    cr_clock_sleep_ms(50); /* let ZeroMQ's I/O thread flush the last replies */
+}
+
+cr_err enc_server_run(enc_service *s, const enc_server_opts *o, volatile sig_atomic_t *stop)
+{
+    server srv;
+    void *front = NULL, *work = NULL;
+    pthread_t workers[64];
+    int nw = 0, own_ctx = !o->zmq_ctx;
+    cr_err rc;
+
+    if (!s || !o || !o->bind || !stop)
+        return cr_error_set(CR_ERR_INVALID, "enc_server_run: missing service, bind or stop flag");
+    memset(&srv, 0, sizeof srv);
+    srv.svc = s;
+    srv.o = *o;
+    srv.stop = stop;
+    srv.start_ms = cr_clock_mono_ms();
+    srv.lim = cr_wire_default_limits();
+    if (o->max_frame)
+        srv.lim.max_frame = o->max_frame;
+    if (srv.lim.max_alloc < 4 * srv.lim.max_frame)
+        srv.lim.max_alloc = 4 * srv.lim.max_frame;
+    if (strncmp(o->bind, "inproc://", 9) == 0)
+        srv.lim.heartbeat_ivl_ms = 0;
+    if (srv.o.workers < 1 || srv.o.workers > 64)
+        srv.o.workers = 2;
+    if (!srv.o.default_deadline_ms)
+        srv.o.default_deadline_ms = 30000;
+    srv.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv.efd < 0)
+        return cr_error_set(CR_ERR_INTERNAL, "eventfd: %s", strerror(errno));
+    srv.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
+    snprintf(srv.work_ep, sizeof srv.work_ep, "inproc://encoder-work-%p", (void *)&srv);
+    pthread_mutex_init(&srv.mu, NULL);
+    pthread_cond_init(&srv.cv, NULL);
+    rc = srv.ctx ? sockets_open(&srv, &front, &work)
+                 : cr_error_set(CR_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(errno));
+    if (rc)
+        goto out;
+    for (; nw < srv.o.workers; nw++)
+        if (pthread_create(&workers[nw], NULL, worker_main, &srv) != 0)
+            break;
+    if (nw == 0) {
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start worker threads");
+        goto out;
+    }
+    CR_INFO("encoder", "serving %s on %s with %d workers", s->model_name, o->bind, nw);
+    proxy_loop(&srv, front, work);
+    CR_INFO("encoder", "stopping: finishing queued requests");
+    drain(&srv, workers, nw, front, work);
+out:
+    if (front)
+        zmq_close(front);
+    if (work)
+        zmq_close(work);
+    if (own_ctx && srv.ctx)
+        zmq_ctx_term(srv.ctx);
+    pthread_cond_destroy(&srv.cv);
+    pthread_mutex_destroy(&srv.mu);
+    close(srv.efd);
+    return rc;
+}
