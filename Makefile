@@ -30,5 +30,13 @@ test-tsan: deps
 demo: deps build
 	@bash tools/demo.sh $(BUILD)
 
+# PyTorch peer of `cirrus-bench encoder` and tools/convert_openai_pt.py (Debian 12 ships
+# python3-torch 1.13, CPU; it installs for /usr/bin/python3). Optional: the bench runs without.
+bench-deps:
+	@if dpkg-query -W -f='$${Status}\n' python3-torch python3-numpy 2>/dev/null | \
+	    grep -c "ok installed" | grep -qx 2; then echo "bench-deps: python3-torch and python3-numpy present"; \
+	else $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends \
+	    python3-torch python3-numpy; fi
+
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

@@ -128,7 +128,7 @@ static cr_err fetch_item_vector(rq *r, const char *id, float **vec, size_t *dim)
     req.get = &get;
     rc = call_one(r, &s, COORD_TO_GROUP, coord_map_group_of(r->map, id), &req, "fetch reference");
     if (!rc && (!s.resp->get || s.resp->get->n_items == 0 || !s.resp->get->items[0]->vector))
-        rc = cr_error_set(CR_NOTFOUND, "reference item '%s' not found", id);
+        rc = cr_error_set(CR_ERR_INVALID, "reference item '%s' not found", id);
     if (!rc) {
         const Cirrus__V1__Vector *v = s.resp->get->items[0]->vector;
         *vec = malloc(v->n_values * sizeof **vec);

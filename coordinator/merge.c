@@ -75,6 +75,8 @@ cr_err coord_merge(const Cirrus__V1__SearchResult *const *results, size_t n,
             size_t same = 0;
             /* Count earlier kept-or-skipped hits of the same group (small k: quadratic ok). */
             for (size_t j = 0; key && j < i; j++) {
+                if (j > 0 && strcmp(all[j]->id, all[j - 1]->id) == 0)
+                    continue; /* a hedged duplicate counts once */
                 const char *k2 = group_key(all[j], p->group_by, b2, sizeof b2);
                 if (k2 && strcmp(k2, key) == 0 && strcmp(all[j]->id, all[i]->id) != 0)
                     same++;

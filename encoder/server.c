@@ -1041,9 +1041,11 @@ static void net_done(job *j)
     else
         srv->out_head = nj;
     srv->out_tail = nj;
-    pthread_mutex_unlock(&srv->mu);
+    /* Signalled under the lock: once the proxy has sent this reply the server may return, so
+     * nothing of srv may be touched after the unlock. */
     if (write(srv->efd, &one, sizeof one) < 0)
         CR_WARN("encoder", "eventfd: %s", strerror(errno));
+    pthread_mutex_unlock(&srv->mu);
 }
 
 /* Proxy thread: sends every completed reply. */

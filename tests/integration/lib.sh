@@ -51,3 +51,13 @@ start_bg() {
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
+
+# expect_error PATTERN CMD...: CMD must fail and say PATTERN (grep -E) on stdout or stderr.
+expect_error() {
+  local pat=$1 out rc=0
+  shift
+  out=$("$@" 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "expected failure from: $* (got: $out)"
+  echo "$out" | grep -Eq "$pat" || fail "expected '$pat' from: $* (got: $out)"
+  echo "  rejected: $out" | head -1
+}
