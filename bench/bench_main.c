@@ -10,6 +10,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"catalog", bench_cmd_catalog, "synthetic garment catalog: PNG images + JSONL"},
     {"gen", bench_cmd_gen, "write clustered random vectors (.fvecs) and queries"},
     {"truth", bench_cmd_truth, "exact top-k ground truth (.ivecs) for queries"},
     {"search", bench_cmd_search, "QPS, latency percentiles and recall against an endpoint, "

@@ -62,5 +62,7 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_tokenize(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_compose(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv);
 
 #endif

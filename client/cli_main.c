@@ -23,6 +23,8 @@ static const cli_cmd commands[] = {
     {"embed", cli_cmd_embed, "CLIP embeddings of images and texts, in-process (--model)"},
     {"tokenize", cli_cmd_tokenize, "CLIP token ids of texts (77 per text)"},
     {"compose", cli_cmd_compose, "compose an image and a caption into a query vector"},
+    {"serve", cli_cmd_serve, "coordinator + shards + encoder in one process (embedded mode)"},
+    {"ingest", cli_cmd_ingest, "ingest a JSONL catalog of images and attributes"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 
