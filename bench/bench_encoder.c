@@ -107,13 +107,10 @@ static uint16_t f32_to_f16(float x)
     return (uint16_t)(sign | ((uint32_t)e << 10) | mant);
 }
 
-/* Writes the model with uniform random weights (fixed seed). */
-static cr_err write_vit_b32(const char *path, int f16)
+/* Writes the tensors of `l` with uniform random weights (fixed seed) as safetensors. */
+static cr_err wl_write(const wlist *l, const char *path, int f16)
 {
-    const int vw = 768, vl = 12, patch = 32, image = 224, tw = 512, tl = 12, embed = 512;
-    const int vocab = 49408, ctx = 77, grid = image / patch;
     size_t esz = f16 ? 2 : 4;
-    wlist l = {0};
     json_t *hdr = json_object();
     char *js = NULL, tmp[512];
     uint64_t off = 0, rng = 0x9e3779b97f4a7c15ull;
@@ -121,33 +118,18 @@ static cr_err write_vit_b32(const char *path, int f16)
     FILE *f = NULL;
     cr_err rc = CR_OK;
 
-    if (!buf || !hdr ||
-        wl_add(&l, "visual.conv1.weight", 4, vw, 3, patch, patch, 0.f, .02f) ||
-        wl_add(&l, "visual.class_embedding", 1, vw, 0, 0, 0, 0.f, .05f) ||
-        wl_add(&l, "visual.positional_embedding", 2, grid * grid + 1, vw, 0, 0, 0.f, .05f) ||
-        wl_add(&l, "visual.ln_pre.weight", 1, vw, 0, 0, 0, 1.f, .1f) ||
-        wl_add(&l, "visual.ln_pre.bias", 1, vw, 0, 0, 0, 0.f, .1f) ||
-        wl_tower(&l, "visual.transformer.resblocks.", vl, vw) ||
-        wl_add(&l, "visual.ln_post.weight", 1, vw, 0, 0, 0, 1.f, .1f) ||
-        wl_add(&l, "visual.ln_post.bias", 1, vw, 0, 0, 0, 0.f, .1f) ||
-        wl_add(&l, "visual.proj", 2, vw, embed, 0, 0, 0.f, .04f) ||
-        wl_add(&l, "token_embedding.weight", 2, vocab, tw, 0, 0, 0.f, .02f) ||
-        wl_add(&l, "positional_embedding", 2, ctx, tw, 0, 0, 0.f, .01f) ||
-        wl_tower(&l, "transformer.resblocks.", tl, tw) ||
-        wl_add(&l, "ln_final.weight", 1, tw, 0, 0, 0, 1.f, .1f) ||
-        wl_add(&l, "ln_final.bias", 1, tw, 0, 0, 0, 0.f, .1f) ||
-        wl_add(&l, "text_projection", 2, tw, embed, 0, 0, 0.f, .04f)) {
+    if (!buf || !hdr) {
         rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < l.n; i++) {
+    for (int i = 0; i < l->n; i++) {
         json_t *shape = json_array();
         uint64_t numel = 1;
-        for (int d = 0; d < l.t[i].ndim; d++) {
-            json_array_append_new(shape, json_integer(l.t[i].shape[d]));
-            numel *= (uint64_t)l.t[i].shape[d];
+        for (int d = 0; d < l->t[i].ndim; d++) {
+            json_array_append_new(shape, json_integer(l->t[i].shape[d]));
+            numel *= (uint64_t)l->t[i].shape[d];
         }
-        json_object_set_new(hdr, l.t[i].name,
+        json_object_set_new(hdr, l->t[i].name,
                             json_pack("{s:s, s:o, s:[I,I]}", "dtype", f16 ? "F16" : "F32",
                                       "shape", shape, "data_offsets", (json_int_t)off,
                                       (json_int_t)(off + esz * numel)));
@@ -168,10 +150,10 @@ static cr_err write_vit_b32(const char *path, int f16)
         fwrite(le, 1, 8, f);
         fwrite(js, 1, hl, f);
     }
-    for (int i = 0; i < l.n; i++) {
+    for (int i = 0; i < l->n; i++) {
         uint64_t numel = 1;
-        for (int d = 0; d < l.t[i].ndim; d++)
-            numel *= (uint64_t)l.t[i].shape[d];
+        for (int d = 0; d < l->t[i].ndim; d++)
+            numel *= (uint64_t)l->t[i].shape[d];
         while (numel) {
             size_t k = numel < ((size_t)1 << 20) ? (size_t)numel : ((size_t)1 << 20);
             for (size_t j = 0; j < k; j++) {
@@ -180,7 +162,7 @@ static cr_err write_vit_b32(const char *path, int f16)
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 u = (float)((double)(rng >> 11) / 9007199254740992.0) * 2.f - 1.f;
-                x = l.t[i].mean + l.t[i].spread * u;
+                x = l->t[i].mean + l->t[i].spread * u;
                 if (f16) {
                     uint16_t h = f32_to_f16(x);
                     memcpy(buf + 2 * j, &h, 2);
@@ -210,9 +192,94 @@ out:
     }
     free(js);
     json_decref(hdr);
-    free(l.t);
     free(buf);
     return rc;
+}
+
+typedef struct clip_shape {
+    int vw, vl, patch, image, tw, tl, embed;
+} clip_shape;
+
+/* A CLIP of the given shape in OpenAI names, random weights. */
+static cr_err write_clip(const char *path, int f16, const clip_shape *s)
+{
+    const int vocab = 49408, ctx = 77, grid = s->image / s->patch;
+    wlist l = {0};
+    cr_err rc;
+    if (wl_add(&l, "visual.conv1.weight", 4, s->vw, 3, s->patch, s->patch, 0.f, .02f) ||
+        wl_add(&l, "visual.class_embedding", 1, s->vw, 0, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "visual.positional_embedding", 2, grid * grid + 1, s->vw, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "visual.ln_pre.weight", 1, s->vw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "visual.ln_pre.bias", 1, s->vw, 0, 0, 0, 0.f, .1f) ||
+        wl_tower(&l, "visual.transformer.resblocks.", s->vl, s->vw) ||
+        wl_add(&l, "visual.ln_post.weight", 1, s->vw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "visual.ln_post.bias", 1, s->vw, 0, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "visual.proj", 2, s->vw, s->embed, 0, 0, 0.f, .04f) ||
+        wl_add(&l, "token_embedding.weight", 2, vocab, s->tw, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "positional_embedding", 2, ctx, s->tw, 0, 0, 0.f, .01f) ||
+        wl_tower(&l, "transformer.resblocks.", s->tl, s->tw) ||
+        wl_add(&l, "ln_final.weight", 1, s->tw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "ln_final.bias", 1, s->tw, 0, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "text_projection", 2, s->tw, s->embed, 0, 0, 0.f, .04f)) {
+        free(l.t);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = wl_write(&l, path, f16);
+    free(l.t);
+    return rc;
+}
+
+static cr_err write_vit_b32(const char *path, int f16)
+{
+    const clip_shape b32 = {768, 12, 32, 224, 512, 12, 512};
+    return write_clip(path, f16, &b32);
+}
+
+/* A random SEARLE phi head for a CLIP of embedding `embed` and text width `tw`. */
+static cr_err write_phi(const char *path, int embed, int hidden, int tw)
+{
+    wlist l = {0};
+    cr_err rc;
+    if (wl_add(&l, "layers.0.weight", 2, hidden, embed, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "layers.0.bias", 1, hidden, 0, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "layers.3.weight", 2, hidden, hidden, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "layers.3.bias", 1, hidden, 0, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "layers.6.weight", 2, tw, hidden, 0, 0, 0.f, .05f) ||
+        wl_add(&l, "layers.6.bias", 1, tw, 0, 0, 0, 0.f, .02f)) {
+        free(l.t);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = wl_write(&l, path, 0);
+    free(l.t);
+    return rc;
+}
+
+/* cirrus-bench tiny-model --out DIR: a small random CLIP (and phi head) for demos on a
+ * machine without real weights. Its rankings are NOT semantic. */
+int bench_cmd_tiny_model(int argc, char **argv)
+{
+    const clip_shape tiny = {128, 2, 16, 64, 128, 2, 64};
+    char path[4096];
+    if (argc != 3 || strcmp(argv[1], "--out") != 0) {
+        printf("Usage: cirrus-bench tiny-model --out DIR\n"
+               "Writes DIR/model.safetensors (a random CLIP: 64x64 images, patch 16, width 128,\n"
+               "2+2 layers, embed 64) and DIR/phi.safetensors. Random weights: rankings made\n"
+               "with it are not semantic.\n");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    mkdir(argv[2], 0755);
+    snprintf(path, sizeof path, "%s/model.safetensors", argv[2]);
+    if (write_clip(path, 0, &tiny)) {
+        fprintf(stderr, "cirrus-bench tiny-model: %s\n", cr_error_message());
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/phi.safetensors", argv[2]);
+    if (write_phi(path, tiny.embed, 256, tiny.tw)) {
+        fprintf(stderr, "cirrus-bench tiny-model: %s\n", cr_error_message());
+        return 1;
+    }
+    printf("wrote a tiny random CLIP and phi head to %s\n", argv[2]);
+    return 0;
 }
 
 /* ---- measurements -------------------------------------------------------------------------- */

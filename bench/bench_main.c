@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"catalog", bench_cmd_catalog, "synthetic garment catalog: PNG images + JSONL"},
+    {"tiny-model", bench_cmd_tiny_model, "a small random CLIP + phi for demos without weights"},
     {"gen", bench_cmd_gen, "write clustered random vectors (.fvecs) and queries"},
     {"truth", bench_cmd_truth, "exact top-k ground truth (.ivecs) for queries"},
     {"search", bench_cmd_search, "QPS, latency percentiles and recall against an endpoint, "

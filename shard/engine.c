@@ -16,6 +16,7 @@
 #include "shard/store.h"
 
 #define REPLAY_BATCH 4096
+#define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
 #define SNAPSHOT_META_KEY "snapshot"
 
 struct shard_engine {
@@ -462,6 +463,14 @@ static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
     return rc;
 }
 
+static uint64_t count_found(const int64_t *ids, uint32_t k)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < k; i++)
+        n += ids[i] >= 0;
+    return n;
+}
+
 cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
                            size_t *n_hits)
 {
@@ -516,6 +525,19 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
         p.allow_bytes = (size_t)((next_id + 63) / 64) * 8;
     }
     rc = shard_index_search(e->index, 1, query, q->k, &p, dist, ids);
+    if (!rc && bits) {
+        /* Graph and cell searches under a selector can come back short (HNSW visits ef
+         * nodes, most of which a filter may reject). A filtered page is never left short
+         * while matches remain: widen the search, and past that scan the matches exactly. */
+        uint64_t want = matches < q->k ? matches : q->k;
+        if (count_found(ids, q->k) < want) {
+            p.ef_search = p.ef_search > 0 ? p.ef_search * 8 : 256;
+            p.nprobe = p.nprobe > 0 ? p.nprobe * 8 : 64;
+            rc = shard_index_search(e->index, 1, query, q->k, &p, dist, ids);
+        }
+        if (!rc && count_found(ids, q->k) < want && matches <= EXACT_FALLBACK_MAX)
+            rc = search_candidates(e, query, q->k, bits, (uint64_t)next_id, matches, dist, ids);
+    }
 collect:
     if (rc)
         goto out;

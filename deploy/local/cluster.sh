@@ -33,21 +33,27 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$DIR" ] || { echo "cluster.sh: --dir is required" >&2; exit 2; }
 
+# Ports come from 10000-31999, below the kernel's ephemeral range (32768+): a port picked
+# there could be taken by some client connection's source port before the server binds it.
 free_port() {
   local p
   for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
   done
   echo "cluster.sh: no free port" >&2; exit 1
 }
 
+# wait_ready ENDPOINT LOG: polls health for up to 30 s; on failure shows the process's log.
 wait_ready() {
-  for _ in $(seq 1 300); do
-    "$BIN/cirrus" --endpoint "$1" --timeout 200 health >/dev/null 2>&1 && return 0
+  local until=$((SECONDS + 30))
+  while [ $SECONDS -lt $until ]; do
+    "$BIN/cirrus" --endpoint "$1" --timeout 300 health >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "cluster.sh: $1 did not become ready" >&2; exit 1
+  echo "cluster.sh: $1 did not become ready; its log ($2):" >&2
+  tail -5 "$2" >&2 || true
+  exit 1
 }
 
 case $cmd in
@@ -82,11 +88,15 @@ up)
 {"bind": "$cep", "groups": [$groups_json], "encoders": [$enc_json], "metric": "$METRIC"}
 JSON
   . "$env"
-  for v in $(grep -o '^SHARD_[0-9]*_[0-9]*=' "$env" | tr -d =); do wait_ready "${!v}"; done
-  [ -n "$MODEL" ] && wait_ready "$ENCODER"
+  for g in $(seq 0 $((GROUPS_N - 1))); do
+    for r in $(seq 0 $((REPLICAS - 1))); do
+      v=SHARD_${g}_${r}; wait_ready "${!v}" "$DIR/shard-$g-$r.log"
+    done
+  done
+  [ -n "$MODEL" ] && wait_ready "$ENCODER" "$DIR/encoder.log"
   "$BIN/cirrus-coordinator" --map "$DIR/map.json" --log-level info >"$DIR/coordinator.log" 2>&1 &
   echo "COORDINATOR=$cep" >>"$env"; echo "COORDINATOR_PID=$!" >>"$env"
-  wait_ready "$cep"
+  wait_ready "$cep" "$DIR/coordinator.log"
   echo "$cep"
   ;;
 down)

@@ -19,10 +19,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "== $*"; }
 
 # A free TCP port on 127.0.0.1 (bash's /dev/tcp: a refused connection means free).
+# Ports come from 10000-31999, below the kernel's ephemeral range (32768+): a port picked
+# there could be taken by some client connection's source port before the server binds it.
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 10000 + RANDOM % 22000 ))
     if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
       echo "$p"
       return 0
