@@ -37,7 +37,8 @@ typedef struct cr_opt {
     const char *help;
 } cr_opt;
 
-/* Loads the options. On `--help` prints usage to stdout and sets *help_shown = 1 (and
+/* Loads the options. Targets are overwritten without being freed: load once, or call
+ * cr_config_free() between loads (and after a failed load). On `--help` prints usage to stdout and sets *help_shown = 1 (and
  * returns CR_OK). Errors (unknown option, bad value, missing required) return
  * CR_ERR_INVALID with a message. */
 cr_err cr_config_load(const char *program, const char *env_prefix, const cr_opt *opts, size_t n,

@@ -556,6 +556,54 @@ out:
     return rc;
 }
 
+cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq,
+                                const shard_engine_query *common, shard_engine_hit *hits,
+                                size_t *n_hits)
+{
+    shard_index_search_params p = shard_index_default_search_params();
+    size_t dim = (size_t)e->dim, k = common->k;
+    float *q = malloc(nq * dim * sizeof *q), *dist = malloc(nq * k * sizeof *dist);
+    int64_t *ids = malloc(nq * k * sizeof *ids);
+    cr_err rc = cr_validate_k(common->k, CR_MAX_K);
+
+    if (!rc && (!q || !dist || !ids))
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (!rc)
+        rc = cr_validate_finite(queries, nq * dim, "query vectors");
+    if (rc)
+        goto out;
+    memcpy(q, queries, nq * dim * sizeof *q);
+    if (e->metric == SHARD_INDEX_METRIC_IP) {
+        for (size_t i = 0; i < nq; i++)
+            if (l2_norm(q + i * dim, dim) == 0) {
+                rc = cr_error_set(CR_ERR_INVALID, "query %zu is a zero vector", i);
+                goto out;
+            }
+        normalize_rows(q, nq, dim);
+    }
+    p.nprobe = (int)common->nprobe;
+    p.ef_search = (int)common->ef_search;
+    p.exact = common->exact;
+    p.threads = common->threads > 0 ? common->threads : 0;
+    p.fetch = fetch_vectors;
+    p.fetch_ctx = e;
+    rc = shard_index_search(e->index, (int64_t)nq, q, (int64_t)k, &p, dist, ids);
+    for (size_t i = 0; !rc && i < nq; i++) {
+        n_hits[i] = 0;
+        for (size_t j = 0; j < k; j++)
+            if (ids[i * k + j] >= 0) {
+                hits[i * k + n_hits[i]].id = ids[i * k + j];
+                hits[i * k + n_hits[i]].score = dist[i * k + j];
+                n_hits[i]++;
+            }
+    }
+out:
+    free(q);
+    free(dist);
+    free(ids);
+    return rc;
+}
+
 /* Moves the attributes out of a decoded blob into the hit. */
 static cr_err hit_attrs(const void *blob, size_t len, Cirrus__V1__Hit *hit)
 {

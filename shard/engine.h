@@ -89,6 +89,13 @@ typedef struct shard_engine_query {
 cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
                            size_t *n_hits);
 
+/* Unfiltered batch: nq raw queries (nq * dim floats) with the same k and parameters, searched
+ * in one index call over `threads` OpenMP threads. hits has room for nq * k; n_hits[i] gets
+ * how many of row i are set. */
+cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq,
+                                const shard_engine_query *common, shard_engine_hit *hits,
+                                size_t *n_hits);
+
 /* Fills a Hit (id, score, attributes when with_attrs, vector when with_vector) for an
  * internal id; CR_NOTFOUND when the item died meanwhile. Strings and arrays in the Hit are
  * allocated from `arena`-free malloc: free with shard_engine_hit_clear. */

@@ -167,6 +167,79 @@ static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cir
     result_free(&r);
 }
 
+/* A batch whose queries are all plain vector queries with the same k and parameters and no
+ * filter runs as one index search over every core (SearchBatch is the throughput path). */
+static int batch_uniform(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b)
+{
+    const Cirrus__V1__Query *q0 = b->queries[0];
+    for (size_t i = 0; i < b->n_queries; i++) {
+        const Cirrus__V1__Query *q = b->queries[i];
+        if (!q || q->kind_case != CIRRUS__V1__QUERY__KIND_VECTOR || q->filter || q->offset ||
+            q->k != q0->k || !q->vector || q->vector->n_values != (size_t)shard_engine_dim(e) ||
+            (q->group_by && q->group_by[0]) || q->include_metadata != q0->include_metadata ||
+            q->include_vectors != q0->include_vectors || (q->params == NULL) != (q0->params == NULL))
+            return 0;
+        if (q->params && (q->params->nprobe != q0->params->nprobe ||
+                          q->params->ef_search != q0->params->ef_search ||
+                          q->params->exact != q0->params->exact))
+            return 0;
+    }
+    return 1;
+}
+
+static cr_err run_batch(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b,
+                        Cirrus__V1__SearchBatchResult *out)
+{
+    const Cirrus__V1__Query *q0 = b->queries[0];
+    size_t nq = b->n_queries, dim = (size_t)shard_engine_dim(e), k = q0->k;
+    shard_engine_query common;
+    float *qs = malloc(nq * dim * sizeof *qs);
+    shard_engine_hit *hits = malloc(nq * (k ? k : 1) * sizeof *hits);
+    size_t *n = calloc(nq, sizeof *n);
+    cr_err rc = CR_OK;
+
+    memset(&common, 0, sizeof common);
+    common.k = q0->k;
+    if (q0->params) {
+        common.nprobe = q0->params->nprobe;
+        common.ef_search = q0->params->ef_search;
+        common.exact = q0->params->exact;
+    }
+    common.threads = 0; /* every core */
+    if (!qs || !hits || !n)
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < nq; i++)
+        memcpy(qs + i * dim, b->queries[i]->vector->values, dim * sizeof *qs);
+    if (!rc)
+        rc = shard_engine_search_many(e, qs, nq, &common, hits, n);
+    for (size_t i = 0; !rc && i < nq; i++) {
+        Cirrus__V1__SearchResult *r = malloc(sizeof *r);
+        if (!r) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        cirrus__v1__search_result__init(r);
+        out->results[i] = r;
+        out->n_results = i + 1;
+        r->hits = calloc(k ? k : 1, sizeof *r->hits);
+        for (size_t j = 0; r->hits && j < n[i]; j++) {
+            Cirrus__V1__Hit *h = malloc(sizeof *h);
+            if (!h)
+                break;
+            if (shard_engine_hit_fill(e, hits[i * k + j].id, hits[i * k + j].score,
+                                      q0->include_metadata, q0->include_vectors, h)) {
+                free(h);
+                continue;
+            }
+            r->hits[r->n_hits++] = h;
+        }
+    }
+    free(qs);
+    free(hits);
+    free(n);
+    return rc;
+}
+
 static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
                             const Cirrus__V1__Request *req)
 {
@@ -185,6 +258,10 @@ static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
         reply_status(sock, route, req->id, CR_ERR_NOMEM, "out of memory");
         return;
     }
+    if (batch_uniform(s->engine, req->search_batch)) {
+        rc = run_batch(s->engine, req->search_batch, &b);
+        goto done;
+    }
     for (size_t i = 0; i < nq && !rc; i++) {
         b.results[i] = malloc(sizeof **b.results);
         if (!b.results[i]) {
@@ -197,6 +274,7 @@ static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
         if (rc)
             cr_error_wrap(rc, "query %zu", i);
     }
+done:
     if (rc) {
         reply_status(sock, route, req->id, rc, cr_error_message());
     } else {

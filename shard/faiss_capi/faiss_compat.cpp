@@ -177,7 +177,8 @@ struct SpanReader : faiss::IOReader {
             return 0;
         size_t avail = (size - pos) / sz;
         size_t got = nitems < avail ? nitems : avail;
-        std::memcpy(ptr, buf + pos, got * sz);
+        if (got)
+            std::memcpy(ptr, buf + pos, got * sz);
         pos += got * sz;
         return got;
     }

@@ -72,29 +72,36 @@ static void test_config(void)
     CR_CHECK(ratio == 0.25);                         /* environment over default */
     CR_CHECK(sync == 0);
 
+    cr_config_free(opts, 4);
     setenv("CRTEST_THREADS", "7", 1);
     char *argv2[] = {"prog", "--config", path, NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 3, argv2, &help) == CR_OK);
     CR_CHECK(threads == 7); /* environment over file */
     unsetenv("CRTEST_THREADS");
 
+    cr_config_free(opts, 4);
     char *argv3[] = {"prog", "--dir", "x", "--threads", "99", NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 5, argv3, &help) == CR_ERR_INVALID);
     CR_CHECK(strstr(cr_error_message(), "out of range") != NULL);
+    cr_config_free(opts, 4);
     char *argv4[] = {"prog", "--bogus", NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 2, argv4, &help) == CR_ERR_INVALID);
     CR_CHECK(strstr(cr_error_message(), "unknown option") != NULL);
+    cr_config_free(opts, 4);
     char *argv5[] = {"prog", NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 1, argv5, &help) == CR_ERR_INVALID);
     CR_CHECK(strstr(cr_error_message(), "required") != NULL);
+    cr_config_free(opts, 4);
     char *argv6[] = {"prog", "--dir", NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 2, argv6, &help) == CR_ERR_INVALID);
+    cr_config_free(opts, 4);
     char *argv7[] = {"prog", "--threads", "2x", "--dir", "d", NULL};
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 5, argv7, &help) == CR_ERR_INVALID);
 
     f = fopen(path, "w");
     fprintf(f, "nonsense line\n");
     fclose(f);
+    cr_config_free(opts, 4);
     CR_CHECK(cr_config_load("prog", "CRTEST", opts, 4, 3, argv2, &help) == CR_ERR_INVALID);
     unlink(path);
     unsetenv("CRTEST_RATIO");

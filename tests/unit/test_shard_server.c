@@ -32,10 +32,13 @@ static void *srv_main(void *arg)
 {
     srv *s = arg;
     s->rc = shard_server_run(s->engine, &s->o, &s->stop);
+    if (s->rc)
+        fprintf(stderr, "server: %s\n", cr_error_message());
     return NULL;
 }
 
-static void srv_start(srv *s, const char *dir, const char *factory, int create)
+static void srv_start(srv *s, const char *dir, const char *factory, int create,
+                      const char *bind)
 {
     shard_engine_opts eo = shard_engine_default_opts();
     eo.create = create;
@@ -43,7 +46,8 @@ static void srv_start(srv *s, const char *dir, const char *factory, int create)
     eo.factory = factory;
     CR_CHECK(shard_engine_open(&s->engine, dir, &eo) == CR_OK);
     s->o = shard_server_default_opts();
-    s->o.bind = "inproc://shard-test";
+    s->o.bind = bind; /* a fresh name per instance: a closed inproc endpoint is released
+                         asynchronously by ZeroMQ */
     s->o.zmq_ctx = s->ctx;
     s->stop = 0;
     pthread_create(&s->tid, NULL, srv_main, s);
@@ -319,6 +323,42 @@ static void test_ops(cirrus_client *c)
         cirrus_response_free(resp);
     }
     CR_CHECK(count_items(c) == 49);
+
+    /* SearchBatch (the one-index-call path) answers exactly as single searches do. */
+    {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__SearchBatchRequest sb = CIRRUS__V1__SEARCH_BATCH_REQUEST__INIT;
+        Cirrus__V1__Query qs[3], *qp[3];
+        Cirrus__V1__Vector vs[3];
+        float qv[3][DIM];
+        for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < DIM; j++)
+                qv[i][j] = (float)((i * 5 + j * 3) % 7) - 2.5f;
+            cirrus__v1__query__init(&qs[i]);
+            cirrus__v1__vector__init(&vs[i]);
+            vs[i].values = qv[i];
+            vs[i].n_values = DIM;
+            qs[i].kind_case = CIRRUS__V1__QUERY__KIND_VECTOR;
+            qs[i].vector = &vs[i];
+            qs[i].k = 4;
+            qp[i] = &qs[i];
+        }
+        sb.queries = qp;
+        sb.n_queries = 3;
+        req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH_BATCH;
+        req.search_batch = &sb;
+        resp = call(c, &req);
+        CR_CHECK(resp && resp->search_batch && resp->search_batch->n_results == 3);
+        for (int i = 0; resp && resp->search_batch && i < 3; i++) {
+            Cirrus__V1__Response *one = search(c, qv[i], DIM, 4, NULL);
+            const Cirrus__V1__SearchResult *a = resp->search_batch->results[i];
+            CR_CHECK(one && one->search && a->n_hits == one->search->n_hits);
+            for (size_t j = 0; one && one->search && j < a->n_hits && j < one->search->n_hits; j++)
+                CR_CHECK(strcmp(a->hits[j]->id, one->search->hits[j]->id) == 0);
+            cirrus_response_free(one);
+        }
+        cirrus_response_free(resp);
+    }
 }
 
 int main(void)
@@ -333,7 +373,7 @@ int main(void)
     CR_CHECK(mkdtemp(dir) != NULL);
     memset(&s, 0, sizeof s);
     s.ctx = zmq_ctx_new();
-    srv_start(&s, dir, "HNSW16", 1);
+    srv_start(&s, dir, "HNSW16", 1, "inproc://shard-test");
     co.zmq_ctx = s.ctx;
     CR_CHECK(cirrus_client_open(&c, "inproc://shard-test", &co) == CR_OK);
     test_ops(c);
@@ -342,8 +382,8 @@ int main(void)
     srv_stop(&s);
 
     /* Reopen (the stop snapshotted): everything is still there. */
-    srv_start(&s, dir, NULL, 0);
-    CR_CHECK(cirrus_client_open(&c, "inproc://shard-test", &co) == CR_OK);
+    srv_start(&s, dir, NULL, 0, "inproc://shard-test-2");
+    CR_CHECK(cirrus_client_open(&c, "inproc://shard-test-2", &co) == CR_OK);
     CR_CHECK(count_items(c) == 49);
     cirrus_client_close(&c);
     srv_stop(&s);
