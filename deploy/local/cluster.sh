@@ -53,7 +53,22 @@ wait_ready() {
   done
   echo "cluster.sh: $1 did not become ready; its log ($2):" >&2
   tail -5 "$2" >&2 || true
+  stop_all
   exit 1
+}
+
+# Stops every process listed in DIR/cluster.env: SIGTERM, then SIGKILL after 5 s.
+stop_all() {
+  [ -f "$DIR/cluster.env" ] || return 0
+  local pids
+  pids=$(grep '_PID=' "$DIR/cluster.env" | cut -d= -f2)
+  [ -n "$pids" ] || return 0
+  kill -TERM $pids 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  kill -9 $pids 2>/dev/null || true
 }
 
 case $cmd in
@@ -100,14 +115,7 @@ JSON
   echo "$cep"
   ;;
 down)
-  [ -f "$DIR/cluster.env" ] || exit 0
-  pids=$(grep '_PID=' "$DIR/cluster.env" | cut -d= -f2)
-  kill -TERM $pids 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break; sleep 0.1
-  done
-  kill -9 $pids 2>/dev/null || true
+  stop_all
   ;;
 *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

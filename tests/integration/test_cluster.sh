@@ -6,6 +6,7 @@
 # from their peer so that no acknowledged write is lost.
 . "$(dirname "$0")/lib.sh"
 SRC=${CIRRUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+trap 'bash "$SRC/deploy/local/cluster.sh" down --dir "$WORK/cl" >/dev/null 2>&1; cleanup' EXIT
 
 "$BIN/cirrus-bench" gen --n 6000 --dim 32 --queries 50 --out "$WORK/b.fvecs" \
   --query-out "$WORK/q.fvecs" >/dev/null
