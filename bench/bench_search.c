@@ -12,13 +12,14 @@
 #include "client/cirrus.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/filter_parse.h"
 #include "common/vecfile.h"
 #include "shard/index.h"
 
 float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normalize);
 
 typedef struct search_cfg {
-    const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric;
+    const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
     long long k, concurrency, duration_s, nprobe, ef, peer_threads;
     int json;
 } search_cfg;
@@ -34,6 +35,8 @@ typedef struct shared {
     float *qn;         /* normalized copy for the in-process IP peer */
     size_t nq, dim;
     int64_t *answers;  /* nq x k row numbers, last answer per query */
+    int32_t *exact;    /* --filter: exact filtered top-k from the endpoint (the truth) */
+    Cirrus__V1__Filter *filter;
     shard_index *peer;
     uint64_t end_us;
     atomic_uint_fast64_t next;
@@ -90,6 +93,7 @@ static void *endpoint_worker(void *arg)
     q.vector = &v;
     q.k = (uint32_t)c->k;
     q.params = &p;
+    q.filter = sh->filter;
     sr.query = &q;
     req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
     req.search = &sr;
@@ -142,8 +146,65 @@ static void *peer_worker(void *arg)
     return NULL;
 }
 
+/* With --filter the truth is the endpoint's own exact search under the same filter. */
+static cr_err exact_truth(shared *sh, const search_cfg *c)
+{
+    cirrus_client *cl = NULL;
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
+    Cirrus__V1__Query q = CIRRUS__V1__QUERY__INIT;
+    Cirrus__V1__Vector v = CIRRUS__V1__VECTOR__INIT;
+    Cirrus__V1__SearchParams p = CIRRUS__V1__SEARCH_PARAMS__INIT;
+    cr_err rc = cirrus_client_open(&cl, c->endpoint, NULL);
+    sh->exact = malloc(sh->nq * (size_t)c->k * sizeof *sh->exact);
+    if (!rc && !sh->exact)
+        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+    p.exact = 1;
+    q.kind_case = CIRRUS__V1__QUERY__KIND_VECTOR;
+    q.vector = &v;
+    q.k = (uint32_t)c->k;
+    q.params = &p;
+    q.filter = sh->filter;
+    sr.query = &q;
+    req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
+    req.search = &sr;
+    v.n_values = sh->dim;
+    for (size_t i = 0; !rc && i < sh->nq; i++) {
+        Cirrus__V1__Response *resp = NULL;
+        v.values = sh->q + i * sh->dim;
+        req.deadline_ms = 0;
+        rc = cirrus_client_call(cl, &req, 60000, &resp);
+        if (!rc)
+            rc = cirrus_response_error(resp);
+        for (size_t j = 0; !rc && j < (size_t)c->k; j++)
+            sh->exact[i * (size_t)c->k + j] =
+                j < resp->search->n_hits ? (int32_t)id_to_row(resp->search->hits[j]->id, c->prefix)
+                                         : -1;
+        cirrus_response_free(resp);
+    }
+    cirrus_client_close(&cl);
+    return rc;
+}
+
 static double recall_of(shared *sh, const search_cfg *c)
 {
+    if (sh->exact) {
+        /* Filtered: of the exact top-k (fewer when fewer match), how many were found. */
+        size_t hit = 0, total = 0, k = (size_t)c->k;
+        for (size_t i = 0; i < sh->nq; i++)
+            for (size_t j = 0; j < k; j++) {
+                int32_t t = sh->exact[i * k + j];
+                if (t < 0)
+                    continue;
+                total++;
+                for (size_t m = 0; m < k; m++)
+                    if (sh->answers[i * k + m] == t) {
+                        hit++;
+                        break;
+                    }
+            }
+        return total ? (double)hit / (double)total : -1;
+    }
     cr_vecfile *t = NULL;
     int32_t *truth;
     size_t tk;
@@ -266,6 +327,7 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"ef", required_argument, 0, 'f'},        {"peer-base", required_argument, 0, 'B'},
         {"peer-index", required_argument, 0, 'I'}, {"metric", required_argument, 0, 'm'},
         {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
+        {"filter", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
@@ -293,12 +355,15 @@ static int parse(search_cfg *c, int argc, char **argv)
         case 'B': c->peer_base = optarg; break;
         case 'I': c->peer_index = optarg; break;
         case 'm': c->metric = optarg; break;
+        case 'F': c->filter = optarg; break;
         case 'j': c->json = 1; break;
         default:
             printf("Usage: cirrus-bench search --queries Q.fvecs [--endpoint EP] [--truth T.ivecs]\n"
                    "         [--id-prefix P] [--k 10] [--concurrency C] [--duration S] [--nprobe N]\n"
                    "         [--ef N] [--peer-base B.fvecs --peer-index FACTORY [--metric ip|l2]\n"
-                   "         [--peer-threads 2]] [--json]\n"
+                   "         [--peer-threads 2]] [--filter EXPR] [--json]\n"
+                   "With --filter, recall is measured against the endpoint's exact search under\n"
+                   "the same filter.\n"
                    "With --peer-base the same FAISS index is built in-process from the same\n"
                    "file and measured in the same run, single queries from --peer-threads "
                    "threads.\n");
@@ -337,6 +402,14 @@ int bench_cmd_search(int argc, char **argv)
     if (!c.json)
         printf("%-10s %5s %10s %9s %9s %9s %9s %8s %6s\n", "target", "conc", "QPS", "p50 ms",
                "p95 ms", "p99 ms", "p99.9 ms", "recall", "errors");
+    if (c.filter && (!c.endpoint || c.peer_base)) {
+        fprintf(stderr, "cirrus-bench search: --filter needs --endpoint and no peer\n");
+        return 2;
+    }
+    if (c.filter && (cr_filter_parse(c.filter, &sh.filter) || exact_truth(&sh, &c))) {
+        fprintf(stderr, "cirrus-bench search: --filter: %s\n", cr_error_message());
+        return 1;
+    }
     if (c.endpoint) {
         ep = run(&sh, endpoint_worker, (int)c.concurrency);
         if (!c.json)
@@ -372,5 +445,8 @@ int bench_cmd_search(int argc, char **argv)
     free(sh.q);
     free(sh.qn);
     free(sh.answers);
+    free(sh.exact);
+    if (sh.filter)
+        cirrus__v1__filter__free_unpacked(sh.filter, NULL);
     return ep.errors || peer.errors ? 1 : 0;
 }
