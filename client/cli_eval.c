@@ -6,6 +6,7 @@
 
 #include "client/cli.h"
 #include "client/eval.h"
+#include "client/eval_run.h"
 
 static int usage_eval(FILE *out)
 {
@@ -44,7 +45,7 @@ static int usage_eval(FILE *out)
             "  --predictions FILE         ranked predictions (format above)\n"
             "  --subset-predictions FILE  cirr only: ranked img_set members\n"
             "  --json                     print one JSON object\n\n"
-            "  cirrus eval run ...        run a dataset through a live endpoint (not yet)\n");
+            "  cirrus eval run ...        run a dataset through an endpoint (eval run --help)\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -75,10 +76,8 @@ int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv)
     bench = argv[1];
     if (strcmp(bench, "--help") == 0 || strcmp(bench, "-h") == 0 || strcmp(bench, "help") == 0)
         return usage_eval(stdout);
-    if (strcmp(bench, "run") == 0) {
-        fprintf(stderr, "eval run: not implemented yet\n");
-        return CLI_USAGE;
-    }
+    if (strcmp(bench, "run") == 0)
+        return cirrus_eval_run_cli(ctx->endpoint, ctx->timeout_ms, ctx->json, argc - 1, argv + 1);
     if (strcmp(bench, "circo") != 0 && strcmp(bench, "fashioniq") != 0 &&
         strcmp(bench, "cirr") != 0) {
         cli_error("eval", "unknown benchmark '%s' (circo, fashioniq, cirr, run)", bench);

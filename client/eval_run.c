@@ -4,8 +4,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common/clock.h"
@@ -575,16 +577,15 @@ static cr_err item_prepare(run *r, size_t gi, ingest_item *it)
     if (g->path) {
         rc = read_bytes(g->path, &it->image, &it->len);
     } else { /* FashionIQ: images/<name>.<ext> */
-        rc = CR_ERR_IO;
-        for (size_t e = 0; rc && e < sizeof image_exts / sizeof image_exts[0]; e++) {
+        int found = 0;
+        rc = CR_OK;
+        for (size_t e = 0; !found && e < sizeof image_exts / sizeof image_exts[0]; e++) {
             if ((rc = path_fmt(path, "%s/images/%s%s", r->p->root, g->id, image_exts[e])))
                 return rc;
-            if (is_file(path))
+            if ((found = is_file(path)))
                 rc = read_bytes(path, &it->image, &it->len);
-            else
-                rc = CR_ERR_IO;
         }
-        if (rc == CR_ERR_IO && !it->image)
+        if (!found)
             rc = cr_error_set(CR_ERR_IO, "%s/images/%s.png: no such image (also tried .jpg, "
                               ".jpeg, .webp)", r->p->root, g->id);
     }
@@ -862,8 +863,12 @@ static cr_err job_done(run *r, size_t job, const Cirrus__V1__Response *resp)
     const Cirrus__V1__SearchResult *res = resp->search;
     cr_err rc;
 
-    if (cirrus_response_error(resp) || !res) {
-        job_failed(r, job, res ? cr_error_message() : "reply without a search result");
+    if (cirrus_response_error(resp)) {
+        job_failed(r, job, cr_error_message());
+        return CR_OK;
+    }
+    if (!res) {
+        job_failed(r, job, "reply without a search result");
         return CR_OK;
     }
     for (size_t i = 0; i < res->n_hits; i++) {
@@ -1192,7 +1197,7 @@ static cr_err ping(run *r)
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__HealthRequest h = CIRRUS__V1__HEALTH_REQUEST__INIT;
     Cirrus__V1__Response *resp = NULL;
-    uint32_t t = r->p->timeout_ms < 10000 ? r->p->timeout_ms : 10000;
+    uint32_t t = r->p->timeout_ms < 5000 ? r->p->timeout_ms : 5000;
     cr_err rc;
     req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
     req.health = &h;
@@ -1443,7 +1448,11 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
     }
     rc = cirrus_eval_run_execute(c, &p, &rep);
     if (rc < 0) {
-        fprintf(stderr, "cirrus eval run: %s (endpoint %s)\n", cr_error_message(), endpoint);
+        if (rc == CR_ERR_UNAVAILABLE || rc == CR_ERR_NET)
+            fprintf(stderr, "cirrus eval run: %s (endpoint %s)\n", cr_error_message(),
+                    endpoint);
+        else
+            fprintf(stderr, "cirrus eval run: %s\n", cr_error_message());
         goto out;
     }
     if (json) {
@@ -1456,9 +1465,12 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
     } else {
         cirrus_eval_run_print(stdout, &rep);
     }
-    if (rep.n_failed || rep.n_index_failed)
-        fprintf(stderr, "cirrus eval run: %zu of %zu queries and %zu of %zu images failed\n",
-                rep.n_failed, rep.n_queries, rep.n_index_failed, rep.n_images);
+    if (rep.n_failed)
+        fprintf(stderr, "cirrus eval run: %zu of %zu queries failed\n", rep.n_failed,
+                rep.n_queries);
+    if (rep.n_index_failed)
+        fprintf(stderr, "cirrus eval run: %zu of %zu gallery images failed\n",
+                rep.n_index_failed, rep.n_images);
     ret = rep.n_failed || rep.n_index_failed ? 1 : 0;
 out:
     cirrus_client_close(&c);

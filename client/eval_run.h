@@ -136,4 +136,12 @@ json_t *cirrus_eval_run_json(const cirrus_eval_run_report *r);
 /* A readable summary and the metrics table. */
 void cirrus_eval_run_print(FILE *out, const cirrus_eval_run_report *r);
 
+/* The `cirrus eval run` command: parses argv (argv[0] = "run"), opens its own client to
+ * `endpoint`, runs, prints the summary and metrics (one JSON object with `json`) on stdout and
+ * problems on stderr. Returns the exit status: 0 all went well, 1 something failed (a file,
+ * the endpoint, an image or a query), 2 bad command line. The request timeout is the larger
+ * of timeout_ms and 60 s. */
+int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int argc,
+                        char **argv);
+
 #endif
