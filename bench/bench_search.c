@@ -21,7 +21,7 @@ float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normaliz
 typedef struct search_cfg {
     const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
     long long k, concurrency, duration_s, nprobe, ef, peer_threads;
-    int json;
+    int json, ping;
 } search_cfg;
 
 typedef struct run_result {
@@ -94,9 +94,14 @@ static void *endpoint_worker(void *arg)
     q.k = (uint32_t)c->k;
     q.params = &p;
     q.filter = sh->filter;
+    Cirrus__V1__HealthRequest hr = CIRRUS__V1__HEALTH_REQUEST__INIT;
     sr.query = &q;
     req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
     req.search = &sr;
+    if (c->ping) { /* the transport floor: a round trip that does no work */
+        req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
+        req.health = &hr;
+    }
     v.n_values = sh->dim;
     while (cr_clock_mono_us() < sh->end_us) {
         size_t i = atomic_fetch_add(&sh->next, 1) % sh->nq;
@@ -105,13 +110,13 @@ static void *endpoint_worker(void *arg)
         v.values = sh->q + i * sh->dim;
         req.deadline_ms = 0;
         if (cirrus_client_call(cl, &req, 10000, &resp) || cirrus_response_error(resp) ||
-            !resp->search) {
+            (!c->ping && !resp->search)) {
             w->errors++;
             cirrus_response_free(resp);
             continue;
         }
         lat_push(w, (double)(cr_clock_mono_us() - t0) / 1000.0);
-        for (size_t j = 0; j < (size_t)c->k; j++)
+        for (size_t j = 0; !c->ping && j < (size_t)c->k; j++)
             sh->answers[i * (size_t)c->k + j] =
                 j < resp->search->n_hits ? id_to_row(resp->search->hits[j]->id, c->prefix) : -1;
         cirrus_response_free(resp);
@@ -327,7 +332,7 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"ef", required_argument, 0, 'f'},        {"peer-base", required_argument, 0, 'B'},
         {"peer-index", required_argument, 0, 'I'}, {"metric", required_argument, 0, 'm'},
         {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
-        {"filter", required_argument, 0, 'F'},
+        {"filter", required_argument, 0, 'F'},   {"ping", no_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
@@ -356,6 +361,7 @@ static int parse(search_cfg *c, int argc, char **argv)
         case 'I': c->peer_index = optarg; break;
         case 'm': c->metric = optarg; break;
         case 'F': c->filter = optarg; break;
+        case 'P': c->ping = 1; break;
         case 'j': c->json = 1; break;
         default:
             printf("Usage: cirrus-bench search --queries Q.fvecs [--endpoint EP] [--truth T.ivecs]\n"
@@ -363,7 +369,7 @@ static int parse(search_cfg *c, int argc, char **argv)
                    "         [--ef N] [--peer-base B.fvecs --peer-index FACTORY [--metric ip|l2]\n"
                    "         [--peer-threads 2]] [--filter EXPR] [--json]\n"
                    "With --filter, recall is measured against the endpoint's exact search under\n"
-                   "the same filter.\n"
+                   "the same filter. --ping sends Health requests instead (the transport floor).\n"
                    "With --peer-base the same FAISS index is built in-process from the same\n"
                    "file and measured in the same run, single queries from --peer-threads "
                    "threads.\n");

@@ -620,22 +620,20 @@ static cr_err hit_attrs(const void *blob, size_t len, Cirrus__V1__Hit *hit)
     return CR_OK;
 }
 
-static cr_err read_attrs(shard_engine *e, int64_t id, const char *ext_id, shard_store_item *item,
-                         float *vec, uint8_t **blob)
+/* An item by external id with its attribute blob (malloc'd into *blob). */
+static cr_err read_attrs(shard_engine *e, const char *ext_id, shard_store_item *item, float *vec,
+                         uint8_t **blob)
 {
     uint8_t small[2048];
+    size_t len = strlen(ext_id);
     cr_err rc;
     *blob = NULL;
-    rc = ext_id ? shard_store_get(e->store, ext_id, strlen(ext_id), item, vec, small, sizeof small)
-                : shard_store_get_by_id(e->store, id, item, vec, small, sizeof small);
+    rc = shard_store_get(e->store, ext_id, len, item, vec, small, sizeof small);
     if (rc == CR_ERR_INVALID && item->attrs_len > sizeof small) {
         *blob = malloc(item->attrs_len);
         if (!*blob)
             return cr_error_set(CR_ERR_NOMEM, "out of memory");
-        rc = ext_id ? shard_store_get(e->store, ext_id, strlen(ext_id), item, vec, *blob,
-                                      item->attrs_len)
-                    : shard_store_get_by_id(e->store, id, item, vec, *blob, item->attrs_len);
-        return rc;
+        return shard_store_get(e->store, ext_id, len, item, vec, *blob, item->attrs_len);
     }
     if (rc == CR_OK && item->attrs_len) {
         *blob = malloc(item->attrs_len);
@@ -662,35 +660,59 @@ static Cirrus__V1__Vector *vector_new(const float *x, size_t n)
     return v;
 }
 
-cr_err shard_engine_hit_fill(shard_engine *e, int64_t id, float score, int with_attrs,
-                             int with_vector, Cirrus__V1__Hit *hit)
+cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, size_t n,
+                              int with_attrs, int with_vector, Cirrus__V1__Hit **out,
+                              size_t *n_out)
 {
-    shard_store_item item;
-    uint8_t *blob = NULL;
-    float *vec = with_vector ? malloc((size_t)e->dim * sizeof *vec) : NULL;
-    cr_err rc;
+    int64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    shard_store_item *items = malloc((n ? n : 1) * sizeof *items);
+    cr_err *status = malloc((n ? n : 1) * sizeof *status);
+    void **blobs = with_attrs ? calloc(n ? n : 1, sizeof *blobs) : NULL;
+    float *vecs = with_vector ? malloc((n ? n : 1) * (size_t)e->dim * sizeof *vecs) : NULL;
+    cr_err rc = CR_OK;
 
-    cirrus__v1__hit__init(hit);
-    if (with_vector && !vec)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    rc = read_attrs(e, id, NULL, &item, vec, &blob);
-    if (rc)
-        goto out;
-    hit->id = strdup(item.ext_id);
-    hit->score = score;
-    if (!hit->id) {
+    *n_out = 0;
+    if (!ids || !items || !status || (with_attrs && !blobs) || (with_vector && !vecs)) {
         rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (with_attrs)
-        rc = hit_attrs(blob, item.attrs_len, hit);
-    if (!rc && with_vector && !(hit->vector = vector_new(vec, (size_t)e->dim)))
-        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = hits[i].id;
+    rc = shard_store_get_many_by_id(e->store, ids, n, items, status, blobs, vecs);
+    for (size_t i = 0; !rc && i < n; i++) {
+        Cirrus__V1__Hit *h;
+        if (status[i] != CR_OK)
+            continue; /* died since the search */
+        h = malloc(sizeof *h);
+        if (!h) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        cirrus__v1__hit__init(h);
+        h->id = strdup(items[i].ext_id);
+        h->score = hits[i].score;
+        if (!h->id)
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        if (!rc && with_attrs)
+            rc = hit_attrs(blobs[i], items[i].attrs_len, h);
+        if (!rc && with_vector &&
+            !(h->vector = vector_new(vecs + i * (size_t)e->dim, (size_t)e->dim)))
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        if (rc) {
+            shard_engine_hit_clear(h);
+            free(h);
+            break;
+        }
+        out[(*n_out)++] = h;
+    }
 out:
-    if (rc)
-        shard_engine_hit_clear(hit);
-    free(blob);
-    free(vec);
+    for (size_t i = 0; blobs && i < n; i++)
+        free(blobs[i]);
+    free(blobs);
+    free(vecs);
+    free(ids);
+    free(items);
+    free(status);
     return rc;
 }
 
@@ -720,7 +742,7 @@ cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     rc = cr_validate_id(ext_id);
     if (!rc)
-        rc = read_attrs(e, -1, ext_id, &item, vec, &blob);
+        rc = read_attrs(e, ext_id, &item, vec, &blob);
     if (rc)
         goto out;
     it = item.attrs_len ? attrs_decode(blob, item.attrs_len) : malloc(sizeof *it);

@@ -96,12 +96,15 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
                                 const shard_engine_query *common, shard_engine_hit *hits,
                                 size_t *n_hits);
 
-/* Fills a Hit (id, score, attributes when with_attrs, vector when with_vector) for an
- * internal id; CR_NOTFOUND when the item died meanwhile. Strings and arrays in the Hit are
- * allocated from `arena`-free malloc: free with shard_engine_hit_clear. */
-cr_err shard_engine_hit_fill(shard_engine *e, int64_t id, float score, int with_attrs,
-                             int with_vector, Cirrus__V1__Hit *hit);
+/* Releases what a Hit filled by shard_engine_hits_fill holds (not the Hit itself). */
 void shard_engine_hit_clear(Cirrus__V1__Hit *hit);
+
+/* Resolves n hits at once (one store read): out[] gets the filled Hits (malloc'd each; free
+ * with shard_engine_hit_clear + free), *n_out how many — hits whose item died meanwhile are
+ * skipped. */
+cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, size_t n,
+                              int with_attrs, int with_vector, Cirrus__V1__Hit **out,
+                              size_t *n_out);
 
 /* Looks up one item by external id. On CR_OK *item is a new Item (free with
  * cirrus__v1__item__free_unpacked(item, NULL)). */

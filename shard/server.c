@@ -124,19 +124,9 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, Cirrus__V1_
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     }
     rc = shard_engine_search(e, &eq, hits, &n);
-    for (size_t i = q->offset; !rc && i < n; i++) {
-        Cirrus__V1__Hit *h = malloc(sizeof *h);
-        if (!h) {
-            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
-            break;
-        }
-        if (shard_engine_hit_fill(e, hits[i].id, hits[i].score, q->include_metadata,
-                                  q->include_vectors, h)) {
-            free(h); /* died since the search: skip it */
-            continue;
-        }
-        r->hits[r->n_hits++] = h;
-    }
+    if (!rc && n > q->offset)
+        rc = shard_engine_hits_fill(e, hits + q->offset, n - q->offset, q->include_metadata,
+                                    q->include_vectors, r->hits, &r->n_hits);
     free(hits);
     if (r->timing)
         r->timing->search_us = cr_clock_mono_us() - t0;
@@ -222,17 +212,11 @@ static cr_err run_batch(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b
         out->results[i] = r;
         out->n_results = i + 1;
         r->hits = calloc(k ? k : 1, sizeof *r->hits);
-        for (size_t j = 0; r->hits && j < n[i]; j++) {
-            Cirrus__V1__Hit *h = malloc(sizeof *h);
-            if (!h)
-                break;
-            if (shard_engine_hit_fill(e, hits[i * k + j].id, hits[i * k + j].score,
-                                      q0->include_metadata, q0->include_vectors, h)) {
-                free(h);
-                continue;
-            }
-            r->hits[r->n_hits++] = h;
-        }
+        if (!r->hits)
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        else
+            rc = shard_engine_hits_fill(e, hits + i * k, n[i], q0->include_metadata,
+                                        q0->include_vectors, r->hits, &r->n_hits);
     }
     free(qs);
     free(hits);

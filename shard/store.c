@@ -1044,6 +1044,50 @@ cr_err shard_store_get_by_id(shard_store *st, int64_t id, shard_store_item *item
     return err;
 }
 
+cr_err shard_store_get_many_by_id(shard_store *st, const int64_t *ids, size_t n,
+                                  shard_store_item *items, cr_err *status, void **attrs,
+                                  float *vecs)
+{
+    MDB_txn *txn = NULL;
+    cr_err err;
+
+    if (!st || (n && (!ids || !items || !status)))
+        return cr_error_set(CR_ERR_INVALID, "store: get_many without store, ids or output");
+    if (n == 0)
+        return CR_OK;
+    err = read_begin(st, &txn);
+    if (err < 0)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        float *vec = vecs ? vecs + i * (size_t)st->params.dim : NULL;
+        item_clear(&items[i]);
+        if (attrs)
+            attrs[i] = NULL;
+        status[i] = ids[i] < 0 ? CR_NOTFOUND
+                               : fill_item(st, txn, (uint64_t)ids[i], &items[i], vec, NULL, 0);
+        if (status[i] < 0) {
+            err = status[i];
+            break;
+        }
+        if (status[i] == CR_OK && attrs && items[i].attrs_len) {
+            attrs[i] = malloc(items[i].attrs_len);
+            if (!attrs[i]) {
+                err = cr_error_set(CR_ERR_NOMEM, "out of memory");
+                break;
+            }
+            status[i] = fill_item(st, txn, (uint64_t)ids[i], &items[i], NULL, attrs[i],
+                                  items[i].attrs_len);
+        }
+    }
+    read_end(st, txn);
+    if (err < 0 && attrs)
+        for (size_t i = 0; i < n; i++) {
+            free(attrs[i]);
+            attrs[i] = NULL;
+        }
+    return err;
+}
+
 cr_err shard_store_get_vectors(shard_store *st, const int64_t *ids, size_t n, float *out,
                                uint8_t *found)
 {

@@ -201,6 +201,15 @@ cr_err shard_store_get(shard_store *st, const char *ext_id, size_t ext_len, shar
 cr_err shard_store_get_by_id(shard_store *st, int64_t id, shard_store_item *item, float *vec,
                              void *attrs, size_t attrs_cap);
 
+/* Looks up `n` internal ids in ONE read transaction (resolving search hits). status[i] is
+ * what shard_store_get_by_id would return for ids[i] (CR_OK or CR_NOTFOUND); items[i] is
+ * filled likewise. When attrs is not NULL, attrs[i] gets a malloc'd copy of a live item's
+ * attribute blob (NULL when it has none; the caller frees); vecs (n * dim floats) may be NULL.
+ * A negative return means a store failure (then no attrs[i] is left allocated). */
+cr_err shard_store_get_many_by_id(shard_store *st, const int64_t *ids, size_t n,
+                                  shard_store_item *items, cr_err *status, void **attrs,
+                                  float *vecs);
+
 /* Copies the vectors of `n` internal ids into out[i * dim ...], all in one read transaction
  * (exact re-ranking of candidates). Every allocated id has its vector, live or dead:
  * liveness is the index's business. Ids never allocated get zeros and found[i] = 0 (found
