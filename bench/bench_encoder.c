@@ -258,23 +258,25 @@ static cr_err write_phi(const char *path, int embed, int hidden, int tw)
  * machine without real weights. Its rankings are NOT semantic. */
 int bench_cmd_tiny_model(int argc, char **argv)
 {
-    const clip_shape tiny = {128, 2, 16, 64, 128, 2, 64};
+    const clip_shape tiny = {128, 2, 16, 64, 128, 2, 64}, b32 = {768, 12, 32, 224, 512, 12, 512};
+    int big = argc == 4 && strcmp(argv[3], "--vit-b-32") == 0;
+    const clip_shape *shape = big ? &b32 : &tiny;
     char path[4096];
-    if (argc != 3 || strcmp(argv[1], "--out") != 0) {
-        printf("Usage: cirrus-bench tiny-model --out DIR\n"
+    if ((argc != 3 && !big) || strcmp(argv[1], "--out") != 0) {
+        printf("Usage: cirrus-bench tiny-model --out DIR [--vit-b-32]\n"
                "Writes DIR/model.safetensors (a random CLIP: 64x64 images, patch 16, width 128,\n"
-               "2+2 layers, embed 64) and DIR/phi.safetensors. Random weights: rankings made\n"
-               "with it are not semantic.\n");
+               "2+2 layers, embed 64; with --vit-b-32 the ViT-B/32 shapes) and\n"
+               "DIR/phi.safetensors. Random weights: rankings made with it are not semantic.\n");
         return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
     }
     mkdir(argv[2], 0755);
     snprintf(path, sizeof path, "%s/model.safetensors", argv[2]);
-    if (write_clip(path, 0, &tiny)) {
+    if (write_clip(path, big, shape)) {
         fprintf(stderr, "cirrus-bench tiny-model: %s\n", cr_error_message());
         return 1;
     }
     snprintf(path, sizeof path, "%s/phi.safetensors", argv[2]);
-    if (write_phi(path, tiny.embed, 256, tiny.tw)) {
+    if (write_phi(path, shape->embed, big ? 2048 : 256, shape->tw)) {
         fprintf(stderr, "cirrus-bench tiny-model: %s\n", cr_error_message());
         return 1;
     }

@@ -118,6 +118,17 @@ json_t *cli_hits_json(const Cirrus__V1__SearchResult *r)
     json_object_set_new(out, "hits", hits);
     json_object_set_new(out, "partial", json_boolean(r->partial));
     json_object_set_new(out, "missing_groups", missing);
+    if (r->caption_truncated)
+        json_object_set_new(out, "caption_truncated", json_true());
+    if (r->timing) {
+        json_t *t = json_object();
+        json_object_set_new(t, "encode_us", json_integer((json_int_t)r->timing->encode_us));
+        json_object_set_new(t, "compose_us", json_integer((json_int_t)r->timing->compose_us));
+        json_object_set_new(t, "search_us", json_integer((json_int_t)r->timing->search_us));
+        json_object_set_new(t, "merge_us", json_integer((json_int_t)r->timing->merge_us));
+        json_object_set_new(t, "total_us", json_integer((json_int_t)r->timing->total_us));
+        json_object_set_new(out, "timing", t);
+    }
     return out;
 }
 

@@ -1,5 +1,7 @@
 #include "wire.h"
 
+#include "common/clock.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -233,4 +235,56 @@ cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr
     resp.id = id;
     resp.status = &st;
     return cr_wire_send(sock, route, &resp.base, 0);
+}
+
+void cr_wire_forward(void *from, void *to)
+{
+    int more;
+    do {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        more = zmq_msg_more(&part);
+        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&part);
+    } while (more);
+}
+
+void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim)
+{
+    cr_wire_msg m;
+    uint64_t now = cr_clock_mono_us();
+    cr_err rc;
+    cr_wire_msg_init(&m);
+    rc = cr_wire_recv(front, &m, lim, ZMQ_DONTWAIT);
+    if (rc == CR_ERR_PROTO && m.nroute > 0) {
+        cr_wire_reply_error(front, &m, 0, rc, cr_error_message());
+    } else if (rc == CR_OK && m.nroute == CR_WIRE_MAX_ROUTE) {
+        cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, "too many routing frames");
+    } else if (rc == CR_OK) {
+        for (int i = 0; i < m.nroute; i++) {
+            zmq_msg_t copy;
+            zmq_msg_init(&copy);
+            zmq_msg_copy(&copy, &m.route[i]);
+            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
+        }
+        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
+        zmq_msg_send(&m.body, work, 0);
+        m.has_body = 0;
+    }
+    cr_wire_msg_close(&m);
+}
+
+cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us)
+{
+    int last = m->nroute - 1;
+    if (last < 0 || zmq_msg_size(&m->route[last]) != sizeof *recv_us)
+        return cr_error_set(CR_ERR_PROTO, "request without its receive time");
+    memcpy(recv_us, zmq_msg_data(&m->route[last]), sizeof *recv_us);
+    zmq_msg_close(&m->route[last]);
+    m->nroute = last;
+    return CR_OK;
 }

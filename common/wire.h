@@ -87,6 +87,20 @@ cr_err cr_wire_unpack_request(const cr_wire_msg *m, cr_pb_bounded *alloc,
 cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
                            const char *message);
 
+/* ---- server proxies: a ROUTER thread handing requests to worker threads --------------- */
+
+/* Moves one whole multipart message from `from` to `to` (non-blocking; a no-op when none). */
+void cr_wire_forward(void *from, void *to);
+
+/* Receives one request on the public `front` ROUTER and hands it to `work` (an inproc DEALER
+ * dealing to workers) with the receive time (monotonic us) appended as a last routing frame,
+ * so workers can honour deadlines. Framing errors are answered on `front` right away. */
+void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
+
+/* Worker side: removes the receive-time frame cr_wire_dispatch_timed added; the routing
+ * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */
+cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us);
+
 /* Fills `st` (caller's storage) with code + message; message must outlive the send. */
 void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message);
 

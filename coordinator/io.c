@@ -485,45 +485,6 @@ static void ping(coord_io *io)
 
 /* ---- proxy -------------------------------------------------------------------------------- */
 
-static void forward(void *from, void *to)
-{
-    int more;
-    do {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return;
-        }
-        more = zmq_msg_more(&part);
-        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&part);
-    } while (more);
-}
-
-static void dispatch(coord_io *io)
-{
-    cr_wire_msg m;
-    uint64_t now = cr_clock_mono_us();
-    cr_err rc;
-    cr_wire_msg_init(&m);
-    rc = cr_wire_recv(io->front, &m, &io->lim, ZMQ_DONTWAIT);
-    if (rc == CR_ERR_PROTO && m.nroute > 0) {
-        cr_wire_reply_error(io->front, &m, 0, rc, cr_error_message());
-    } else if (rc == CR_OK && m.nroute < CR_WIRE_MAX_ROUTE) {
-        for (int i = 0; i < m.nroute; i++) {
-            zmq_msg_t copy;
-            zmq_msg_init(&copy);
-            zmq_msg_copy(&copy, &m.route[i]);
-            zmq_msg_send(&copy, io->work, ZMQ_SNDMORE);
-        }
-        zmq_send(io->work, &now, sizeof now, ZMQ_SNDMORE);
-        zmq_msg_send(&m.body, io->work, 0);
-        m.has_body = 0;
-    }
-    cr_wire_msg_close(&m);
-}
-
 static void apply_next_map(coord_io *io)
 {
     coord_map *next;
@@ -581,9 +542,9 @@ static void loop(coord_io *io, volatile sig_atomic_t *stop)
             if (items[2].revents & ZMQ_POLLIN)
                 on_call(io);
             if (items[1].revents & ZMQ_POLLIN)
-                forward(io->work, io->front);
+                cr_wire_forward(io->work, io->front);
             if (items[0].revents & ZMQ_POLLIN)
-                dispatch(io);
+                cr_wire_dispatch_timed(io->front, io->work, &io->lim);
         }
         sweep(io);
         ping(io);
@@ -734,7 +695,7 @@ cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop)
                 if (it[0].revents & ZMQ_POLLIN)
                     on_call(io);
                 if (it[1].revents & ZMQ_POLLIN)
-                    forward(io->work, io->front);
+                    cr_wire_forward(io->work, io->front);
             }
             for (int i = 0; i < io->n_be; i++)
                 on_backend(io, i);
@@ -747,7 +708,7 @@ cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop)
         zmq_pollitem_t it = {io->work, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 0) <= 0)
             break;
-        forward(io->work, io->front);
+        cr_wire_forward(io->work, io->front);
     }
     cr_clock_sleep_ms(50);
 out:
@@ -822,10 +783,9 @@ cr_err coord_worker_next(coord_worker *w, int poll_ms, void *route_msg, uint64_t
     rc = cr_wire_recv(w->req, m, &lim, ZMQ_DONTWAIT);
     if (rc)
         return rc;
-    if (m->nroute < 1 || zmq_msg_size(&m->route[m->nroute - 1]) != sizeof *recv_us)
-        return cr_error_set(CR_ERR_INTERNAL, "request without a receive time");
-    memcpy(recv_us, zmq_msg_data(&m->route[m->nroute - 1]), sizeof *recv_us);
-    zmq_msg_close(&m->route[--m->nroute]);
+    rc = cr_wire_take_recv_time(m, recv_us);
+    if (rc)
+        return rc;
     return CR_OK;
 }
 

@@ -1299,14 +1299,10 @@ static void handle(server *srv, void *sock, cr_wire_msg *m)
     cr_pb_bounded alloc;
     Cirrus__V1__Request *req = NULL;
     uint64_t recv_us = 0, waited_ms;
-    int nroute = m->nroute - 1; /* the last routing frame is the proxy's receive time */
     cr_err rc;
 
-    if (nroute < 0 || zmq_msg_size(&m->route[nroute]) != sizeof recv_us)
+    if (cr_wire_take_recv_time(m, &recv_us))
         return;
-    memcpy(&recv_us, zmq_msg_data(&m->route[nroute]), sizeof recv_us);
-    zmq_msg_close(&m->route[nroute]);
-    m->nroute = nroute;
     cr_pb_bounded_init(&alloc, srv->lim.max_alloc);
     rc = cr_wire_unpack_request(m, &alloc, &req);
     if (rc) {
@@ -1370,49 +1366,6 @@ static void *worker_main(void *arg)
 
 /* ---- the proxy (calling thread) ----------------------------------------------------------- */
 
-/* Moves one whole multipart message from `from` to `to`. */
-static void forward_msg(void *from, void *to)
-{
-    int more;
-    do {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return;
-        }
-        more = zmq_msg_more(&part);
-        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&part);
-    } while (more);
-}
-
-/* Frontend message: append the receive time as a last routing frame, hand to a worker. */
-static void dispatch(server *srv, void *front, void *work)
-{
-    cr_wire_msg m;
-    uint64_t now = cr_clock_mono_us();
-    cr_err rc;
-    cr_wire_msg_init(&m);
-    rc = cr_wire_recv(front, &m, &srv->lim, ZMQ_DONTWAIT);
-    if (rc == CR_ERR_PROTO && m.nroute > 0) {
-        reply_status(front, &m, 0, rc, cr_error_message());
-    } else if (rc == CR_OK && m.nroute < CR_WIRE_MAX_ROUTE) {
-        for (int i = 0; i < m.nroute; i++) {
-            zmq_msg_t copy;
-            zmq_msg_init(&copy);
-            zmq_msg_copy(&copy, &m.route[i]);
-            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
-        }
-        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
-        zmq_msg_send(&m.body, work, 0);
-        m.has_body = 0;
-    } else if (rc == CR_OK) {
-        reply_status(front, &m, 0, CR_ERR_PROTO, "too many routing frames");
-    }
-    cr_wire_msg_close(&m);
-}
-
 static cr_err sockets_open(server *srv, void **front, void **work)
 {
     cr_wire_limits inner = srv->lim;
@@ -1442,9 +1395,9 @@ static void proxy_loop(server *srv, void *front, void *work)
         if (items[2].revents & ZMQ_POLLIN)
             send_completed(srv, front);
         if (items[1].revents & ZMQ_POLLIN)
-            forward_msg(work, front);
+            cr_wire_forward(work, front);
         if (items[0].revents & ZMQ_POLLIN)
-            dispatch(srv, front, work);
+            cr_wire_dispatch_timed(front, work, &srv->lim);
     }
 }
 
@@ -1460,7 +1413,7 @@ static void drain(server *srv, pthread_t *workers, int nw, void *front, void *wo
         int pending;
         if (zmq_poll(items, 2, 10) > 0) {
             if (items[0].revents & ZMQ_POLLIN)
-                forward_msg(work, front);
+                cr_wire_forward(work, front);
             if (items[1].revents & ZMQ_POLLIN)
                 send_completed(srv, front);
             continue;

@@ -646,14 +646,10 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
     cr_pb_bounded alloc;
     Cirrus__V1__Request *req = NULL;
     uint64_t recv_us = 0, waited_ms;
-    int nroute = m->nroute - 1; /* the last routing frame is the proxy's receive time */
     cr_err rc;
 
-    if (nroute < 0 || zmq_msg_size(&m->route[nroute]) != sizeof recv_us)
+    if (cr_wire_take_recv_time(m, &recv_us))
         return;
-    memcpy(&recv_us, zmq_msg_data(&m->route[nroute]), sizeof recv_us);
-    zmq_msg_close(&m->route[nroute]);
-    m->nroute = nroute;
     cr_pb_bounded_init(&alloc, s->lim.max_alloc);
     rc = cr_wire_unpack_request(m, &alloc, &req);
     if (rc) {
@@ -727,47 +723,6 @@ static void *worker_main(void *arg)
 
 /* ---- the proxy (calling thread) ------------------------------------------------------- */
 
-/* Moves one whole multipart message from `from` to `to`. */
-static void forward(void *from, void *to)
-{
-    int more;
-    do {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return;
-        }
-        more = zmq_msg_more(&part);
-        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&part);
-    } while (more);
-}
-
-/* Frontend message: append the receive time as a last routing frame, hand to a worker. */
-static void dispatch(server *s, void *front, void *work)
-{
-    cr_wire_msg m;
-    uint64_t now = cr_clock_mono_us();
-    cr_err rc;
-    cr_wire_msg_init(&m);
-    rc = cr_wire_recv(front, &m, &s->lim, ZMQ_DONTWAIT);
-    if (rc == CR_ERR_PROTO && m.nroute > 0) {
-        reply_status(front, &m, 0, rc, cr_error_message());
-    } else if (rc == CR_OK && m.nroute < CR_WIRE_MAX_ROUTE) {
-        for (int i = 0; i < m.nroute; i++) {
-            zmq_msg_t copy;
-            zmq_msg_init(&copy);
-            zmq_msg_copy(&copy, &m.route[i]);
-            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
-        }
-        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
-        zmq_msg_send(&m.body, work, 0);
-        m.has_body = 0;
-    }
-    cr_wire_msg_close(&m);
-}
-
 static cr_err sockets_open(server *s, void **front, void **work, void **replies)
 {
     cr_wire_limits inner = s->lim;
@@ -797,11 +752,11 @@ static void proxy_loop(server *s, void *front, void *work, void *replies)
         if (zmq_poll(items, 3, POLL_MS) <= 0)
             continue;
         if (items[1].revents & ZMQ_POLLIN)
-            forward(work, front);
+            cr_wire_forward(work, front);
         if (items[2].revents & ZMQ_POLLIN)
-            forward(replies, front);
+            cr_wire_forward(replies, front);
         if (items[0].revents & ZMQ_POLLIN)
-            dispatch(s, front, work);
+            cr_wire_dispatch_timed(front, work, &s->lim);
     }
 }
 
@@ -814,14 +769,14 @@ static void drain(server *s, pthread_t *workers, int nw, pthread_t writer, void 
     for (int i = 0; i < nw; i++)
         pthread_join(workers[i], NULL);
     while (zmq_poll(items, 1, 0) > 0 && (items[0].revents & ZMQ_POLLIN))
-        forward(work, front);
+        cr_wire_forward(work, front);
     atomic_store(&s->writer_stop, 1);
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(writer, NULL);
     while (zmq_poll(&items[1], 1, 0) > 0 && (items[1].revents & ZMQ_POLLIN))
-        forward(replies, front);
+        cr_wire_forward(replies, front);
     cr_clock_sleep_ms(50); /* let ZeroMQ's I/O thread flush the last replies */
 }
 
