@@ -294,8 +294,14 @@ static cr_err peer_build(shared *sh, const search_cfg *c)
     io.factory = c->peer_index;
     io.train_size = (int64_t)nb; /* train on everything, as the shard does at this size */
     rc = ids ? shard_index_create(&sh->peer, &io) : CR_ERR_NOMEM;
-    if (!rc)
+    if (!rc) {
+        uint64_t t0 = cr_clock_mono_us();
         rc = shard_index_add(sh->peer, (int64_t)nb, ids, base);
+        double secs = (double)(cr_clock_mono_us() - t0) / 1e6;
+        /* The in-process build rate bounds what any server can ingest into this index. */
+        fprintf(stderr, "peer: %s built in-process from %zu vectors in %.1f s (%.0f vectors/s)\n",
+                c->peer_index, nb, secs, secs > 0 ? (double)nb / secs : 0);
+    }
     free(ids);
     free(base);
     return rc;

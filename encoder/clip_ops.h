@@ -32,6 +32,12 @@ void enc_op_bias_act(float *x, size_t ld, int rows, int cols, const float *bias,
 /* x[r][c] += bias[c], in place. */
 void enc_op_add_bias(float *x, size_t ld, int rows, int cols, const float *bias);
 
+/* C[rows x N] = A[rows x K] · W[N x K]^T + beta · C (W row-major, as CLIP stores Linear
+ * weights). Few rows (a short caption) take a kernel that streams W once without packing it —
+ * there the weights, not the arithmetic, are the cost; otherwise cblas_sgemm. */
+void enc_op_matmul_nt(int rows, int N, int K, const float *A, int lda, const float *W,
+                      float beta, float *C, int ldc);
+
 /* Softmax of each row in place. With `causal`, row r uses columns [0, r] only and the rest of
  * the row is set to 0. */
 void enc_op_softmax_rows(float *x, size_t ld, int rows, int cols, int causal);
