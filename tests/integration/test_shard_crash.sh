@@ -52,7 +52,7 @@ for round in 1 2 3; do
   [ "$out" = "verified $n of $n" ] || fail "round $round: $out"
   # Search works after recovery and finds a known row exactly.
   "$BIN/cirrus" --endpoint "$ep" --json search --vector "$("$BIN/cirrus" --endpoint "$ep" \
-    --json get --id r0 | sed 's/.*"vector":\[\([^]]*\)\].*/\1/')" -k 1 | grep -q '"id":"r0"' ||
+    --json get --id r0 | sed 's/.*"vector":\[\([^]]*\)\].*/\1/')" -k 10 --ef 200 | grep -q '"id":"r0"' ||
     fail "round $round: r0 not found by its own vector"
   kill -TERM "$shard"
   wait "$shard" || fail "shard did not exit 0 on SIGTERM"
