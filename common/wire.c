@@ -29,11 +29,13 @@ static cr_err sockopt_int(void *sock, int opt, int value, const char *name)
 
 cr_err cr_wire_socket_setup(void *sock, const cr_wire_limits *lim)
 {
-    int64_t maxmsg = (int64_t)lim->max_frame;
+    /* ZeroMQ drops a connection that sends a frame over MAXMSGSIZE, silently. Set it a quarter
+     * above our own cap so that a frame somewhat too big is read and answered with a clear
+     * error; only absurd frames cost the sender its connection. */
+    int64_t maxmsg = lim->max_frame > (size_t)INT64_MAX / 2 ? -1
+                                                             : (int64_t)(lim->max_frame + lim->max_frame / 4);
     cr_err rc;
 
-    /* A little headroom over the body cap: the cap we enforce is on the body, and ZeroMQ's
-     * limit applies to each frame, routing frames included. */
     if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0)
         return cr_error_set(CR_ERR_NET, "zmq_setsockopt MAXMSGSIZE: %s", zmq_strerror(errno));
     rc = sockopt_int(sock, ZMQ_SNDHWM, lim->sndhwm, "SNDHWM");
@@ -253,6 +255,23 @@ void cr_wire_forward(void *from, void *to)
     } while (more);
 }
 
+/* A Request's id without unpacking it: protobuf-c writes fields in number order, so a set id
+ * (field 1, varint) comes first. 0 when absent or malformed. */
+static uint64_t peek_request_id(const zmq_msg_t *body)
+{
+    const uint8_t *p = zmq_msg_data((zmq_msg_t *)body);
+    size_t n = zmq_msg_size((zmq_msg_t *)body);
+    uint64_t id = 0;
+    if (n < 2 || p[0] != 0x08)
+        return 0;
+    for (size_t i = 1, shift = 0; i < n && i < 11; i++, shift += 7) {
+        id |= (uint64_t)(p[i] & 0x7f) << shift;
+        if (!(p[i] & 0x80))
+            return id;
+    }
+    return 0;
+}
+
 void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim)
 {
     cr_wire_msg m;
@@ -261,15 +280,25 @@ void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim)
     cr_wire_msg_init(&m);
     rc = cr_wire_recv(front, &m, lim, ZMQ_DONTWAIT);
     if (rc == CR_ERR_PROTO && m.nroute > 0) {
-        cr_wire_reply_error(front, &m, 0, rc, cr_error_message());
+        cr_wire_reply_error(front, &m, m.has_body ? peek_request_id(&m.body) : 0, rc,
+                            cr_error_message());
     } else if (rc == CR_OK && m.nroute == CR_WIRE_MAX_ROUTE) {
         cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, "too many routing frames");
     } else if (rc == CR_OK) {
+        /* The work queue is bounded (its HWM): when the workers are that far behind, say so at
+         * once rather than block the proxy. ZeroMQ checks the HWM on a message's first frame
+         * only, so the rest of it always goes through. */
         for (int i = 0; i < m.nroute; i++) {
             zmq_msg_t copy;
             zmq_msg_init(&copy);
             zmq_msg_copy(&copy, &m.route[i]);
-            zmq_msg_send(&copy, work, ZMQ_SNDMORE);
+            if (zmq_msg_send(&copy, work, ZMQ_SNDMORE | (i == 0 ? ZMQ_DONTWAIT : 0)) < 0) {
+                zmq_msg_close(&copy);
+                cr_wire_reply_error(front, &m, peek_request_id(&m.body), CR_ERR_OVERLOADED,
+                                    "server overloaded: its request queue is full; retry later");
+                cr_wire_msg_close(&m);
+                return;
+            }
         }
         zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
         zmq_msg_send(&m.body, work, 0);

@@ -95,5 +95,25 @@ expect_error "unknown attribute 'nope'" "${C[@]}" search --vector "$(seq -s, 1 3
 expect_error "out of range" "${C[@]}" search --vector "$(seq -s, 1 32)" -k 5000
 expect_error "expected 32" "${C[@]}" search --vector 1,2,3
 expect_error "needs an encoder" "${C[@]}" search --text "red dress"
+note "malformed and oversized frames at the coordinator get an error reply"
+out=$("$BIN/cirrus-bench" raw --endpoint "$ep" --hex 0a0bffffffffff)
+echo "$out" | grep -q '"code":-3' || fail "malformed protobuf: $out"
+out=$("$BIN/cirrus-bench" raw --endpoint "$ep" --zeros 70000000) # over the 64 MiB cap, under ZeroMQ's hard limit
+echo "$out" | grep -q '"code":-3' || fail "oversized frame: $out"
+echo "  $out"
+
+note "SIGHUP: a bad map is refused and the old one stays; a good one is applied"
+cp "$WORK/cl/map.json" "$WORK/map.good"
+echo '{"groups": []}' >"$WORK/cl/map.json"
+kill -HUP "$COORDINATOR_PID"
+sleep 0.5
+grep -q "reload refused" "$WORK/cl/coordinator.log" || fail "bad map not refused"
+"${C[@]}" search --vector "$(seq -s, 1 32)" -k 3 >/dev/null || fail "not serving after a refused reload"
+sed 's/"metric"/"hedge_ms": 40, "metric"/' "$WORK/map.good" >"$WORK/cl/map.json"
+kill -HUP "$COORDINATOR_PID"
+for _ in $(seq 1 30); do grep -q "cluster map reloaded" "$WORK/cl/coordinator.log" && break; sleep 0.1; done
+grep -q "cluster map reloaded" "$WORK/cl/coordinator.log" || fail "good map not applied"
+out=$("${C[@]}" verify --vectors "$WORK/b.fvecs" --id-prefix r --acked "$WORK/acked")
+[ "$out" = "verified $n of $n" ] || fail "after reload: $out"
 bash "$SRC/deploy/local/cluster.sh" down --dir "$WORK/cl"
 echo "1 passed, 0 failed"

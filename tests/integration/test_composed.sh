@@ -58,6 +58,10 @@ n=$(echo "$out" | grep -o '"product":"[^"]*"' | sort | uniq -d | wc -l)
 
 note "bad composed input"
 expect_error "reference item 'nope' not found" "${C[@]}" search --ref-id nope --caption red
+# A PNG whose header claims 100000 x 100000 pixels: refused from the header, before decoding.
+printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00\x00\x00\x00\x00' \
+  >"$WORK/huge.png"
+expect_error "limit" "${C[@]}" search --image "$WORK/huge.png" --caption red
 head -c 3000 /dev/urandom >"$WORK/junk.jpg"
 expect_error "image" "${C[@]}" search --image "$WORK/junk.jpg" --caption red
 echo "1 passed, 0 failed"

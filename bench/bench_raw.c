@@ -1,0 +1,79 @@
+/* cirrus-bench raw — sends raw bytes as one frame to an endpoint and prints the reply's status:
+ * for tests of how servers answer malformed and oversized messages. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "bench/bench.h"
+#include "cirrus.pb-c.h"
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int bench_cmd_raw(int argc, char **argv)
+{
+    const char *ep = NULL, *hex = NULL;
+    long long size = -1;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int ret = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--endpoint") == 0) ep = argv[i + 1];
+        else if (strcmp(argv[i], "--hex") == 0) hex = argv[i + 1];
+        else if (strcmp(argv[i], "--zeros") == 0) size = strtoll(argv[i + 1], NULL, 10);
+    }
+    if (!ep || (!hex && size < 0)) {
+        printf("Usage: cirrus-bench raw --endpoint EP (--hex BYTES | --zeros N)\n"
+               "Sends one frame and prints the reply status as {\"id\",\"code\",\"message\"}.\n");
+        return 2;
+    }
+    if (hex) {
+        len = strlen(hex) / 2;
+        buf = malloc(len + 1);
+        for (size_t i = 0; buf && i < len; i++) {
+            int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                fprintf(stderr, "cirrus-bench raw: bad hex\n");
+                free(buf);
+                return 2;
+            }
+            buf[i] = (unsigned char)(hi << 4 | lo);
+        }
+    } else {
+        len = (size_t)size;
+        buf = calloc(len + 1, 1);
+    }
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+    int timeout = 5000, linger = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (buf && zmq_connect(s, ep) == 0 && zmq_send(s, buf, len, 0) >= 0) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, 0) >= 0) {
+            Cirrus__V1__Response *r =
+                cirrus__v1__response__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+            if (r && r->status) {
+                printf("{\"id\":%llu,\"code\":%d,\"message\":\"%s\"}\n", (unsigned long long)r->id,
+                       r->status->code, r->status->message);
+                ret = 0;
+            } else {
+                printf("{\"error\":\"unreadable reply\"}\n");
+            }
+            if (r)
+                cirrus__v1__response__free_unpacked(r, NULL);
+        } else {
+            printf("{\"error\":\"no reply: %s\"}\n", zmq_strerror(errno));
+        }
+        zmq_msg_close(&m);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    free(buf);
+    return ret;
+}
