@@ -14,6 +14,7 @@ int bench_cmd_truth(int argc, char **argv);
 int bench_cmd_search(int argc, char **argv);
 int bench_cmd_restart(int argc, char **argv);
 int bench_cmd_raw(int argc, char **argv);
+int bench_cmd_echo(int argc, char **argv);
 int bench_cmd_encoder(int argc, char **argv);
 
 /* Latency percentiles over `n` samples (sorted in place), in the samples' unit. */

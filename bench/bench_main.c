@@ -16,6 +16,7 @@ static const struct {
     {"truth", bench_cmd_truth, "exact top-k ground truth (.ivecs) for queries"},
     {"search", bench_cmd_search, "QPS, latency percentiles and recall against an endpoint, "
                                  "or in-process (--peer)"},
+    {"echo", bench_cmd_echo, "bare ZeroMQ round trip on loopback: the transport floor"},
     {"raw", bench_cmd_raw, "send raw bytes as one frame (tests of malformed input)"},
     {"restart", bench_cmd_restart, "restart-to-ready time of a shard directory"},
     {"encoder", bench_cmd_encoder, "CLIP images/s, text latency, GFLOP/s; vs PyTorch (--peer)"},

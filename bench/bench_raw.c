@@ -1,6 +1,7 @@
 /* cirrus-bench raw — sends raw bytes as one frame to an endpoint and prints the reply's status:
  * for tests of how servers answer malformed and oversized messages. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "bench/bench.h"
 #include "cirrus.pb-c.h"
+#include "common/clock.h"
 
 static int hexval(int c)
 {
@@ -76,4 +78,76 @@ int bench_cmd_raw(int argc, char **argv)
     zmq_ctx_term(ctx);
     free(buf);
     return ret;
+}
+
+/* cirrus-bench echo — the floor any ZeroMQ server has on this machine: a DEALER client and a
+ * ROUTER echo thread (no proxy, no work) over TCP loopback, round-trip percentiles. */
+typedef struct echo_srv {
+    void *ctx;
+    char ep[64];
+    volatile int stop;
+} echo_srv;
+
+static void *echo_main(void *arg)
+{
+    echo_srv *e = arg;
+    void *r = zmq_socket(e->ctx, ZMQ_ROUTER);
+    int timeout = 100, linger = 0;
+    zmq_setsockopt(r, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_bind(r, e->ep);
+    while (!e->stop) {
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&id, r, 0) >= 0 && zmq_msg_recv(&body, r, 0) >= 0) {
+            zmq_msg_send(&id, r, ZMQ_SNDMORE);
+            zmq_msg_send(&body, r, 0);
+        }
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+    }
+    zmq_close(r);
+    return NULL;
+}
+
+int bench_cmd_echo(int argc, char **argv)
+{
+    echo_srv e = {0};
+    pthread_t tid;
+    void *cctx, *d;
+    int n = 5000, port = 17999, linger = 0;
+    double *lat;
+    char buf[64];
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        printf("Usage: cirrus-bench echo [--port P]\nRound trips of a bare ZeroMQ DEALER/ROUTER "
+               "echo over TCP loopback: the transport floor of any server here.\n");
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "--port") == 0)
+        port = atoi(argv[2]);
+    e.ctx = zmq_ctx_new();
+    snprintf(e.ep, sizeof e.ep, "tcp://127.0.0.1:%d", port);
+    pthread_create(&tid, NULL, echo_main, &e);
+    cctx = zmq_ctx_new();
+    d = zmq_socket(cctx, ZMQ_DEALER);
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(d, e.ep);
+    lat = malloc((size_t)n * sizeof *lat);
+    for (int i = 0; lat && i < n; i++) {
+        uint64_t t0 = cr_clock_mono_us();
+        zmq_send(d, "ping", 4, 0);
+        zmq_recv(d, buf, sizeof buf, 0);
+        lat[i] = (double)(cr_clock_mono_us() - t0) / 1000.0;
+    }
+    if (lat)
+        printf("{\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"round_trips\":%d}\n",
+               bench_percentile(lat, (size_t)n, 0.5), bench_percentile(lat, (size_t)n, 0.99), n);
+    free(lat);
+    zmq_close(d);
+    zmq_ctx_term(cctx);
+    e.stop = 1;
+    pthread_join(tid, NULL);
+    zmq_ctx_term(e.ctx);
+    return 0;
 }
