@@ -59,19 +59,19 @@ static void run_blocks(const enc_clip_weights *wt, const enc_clip_tower *t, scra
         const enc_clip_block *b = &t->blocks[l];
         /* attention: x += out_proj(MHA(ln_1(x))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln1_w, b->ln1_b, wt->eps);
-        enc_op_matmul_nt(rows, 3 * W, W, s->h, W, b->qkv_w, 0.f, s->qkv, 3 * W);
+        enc_op_matmul_nt(rows, 3 * W, W, s->h, W, b->qkv_w, b->qkv_h, 0.f, s->qkv, 3 * W);
         enc_op_add_bias(s->qkv, 3 * (size_t)W, rows, 3 * W, b->qkv_b);
         for (int i = 0; i < nseq; i++)
             enc_op_attention(s->qkv + (size_t)s->off[i] * 3 * W, s->len[i], W, t->heads, causal,
                              s->scores, s->h + (size_t)s->off[i] * W, (size_t)W);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->out_b);
-        enc_op_matmul_nt(rows, W, W, s->h, W, b->out_w, 1.f, s->x, W);
+        enc_op_matmul_nt(rows, W, W, s->h, W, b->out_w, b->out_h, 1.f, s->x, W);
         /* MLP: x += c_proj(act(c_fc(ln_2(x)))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln2_w, b->ln2_b, wt->eps);
-        enc_op_matmul_nt(rows, M, W, s->h, W, b->fc_w, 0.f, s->mlp, M);
+        enc_op_matmul_nt(rows, M, W, s->h, W, b->fc_w, b->fc_h, 0.f, s->mlp, M);
         enc_op_bias_act(s->mlp, (size_t)M, rows, M, b->fc_b, wt->act);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->proj_b);
-        enc_op_matmul_nt(rows, W, M, s->mlp, M, b->proj_w, 1.f, s->x, W);
+        enc_op_matmul_nt(rows, W, M, s->mlp, M, b->proj_w, b->proj_h, 1.f, s->x, W);
     }
 }
 
@@ -186,9 +186,15 @@ static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, in
         s.off[i] = r;
         s.len[i] = len;
         for (int j = 0; j < len; j++, r++) {
-            const float *e = j == pj ? pseudo + (size_t)i * W : wt->tok_emb + (size_t)row[j] * W;
             const float *ps = t->pos + (size_t)j * W;
             float *xr = s.x + (size_t)r * W;
+            if (j != pj && wt->tok_emb_h) {
+                enc_op_from_f16(wt->tok_emb_h + (size_t)row[j] * W, (size_t)W, xr);
+                for (int c = 0; c < W; c++)
+                    xr[c] += ps[c];
+                continue;
+            }
+            const float *e = j == pj ? pseudo + (size_t)i * W : wt->tok_emb + (size_t)row[j] * W;
             for (int c = 0; c < W; c++)
                 xr[c] = e[c] + ps[c];
         }

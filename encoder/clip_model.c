@@ -380,6 +380,49 @@ static cr_err check_cfg(const char *what, int cfg, int have)
     return CR_OK;
 }
 
+/* An fp16 copy of `n` weights when they are all exactly representable (tracked with the
+ * model's allocations; the fp32 accounting of weight_bytes is unchanged). NULL otherwise. */
+static uint16_t *half_copy(enc_clip *m, const float *w, size_t n)
+{
+    uint16_t *h = malloc(n * sizeof *h + 1);
+    if (!h)
+        return NULL;
+    if (!enc_op_to_f16_exact(w, n, h) || track(m, (float *)(void *)h, 0)) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Short captions are bound by streaming the text tower's weights, so when they are exactly
+ * fp16 (OpenAI's checkpoints are) the tower also keeps fp16 copies for the few-rows kernel —
+ * half the bytes, the same numbers — and the token table keeps only fp16 (rows are converted
+ * as they are gathered), which pays for the copies in memory. Nothing changes otherwise. */
+static void make_half_copies(enc_clip *m)
+{
+    enc_clip_weights *w = &m->w;
+    const int W = w->txt.width, M = w->txt.mlp;
+    size_t ntok = (size_t)w->vocab * (size_t)W;
+    uint16_t *tok = half_copy(m, w->tok_emb, ntok);
+    if (!tok)
+        return;
+    for (size_t i = 0; i < m->nallocs; i++)
+        if (m->allocs[i] == w->tok_emb) {
+            free(m->allocs[i]);
+            m->allocs[i] = m->allocs[--m->nallocs];
+            break;
+        }
+    w->tok_emb = NULL;
+    w->tok_emb_h = tok;
+    for (int l = 0; l < w->txt.layers; l++) {
+        enc_clip_block *b = &w->txt.blocks[l];
+        b->qkv_h = half_copy(m, b->qkv_w, 3 * (size_t)W * W);
+        b->out_h = half_copy(m, b->out_w, (size_t)W * W);
+        b->fc_h = half_copy(m, b->fc_w, (size_t)M * W);
+        b->proj_h = half_copy(m, b->proj_w, (size_t)W * M);
+    }
+}
+
 cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
                      const enc_clip_params *params)
 {
@@ -519,6 +562,7 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
     if (rc)
         goto out;
 
+    make_half_copies(m);
     m->threads = p.threads > 0 ? p.threads : openblas_get_num_threads();
     if (p.threads > 0)
         openblas_set_num_threads(p.threads);

@@ -36,7 +36,15 @@ void enc_op_add_bias(float *x, size_t ld, int rows, int cols, const float *bias)
  * weights). Few rows (a short caption) take a kernel that streams W once without packing it —
  * there the weights, not the arithmetic, are the cost; otherwise cblas_sgemm. */
 void enc_op_matmul_nt(int rows, int N, int K, const float *A, int lda, const float *W,
-                      float beta, float *C, int ldc);
+                      const uint16_t *W16, float beta, float *C, int ldc);
+/* W16 (may be NULL): the same W in IEEE half precision, used by the few-rows kernel (half the
+ * bytes to stream). Only ever given when every weight is exactly representable in fp16. */
+
+/* Converts n floats to IEEE half precision into out; returns 1 when every value round-trips
+ * exactly (so the half copy is the same weights), 0 otherwise or without F16C. */
+int enc_op_to_f16_exact(const float *x, size_t n, uint16_t *out);
+/* out[0..n) = the floats of n halves. */
+void enc_op_from_f16(const uint16_t *h, size_t n, float *out);
 
 /* Softmax of each row in place. With `causal`, row r uses columns [0, r] only and the rest of
  * the row is set to 0. */
@@ -59,6 +67,8 @@ typedef struct enc_clip_block {
     float *ln2_w, *ln2_b;   /* [w] */
     float *fc_w, *fc_b;     /* [mlp, w], [mlp] */
     float *proj_w, *proj_b; /* [w, mlp], [w] */
+    /* Exact fp16 copies of the four matrices (text tower, when representable), else NULL. */
+    uint16_t *qkv_h, *out_h, *fc_h, *proj_h;
 } enc_clip_block;
 
 typedef struct enc_clip_tower {
@@ -76,7 +86,8 @@ typedef struct enc_clip_weights {
     float *conv_w; /* [vis.width, 3 * patch * patch], patch pixels in (c, y, x) order */
     float *cls;    /* [vis.width] */
     float *ln_pre_w, *ln_pre_b;
-    float *tok_emb; /* [vocab, txt.width] */
+    float *tok_emb;      /* [vocab, txt.width]; NULL when tok_emb_h holds it */
+    uint16_t *tok_emb_h; /* the same in fp16, when every value is exactly representable */
     enc_act act;
     float eps;
 } enc_clip_weights;
