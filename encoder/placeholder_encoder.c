@@ -1,2 +1,0 @@
-/* placeholder until the module lands */
-typedef int cr_encoder_placeholder;
