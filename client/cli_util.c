@@ -137,7 +137,7 @@ void cli_print_hits_text(const Cirrus__V1__SearchResult *r)
     for (size_t i = 0; i < r->n_hits; i++) {
         const Cirrus__V1__Hit *h = r->hits[i];
         json_t *a = cr_attrs_to_json(h->attributes, h->n_attributes);
-        char *s = json_dumps(a, JSON_COMPACT);
+        char *s = json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(10));
         printf("%3zu  %-24s %10.6f  %s\n", i + 1, h->id, h->score,
                h->n_attributes && s ? s : "");
         free(s);
