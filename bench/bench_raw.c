@@ -11,6 +11,7 @@
 #include "bench/bench.h"
 #include "cirrus.pb-c.h"
 #include "common/clock.h"
+#include "common/config.h"
 
 static int hexval(int c)
 {
@@ -124,8 +125,14 @@ int bench_cmd_echo(int argc, char **argv)
                "echo over TCP loopback: the transport floor of any server here.\n");
         return 0;
     }
-    if (argc > 2 && strcmp(argv[1], "--port") == 0)
-        port = atoi(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "--port") == 0) {
+        long long v;
+        if (cr_parse_ll(argv[2], 1, 65535, &v)) {
+            fprintf(stderr, "cirrus-bench echo: --port: %s\n", cr_error_message());
+            return 2;
+        }
+        port = (int)v;
+    }
     e.ctx = zmq_ctx_new();
     snprintf(e.ep, sizeof e.ep, "tcp://127.0.0.1:%d", port);
     pthread_create(&tid, NULL, echo_main, &e);
