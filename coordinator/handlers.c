@@ -19,7 +19,7 @@ typedef struct rq {
     coord_worker *w;
     const cr_wire_msg *route;
     const Cirrus__V1__Request *req;
-    coord_map *map;
+    const coord_map *map; /* the map when the request arrived (see coord_io_map) */
     uint64_t deadline_ms; /* absolute, monotonic */
 } rq;
 
@@ -1053,14 +1053,9 @@ static void handle(coord_app *app, coord_worker *w, cr_wire_msg *m, uint64_t rec
     r.w = w;
     r.route = m;
     r.req = req;
-    r.map = malloc(sizeof *r.map);
+    r.map = coord_io_map(app->io);
     budget = req->deadline_ms ? req->deadline_ms : app->o.default_deadline_ms;
     r.deadline_ms = recv_us / 1000 + budget;
-    if (!r.map) {
-        reply_err(&r, CR_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    coord_io_map(app->io, r.map);
     if (cr_clock_mono_ms() >= r.deadline_ms) {
         reply_err(&r, CR_ERR_DEADLINE, "deadline passed while queued");
         goto out;
@@ -1087,7 +1082,6 @@ static void handle(coord_app *app, coord_worker *w, cr_wire_msg *m, uint64_t rec
         break;
     }
 out:
-    free(r.map);
     cirrus__v1__request__free_unpacked(req, &alloc.base);
 }
 

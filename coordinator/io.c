@@ -61,6 +61,8 @@ struct coord_io {
     int own_ctx;
     pthread_mutex_t map_mu;
     coord_map *map;      /* current; read under map_mu */
+    coord_map **retired; /* maps replaced by reloads, freed at coord_io_free */
+    size_t n_retired;
     coord_map *next_map; /* set by coord_io_set_map, applied by the I/O thread */
     cr_wire_limits lim;
     char work_ep[64], call_ep[64];
@@ -511,7 +513,13 @@ static void apply_next_map(coord_io *io)
     if (backends_build(io, next))
         CR_ERROR("coordinator", "applying the new map: %s", cr_error_message());
     pthread_mutex_lock(&io->map_mu);
-    free(io->map);
+    {
+        coord_map **grown = realloc(io->retired, (io->n_retired + 1) * sizeof *grown);
+        if (grown) {
+            io->retired = grown;
+            io->retired[io->n_retired++] = io->map;
+        } /* else: the old map leaks rather than vanish under a request using it */
+    }
     io->map = next;
     pthread_mutex_unlock(&io->map_mu);
     CR_INFO("coordinator", "cluster map reloaded: %d groups, %d encoders", next->n_groups,
@@ -600,6 +608,9 @@ void coord_io_free(coord_io **pp)
     pthread_mutex_destroy(&io->map_mu);
     free(io->next_map);
     free(io->map);
+    for (size_t i = 0; i < io->n_retired; i++)
+        free(io->retired[i]);
+    free(io->retired);
     free(io->pend);
     free(io);
     *pp = NULL;
@@ -623,11 +634,13 @@ void coord_io_set_up_hook(coord_io *io, coord_io_up_fn fn, void *ctx)
     io->o.up_ctx = ctx;
 }
 
-void coord_io_map(coord_io *io, coord_map *out)
+const coord_map *coord_io_map(coord_io *io)
 {
+    const coord_map *m;
     pthread_mutex_lock(&io->map_mu);
-    *out = *io->map;
+    m = io->map;
     pthread_mutex_unlock(&io->map_mu);
+    return m;
 }
 
 int coord_io_stopping(const coord_io *io)

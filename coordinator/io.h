@@ -75,8 +75,10 @@ void coord_io_set_map(coord_io *io, const coord_map *map);
 /* Sets the hook called when a shard replica returns (before coord_io_run). */
 void coord_io_set_up_hook(coord_io *io, coord_io_up_fn fn, void *ctx);
 
-/* The current map (a copy, for workers). Thread-safe. */
-void coord_io_map(coord_io *io, coord_map *out);
+/* The current map. Thread-safe. The pointer stays valid until coord_io_free: a map replaced
+ * by a reload is retired, not freed, so requests in flight keep a consistent view (maps are
+ * large and reloads rare; copying one per request would cost more than the request). */
+const coord_map *coord_io_map(coord_io *io);
 
 /* ---- worker side ---------------------------------------------------------------------- */
 

@@ -107,11 +107,10 @@ out:
 
 static cr_err repair_one(coord_repair *rp, coord_worker *w, int g, int rep, uint64_t *copied)
 {
-    coord_map map;
+    const coord_map *map = coord_io_map(rp->app->io);
     char cursor[32] = "";
     int peer = -1;
-    coord_io_map(rp->app->io, &map);
-    for (int p = 0; p < map.n_replicas[g]; p++)
+    for (int p = 0; p < map->n_replicas[g]; p++)
         if (p != rep && coord_io_replica_live(rp->app->io, g, p))
             peer = p;
     if (peer < 0) {
