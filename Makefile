@@ -35,8 +35,8 @@ demo: deps build
 bench-deps:
 	@if dpkg-query -W -f='$${Status}\n' python3-torch python3-numpy 2>/dev/null | \
 	    grep -c "ok installed" | grep -qx 2; then echo "bench-deps: python3-torch and python3-numpy present"; \
-	else $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y --no-install-recommends \
-	    python3-torch python3-numpy; fi
+	else S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && \
+	    $$S apt-get install -y --no-install-recommends python3-torch python3-numpy; fi
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan
