@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client/cli.h"
+#include "client/json.h"
 #include "common/attrs_json.h"
 #include "common/config.h"
 #include "common/filter_parse.h"
@@ -142,21 +143,6 @@ static int collect_ids(int argc, char **argv, const char *cmd, char **ids, size_
     return -1;
 }
 
-static json_t *item_json(const Cirrus__V1__Item *it)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(it->id));
-    json_object_set_new(o, "version", json_integer((json_int_t)it->version));
-    json_object_set_new(o, "attributes", cr_attrs_to_json(it->attributes, it->n_attributes));
-    if (it->vector) {
-        json_t *v = json_array();
-        for (size_t i = 0; i < it->vector->n_values; i++)
-            json_array_append_new(v, json_real(it->vector->values[i]));
-        json_object_set_new(o, "vector", v);
-    }
-    return o;
-}
-
 int cli_cmd_get(cli_ctx *ctx, int argc, char **argv)
 {
     char *ids[MAX_IDS];
@@ -177,7 +163,7 @@ int cli_cmd_get(cli_ctx *ctx, int argc, char **argv)
     if (cli_call(ctx, "get", &req, &resp))
         return CLI_FAIL;
     for (size_t i = 0; resp->get && i < resp->get->n_items; i++) {
-        json_t *o = item_json(resp->get->items[i]);
+        json_t *o = cirrus_item_json(resp->get->items[i]);
         cli_print_json(o);
     }
     for (size_t i = 0; resp->get && i < resp->get->n_missing; i++) {

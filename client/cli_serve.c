@@ -31,7 +31,7 @@ static void on_signal(int sig)
 }
 
 typedef struct serve_opts {
-    const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab;
+    const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http;
     long long shards, dim, threads;
 } serve_opts;
 
@@ -74,7 +74,7 @@ static int usage(FILE *out)
             "Usage: cirrus serve --data DIR [--model PATH] [--phi FILE] [--combiner FILE]\n"
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
-            "                    [--threads T]\n"
+            "                    [--threads T] [--http HOST:PORT]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
@@ -92,6 +92,7 @@ static int parse(serve_opts *o, int argc, char **argv)
         {"bind", required_argument, 0, 'b'},     {"dim", required_argument, 0, 'D'},
         {"metric", required_argument, 0, 'M'},   {"preprocess", required_argument, 0, 'P'},
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
+        {"http", required_argument, 0, 'H'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -117,6 +118,7 @@ static int parse(serve_opts *o, int argc, char **argv)
         case 'M': o->metric = optarg; break;
         case 'P': o->preprocess = optarg; break;
         case 'v': o->vocab = optarg; break;
+        case 'H': o->http = optarg; break;
         case 'h': return usage(stdout);
         default: return usage(stderr);
         }
@@ -232,6 +234,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     map->default_method = et.svc ? (int)enc_service_default_method(et.svc) : 3;
     co.map = map;
     co.zmq_ctx = zctx;
+    co.http_bind = o.http;
     CR_INFO("serve", "cirrus serve: %lld shard(s) of dim %d (%s, %s)%s on %s", o.shards, dim,
             o.index, o.metric, et.svc ? " with a CLIP encoder" : " (vectors only: no --model)",
             o.bind);

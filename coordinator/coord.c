@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "coordinator/handlers.h"
+#include "coordinator/http.h"
 
 coord_server_opts coord_server_default_opts(void)
 {
@@ -53,6 +54,7 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
     coord_app *app = calloc(1, sizeof *app);
     coord_io_opts io = {0};
     reloader rl = {0};
+    coord_http *http = NULL;
     int reloading = 0;
     cr_err rc;
 
@@ -60,6 +62,7 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     app->o = *o;
     cr_hlc_init(&app->hlc);
+    coord_metrics_init(&app->metrics);
     io.bind = o->map->bind;
     io.zmq_ctx = o->zmq_ctx;
     io.workers = o->workers;
@@ -72,11 +75,14 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
         goto out;
     /* The I/O thread reports returning replicas to the repair thread. */
     coord_io_set_up_hook(app->io, coord_repair_enqueue, app->repair);
+    if (o->http_bind && (rc = coord_http_start(&http, o->http_bind, o->map->bind, app)))
+        goto out;
     rl.app = app;
     rl.stop = stop;
     reloading = pthread_create(&rl.tid, NULL, reload_main, &rl) == 0;
     rc = coord_io_run(app->io, stop);
 out:
+    coord_http_stop(&http);
     if (reloading)
         pthread_join(rl.tid, NULL);
     coord_repair_stop(&app->repair);

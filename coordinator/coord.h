@@ -29,6 +29,7 @@ typedef struct coord_server_opts {
     uint32_t backend_timeout_ms; /* per backend call when the deadline allows (default 5000) */
     const char *map_path;        /* reloaded on SIGHUP when set */
     volatile sig_atomic_t *reload; /* set by the SIGHUP handler; cleared after reloading */
+    const char *http_bind;       /* "HOST:PORT" for the HTTP/JSON API and /metrics; NULL = off */
 } coord_server_opts;
 
 coord_server_opts coord_server_default_opts(void);

@@ -24,7 +24,7 @@ static void on_hup(int sig)
 
 int main(int argc, char **argv)
 {
-    char *map_path, *bind, *log_level;
+    char *map_path, *bind, *log_level, *http;
     long long workers, deadline, backend_timeout;
     int help, ret = 1;
     cr_opt opts[] = {
@@ -36,6 +36,8 @@ int main(int argc, char **argv)
          "deadline of requests that carry none"},
         {"backend-timeout-ms", CR_OPT_INT, &backend_timeout, "5000", 1, 600000, 0,
          "longest wait for one backend answer"},
+        {"http", CR_OPT_STRING, &http, NULL, 0, 0, 0,
+         "HOST:PORT for the HTTP/JSON API, /metrics, /healthz, /readyz"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -80,6 +82,7 @@ int main(int argc, char **argv)
     o.backend_timeout_ms = (uint32_t)backend_timeout;
     o.map_path = map_path;
     o.reload = &reload_flag;
+    o.http_bind = http;
     rc = coord_server_run(&o, &stop_flag);
     if (rc) {
         fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());

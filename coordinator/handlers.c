@@ -21,6 +21,7 @@ typedef struct rq {
     const Cirrus__V1__Request *req;
     const coord_map *map; /* the map when the request arrived (see coord_io_map) */
     uint64_t deadline_ms; /* absolute, monotonic */
+    int failed, partial;  /* for the metrics */
 } rq;
 
 static uint32_t sub_timeout(const rq *r)
@@ -107,6 +108,7 @@ static void reply_ok(rq *r, Cirrus__V1__Response *resp)
 
 static void reply_err(rq *r, cr_err code, const char *msg)
 {
+    r->failed = 1;
     coord_worker_reply_error(r->w, r->route, r->req->id, code, msg);
 }
 
@@ -420,6 +422,7 @@ static void do_search(rq *r)
     } else {
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
         resp.search = &o.res;
+        r->partial = o.res.partial;
         reply_ok(r, &resp);
     }
     search_out_free(&o);
@@ -1082,6 +1085,8 @@ static void handle(coord_app *app, coord_worker *w, cr_wire_msg *m, uint64_t rec
         break;
     }
 out:
+    coord_metrics_observe(&app->metrics, (int)req->op_case, r.failed,
+                          cr_clock_mono_us() - recv_us, r.partial);
     cirrus__v1__request__free_unpacked(req, &alloc.base);
 }
 

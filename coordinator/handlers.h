@@ -5,6 +5,7 @@
 #include "common/hlc.h"
 #include "coordinator/coord.h"
 #include "coordinator/io.h"
+#include "coordinator/metrics.h"
 
 typedef struct coord_repair coord_repair;
 
@@ -13,6 +14,7 @@ typedef struct coord_app {
     coord_server_opts o;
     cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes */
     coord_repair *repair;
+    coord_metrics metrics;
 } coord_app;
 
 /* Worker thread body: serves client requests until the I/O thread stops. */
