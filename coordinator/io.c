@@ -462,6 +462,7 @@ static void ping(coord_io *io)
     uint64_t now = cr_clock_mono_ms();
     for (int i = 0; i < io->n_be; i++) {
         backend *b = &io->be[i];
+        set_live(io, b);
         if (b->ping_id) {
             if (now - b->ping_sent_ms < PING_EVERY_MS)
                 continue;
@@ -657,11 +658,9 @@ int coord_io_replica_live(coord_io *io, int group, int replica)
 
 void coord_io_repair_done(coord_io *io, int group, int replica)
 {
-    /* Read by the I/O thread only through `live`/`repairing`: a plain store races benignly
-     * with pick(); the next ping refreshes `live`. */
+    /* Only the flag crosses threads; the I/O thread publishes `live` at its next ping round. */
     int bi = io->group_be[group][replica];
-    io->be[bi].repairing = 0;
-    set_live(io, &io->be[bi]);
+    atomic_store(&io->be[bi].repairing, 0);
     CR_INFO("coordinator", "%s repaired; serving reads again", io->be[bi].ep);
 }
 
