@@ -123,160 +123,40 @@ static void store_dot(float *c, float sum, float beta)
     *c = beta == 0.f ? sum : sum + beta * *c;
 }
 
-/* Four rows of A against two rows of W per pass (8 independent accumulators keep both FMA
- * ports busy); each W row is read from memory once and reused from L1 for all rows of A. */
-static void small_nt_avx2(int rows, int N, int K, const float *A, int lda, const float *W,
-                          float beta, float *C, int ldc) __attribute__((target("avx2,fma")));
-static void small_nt_avx2(int rows, int N, int K, const float *A, int lda, const float *W,
-                          float beta, float *C, int ldc)
-{
-    int k8 = K & ~7, n = 0;
-    for (; n + 2 <= N; n += 2) {
-        const float *w0 = W + (size_t)n * (size_t)K, *w1 = w0 + K;
-        int m = 0;
-        for (; m + 4 <= rows; m += 4) {
-            const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
-                   c21 = c00, c30 = c00, c31 = c00;
-            for (int k = 0; k < k8; k += 8) {
-                __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k), y;
-                y = _mm256_loadu_ps(a0 + k);
-                c00 = _mm256_fmadd_ps(y, x0, c00);
-                c01 = _mm256_fmadd_ps(y, x1, c01);
-                y = _mm256_loadu_ps(a1 + k);
-                c10 = _mm256_fmadd_ps(y, x0, c10);
-                c11 = _mm256_fmadd_ps(y, x1, c11);
-                y = _mm256_loadu_ps(a2 + k);
-                c20 = _mm256_fmadd_ps(y, x0, c20);
-                c21 = _mm256_fmadd_ps(y, x1, c21);
-                y = _mm256_loadu_ps(a3 + k);
-                c30 = _mm256_fmadd_ps(y, x0, c30);
-                c31 = _mm256_fmadd_ps(y, x1, c31);
-            }
-            float s[8] = {hsum256(c00), hsum256(c01), hsum256(c10), hsum256(c11),
-                          hsum256(c20), hsum256(c21), hsum256(c30), hsum256(c31)};
-            for (int k = k8; k < K; k++) {
-                s[0] += a0[k] * w0[k], s[1] += a0[k] * w1[k];
-                s[2] += a1[k] * w0[k], s[3] += a1[k] * w1[k];
-                s[4] += a2[k] * w0[k], s[5] += a2[k] * w1[k];
-                s[6] += a3[k] * w0[k], s[7] += a3[k] * w1[k];
-            }
-            for (int j = 0; j < 4; j++) {
-                store_dot(C + (size_t)(m + j) * ldc + n, s[2 * j], beta);
-                store_dot(C + (size_t)(m + j) * ldc + n + 1, s[2 * j + 1], beta);
-            }
-        }
-        for (; m < rows; m++) {
-            const float *a = A + (size_t)m * lda;
-            __m256 c0 = _mm256_setzero_ps(), c1 = c0;
-            for (int k = 0; k < k8; k += 8) {
-                __m256 y = _mm256_loadu_ps(a + k);
-                c0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w0 + k), c0);
-                c1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w1 + k), c1);
-            }
-            float s0 = hsum256(c0), s1 = hsum256(c1);
-            for (int k = k8; k < K; k++)
-                s0 += a[k] * w0[k], s1 += a[k] * w1[k];
-            store_dot(C + (size_t)m * ldc + n, s0, beta);
-            store_dot(C + (size_t)m * ldc + n + 1, s1, beta);
-        }
-    }
-    for (; n < N; n++) { /* odd N: one W row at a time */
-        const float *w = W + (size_t)n * (size_t)K;
-        for (int m = 0; m < rows; m++) {
-            const float *a = A + (size_t)m * lda;
-            __m256 c = _mm256_setzero_ps();
-            for (int k = 0; k < k8; k += 8)
-                c = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(w + k), c);
-            float sum = hsum256(c);
-            for (int k = k8; k < K; k++)
-                sum += a[k] * w[k];
-            store_dot(C + (size_t)m * ldc + n, sum, beta);
-        }
-    }
-}
-
-#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
-#define H(x) half_to_float(x)
-
 static float half_to_float(uint16_t h) __attribute__((target("f16c")));
 static float half_to_float(uint16_t h)
 {
     return _cvtsh_ss(h);
 }
 
-/* The same over fp16 weights (F16C converts 8 at a time). Four rows of A against two rows of W per pass (8 independent accumulators keep both FMA
- * ports busy); each W row is read from memory once and reused from L1 for all rows of A. */
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+
+/* fp32 weights */
+static void small_nt_avx2(int rows, int N, int K, const float *A, int lda, const float *W,
+                          float beta, float *C, int ldc) __attribute__((target("avx2,fma")));
+#define SMALL_NT_NAME small_nt_avx2
+#define SMALL_NT_W float
+#define SMALL_NT_LOAD8(p) _mm256_loadu_ps(p)
+#define SMALL_NT_LOAD1(x) (x)
+#include "encoder/small_nt.inc"
+#undef SMALL_NT_NAME
+#undef SMALL_NT_W
+#undef SMALL_NT_LOAD8
+#undef SMALL_NT_LOAD1
+
+/* fp16 weights (F16C converts 8 at a time): half the bytes to stream */
 static void small_nt_avx2_h(int rows, int N, int K, const float *A, int lda, const uint16_t *W,
-                          float beta, float *C, int ldc) __attribute__((target("avx2,fma,f16c")));
-static void small_nt_avx2_h(int rows, int N, int K, const float *A, int lda, const uint16_t *W,
-                          float beta, float *C, int ldc)
-{
-    int k8 = K & ~7, n = 0;
-    for (; n + 2 <= N; n += 2) {
-        const uint16_t *w0 = W + (size_t)n * (size_t)K, *w1 = w0 + K;
-        int m = 0;
-        for (; m + 4 <= rows; m += 4) {
-            const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
-                   c21 = c00, c30 = c00, c31 = c00;
-            for (int k = 0; k < k8; k += 8) {
-                __m256 x0 = LDH(w0 + k), x1 = LDH(w1 + k), y;
-                y = _mm256_loadu_ps(a0 + k);
-                c00 = _mm256_fmadd_ps(y, x0, c00);
-                c01 = _mm256_fmadd_ps(y, x1, c01);
-                y = _mm256_loadu_ps(a1 + k);
-                c10 = _mm256_fmadd_ps(y, x0, c10);
-                c11 = _mm256_fmadd_ps(y, x1, c11);
-                y = _mm256_loadu_ps(a2 + k);
-                c20 = _mm256_fmadd_ps(y, x0, c20);
-                c21 = _mm256_fmadd_ps(y, x1, c21);
-                y = _mm256_loadu_ps(a3 + k);
-                c30 = _mm256_fmadd_ps(y, x0, c30);
-                c31 = _mm256_fmadd_ps(y, x1, c31);
-            }
-            float s[8] = {hsum256(c00), hsum256(c01), hsum256(c10), hsum256(c11),
-                          hsum256(c20), hsum256(c21), hsum256(c30), hsum256(c31)};
-            for (int k = k8; k < K; k++) {
-                s[0] += a0[k] * H(w0[k]), s[1] += a0[k] * H(w1[k]);
-                s[2] += a1[k] * H(w0[k]), s[3] += a1[k] * H(w1[k]);
-                s[4] += a2[k] * H(w0[k]), s[5] += a2[k] * H(w1[k]);
-                s[6] += a3[k] * H(w0[k]), s[7] += a3[k] * H(w1[k]);
-            }
-            for (int j = 0; j < 4; j++) {
-                store_dot(C + (size_t)(m + j) * ldc + n, s[2 * j], beta);
-                store_dot(C + (size_t)(m + j) * ldc + n + 1, s[2 * j + 1], beta);
-            }
-        }
-        for (; m < rows; m++) {
-            const float *a = A + (size_t)m * lda;
-            __m256 c0 = _mm256_setzero_ps(), c1 = c0;
-            for (int k = 0; k < k8; k += 8) {
-                __m256 y = _mm256_loadu_ps(a + k);
-                c0 = _mm256_fmadd_ps(y, LDH(w0 + k), c0);
-                c1 = _mm256_fmadd_ps(y, LDH(w1 + k), c1);
-            }
-            float s0 = hsum256(c0), s1 = hsum256(c1);
-            for (int k = k8; k < K; k++)
-                s0 += a[k] * H(w0[k]), s1 += a[k] * H(w1[k]);
-            store_dot(C + (size_t)m * ldc + n, s0, beta);
-            store_dot(C + (size_t)m * ldc + n + 1, s1, beta);
-        }
-    }
-    for (; n < N; n++) { /* odd N: one W row at a time */
-        const uint16_t *w = W + (size_t)n * (size_t)K;
-        for (int m = 0; m < rows; m++) {
-            const float *a = A + (size_t)m * lda;
-            __m256 c = _mm256_setzero_ps();
-            for (int k = 0; k < k8; k += 8)
-                c = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), LDH(w + k), c);
-            float sum = hsum256(c);
-            for (int k = k8; k < K; k++)
-                sum += a[k] * H(w[k]);
-            store_dot(C + (size_t)m * ldc + n, sum, beta);
-        }
-    }
-}
+                            float beta, float *C, int ldc)
+    __attribute__((target("avx2,fma,f16c")));
+#define SMALL_NT_NAME small_nt_avx2_h
+#define SMALL_NT_W uint16_t
+#define SMALL_NT_LOAD8(p) LDH(p)
+#define SMALL_NT_LOAD1(x) half_to_float(x)
+#include "encoder/small_nt.inc"
+#undef SMALL_NT_NAME
+#undef SMALL_NT_W
+#undef SMALL_NT_LOAD8
+#undef SMALL_NT_LOAD1
 
 static int have_f16c(void)
 {
