@@ -71,6 +71,16 @@ static int64_t id_to_row(const char *id, const char *prefix)
     return r;
 }
 
+/* The next query row, or SIZE_MAX when the run is over: after --duration, and only once every
+ * query was sent at least once (so recall covers the whole query set even on a slow system). */
+static size_t next_query(shared *sh)
+{
+    size_t i = atomic_fetch_add(&sh->next, 1);
+    if (cr_clock_mono_us() >= sh->end_us && i >= sh->nq)
+        return SIZE_MAX;
+    return i % sh->nq;
+}
+
 static void *endpoint_worker(void *arg)
 {
     worker *w = arg;
@@ -103,9 +113,11 @@ static void *endpoint_worker(void *arg)
         req.health = &hr;
     }
     v.n_values = sh->dim;
-    while (cr_clock_mono_us() < sh->end_us) {
-        size_t i = atomic_fetch_add(&sh->next, 1) % sh->nq;
+    for (;;) {
+        size_t i = next_query(sh);
         Cirrus__V1__Response *resp = NULL;
+        if (i == SIZE_MAX)
+            break;
         uint64_t t0 = cr_clock_mono_us();
         v.values = sh->q + i * sh->dim;
         req.deadline_ms = 0;
@@ -136,9 +148,11 @@ static void *peer_worker(void *arg)
     p.nprobe = (int)c->nprobe;
     p.ef_search = (int)c->ef;
     p.threads = 1;
-    while (dist && ids && cr_clock_mono_us() < sh->end_us) {
-        size_t i = atomic_fetch_add(&sh->next, 1) % sh->nq;
+    while (dist && ids) {
+        size_t i = next_query(sh);
         uint64_t t0 = cr_clock_mono_us();
+        if (i == SIZE_MAX)
+            break;
         if (shard_index_search(sh->peer, 1, sh->qn + i * sh->dim, c->k, &p, dist, ids)) {
             w->errors++;
             continue;
