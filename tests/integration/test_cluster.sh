@@ -68,7 +68,7 @@ sleep 1.5
 "$BIN/cirrus-shard" --dir "$WORK/cl/shard-1-0" --bind "$SHARD_1_0" --log-level warn \
   >"$WORK/s10.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
   grep -q "group 1 replica 0 repaired" "$WORK/cl/coordinator.log" && break
   sleep 0.1
 done
