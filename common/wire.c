@@ -317,3 +317,29 @@ cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us)
     m->nroute = last;
     return CR_OK;
 }
+
+cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim,
+                           uint32_t default_deadline_ms, cr_pb_bounded *alloc,
+                           Cirrus__V1__Request **req, uint64_t *recv_us)
+{
+    uint32_t budget;
+    cr_err rc;
+    *req = NULL;
+    rc = cr_wire_take_recv_time(m, recv_us);
+    if (rc)
+        return rc;
+    cr_pb_bounded_init(alloc, lim->max_alloc);
+    rc = cr_wire_unpack_request(m, alloc, req);
+    if (rc) {
+        cr_wire_reply_error(sock, m, 0, rc, cr_error_message());
+        return rc;
+    }
+    budget = (*req)->deadline_ms ? (*req)->deadline_ms : default_deadline_ms;
+    if ((cr_clock_mono_us() - *recv_us) / 1000 > budget) {
+        cr_wire_reply_error(sock, m, (*req)->id, CR_ERR_DEADLINE, "deadline passed while queued");
+        cirrus__v1__request__free_unpacked(*req, &alloc->base);
+        *req = NULL;
+        return CR_ERR_DEADLINE;
+    }
+    return CR_OK;
+}

@@ -101,6 +101,15 @@ void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
  * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */
 cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us);
 
+/* Worker side of a request the proxy dispatched: strips the receive time, unpacks the body
+ * through `alloc` (initialised here with lim->max_alloc) and checks the deadline (the request's
+ * own, else default_deadline_ms). On failure it has already answered on `sock` (or dropped a
+ * message with no receive time) and returns non-zero with *req NULL. On success the caller
+ * frees *req with cirrus__v1__request__free_unpacked(*req, &alloc->base). */
+cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim,
+                           uint32_t default_deadline_ms, cr_pb_bounded *alloc,
+                           Cirrus__V1__Request **req, uint64_t *recv_us);
+
 /* Fills `st` (caller's storage) with code + message; message must outlive the send. */
 void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message);
 

@@ -645,22 +645,12 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
 {
     cr_pb_bounded alloc;
     Cirrus__V1__Request *req = NULL;
-    uint64_t recv_us = 0, waited_ms;
+    uint64_t recv_us = 0;
     cr_err rc;
 
-    if (cr_wire_take_recv_time(m, &recv_us))
+    if (cr_wire_worker_take(sock, m, &s->lim, s->o.default_deadline_ms, &alloc, &req,
+                            &recv_us))
         return;
-    cr_pb_bounded_init(&alloc, s->lim.max_alloc);
-    rc = cr_wire_unpack_request(m, &alloc, &req);
-    if (rc) {
-        reply_status(sock, m, 0, rc, cr_error_message());
-        return;
-    }
-    waited_ms = (cr_clock_mono_us() - recv_us) / 1000;
-    if (waited_ms > (req->deadline_ms ? req->deadline_ms : s->o.default_deadline_ms)) {
-        reply_status(sock, m, req->id, CR_ERR_DEADLINE, "deadline passed while queued");
-        goto out;
-    }
     switch (req->op_case) {
     case CIRRUS__V1__REQUEST__OP_SEARCH: do_search(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: do_search_batch(s, sock, m, req); break;
@@ -691,7 +681,6 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
                      "a coordinator or an encoder)");
         break;
     }
-out:
     if (req)
         cirrus__v1__request__free_unpacked(req, &alloc.base);
 }
