@@ -343,3 +343,31 @@ cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim
     }
     return CR_OK;
 }
+
+cr_err cr_wire_worker_loop(void *zmq_ctx, const char *endpoint, const cr_wire_limits *lim,
+                           atomic_int *stop, cr_wire_handler fn, void *arg)
+{
+    void *sock = zmq_socket(zmq_ctx, ZMQ_DEALER);
+    cr_wire_limits inner = *lim;
+    cr_wire_msg m;
+
+    inner.max_frame = (size_t)-1 >> 1; /* already checked by the proxy */
+    inner.heartbeat_ivl_ms = 0;         /* inproc */
+    if (!sock || cr_wire_socket_setup(sock, &inner) || zmq_connect(sock, endpoint) != 0) {
+        cr_err rc = cr_error_set(CR_ERR_NET, "worker socket: %s", zmq_strerror(errno));
+        if (sock)
+            zmq_close(sock);
+        return rc;
+    }
+    cr_wire_msg_init(&m);
+    while (!atomic_load(stop)) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        if (cr_wire_recv(sock, &m, &inner, ZMQ_DONTWAIT) == CR_OK)
+            fn(arg, sock, &m);
+        cr_wire_msg_close(&m);
+    }
+    zmq_close(sock);
+    return CR_OK;
+}

@@ -19,6 +19,7 @@
 #ifndef CR_WIRE_H
 #define CR_WIRE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,13 @@ void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
 /* Worker side: removes the receive-time frame cr_wire_dispatch_timed added; the routing
  * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */
 cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us);
+
+/* A worker thread's loop: a DEALER connected to the proxy's inproc `endpoint`, each message
+ * handed to fn(arg, sock, m) (which replies on sock), until *stop becomes non-zero (checked
+ * every 100 ms). Returns CR_ERR_NET when the socket cannot be set up. */
+typedef void (*cr_wire_handler)(void *arg, void *sock, cr_wire_msg *m);
+cr_err cr_wire_worker_loop(void *zmq_ctx, const char *endpoint, const cr_wire_limits *lim,
+                           atomic_int *stop, cr_wire_handler fn, void *arg);
 
 /* Worker side of a request the proxy dispatched: strips the receive time, unpacks the body
  * through `alloc` (initialised here with lim->max_alloc) and checks the deadline (the request's

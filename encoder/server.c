@@ -1324,31 +1324,17 @@ static void handle(server *srv, void *sock, cr_wire_msg *m)
         cirrus__v1__request__free_unpacked(req, &alloc.base);
 }
 
+static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
+{
+    handle(arg, sock, m);
+}
+
 static void *worker_main(void *arg)
 {
     server *srv = arg;
-    void *sock = zmq_socket(srv->ctx, ZMQ_DEALER);
-    cr_wire_msg m;
-    cr_wire_limits lim = srv->lim;
-
-    lim.max_frame = (size_t)-1 >> 1; /* already checked by the proxy */
-    lim.heartbeat_ivl_ms = 0;
-    if (!sock || cr_wire_socket_setup(sock, &lim) || zmq_connect(sock, srv->work_ep) != 0) {
-        CR_ERROR("encoder", "worker socket: %s", zmq_strerror(errno));
-        if (sock)
-            zmq_close(sock);
-        return NULL;
-    }
-    cr_wire_msg_init(&m);
-    while (!atomic_load(&srv->workers_stop)) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, POLL_MS) <= 0)
-            continue;
-        if (cr_wire_recv(sock, &m, &lim, ZMQ_DONTWAIT) == CR_OK)
-            handle(srv, sock, &m);
-        cr_wire_msg_close(&m);
-    }
-    zmq_close(sock);
+    if (cr_wire_worker_loop(srv->ctx, srv->work_ep, &srv->lim, &srv->workers_stop,
+                            handle_msg, srv))
+        CR_ERROR("encoder", "%s", cr_error_message());
     return NULL;
 }
 

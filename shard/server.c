@@ -685,28 +685,17 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
         cirrus__v1__request__free_unpacked(req, &alloc.base);
 }
 
+static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
+{
+    handle(arg, sock, m);
+}
+
 static void *worker_main(void *arg)
 {
     server *s = arg;
-    void *sock = zmq_socket(s->ctx, ZMQ_DEALER);
-    cr_wire_msg m;
-    cr_wire_limits lim = s->lim;
-
-    lim.max_frame = (size_t)-1; /* already checked by the proxy */
-    if (!sock || cr_wire_socket_setup(sock, &s->lim) || zmq_connect(sock, s->work_ep) != 0) {
-        CR_ERROR("shard", "worker socket: %s", zmq_strerror(errno));
-        return NULL;
-    }
-    cr_wire_msg_init(&m);
-    while (!atomic_load(&s->workers_stop)) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, POLL_MS) <= 0)
-            continue;
-        if (cr_wire_recv(sock, &m, &lim, ZMQ_DONTWAIT) == CR_OK)
-            handle(s, sock, &m);
-        cr_wire_msg_close(&m);
-    }
-    zmq_close(sock);
+    if (cr_wire_worker_loop(s->ctx, s->work_ep, &s->lim, &s->workers_stop,
+                            handle_msg, s))
+        CR_ERROR("shard", "%s", cr_error_message());
     return NULL;
 }
 
