@@ -224,6 +224,16 @@ void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message
     st->message = (char *)(message ? message : "");
 }
 
+cr_err cr_wire_reply_ok(void *sock, const cr_wire_msg *route, uint64_t id,
+                        Cirrus__V1__Response *resp)
+{
+    Cirrus__V1__Status st;
+    cr_wire_status_set(&st, CR_OK, "");
+    resp->id = id;
+    resp->status = &st;
+    return cr_wire_send(sock, route, &resp->base, 0);
+}
+
 cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
                            const char *message)
 {

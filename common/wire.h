@@ -118,6 +118,11 @@ cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim
                            uint32_t default_deadline_ms, cr_pb_bounded *alloc,
                            Cirrus__V1__Request **req, uint64_t *recv_us);
 
+/* Sends `resp` as the ok answer to request `id`: sets its id and an ok Status, then sends it
+ * along `route`. */
+cr_err cr_wire_reply_ok(void *sock, const cr_wire_msg *route, uint64_t id,
+                        Cirrus__V1__Response *resp);
+
 /* Fills `st` (caller's storage) with code + message; message must outlive the send. */
 void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message);
 

@@ -1246,7 +1246,6 @@ static void do_stats(server *srv, void *sock, const cr_wire_msg *route,
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
     Cirrus__V1__EncoderStats e = CIRRUS__V1__ENCODER_STATS__INIT;
-    Cirrus__V1__Status st;
     enc_service_stats ss;
     char *methods[ENC_COMPOSE_IMAGE];
     size_t nm = 0;
@@ -1270,28 +1269,23 @@ static void do_stats(server *srv, void *sock, const cr_wire_msg *route,
     r.dim = ss.embed_dim;
     r.uptime_s = (cr_clock_mono_ms() - srv->start_ms) / 1000;
     r.encoder = &e;
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
     resp.stats = &r;
-    reply(sock, route, &resp);
+    if (cr_wire_reply_ok(sock, route, req->id, &resp))
+        CR_WARN("encoder", "reply: %s", cr_error_message());
 }
 
 static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
-    Cirrus__V1__Status st;
-    cr_wire_status_set(&st, CR_OK, "");
     h.ready = 1;
     h.role = "encoder";
     h.version = "0.1.0";
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
     resp.health = &h;
-    reply(sock, route, &resp);
+    if (cr_wire_reply_ok(sock, route, req->id, &resp))
+        CR_WARN("encoder", "reply: %s", cr_error_message());
 }
 
 static void handle(server *srv, void *sock, cr_wire_msg *m)

@@ -54,9 +54,10 @@ shard_server_opts shard_server_default_opts(void)
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static cr_err reply(void *sock, const cr_wire_msg *route, Cirrus__V1__Response *resp)
+static cr_err reply(void *sock, const cr_wire_msg *route, uint64_t id,
+                    Cirrus__V1__Response *resp)
 {
-    cr_err rc = cr_wire_send(sock, route, &resp->base, 0);
+    cr_err rc = cr_wire_reply_ok(sock, route, id, resp);
     if (rc)
         CR_WARN("shard", "reply %llu: %s", (unsigned long long)resp->id, cr_error_message());
     return rc;
@@ -138,7 +139,6 @@ static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cir
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SearchResult r = CIRRUS__V1__SEARCH_RESULT__INIT;
     Cirrus__V1__Timing t = CIRRUS__V1__TIMING__INIT;
-    Cirrus__V1__Status st;
     cr_err rc;
 
     r.timing = &t;
@@ -148,12 +148,9 @@ static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cir
         reply_status(sock, route, req->id, rc, cr_error_message());
         return;
     }
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
     resp.search = &r;
-    reply(sock, route, &resp);
+    reply(sock, route, req->id, &resp);
     result_free(&r);
 }
 
@@ -229,7 +226,6 @@ static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SearchBatchResult b = CIRRUS__V1__SEARCH_BATCH_RESULT__INIT;
-    Cirrus__V1__Status st;
     size_t nq = req->search_batch ? req->search_batch->n_queries : 0;
     cr_err rc = CR_OK;
 
@@ -262,12 +258,9 @@ done:
     if (rc) {
         reply_status(sock, route, req->id, rc, cr_error_message());
     } else {
-        cr_wire_status_set(&st, CR_OK, "");
-        resp.id = req->id;
-        resp.status = &st;
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH_BATCH;
         resp.search_batch = &b;
-        reply(sock, route, &resp);
+        reply(sock, route, req->id, &resp);
     }
     for (size_t i = 0; i < b.n_results; i++) {
         result_free(b.results[i]);
@@ -280,7 +273,6 @@ static void do_get(server *s, void *sock, const cr_wire_msg *route, const Cirrus
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__GetResult g = CIRRUS__V1__GET_RESULT__INIT;
-    Cirrus__V1__Status st;
     size_t n = req->get ? req->get->n_ids : 0;
 
     if (n == 0 || n > 10000) {
@@ -305,12 +297,9 @@ static void do_get(server *s, void *sock, const cr_wire_msg *route, const Cirrus
         else
             CR_WARN("shard", "get %s: %s", req->get->ids[i], cr_error_message());
     }
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_GET;
     resp.get = &g;
-    reply(sock, route, &resp);
+    reply(sock, route, req->id, &resp);
     for (size_t i = 0; i < g.n_items; i++)
         cirrus__v1__item__free_unpacked(g.items[i], NULL);
     free(g.items);
@@ -321,25 +310,20 @@ static void do_stats(server *s, void *sock, const cr_wire_msg *route, const Cirr
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
-    Cirrus__V1__Status st;
     cr_err rc = shard_engine_stats(s->engine, &r);
     if (rc) {
         reply_status(sock, route, req->id, rc, cr_error_message());
         return;
     }
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
     resp.stats = &r;
-    reply(sock, route, &resp);
+    reply(sock, route, req->id, &resp);
 }
 
 static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
-    Cirrus__V1__Status st;
     const Cirrus__V1__ScanRequest *q = req->scan;
     long long cursor = 0;
     uint64_t next = 0;
@@ -357,12 +341,9 @@ static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirru
     }
     snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
     r.next_cursor = next_text;
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
     resp.scan = &r;
-    reply(sock, route, &resp);
+    reply(sock, route, req->id, &resp);
     shard_engine_scan_clear(&r);
 }
 
@@ -370,16 +351,12 @@ static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Re
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
-    Cirrus__V1__Status st;
-    cr_wire_status_set(&st, CR_OK, "");
     h.ready = 1;
     h.role = "shard";
     h.version = "0.1.0";
-    resp.id = req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
     resp.health = &h;
-    reply(sock, route, &resp);
+    reply(sock, route, req->id, &resp);
 }
 
 /* ---- the writer ---------------------------------------------------------------------- */
@@ -516,8 +493,7 @@ reply_all:
         Cirrus__V1__ItemStatus *is = calloc(n ? n : 1, sizeof *is);
         Cirrus__V1__ItemStatus **isp = calloc(n ? n : 1, sizeof *isp);
         Cirrus__V1__Status *sts = calloc(n ? n : 1, sizeof *sts);
-        Cirrus__V1__Status st;
-        if (rc || !is || !isp || !sts) {
+            if (rc || !is || !isp || !sts) {
             reply_status(out, &j->route, j->req->id, rc ? rc : CR_ERR_NOMEM, cr_error_message());
             free(is);
             free(isp);
@@ -536,9 +512,6 @@ reply_all:
         wr.items = isp;
         wr.n_items = n;
         wr.replicas_acked = 1;
-        cr_wire_status_set(&st, CR_OK, "");
-        resp.id = j->req->id;
-        resp.status = &st;
         if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT) {
             resp.result_case = CIRRUS__V1__RESPONSE__RESULT_UPSERT;
             resp.upsert = &wr;
@@ -546,7 +519,7 @@ reply_all:
             resp.result_case = CIRRUS__V1__RESPONSE__RESULT_DELETE;
             resp.delete_ = &wr;
         }
-        reply(out, &j->route, &resp);
+        reply(out, &j->route, j->req->id, &resp);
         free(is);
         free(isp);
         free(sts);
@@ -560,18 +533,14 @@ static void do_snapshot(server *s, void *out, write_job *j)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
-    Cirrus__V1__Status st;
     cr_err rc = shard_engine_snapshot(s->engine, &r);
     if (rc) {
         reply_status(out, &j->route, j->req->id, rc, cr_error_message());
         return;
     }
-    cr_wire_status_set(&st, CR_OK, "");
-    resp.id = j->req->id;
-    resp.status = &st;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SNAPSHOT;
     resp.snapshot = &r;
-    reply(out, &j->route, &resp);
+    reply(out, &j->route, j->req->id, &resp);
 }
 
 static void maintenance(server *s, uint64_t *last_snap_ms, int force)
