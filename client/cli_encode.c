@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "client/cli.h"
 #include "common/config.h"
 #include "encoder/image.h"
@@ -26,29 +27,6 @@ typedef struct embed_input {
     int is_image;
     const char *arg;
 } embed_input;
-
-static cr_err read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    long size;
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
-        (size_t)size > ENC_IMAGE_MAX_FILE_BYTES) {
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read %s (or larger than 1 GiB)", path);
-    }
-    *data = malloc((size_t)size + 1);
-    if (!*data || fread(*data, 1, (size_t)size, f) != (size_t)size) {
-        free(*data);
-        *data = NULL;
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read %s", path);
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return CR_OK;
-}
 
 static json_t *embedding_json(const float *v, int d)
 {
@@ -126,7 +104,7 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv)
             texts[kt++] = in[i].arg;
             continue;
         }
-        if (read_file(in[i].arg, (uint8_t **)&blobs[ki].data, &blobs[ki].len)) {
+        if (cr_file_read(in[i].arg, (uint8_t **)&blobs[ki].data, &blobs[ki].len)) {
             cli_error("embed", "--image: %s", cr_error_message());
             goto out;
         }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "client/cli.h"
 #include "common/attrs_json.h"
 #include "common/config.h"
@@ -28,28 +29,6 @@ static void item_clear(ingest_item *it)
     free(it->image);
     cr_attrs_free(it->attrs, it->n_attrs);
     memset(it, 0, sizeof *it);
-}
-
-static cr_err read_all(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    long size;
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "cannot open image %s", path);
-    if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read image %s", path);
-    }
-    *data = malloc((size_t)size + 1);
-    if (!*data || fread(*data, 1, (size_t)size, f) != (size_t)size) {
-        free(*data);
-        *data = NULL;
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read image %s", path);
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return CR_OK;
 }
 
 /* Parses one catalog line; errors name the line. */
@@ -76,7 +55,7 @@ static cr_err parse_line(const char *line, long lineno, const char *dir, ingest_
         goto out;
     }
     snprintf(path, sizeof path, "%s/%s", dir, json_string_value(img));
-    rc = read_all(path, &it->image, &it->image_len);
+    rc = cr_file_read(path, &it->image, &it->image_len);
     if (!rc)
         rc = cr_attrs_from_json(json_object_get(j, "attributes"), &it->attrs, &it->n_attrs);
     if (rc)

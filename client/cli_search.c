@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "client/cli.h"
 #include "common/attrs_json.h"
 #include "common/config.h"
@@ -42,27 +43,6 @@ static int method_parse(const char *s, Cirrus__V1__ComposeMethod *m)
     return -1;
 }
 
-static cr_err read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    long size;
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read %s", path);
-    }
-    *data = malloc((size_t)size + 1);
-    if (!*data || fread(*data, 1, (size_t)size, f) != (size_t)size) {
-        free(*data);
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "cannot read %s", path);
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return CR_OK;
-}
-
 typedef struct search_args {
     Cirrus__V1__Query q;
     Cirrus__V1__Vector vec;
@@ -81,7 +61,7 @@ static int search_build_kind(search_args *a)
 {
     int kinds = (a->vec.n_values > 0) + (a->text != NULL) + (a->ref_id != NULL) +
                 (a->image_path != NULL && !a->has_caption);
-    if (a->image_path && read_file(a->image_path, &a->image, &a->image_len)) {
+    if (a->image_path && cr_file_read(a->image_path, &a->image, &a->image_len)) {
         cli_error("search", "--image: %s", cr_error_message());
         return CLI_FAIL;
     }

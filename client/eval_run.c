@@ -1,4 +1,5 @@
 /* eval_run.c — CIRCO / FashionIQ / CIRR through a live endpoint (see eval_run.h). */
+#include "common/fileio.h"
 #include "client/eval_run.h"
 
 #include <dirent.h>
@@ -121,28 +122,6 @@ static cr_err load_json(const char *path, json_t **out)
         return cr_error_set(CR_ERR_INVALID, "%s: malformed JSON at line %d, column %d: %s", path,
                             e.line, e.column, e.text);
     *out = j;
-    return CR_OK;
-}
-
-static cr_err read_bytes(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    long size;
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "%s: cannot read", path);
-    }
-    *data = malloc((size_t)size + 1);
-    if (!*data || fread(*data, 1, (size_t)size, f) != (size_t)size) {
-        free(*data);
-        *data = NULL;
-        fclose(f);
-        return cr_error_set(CR_ERR_IO, "%s: cannot read", path);
-    }
-    fclose(f);
-    *len = (size_t)size;
     return CR_OK;
 }
 
@@ -575,7 +554,7 @@ static cr_err item_prepare(run *r, size_t gi, ingest_item *it)
     memset(it, 0, sizeof *it);
     it->img = gi;
     if (g->path) {
-        rc = read_bytes(g->path, &it->image, &it->len);
+        rc = cr_file_read(g->path, &it->image, &it->len);
     } else { /* FashionIQ: images/<name>.<ext> */
         int found = 0;
         rc = CR_OK;
@@ -583,7 +562,7 @@ static cr_err item_prepare(run *r, size_t gi, ingest_item *it)
             if ((rc = path_fmt(path, "%s/images/%s%s", r->p->root, g->id, image_exts[e])))
                 return rc;
             if ((found = is_file(path)))
-                rc = read_bytes(path, &it->image, &it->len);
+                rc = cr_file_read(path, &it->image, &it->len);
         }
         if (!found)
             rc = cr_error_set(CR_ERR_IO, "%s/images/%s.png: no such image (also tried .jpg, "
