@@ -381,3 +381,10 @@ cr_err cr_wire_worker_loop(void *zmq_ctx, const char *endpoint, const cr_wire_li
     zmq_close(sock);
     return CR_OK;
 }
+
+void cr_wire_inproc_name(char *buf, size_t len, const char *what)
+{
+    /* The one piece of process-wide state here: a counter, only ever incremented. */
+    static _Atomic uint64_t next;
+    snprintf(buf, len, "inproc://%s-%llu", what, (unsigned long long)atomic_fetch_add(&next, 1));
+}

@@ -102,6 +102,11 @@ void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
  * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */
 cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us);
 
+/* Writes a fresh "inproc://<what>-N" name into buf. Names are never reused within a process:
+ * ZeroMQ releases a closed inproc endpoint asynchronously, so a server restarted in the same
+ * process (at, say, the same stack address) must not bind the name its predecessor used. */
+void cr_wire_inproc_name(char *buf, size_t len, const char *what);
+
 /* A worker thread's loop: a DEALER connected to the proxy's inproc `endpoint`, each message
  * handed to fn(arg, sock, m) (which replies on sock), until *stop becomes non-zero (checked
  * every 100 ms). Returns CR_ERR_NET when the socket cannot be set up. */

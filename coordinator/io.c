@@ -591,8 +591,8 @@ cr_err coord_io_new(coord_io **out, const coord_map *map, const coord_io_opts *o
     io->own_ctx = !o->zmq_ctx;
     io->ctx = o->zmq_ctx ? o->zmq_ctx : zmq_ctx_new();
     io->next_id = ((uint64_t)cr_clock_mono_ns() << 8) | 1;
-    snprintf(io->work_ep, sizeof io->work_ep, "inproc://coord-work-%p", (void *)io);
-    snprintf(io->call_ep, sizeof io->call_ep, "inproc://coord-calls-%p", (void *)io);
+    cr_wire_inproc_name(io->work_ep, sizeof io->work_ep, "coord-work");
+    cr_wire_inproc_name(io->call_ep, sizeof io->call_ep, "coord-calls");
     rc = backends_build(io, io->map);
     if (rc) {
         coord_io_free(&io);

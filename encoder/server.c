@@ -1431,7 +1431,7 @@ cr_err enc_server_run(enc_service *s, const enc_server_opts *o, volatile sig_ato
     if (srv.efd < 0)
         return cr_error_set(CR_ERR_INTERNAL, "eventfd: %s", strerror(errno));
     srv.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
-    snprintf(srv.work_ep, sizeof srv.work_ep, "inproc://encoder-work-%p", (void *)&srv);
+    cr_wire_inproc_name(srv.work_ep, sizeof srv.work_ep, "encoder-work");
     pthread_mutex_init(&srv.mu, NULL);
     pthread_cond_init(&srv.cv, NULL);
     rc = srv.ctx ? sockets_open(&srv, &front, &work)

@@ -745,8 +745,8 @@ cr_err shard_server_run(shard_engine *e, const shard_server_opts *o, volatile si
     if (s.o.workers < 1 || s.o.workers > 64)
         s.o.workers = 2;
     s.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
-    snprintf(s.work_ep, sizeof s.work_ep, "inproc://shard-work-%p", (void *)&s);
-    snprintf(s.reply_ep, sizeof s.reply_ep, "inproc://shard-replies-%p", (void *)&s);
+    cr_wire_inproc_name(s.work_ep, sizeof s.work_ep, "shard-work");
+    cr_wire_inproc_name(s.reply_ep, sizeof s.reply_ep, "shard-replies");
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     rc = sockets_open(&s, &front, &work, &replies);
