@@ -20,12 +20,13 @@ float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normaliz
 
 typedef struct search_cfg {
     const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
-    long long k, concurrency, duration_s, nprobe, ef, peer_threads;
+    long long k, concurrency, duration_s, nprobe, ef, peer_threads, spin_us;
     int json, ping;
 } search_cfg;
 
 typedef struct run_result {
     double qps, p50, p95, p99, p999, recall;
+    double server_search_ms; /* mean of the search time the server reports (timing) */
     uint64_t done, errors;
 } run_result;
 
@@ -47,6 +48,7 @@ typedef struct worker {
     double *lat_ms;
     size_t n_lat, cap_lat;
     uint64_t errors;
+    uint64_t server_us, server_n; /* from the answers' timing.search_us */
 } worker;
 
 static void lat_push(worker *w, double ms)
@@ -92,8 +94,10 @@ static void *endpoint_worker(void *arg)
     Cirrus__V1__Query q = CIRRUS__V1__QUERY__INIT;
     Cirrus__V1__Vector v = CIRRUS__V1__VECTOR__INIT;
     Cirrus__V1__SearchParams p = CIRRUS__V1__SEARCH_PARAMS__INIT;
+    cirrus_client_opts co = cirrus_client_default_opts();
 
-    if (cirrus_client_open(&cl, c->endpoint, NULL)) {
+    co.spin_us = (unsigned)c->spin_us;
+    if (cirrus_client_open(&cl, c->endpoint, &co)) {
         w->errors++;
         return NULL;
     }
@@ -128,6 +132,10 @@ static void *endpoint_worker(void *arg)
             continue;
         }
         lat_push(w, (double)(cr_clock_mono_us() - t0) / 1000.0);
+        if (!c->ping && resp->search->timing && resp->search->timing->search_us) {
+            w->server_us += resp->search->timing->search_us;
+            w->server_n++;
+        }
         for (size_t j = 0; !c->ping && j < (size_t)c->k; j++)
             sh->answers[i * (size_t)c->k + j] =
                 j < resp->search->n_hits ? id_to_row(resp->search->hits[j]->id, c->prefix) : -1;
@@ -250,7 +258,7 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
     run_result r = {0};
     double *all;
     size_t n = 0;
-    uint64_t t0;
+    uint64_t t0, server_us = 0, server_n = 0;
 
     for (size_t i = 0; i < sh->nq * (size_t)c->k; i++)
         sh->answers[i] = -1;
@@ -265,7 +273,10 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
         pthread_join(tids[i], NULL);
         n += ws[i].n_lat;
         r.errors += ws[i].errors;
+        server_us += ws[i].server_us;
+        server_n += ws[i].server_n;
     }
+    r.server_search_ms = server_n ? (double)server_us / (double)server_n / 1000.0 : 0;
     all = malloc((n ? n : 1) * sizeof *all);
     n = 0;
     for (int i = 0; i < threads; i++) {
@@ -333,6 +344,8 @@ static json_t *result_json(const run_result *r, int conc)
     json_object_set_new(o, "concurrency", json_integer(conc));
     json_object_set_new(o, "queries", json_integer((json_int_t)r->done));
     json_object_set_new(o, "errors", json_integer((json_int_t)r->errors));
+    if (r->server_search_ms > 0)
+        json_object_set_new(o, "server_search_ms", json_real(r->server_search_ms));
     return o;
 }
 
@@ -353,6 +366,7 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"peer-index", required_argument, 0, 'I'}, {"metric", required_argument, 0, 'm'},
         {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
         {"filter", required_argument, 0, 'F'},   {"ping", no_argument, 0, 'P'},
+        {"spin-us", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
@@ -364,7 +378,7 @@ static int parse(search_cfg *c, int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         long long *t = ch == 'k' ? &c->k : ch == 'c' ? &c->concurrency : ch == 'd' ? &c->duration_s
                      : ch == 'n' ? &c->nprobe : ch == 'f' ? &c->ef : ch == 'T' ? &c->peer_threads
-                     : NULL;
+                     : ch == 'S' ? &c->spin_us : NULL;
         if (t) {
             if (cr_parse_ll(optarg, 0, 100000, t)) {
                 fprintf(stderr, "cirrus-bench search: %s\n", cr_error_message());
@@ -387,9 +401,10 @@ static int parse(search_cfg *c, int argc, char **argv)
             printf("Usage: cirrus-bench search --queries Q.fvecs [--endpoint EP] [--truth T.ivecs]\n"
                    "         [--id-prefix P] [--k 10] [--concurrency C] [--duration S] [--nprobe N]\n"
                    "         [--ef N] [--peer-base B.fvecs --peer-index FACTORY [--metric ip|l2]\n"
-                   "         [--peer-threads 2]] [--filter EXPR] [--json]\n"
+                   "         [--peer-threads 2]] [--filter EXPR] [--spin-us N] [--json]\n"
                    "With --filter, recall is measured against the endpoint's exact search under\n"
                    "the same filter. --ping sends Health requests instead (the transport floor).\n"
+                   "--spin-us: clients busy-poll this long for each reply before sleeping.\n"
                    "With --peer-base the same FAISS index is built in-process from the same\n"
                    "file and measured in the same run, single queries from --peer-threads "
                    "threads.\n");

@@ -31,6 +31,8 @@ typedef struct cirrus_client_opts {
     void *zmq_ctx;        /* share a ZeroMQ context (needed for inproc://); NULL = own one */
     size_t max_frame;     /* largest reply accepted; 0 = default (64 MiB) */
     int heartbeats;       /* ZMTP heartbeats on the connection (default on) */
+    unsigned spin_us;     /* busy-poll this long for a reply before sleeping (default 0);
+                             trades CPU for a scheduler wake-up per reply */
 } cirrus_client_opts;
 
 cirrus_client_opts cirrus_client_default_opts(void);

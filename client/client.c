@@ -15,11 +15,12 @@ struct cirrus_client {
     void *sock;
     uint64_t next_id;
     cr_wire_limits lim;
+    unsigned spin_us;
 };
 
 cirrus_client_opts cirrus_client_default_opts(void)
 {
-    cirrus_client_opts o = {NULL, 0, 1};
+    cirrus_client_opts o = {NULL, 0, 1, 0};
     return o;
 }
 
@@ -37,6 +38,7 @@ cr_err cirrus_client_open(cirrus_client **out, const char *endpoint,
         c->lim.max_frame = o.max_frame;
     if (!o.heartbeats || strncmp(endpoint, "inproc://", 9) == 0)
         c->lim.heartbeat_ivl_ms = 0;
+    c->spin_us = o.spin_us;
     c->ctx = o.zmq_ctx;
     if (!c->ctx) {
         c->ctx = zmq_ctx_new();
@@ -96,6 +98,7 @@ cr_err cirrus_client_recv(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Res
     uint64_t deadline = cr_clock_mono_ms() + timeout_ms;
     cr_wire_msg m;
     cr_err rc = CR_TIMEOUT;
+    cr_wire_spin spin = {c->spin_us, cr_clock_mono_us() + c->spin_us};
 
     cr_wire_msg_init(&m);
     for (;;) {
@@ -104,7 +107,7 @@ cr_err cirrus_client_recv(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Res
         int n;
         if (now >= deadline)
             break;
-        n = zmq_poll(&item, 1, (long)(deadline - now));
+        n = cr_wire_poll_spin(&item, 1, (long)(deadline - now), &spin);
         if (n < 0 && errno != EINTR) {
             rc = cr_error_set(CR_ERR_NET, "poll: %s", zmq_strerror(errno));
             break;

@@ -3,6 +3,7 @@
 #include "common/clock.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -282,39 +283,69 @@ static uint64_t peek_request_id(const zmq_msg_t *body)
     return 0;
 }
 
+cr_err cr_wire_front_recv(void *front, cr_wire_msg *m, const cr_wire_limits *lim)
+{
+    cr_err rc = cr_wire_recv(front, m, lim, ZMQ_DONTWAIT);
+    if (rc == CR_ERR_PROTO && m->nroute > 0) {
+        cr_wire_reply_error(front, m, m->has_body ? peek_request_id(&m->body) : 0, rc,
+                            cr_error_message());
+    } else if (rc == CR_OK && m->nroute == CR_WIRE_MAX_ROUTE) {
+        rc = CR_ERR_PROTO;
+        cr_wire_reply_error(front, m, 0, rc, "too many routing frames");
+    }
+    return rc;
+}
+
+cr_err cr_wire_hand_off(void *front, void *work, cr_wire_msg *m, uint64_t recv_us)
+{
+    /* The work queue is bounded (its HWM): when the workers are that far behind, say so at
+     * once rather than block the proxy. ZeroMQ checks the HWM on a message's first frame
+     * only, so the rest of it always goes through. */
+    for (int i = 0; i < m->nroute; i++) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &m->route[i]);
+        if (zmq_msg_send(&copy, work, ZMQ_SNDMORE | (i == 0 ? ZMQ_DONTWAIT : 0)) < 0) {
+            zmq_msg_close(&copy);
+            cr_wire_reply_error(front, m, peek_request_id(&m->body), CR_ERR_OVERLOADED,
+                                "server overloaded: its request queue is full; retry later");
+            return CR_ERR_OVERLOADED;
+        }
+    }
+    zmq_send(work, &recv_us, sizeof recv_us, ZMQ_SNDMORE);
+    zmq_msg_send(&m->body, work, 0);
+    m->has_body = 0;
+    return CR_OK;
+}
+
 void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim)
 {
     cr_wire_msg m;
     uint64_t now = cr_clock_mono_us();
-    cr_err rc;
     cr_wire_msg_init(&m);
-    rc = cr_wire_recv(front, &m, lim, ZMQ_DONTWAIT);
-    if (rc == CR_ERR_PROTO && m.nroute > 0) {
-        cr_wire_reply_error(front, &m, m.has_body ? peek_request_id(&m.body) : 0, rc,
-                            cr_error_message());
-    } else if (rc == CR_OK && m.nroute == CR_WIRE_MAX_ROUTE) {
-        cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, "too many routing frames");
-    } else if (rc == CR_OK) {
-        /* The work queue is bounded (its HWM): when the workers are that far behind, say so at
-         * once rather than block the proxy. ZeroMQ checks the HWM on a message's first frame
-         * only, so the rest of it always goes through. */
-        for (int i = 0; i < m.nroute; i++) {
-            zmq_msg_t copy;
-            zmq_msg_init(&copy);
-            zmq_msg_copy(&copy, &m.route[i]);
-            if (zmq_msg_send(&copy, work, ZMQ_SNDMORE | (i == 0 ? ZMQ_DONTWAIT : 0)) < 0) {
-                zmq_msg_close(&copy);
-                cr_wire_reply_error(front, &m, peek_request_id(&m.body), CR_ERR_OVERLOADED,
-                                    "server overloaded: its request queue is full; retry later");
-                cr_wire_msg_close(&m);
-                return;
-            }
-        }
-        zmq_send(work, &now, sizeof now, ZMQ_SNDMORE);
-        zmq_msg_send(&m.body, work, 0);
-        m.has_body = 0;
-    }
+    if (cr_wire_front_recv(front, &m, lim) == CR_OK)
+        cr_wire_hand_off(front, work, &m, now);
     cr_wire_msg_close(&m);
+}
+
+int cr_wire_poll_spin(zmq_pollitem_t *items, int n, long timeout_ms, cr_wire_spin *spin)
+{
+    int rc;
+    if (spin->spin_us) {
+        uint64_t now = cr_clock_mono_us();
+        while (now < spin->hot_until_us) {
+            rc = zmq_poll(items, n, 0);
+            if (rc != 0)
+                goto done;
+            sched_yield(); /* hand the core to any thread that has real work */
+            now = cr_clock_mono_us();
+        }
+    }
+    rc = zmq_poll(items, n, timeout_ms);
+done:
+    if (rc > 0 && spin->spin_us)
+        spin->hot_until_us = cr_clock_mono_us() + spin->spin_us;
+    return rc;
 }
 
 cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us)

@@ -93,10 +93,32 @@ cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr
 /* Moves one whole multipart message from `from` to `to` (non-blocking; a no-op when none). */
 void cr_wire_forward(void *from, void *to);
 
+/* Receives one message on the public `front` ROUTER without waiting. CR_OK: m holds a
+ * well-framed request (not yet unpacked). Framing errors are answered on `front` at once and
+ * returned; CR_TIMEOUT when nothing was queued. */
+cr_err cr_wire_front_recv(void *front, cr_wire_msg *m, const cr_wire_limits *lim);
+
+/* Hands a message cr_wire_front_recv accepted to `work` (an inproc DEALER dealing to
+ * workers) with `recv_us` appended as a last routing frame; m keeps its routing frames.
+ * CR_ERR_OVERLOADED (already answered on `front`) when the work queue is full. */
+cr_err cr_wire_hand_off(void *front, void *work, cr_wire_msg *m, uint64_t recv_us);
+
 /* Receives one request on the public `front` ROUTER and hands it to `work` (an inproc DEALER
  * dealing to workers) with the receive time (monotonic us) appended as a last routing frame,
  * so workers can honour deadlines. Framing errors are answered on `front` right away. */
 void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
+
+/* Adaptive busy-polling. A thread that blocks in poll pays a scheduler wake-up for each
+ * message (30-50 us on small VMs, several per round trip); for spin_us after its last message
+ * it polls without sleeping instead, yielding the core to any runnable thread between polls.
+ * An idle thread blocks as before, so the cost is CPU only while traffic flows. */
+typedef struct cr_wire_spin {
+    unsigned spin_us;      /* 0 = never spin */
+    uint64_t hot_until_us; /* monotonic; polls before this time do not sleep */
+} cr_wire_spin;
+
+/* zmq_poll with spinning: returns what zmq_poll returns; a ready item renews the window. */
+int cr_wire_poll_spin(zmq_pollitem_t *items, int n, long timeout_ms, cr_wire_spin *spin);
 
 /* Worker side: removes the receive-time frame cr_wire_dispatch_timed added; the routing
  * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */

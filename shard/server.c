@@ -49,6 +49,7 @@ shard_server_opts shard_server_default_opts(void)
     o.snapshot_interval_s = 300;
     o.rebuild_fraction = 0.2;
     o.default_deadline_ms = 30000;
+    o.spin_us = 300;
     return o;
 }
 
@@ -610,16 +611,12 @@ static void *writer_main(void *arg)
 
 /* ---- workers -------------------------------------------------------------------------- */
 
-static void handle(server *s, void *sock, cr_wire_msg *m)
+/* Runs one unpacked request; replies on sock (writes reply later, from the writer). Frees
+ * *req unless a write took it. */
+static void handle_request(server *s, void *sock, cr_wire_msg *m, cr_pb_bounded *alloc,
+                           Cirrus__V1__Request *req)
 {
-    cr_pb_bounded alloc;
-    Cirrus__V1__Request *req = NULL;
-    uint64_t recv_us = 0;
     cr_err rc;
-
-    if (cr_wire_worker_take(sock, m, &s->lim, s->o.default_deadline_ms, &alloc, &req,
-                            &recv_us))
-        return;
     switch (req->op_case) {
     case CIRRUS__V1__REQUEST__OP_SEARCH: do_search(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: do_search_batch(s, sock, m, req); break;
@@ -636,7 +633,7 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
         }
         {
             uint64_t id = req->id;
-            rc = enqueue_write(s, m, m->nroute, &alloc, &req);
+            rc = enqueue_write(s, m, m->nroute, alloc, &req);
             if (rc)
                 reply_status(sock, m, id, rc, cr_error_message());
         }
@@ -651,7 +648,20 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
         break;
     }
     if (req)
-        cirrus__v1__request__free_unpacked(req, &alloc.base);
+        cirrus__v1__request__free_unpacked(req, &alloc->base);
+}
+
+
+static void handle(server *s, void *sock, cr_wire_msg *m)
+{
+    cr_pb_bounded alloc;
+    Cirrus__V1__Request *req = NULL;
+    uint64_t recv_us = 0;
+
+    if (cr_wire_worker_take(sock, m, &s->lim, s->o.default_deadline_ms, &alloc, &req,
+                            &recv_us))
+        return;
+    handle_request(s, sock, m, &alloc, req);
 }
 
 static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
@@ -690,20 +700,83 @@ static cr_err sockets_open(server *s, void **front, void **work, void **replies)
     return CR_OK;
 }
 
+/* A request short enough to serve on the proxy thread: one ANN search (no exact scan), a Get,
+ * Health or Stats; writes are only queued for the writer. */
+static int inline_op(const Cirrus__V1__Request *req)
+{
+    switch (req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_SEARCH:
+        return req->search && req->search->query &&
+               !(req->search->query->params && req->search->query->params->exact);
+    case CIRRUS__V1__REQUEST__OP_GET:
+    case CIRRUS__V1__REQUEST__OP_HEALTH:
+    case CIRRUS__V1__REQUEST__OP_STATS:
+    case CIRRUS__V1__REQUEST__OP_UPSERT:
+    case CIRRUS__V1__REQUEST__OP_DELETE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int more_waiting(void *sock)
+{
+    int ev = 0;
+    size_t len = sizeof ev;
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
+
+/* One request from the front. A short one is served right here unless others are waiting
+ * and a worker is free: the hand-off to a worker and back costs more than a search on small
+ * machines, so the proxy is also a search thread and workers take the overflow. Returns 1
+ * when a worker took it. */
+static int take_front(server *s, void *front, void *work, int busy)
+{
+    cr_wire_msg m;
+    cr_pb_bounded alloc;
+    Cirrus__V1__Request *req = NULL;
+    uint64_t now = cr_clock_mono_us();
+    int handed = 0;
+
+    cr_wire_msg_init(&m);
+    if (cr_wire_front_recv(front, &m, &s->lim) != CR_OK)
+        goto out;
+    if (busy >= s->o.workers || !more_waiting(front)) {
+        cr_pb_bounded_init(&alloc, s->lim.max_alloc);
+        if (cr_wire_unpack_request(&m, &alloc, &req) != CR_OK) {
+            cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, cr_error_message());
+            goto out;
+        }
+        if (inline_op(req)) {
+            handle_request(s, front, &m, &alloc, req);
+            goto out;
+        }
+        cirrus__v1__request__free_unpacked(req, &alloc.base);
+    }
+    handed = cr_wire_hand_off(front, work, &m, now) == CR_OK;
+out:
+    cr_wire_msg_close(&m);
+    return handed;
+}
+
 static void proxy_loop(server *s, void *front, void *work, void *replies)
 {
+    cr_wire_spin spin = {s->o.spin_us, 0};
+    int busy = 0; /* requests with the workers */
     while (!*s->stop) {
         zmq_pollitem_t items[3] = {{front, 0, ZMQ_POLLIN, 0},
                                    {work, 0, ZMQ_POLLIN, 0},
                                    {replies, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 3, POLL_MS) <= 0)
+        if (cr_wire_poll_spin(items, 3, POLL_MS, &spin) <= 0)
             continue;
-        if (items[1].revents & ZMQ_POLLIN)
+        if (items[1].revents & ZMQ_POLLIN) {
             cr_wire_forward(work, front);
+            busy -= busy > 0;
+        }
         if (items[2].revents & ZMQ_POLLIN)
             cr_wire_forward(replies, front);
         if (items[0].revents & ZMQ_POLLIN)
-            cr_wire_dispatch_timed(front, work, &s->lim);
+            busy += take_front(s, front, work, busy);
     }
 }
 

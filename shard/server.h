@@ -2,8 +2,10 @@
  * and one writer thread that groups concurrent writes into one synced transaction.
  *
  * Threads: the calling thread runs the proxy loop (it owns the ROUTER and never blocks on
- * disk or index work); `workers` threads run reads; one writer thread runs writes,
- * snapshots and index rebuilds. A SIGTERM (the stop flag) stops intake, finishes queued
+ * disk); `workers` threads run reads; one writer thread runs writes, snapshots and index
+ * rebuilds. When no request is with the workers, the proxy serves a short read (a single
+ * ANN search, Get, Health, Stats) itself: a lone client then pays no hand-off to a worker
+ * and back, which costs more than the search on small machines. A SIGTERM (the stop flag) stops intake, finishes queued
  * writes, snapshots the index and returns.
  */
 #ifndef SHARD_SERVER_H
@@ -25,6 +27,7 @@ typedef struct shard_server_opts {
     uint64_t snapshot_interval_s; /* ...or this long with any change (default 300) */
     double rebuild_fraction;    /* rebuild the index when tombstones exceed this (0.2) */
     uint32_t default_deadline_ms; /* for requests without one (default 30000) */
+    unsigned spin_us;           /* proxy busy-polls this long after traffic (default 300) */
 } shard_server_opts;
 
 shard_server_opts shard_server_default_opts(void);

@@ -19,7 +19,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     char *dir, *bind, *metric, *factory, *template_path, *log_level;
-    long long dim, train_size, workers, snap_writes, snap_interval, queue;
+    long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us;
     double exact_fraction;
     int create, help;
     cr_opt opts[] = {
@@ -44,6 +44,8 @@ int main(int argc, char **argv)
          "...or after this many seconds with changes"},
         {"exact-fraction", CR_OPT_DOUBLE, &exact_fraction, "0.02", 0, 0, 0,
          "filters matching at most this fraction of items are searched exactly"},
+        {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
+         "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -88,6 +90,7 @@ int main(int argc, char **argv)
     }
     so.bind = bind;
     so.workers = (int)workers;
+    so.spin_us = (unsigned)spin_us;
     so.write_queue = (int)queue;
     so.snapshot_writes = (uint64_t)snap_writes;
     so.snapshot_interval_s = (uint64_t)snap_interval;

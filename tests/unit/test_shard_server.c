@@ -361,6 +361,66 @@ static void test_ops(cirrus_client *c)
     }
 }
 
+/* Many clients at once: the proxy serves some searches itself and hands the overflow to the
+ * workers; every answer must equal the one a lone client got. */
+#define CONC_CLIENTS 6
+#define CONC_QUERIES 8
+typedef struct conc_arg {
+    void *ctx;
+    const char *ep;
+    float q[CONC_QUERIES][DIM];
+    char top[CONC_QUERIES][5][32];
+    int mismatches;
+} conc_arg;
+
+static int same_top(const Cirrus__V1__Response *r, char top[5][32])
+{
+    if (!r || !r->search || r->search->n_hits != 5)
+        return 0;
+    for (int j = 0; j < 5; j++)
+        if (strcmp(r->search->hits[j]->id, top[j]) != 0)
+            return 0;
+    return 1;
+}
+
+static void *conc_main(void *arg)
+{
+    conc_arg *a = arg;
+    cirrus_client *c = NULL;
+    cirrus_client_opts co = cirrus_client_default_opts();
+    co.zmq_ctx = a->ctx;
+    CR_CHECK(cirrus_client_open(&c, a->ep, &co) == CR_OK);
+    for (int i = 0; c && i < 150; i++) {
+        Cirrus__V1__Response *r = search(c, a->q[i % CONC_QUERIES], DIM, 5, NULL);
+        if (!same_top(r, a->top[i % CONC_QUERIES]))
+            __atomic_fetch_add(&a->mismatches, 1, __ATOMIC_RELAXED);
+        cirrus_response_free(r);
+    }
+    cirrus_client_close(&c);
+    return NULL;
+}
+
+static void test_concurrent_clients(cirrus_client *c, void *ctx, const char *ep)
+{
+    conc_arg a = {.ctx = ctx, .ep = ep};
+    pthread_t t[CONC_CLIENTS];
+    for (int i = 0; i < CONC_QUERIES; i++) {
+        Cirrus__V1__Response *r;
+        for (int d = 0; d < DIM; d++)
+            a.q[i][d] = (float)((i * 7 + d * 3) % 11) - 5.0f;
+        r = search(c, a.q[i], DIM, 5, NULL);
+        CR_CHECK(r && r->search && r->search->n_hits == 5);
+        for (int j = 0; r && r->search && j < 5 && j < (int)r->search->n_hits; j++)
+            snprintf(a.top[i][j], sizeof a.top[i][j], "%s", r->search->hits[j]->id);
+        cirrus_response_free(r);
+    }
+    for (int i = 0; i < CONC_CLIENTS; i++)
+        pthread_create(&t[i], NULL, conc_main, &a);
+    for (int i = 0; i < CONC_CLIENTS; i++)
+        pthread_join(t[i], NULL);
+    CR_CHECK(a.mismatches == 0);
+}
+
 int main(void)
 {
     srv s;
@@ -377,6 +437,7 @@ int main(void)
     co.zmq_ctx = s.ctx;
     CR_CHECK(cirrus_client_open(&c, "inproc://shard-test", &co) == CR_OK);
     test_ops(c);
+    test_concurrent_clients(c, s.ctx, "inproc://shard-test");
     test_bad_inputs(c, s.ctx);
     cirrus_client_close(&c);
     srv_stop(&s);
