@@ -14,6 +14,7 @@ coord_server_opts coord_server_default_opts(void)
     coord_server_opts o;
     memset(&o, 0, sizeof o);
     o.workers = 8;
+    o.spin_us = 300;
     o.default_deadline_ms = 10000;
     o.backend_timeout_ms = 5000;
     return o;
@@ -66,6 +67,7 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
     io.bind = o->map->bind;
     io.zmq_ctx = o->zmq_ctx;
     io.workers = o->workers;
+    io.spin_us = o->spin_us;
     io.worker_main = coord_worker_main;
     io.worker_arg = app;
     rc = coord_io_new(&app->io, o->map, &io);

@@ -25,7 +25,7 @@ static void on_hup(int sig)
 int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http;
-    long long workers, deadline, backend_timeout;
+    long long workers, deadline, backend_timeout, spin_us;
     int help, ret = 1;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
@@ -38,6 +38,8 @@ int main(int argc, char **argv)
          "longest wait for one backend answer"},
         {"http", CR_OPT_STRING, &http, NULL, 0, 0, 0,
          "HOST:PORT for the HTTP/JSON API, /metrics, /healthz, /readyz"},
+        {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
+         "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -78,6 +80,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     o.map = map;
     o.workers = (int)workers;
+    o.spin_us = (unsigned)spin_us;
     o.default_deadline_ms = (uint32_t)deadline;
     o.backend_timeout_ms = (uint32_t)backend_timeout;
     o.map_path = map_path;

@@ -80,6 +80,7 @@ struct coord_io {
     call *active;
     atomic_int stopping;
     atomic_int live[COORD_MAX_GROUPS][COORD_MAX_REPLICAS]; /* for workers */
+    cr_wire_spin spin; /* the I/O thread's */
 };
 
 struct coord_worker {
@@ -544,7 +545,7 @@ static void loop(coord_io *io, volatile sig_atomic_t *stop)
         items[2] = (zmq_pollitem_t){io->calls, 0, ZMQ_POLLIN, 0};
         for (int i = 0; i < io->n_be; i++)
             items[n++] = (zmq_pollitem_t){io->be[i].sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(items, n, 5) > 0) {
+        if (cr_wire_poll_spin(items, n, 5, &io->spin) > 0) {
             for (int i = 0; i < io->n_be; i++)
                 if (items[3 + i].revents & ZMQ_POLLIN)
                     for (int k = 0; k < 64; k++) {
@@ -575,6 +576,7 @@ cr_err coord_io_new(coord_io **out, const coord_map *map, const coord_io_opts *o
     if (!io)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     io->o = *o;
+    io->spin.spin_us = o->spin_us;
     io->map = malloc(sizeof *io->map);
     io->pend = calloc(PENDING_SLOTS, sizeof *io->pend);
     if (!io->map || !io->pend) {
@@ -849,8 +851,13 @@ cr_err coord_io_call(coord_worker *w, coord_sub *subs, size_t n)
     /* The I/O thread answers when every sub is done; each sub has its own timeout, so this
      * wait is bounded. */
     wait_ms = (int)(max_timeout ? max_timeout : 10000) + 5000;
-    zmq_setsockopt(w->call, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms);
-    if (zmq_recv(w->call, done, sizeof done, 0) < 0) {
+    {
+        zmq_pollitem_t it = {w->call, 0, ZMQ_POLLIN, 0};
+        cr_wire_spin spin = {w->io->o.spin_us, cr_clock_mono_us() + w->io->o.spin_us};
+        if (cr_wire_poll_spin(&it, 1, wait_ms, &spin) <= 0)
+            return cr_error_set(CR_ERR_INTERNAL, "the I/O thread did not answer");
+    }
+    if (zmq_recv(w->call, done, sizeof done, ZMQ_DONTWAIT) < 0) {
         /* Should not happen; leak the call rather than free memory the I/O thread may use. */
         return cr_error_set(CR_ERR_INTERNAL, "the I/O thread did not answer");
     }

@@ -59,6 +59,8 @@ typedef struct coord_io_opts {
     void *worker_arg;
     coord_io_up_fn on_replica_up;
     void *up_ctx;
+    unsigned spin_us;      /* the I/O thread and waiting workers busy-poll this long after
+                              traffic before sleeping (0 = never) */
 } coord_io_opts;
 
 /* Creates the I/O state for `map` (copied). Does not start threads. */

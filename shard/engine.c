@@ -2,6 +2,8 @@
 
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,24 @@
 #define REPLAY_BATCH 4096
 #define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
 #define SNAPSHOT_META_KEY "snapshot"
+#define INDEX_CHUNK 1024 /* items the indexer adds at a time (searches wait for each add) */
+
+/* Committed items waiting for the ANN index, oldest first: ids ascending (the store hands
+ * out ids in order). Searches scan them exactly, so a write is searchable once acknowledged,
+ * while durable ingest is not held to the index's build rate (HNSW builds at ~10k/s on two
+ * cores; the LMDB commit alone takes several times that). */
+typedef struct backlog {
+    pthread_rwlock_t rw;   /* searches: read; append, mark dead, advance: write */
+    int64_t *ids;
+    float *vecs;           /* normalized as the index holds them */
+    uint8_t *dead;         /* killed before the indexer reached it */
+    size_t head, n, cap;   /* live window [head, n) */
+    pthread_mutex_t mu;    /* with `cv`: indexer wake-up and writer back-pressure */
+    pthread_cond_t cv;
+    int stop;
+    pthread_t thread;
+    int inited, running;
+} backlog;
 
 struct shard_engine {
     shard_store *store;
@@ -33,6 +53,10 @@ struct shard_engine {
     _Atomic int64_t last_snapshot_ms;
     _Atomic int64_t snapshot_hw;
     uint64_t start_ms;
+    pthread_mutex_t ixmu;          /* index adds/removes, snapshots, rebuilds */
+    _Atomic int64_t indexed_hw;    /* every live id below it is in the index */
+    uint64_t backlog_max;          /* items */
+    backlog bl;
 };
 
 shard_engine_opts shard_engine_default_opts(void)
@@ -42,6 +66,7 @@ shard_engine_opts shard_engine_default_opts(void)
     o.metric = SHARD_INDEX_METRIC_IP;
     o.exact_fraction = 0.02;
     o.exact_max = 20000;
+    o.index_backlog_bytes = 256u << 20;
     return o;
 }
 
@@ -75,6 +100,247 @@ static cr_err fetch_vectors(void *ctx, const int64_t *ids, size_t n, float *out)
     if (e->metric == SHARD_INDEX_METRIC_IP)
         normalize_rows(out, n, (size_t)e->dim);
     return CR_OK;
+}
+
+/* ---- the index backlog ------------------------------------------------------------------ */
+
+static uint64_t backlog_len(backlog *b)
+{
+    return b->n - b->head; /* under b->rw */
+}
+
+static cr_err backlog_reserve(backlog *b, size_t extra, size_t dim)
+{
+    size_t cap;
+    void *p;
+    if (b->head > 0 && b->n + extra > b->cap) { /* slide the live window to the front */
+        size_t live = b->n - b->head;
+        memmove(b->ids, b->ids + b->head, live * sizeof *b->ids);
+        memmove(b->vecs, b->vecs + b->head * dim, live * dim * sizeof *b->vecs);
+        memmove(b->dead, b->dead + b->head, live);
+        b->n = live;
+        b->head = 0;
+    }
+    if (b->n + extra <= b->cap)
+        return CR_OK;
+    cap = b->cap ? b->cap : 1024;
+    while (cap < b->n + extra)
+        cap *= 2;
+    if (!(p = realloc(b->ids, cap * sizeof *b->ids)))
+        return cr_error_set(CR_ERR_NOMEM, "index backlog");
+    b->ids = p;
+    if (!(p = realloc(b->vecs, cap * dim * sizeof *b->vecs)))
+        return cr_error_set(CR_ERR_NOMEM, "index backlog");
+    b->vecs = p;
+    if (!(p = realloc(b->dead, cap)))
+        return cr_error_set(CR_ERR_NOMEM, "index backlog");
+    b->dead = p;
+    b->cap = cap;
+    return CR_OK;
+}
+
+/* Queues committed items (ascending ids, normalized vectors) for the indexer. */
+static cr_err backlog_append(shard_engine *e, size_t n, const int64_t *ids, const float *vecs)
+{
+    backlog *b = &e->bl;
+    size_t dim = (size_t)e->dim;
+    cr_err rc;
+    pthread_rwlock_wrlock(&b->rw);
+    rc = backlog_reserve(b, n, dim);
+    if (!rc) {
+        memcpy(b->ids + b->n, ids, n * sizeof *ids);
+        memcpy(b->vecs + b->n * dim, vecs, n * dim * sizeof *vecs);
+        memset(b->dead + b->n, 0, n);
+        b->n += n;
+    }
+    pthread_rwlock_unlock(&b->rw);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+/* Marks a queued id dead (it was replaced or deleted before the indexer reached it). */
+static void backlog_kill(backlog *b, int64_t id)
+{
+    size_t lo, hi;
+    pthread_rwlock_wrlock(&b->rw);
+    lo = b->head;
+    hi = b->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < b->n && b->ids[lo] == id)
+        b->dead[lo] = 1;
+    pthread_rwlock_unlock(&b->rw);
+}
+
+/* Moves the oldest queued items into the index. */
+static void index_chunk(shard_engine *e, int64_t *ids, float *vecs)
+{
+    backlog *b = &e->bl;
+    size_t dim = (size_t)e->dim, take, m = 0;
+    int64_t hw;
+    pthread_mutex_lock(&e->ixmu);
+    pthread_rwlock_rdlock(&b->rw);
+    take = backlog_len(b) < INDEX_CHUNK ? backlog_len(b) : INDEX_CHUNK;
+    for (size_t i = b->head; i < b->head + take; i++)
+        if (!b->dead[i]) {
+            ids[m] = b->ids[i];
+            memcpy(vecs + m * dim, b->vecs + i * dim, dim * sizeof *vecs);
+            m++;
+        }
+    hw = take ? b->ids[b->head + take - 1] + 1 : atomic_load(&e->indexed_hw);
+    pthread_rwlock_unlock(&b->rw);
+    /* A failed add leaves those items out of the index until the next open rebuilds it from
+     * the store; they are durable either way. */
+    if (m && shard_index_add(e->index, (int64_t)m, ids, vecs))
+        CR_ERROR("shard", "index add of %zu queued items: %s", m, cr_error_message());
+    pthread_rwlock_wrlock(&b->rw);
+    b->head += take;
+    if (b->head == b->n)
+        b->head = b->n = 0;
+    atomic_store(&e->indexed_hw, hw);
+    pthread_rwlock_unlock(&b->rw);
+    pthread_mutex_unlock(&e->ixmu);
+}
+
+static uint64_t backlog_pending(backlog *b)
+{
+    uint64_t n;
+    pthread_rwlock_rdlock(&b->rw);
+    n = backlog_len(b);
+    pthread_rwlock_unlock(&b->rw);
+    return n;
+}
+
+static void *indexer_main(void *arg)
+{
+    shard_engine *e = arg;
+    backlog *b = &e->bl;
+    int64_t *ids = malloc(INDEX_CHUNK * sizeof *ids);
+    float *vecs = malloc((size_t)INDEX_CHUNK * (size_t)e->dim * sizeof *vecs);
+    /* One core for the index build; the other keeps committing and answering. */
+    omp_set_num_threads(2);
+    for (;;) {
+        int stop;
+        pthread_mutex_lock(&b->mu);
+        while (!b->stop && backlog_pending(b) == 0)
+            pthread_cond_wait(&b->cv, &b->mu);
+        stop = b->stop;
+        pthread_mutex_unlock(&b->mu);
+        if (stop || !ids || !vecs)
+            break;
+        index_chunk(e, ids, vecs);
+        pthread_mutex_lock(&b->mu);
+        pthread_cond_broadcast(&b->cv); /* writers waiting for room, drains */
+        pthread_mutex_unlock(&b->mu);
+    }
+    if (!ids || !vecs)
+        CR_ERROR("shard", "indexer: out of memory; queued items are searched exactly");
+    free(ids);
+    free(vecs);
+    return NULL;
+}
+
+/* Back-pressure: a writer waits while more than `limit` items are queued. */
+static void backlog_wait(backlog *b, uint64_t limit)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->running && !b->stop && backlog_pending(b) > limit)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void shard_engine_index_drain(shard_engine *e)
+{
+    backlog_wait(&e->bl, 0);
+}
+
+uint64_t shard_engine_index_backlog(shard_engine *e)
+{
+    return backlog_pending(&e->bl);
+}
+
+static int better(int ip, float a, float b)
+{
+    return ip ? a > b : a < b;
+}
+
+/* Merges the queued items matching `bits` (NULL: all) into a sorted top-k (dist, ids), skipping
+ * ids already there (the indexer may have added them to the index but not yet dequeued them).
+ * The caller holds e->bl.rw for reading since before its index search. */
+static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint64_t *bits,
+                         uint64_t bits_limit, float *dist, int64_t *ids)
+{
+    backlog *b = &e->bl;
+    size_t dim = (size_t)e->dim;
+    int ip = e->metric == SHARD_INDEX_METRIC_IP;
+    for (size_t i = b->head; i < b->n; i++) {
+        const float *v = b->vecs + i * dim;
+        int64_t id = b->ids[i];
+        float s = 0;
+        size_t pos;
+        int dup = 0;
+        if (b->dead[i] || (bits && ((uint64_t)id >= bits_limit ||
+                                    !(bits[(uint64_t)id / 64] >> ((uint64_t)id % 64) & 1))))
+            continue;
+        for (size_t d = 0; d < dim; d++)
+            s += ip ? q[d] * v[d] : (q[d] - v[d]) * (q[d] - v[d]);
+        if (ids[k - 1] >= 0 && !better(ip, s, dist[k - 1]))
+            continue;
+        for (uint32_t j = 0; j < k && !dup; j++)
+            dup = ids[j] == id;
+        if (dup)
+            continue;
+        for (pos = k - 1; pos > 0 && (ids[pos - 1] < 0 || better(ip, s, dist[pos - 1])); pos--) {
+            dist[pos] = dist[pos - 1];
+            ids[pos] = ids[pos - 1];
+        }
+        dist[pos] = s;
+        ids[pos] = id;
+    }
+}
+
+static cr_err backlog_start(shard_engine *e)
+{
+    backlog *b = &e->bl;
+    pthread_rwlock_init(&b->rw, NULL);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->inited = 1;
+    e->backlog_max = e->o.index_backlog_bytes / ((uint64_t)e->dim * sizeof(float));
+    if (e->backlog_max == 0)
+        return CR_OK;
+    if (pthread_create(&b->thread, NULL, indexer_main, e) != 0)
+        return cr_error_set(CR_ERR_INTERNAL, "cannot start the indexer thread");
+    b->running = 1;
+    return CR_OK;
+}
+
+static void backlog_stop(shard_engine *e)
+{
+    backlog *b = &e->bl;
+    if (!b->inited)
+        return;
+    if (b->running) {
+        pthread_mutex_lock(&b->mu);
+        b->stop = 1;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+        b->running = 0;
+    }
+    free(b->ids);
+    free(b->vecs);
+    free(b->dead);
+    pthread_rwlock_destroy(&b->rw);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
 }
 
 /* ---- attribute blobs: a packed Item holding only the attributes ----------------------- */
@@ -220,6 +486,8 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     e->o = *o;
     e->start_ms = t0;
     cr_hlc_init(&e->hlc);
+    pthread_mutex_init(&e->ixmu, NULL);
+    e->bl.stop = 0;
     rc = store_open(e, dir);
     if (rc)
         goto out;
@@ -246,6 +514,15 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     if (rc)
         goto out;
     cr_hlc_observe(&e->hlc, r->max_version);
+    {
+        int64_t next_id = 0;
+        rc = shard_store_next_id(e->store, &next_id);
+        if (!rc)
+            rc = backlog_start(e);
+        if (rc)
+            goto out;
+        atomic_store(&e->indexed_hw, next_id);
+    }
     atomic_store(&e->snapshot_hw, hw);
     atomic_store(&e->dirty, r->added);
     {
@@ -276,8 +553,10 @@ void shard_engine_close(shard_engine **pp)
     shard_engine *e = pp ? *pp : NULL;
     if (!e)
         return;
+    backlog_stop(e);
     shard_index_close(&e->index);
     shard_attrs_free(&e->attrs);
+    pthread_mutex_destroy(&e->ixmu);
     shard_store_close(&e->store);
     free(e);
     *pp = NULL;
@@ -330,7 +609,7 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
     int64_t *add_ids = malloc((n ? n : 1) * sizeof *add_ids);
     int64_t *del_ids = malloc((n ? n : 1) * sizeof *del_ids);
     float *vecs = malloc((n ? n : 1) * (size_t)e->dim * sizeof *vecs);
-    size_t n_add = 0, n_del = 0;
+    size_t n_add = 0, n_del = 0, n_add_queued = 0;
     cr_err rc = CR_OK;
 
     if (!add_ids || !del_ids || !vecs) {
@@ -351,17 +630,40 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
     if (e->metric == SHARD_INDEX_METRIC_IP)
         normalize_rows(vecs, n_add, (size_t)e->dim);
     /* Adds first: an id added and killed in the same batch must be added to be removed. */
-    if (n_add)
+    if (n_add && e->bl.running && backlog_append(e, n_add, add_ids, vecs) == CR_OK) {
+        n_add_queued = n_add;
+    } else if (n_add) {
+        backlog_wait(&e->bl, 0); /* keep the index filled in id order */
+        pthread_mutex_lock(&e->ixmu);
         rc = shard_index_add(e->index, (int64_t)n_add, add_ids, vecs);
-    if (!rc && n_del)
-        rc = shard_index_remove(e->index, (int64_t)n_del, del_ids, NULL);
+        if (!rc && add_ids[n_add - 1] + 1 > atomic_load(&e->indexed_hw))
+            atomic_store(&e->indexed_hw, add_ids[n_add - 1] + 1);
+        pthread_mutex_unlock(&e->ixmu);
+    }
     for (size_t i = 0; i < n_del; i++)
         shard_attrs_remove(e->attrs, (uint64_t)del_ids[i]);
+    if (!rc && n_del) {
+        /* Under ixmu the indexer is not between taking queued items and dequeuing them, so an
+         * id is either still queued (marked dead there) or in the index (removed). */
+        size_t n_idx = 0;
+        pthread_mutex_lock(&e->ixmu);
+        for (size_t i = 0; i < n_del; i++) {
+            if (del_ids[i] >= atomic_load(&e->indexed_hw))
+                backlog_kill(&e->bl, del_ids[i]);
+            else
+                del_ids[n_idx++] = del_ids[i];
+        }
+        if (n_idx)
+            rc = shard_index_remove(e->index, (int64_t)n_idx, del_ids, NULL);
+        pthread_mutex_unlock(&e->ixmu);
+    }
     atomic_fetch_add(&e->dirty, n_add + n_del);
 out:
     free(add_ids);
     free(del_ids);
     free(vecs);
+    if (n_add_queued) /* the commit is durable; wait only for room in the queue */
+        backlog_wait(&e->bl, e->backlog_max);
     return rc;
 }
 
@@ -478,6 +780,7 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
     float *query = NULL, *dist = NULL;
     int64_t *ids = NULL, next_id = 0;
     uint64_t *bits = NULL, matches = 0, live = 0;
+    int locked = 0;
     cr_err rc;
 
     *n_hits = 0;
@@ -508,6 +811,10 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
     p.threads = q->threads > 0 ? q->threads : 1;
     p.fetch = fetch_vectors;
     p.fetch_ctx = e;
+    /* Held from before the index search to the backlog scan: an item the indexer moves
+     * meanwhile is then seen at least once (duplicates are skipped), never missed. */
+    pthread_rwlock_rdlock(&e->bl.rw);
+    locked = 1;
     if (q->filter) {
         rc = shard_store_next_id(e->store, &next_id);
         if (!rc)
@@ -541,6 +848,7 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
 collect:
     if (rc)
         goto out;
+    backlog_scan(e, query, q->k, bits, (uint64_t)next_id, dist, ids);
     for (uint32_t i = 0; i < q->k; i++) {
         if (ids[i] < 0)
             continue;
@@ -549,6 +857,8 @@ collect:
         (*n_hits)++;
     }
 out:
+    if (locked)
+        pthread_rwlock_unlock(&e->bl.rw);
     free(bits);
     free(query);
     free(dist);
@@ -587,7 +897,11 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
     p.threads = common->threads > 0 ? common->threads : 0;
     p.fetch = fetch_vectors;
     p.fetch_ctx = e;
+    pthread_rwlock_rdlock(&e->bl.rw);
     rc = shard_index_search(e->index, (int64_t)nq, q, (int64_t)k, &p, dist, ids);
+    for (size_t i = 0; !rc && i < nq; i++)
+        backlog_scan(e, q + i * dim, (uint32_t)k, NULL, 0, dist + i * k, ids + i * k);
+    pthread_rwlock_unlock(&e->bl.rw);
     for (size_t i = 0; !rc && i < nq; i++) {
         n_hits[i] = 0;
         for (size_t j = 0; j < k; j++)
@@ -773,11 +1087,14 @@ out:
 cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
 {
     uint64_t t0 = cr_clock_mono_ms();
-    int64_t next_id = 0, info[2];
+    int64_t next_id, info[2];
     struct stat st;
-    cr_err rc = shard_store_next_id(e->store, &next_id);
-    if (!rc)
-        rc = shard_index_snapshot(e->index, e->snap_path, next_id);
+    cr_err rc;
+    /* The snapshot covers what the index holds; queued items replay from the store. */
+    pthread_mutex_lock(&e->ixmu);
+    next_id = atomic_load(&e->indexed_hw);
+    rc = shard_index_snapshot(e->index, e->snap_path, next_id);
+    pthread_mutex_unlock(&e->ixmu);
     if (rc)
         return rc;
     info[0] = cr_clock_unix_ms();
@@ -803,6 +1120,8 @@ static cr_err rebuild_item(const shard_store_view *v, void *ctx)
     void **c = ctx;
     shard_engine *e = c[0];
     float *vec = c[2];
+    if (v->id >= atomic_load(&e->indexed_hw))
+        return CR_OK; /* still queued: the indexer adds it */
     memcpy(vec, v->vector, (size_t)e->dim * sizeof *vec);
     if (e->metric == SHARD_INDEX_METRIC_IP)
         normalize_rows(vec, 1, (size_t)e->dim);
@@ -822,6 +1141,9 @@ cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
     shard_index_stats s;
     void *c[3];
     cr_err rc;
+    /* Called often from the writer: never wait behind the indexer's adds for a check. */
+    if (backlog_pending(&e->bl) > 0)
+        return CR_OK;
     shard_index_stats_get(e->index, &s);
     if (s.tombstones == 0 || (double)s.tombstones < fraction * (double)(s.ntotal + 1))
         return CR_OK;
@@ -829,7 +1151,9 @@ cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
     c[2] = malloc((size_t)e->dim * sizeof(float));
     if (!c[2])
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&e->ixmu);
     rc = shard_index_rebuild(e->index, rebuild_feed, c);
+    pthread_mutex_unlock(&e->ixmu);
     free(c[2]);
     if (!rc)
         CR_INFO("shard", "index rebuilt: %lld tombstones dropped", (long long)s.tombstones);

@@ -45,6 +45,9 @@ typedef struct shard_engine_opts {
                                    searched exactly (default 0.02) */
     uint64_t exact_max;         /* ...and at most this many items (default 20000) */
     size_t map_size;            /* initial LMDB map size; 0 = default */
+    uint64_t index_backlog_bytes; /* vectors of committed items that may wait for the ANN
+                                   index, searched exactly meanwhile (default 256 MiB);
+                                   0 = index inside the commit */
 } shard_engine_opts;
 
 shard_engine_opts shard_engine_default_opts(void);
@@ -111,8 +114,16 @@ cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, siz
 cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
                         Cirrus__V1__Item **item);
 
-/* Writes the index snapshot now. Writer thread. */
+/* Writes the index snapshot now, covering what the index holds (items still waiting for it
+ * are replayed from the store at the next open). Writer thread. */
 cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out);
+
+/* Waits until every committed item is in the ANN index (before a full snapshot, at
+ * shutdown). Writer thread. */
+void shard_engine_index_drain(shard_engine *e);
+
+/* Committed items not yet in the ANN index. */
+uint64_t shard_engine_index_backlog(shard_engine *e);
 
 /* Rebuilds the index from the store when tombstones exceed `fraction` of the live items.
  * Writer thread. Returns CR_OK when nothing was needed too. */

@@ -534,7 +534,9 @@ static void do_snapshot(server *s, void *out, write_job *j)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
-    cr_err rc = shard_engine_snapshot(s->engine, &r);
+    cr_err rc;
+    shard_engine_index_drain(s->engine); /* an asked-for snapshot covers every item */
+    rc = shard_engine_snapshot(s->engine, &r);
     if (rc) {
         reply_status(out, &j->route, j->req->id, rc, cr_error_message());
         return;
@@ -546,7 +548,13 @@ static void do_snapshot(server *s, void *out, write_job *j)
 
 static void maintenance(server *s, uint64_t *last_snap_ms, int force)
 {
-    uint64_t dirty = shard_engine_dirty(s->engine), now = cr_clock_mono_ms();
+    uint64_t dirty, now = cr_clock_mono_ms();
+    if (force && shard_engine_index_backlog(s->engine)) {
+        CR_INFO("shard", "indexing %llu queued items before the final snapshot",
+                (unsigned long long)shard_engine_index_backlog(s->engine));
+        shard_engine_index_drain(s->engine);
+    }
+    dirty = shard_engine_dirty(s->engine);
     if (shard_engine_maybe_rebuild(s->engine, s->o.rebuild_fraction))
         CR_WARN("shard", "rebuild: %s", cr_error_message());
     if (dirty && (force || dirty >= s->o.snapshot_writes ||

@@ -19,7 +19,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     char *dir, *bind, *metric, *factory, *template_path, *log_level;
-    long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us;
+    long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us, backlog_mb;
     double exact_fraction;
     int create, help;
     cr_opt opts[] = {
@@ -44,6 +44,9 @@ int main(int argc, char **argv)
          "...or after this many seconds with changes"},
         {"exact-fraction", CR_OPT_DOUBLE, &exact_fraction, "0.02", 0, 0, 0,
          "filters matching at most this fraction of items are searched exactly"},
+        {"index-backlog-mb", CR_OPT_INT, &backlog_mb, "256", 0, 1048576, 0,
+         "vectors of acknowledged writes that may wait for the ANN index (searched exactly "
+         "meanwhile); 0 = index inside each commit"},
         {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
@@ -78,6 +81,7 @@ int main(int argc, char **argv)
     eo.train_size = train_size;
     eo.template_path = template_path;
     eo.exact_fraction = exact_fraction;
+    eo.index_backlog_bytes = (uint64_t)backlog_mb << 20;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
