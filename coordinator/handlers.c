@@ -31,6 +31,14 @@ static uint32_t sub_timeout(const rq *r)
     return (uint32_t)(left < r->app->o.backend_timeout_ms ? left : r->app->o.backend_timeout_ms);
 }
 
+/* What is left of the request's own deadline: for operations whose length is the client's
+ * call (a snapshot waits for the shards' indexers), not bounded by the backend timeout. */
+static uint32_t deadline_left(const rq *r)
+{
+    uint64_t now = cr_clock_mono_ms();
+    return (uint32_t)(r->deadline_ms > now ? r->deadline_ms - now : 1);
+}
+
 static cr_err pack(const ProtobufCMessage *m, uint8_t **buf, size_t *len)
 {
     *len = protobuf_c_message_get_packed_size(m);
@@ -1014,7 +1022,7 @@ static void do_snapshot(rq *r)
     rc = pack(&req.base, &body, &len);
     for (int g = 0; !rc && g < r->map->n_groups; g++)
         for (int rep = 0; rep < r->map->n_replicas[g]; rep++)
-            sub_init(&subs[k++], COORD_TO_REPLICA, g, rep, body, len, sub_timeout(r), 0);
+            sub_init(&subs[k++], COORD_TO_REPLICA, g, rep, body, len, deadline_left(r), 0);
     if (!rc)
         rc = coord_io_call(r->w, subs, k);
     for (size_t i = 0; !rc && i < k; i++) {

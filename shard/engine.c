@@ -2,7 +2,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,7 +19,8 @@
 #define REPLAY_BATCH 4096
 #define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
 #define SNAPSHOT_META_KEY "snapshot"
-#define INDEX_CHUNK 1024 /* items the indexer adds at a time (searches wait for each add) */
+#define INDEX_CHUNK 4096 /* items per index add: fewer, larger adds build faster; searches
+                            wait for each (~0.4 s for HNSW32 on two cores) */
 
 /* Committed items waiting for the ANN index, oldest first: ids ascending (the store hands
  * out ids in order). Searches scan them exactly, so a write is searchable once acknowledged,
@@ -224,8 +224,6 @@ static void *indexer_main(void *arg)
     backlog *b = &e->bl;
     int64_t *ids = malloc(INDEX_CHUNK * sizeof *ids);
     float *vecs = malloc((size_t)INDEX_CHUNK * (size_t)e->dim * sizeof *vecs);
-    /* One core for the index build; the other keeps committing and answering. */
-    omp_set_num_threads(2);
     for (;;) {
         int stop;
         pthread_mutex_lock(&b->mu);
