@@ -1082,17 +1082,15 @@ out:
 
 /* ---- snapshots, rebuilds, stats ------------------------------------------------------- */
 
-cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
+static cr_err snapshot_locked(shard_engine *e, Cirrus__V1__SnapshotResult *out)
 {
     uint64_t t0 = cr_clock_mono_ms();
     int64_t next_id, info[2];
     struct stat st;
     cr_err rc;
     /* The snapshot covers what the index holds; queued items replay from the store. */
-    pthread_mutex_lock(&e->ixmu);
     next_id = atomic_load(&e->indexed_hw);
     rc = shard_index_snapshot(e->index, e->snap_path, next_id);
-    pthread_mutex_unlock(&e->ixmu);
     if (rc)
         return rc;
     info[0] = cr_clock_unix_ms();
@@ -1111,6 +1109,25 @@ cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
     CR_INFO("shard", "snapshot at id %lld in %llu ms", (long long)next_id,
             (unsigned long long)(cr_clock_mono_ms() - t0));
     return CR_OK;
+}
+
+cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
+{
+    cr_err rc;
+    pthread_mutex_lock(&e->ixmu);
+    rc = snapshot_locked(e, out);
+    pthread_mutex_unlock(&e->ixmu);
+    return rc;
+}
+
+cr_err shard_engine_snapshot_if_idle(shard_engine *e)
+{
+    cr_err rc;
+    if (pthread_mutex_trylock(&e->ixmu) != 0)
+        return CR_TIMEOUT;
+    rc = snapshot_locked(e, NULL);
+    pthread_mutex_unlock(&e->ixmu);
+    return rc;
 }
 
 static cr_err rebuild_item(const shard_store_view *v, void *ctx)

@@ -118,6 +118,10 @@ cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
  * are replayed from the store at the next open). Writer thread. */
 cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out);
 
+/* The same, unless the indexer is adding to the index right now: then CR_TIMEOUT at once
+ * (periodic snapshots must not hold the writer, and with it every acknowledgement). */
+cr_err shard_engine_snapshot_if_idle(shard_engine *e);
+
 /* Waits until every committed item is in the ANN index (before a full snapshot, at
  * shutdown). Writer thread. */
 void shard_engine_index_drain(shard_engine *e);

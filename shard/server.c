@@ -559,7 +559,11 @@ static void maintenance(server *s, uint64_t *last_snap_ms, int force)
         CR_WARN("shard", "rebuild: %s", cr_error_message());
     if (dirty && (force || dirty >= s->o.snapshot_writes ||
                   now - *last_snap_ms >= s->o.snapshot_interval_s * 1000)) {
-        if (shard_engine_snapshot(s->engine, NULL))
+        cr_err rc = force ? shard_engine_snapshot(s->engine, NULL)
+                          : shard_engine_snapshot_if_idle(s->engine);
+        if (rc == CR_TIMEOUT)
+            return; /* the indexer holds the index: try again on the next round */
+        if (rc)
             CR_WARN("shard", "snapshot: %s", cr_error_message());
         *last_snap_ms = now;
     }
