@@ -32,7 +32,7 @@ static void on_signal(int sig)
 
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http;
-    long long shards, dim, threads;
+    long long shards, dim, threads, spin_us;
 } serve_opts;
 
 typedef struct shard_thread {
@@ -74,12 +74,13 @@ static int usage(FILE *out)
             "Usage: cirrus serve --data DIR [--model PATH] [--phi FILE] [--combiner FILE]\n"
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
-            "                    [--threads T] [--http HOST:PORT]\n"
+            "                    [--threads T] [--http HOST:PORT] [--spin-us N]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
-            "indexes snapshotted). Defaults: --shards 1 --index HNSW32 --bind "
-            "tcp://127.0.0.1:7700.\n");
+            "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
+            "for CPU; 0 = never). Defaults: --shards 1 --index HNSW32 --bind "
+            "tcp://127.0.0.1:7700 --spin-us 0.\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -92,17 +93,20 @@ static int parse(serve_opts *o, int argc, char **argv)
         {"bind", required_argument, 0, 'b'},     {"dim", required_argument, 0, 'D'},
         {"metric", required_argument, 0, 'M'},   {"preprocess", required_argument, 0, 'P'},
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
-        {"http", required_argument, 0, 'H'},
+        {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int c;
     o->shards = 1;
     o->index = "HNSW32";
     o->bind = "tcp://127.0.0.1:7700";
     o->metric = "ip";
+    o->spin_us = 0; /* every node shares the same cores: spinning slows the searches (measured) */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads : NULL;
+        long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
+                     : c == 'S' ? &o->spin_us : NULL;
         if (t) {
-            if (cr_parse_ll(optarg, c == 's' ? 1 : 0, c == 's' ? SERVE_MAX_SHARDS : 65536, t)) {
+            if (cr_parse_ll(optarg, c == 's' ? 1 : 0,
+                            c == 's' ? SERVE_MAX_SHARDS : c == 'S' ? 100000 : 65536, t)) {
                 cli_error("serve", "%s", cr_error_message());
                 return CLI_USAGE;
             }
@@ -165,6 +169,7 @@ static cr_err open_shards(const serve_opts *o, int dim, shard_thread *st, void *
         st[i].o = shard_server_default_opts();
         st[i].o.bind = st[i].bind;
         st[i].o.zmq_ctx = ctx;
+        st[i].o.spin_us = (unsigned)o->spin_us;
     }
     return CR_OK;
 }
@@ -234,6 +239,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     map->default_method = et.svc ? (int)enc_service_default_method(et.svc) : 3;
     co.map = map;
     co.zmq_ctx = zctx;
+    co.spin_us = (unsigned)o.spin_us;
     co.http_bind = o.http;
     CR_INFO("serve", "cirrus serve: %lld shard(s) of dim %d (%s, %s)%s on %s", o.shards, dim,
             o.index, o.metric, et.svc ? " with a CLIP encoder" : " (vectors only: no --model)",

@@ -14,7 +14,7 @@ coord_server_opts coord_server_default_opts(void)
     coord_server_opts o;
     memset(&o, 0, sizeof o);
     o.workers = 8;
-    o.spin_us = 300;
+    o.spin_us = 0; /* measured no gain on 2 shared cores; see docs/operations.md */
     o.default_deadline_ms = 10000;
     o.backend_timeout_ms = 5000;
     return o;

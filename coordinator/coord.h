@@ -30,7 +30,7 @@ typedef struct coord_server_opts {
     const char *map_path;        /* reloaded on SIGHUP when set */
     volatile sig_atomic_t *reload; /* set by the SIGHUP handler; cleared after reloading */
     const char *http_bind;       /* "HOST:PORT" for the HTTP/JSON API and /metrics; NULL = off */
-    unsigned spin_us;            /* busy-poll after traffic before sleeping (default 300) */
+    unsigned spin_us;            /* busy-poll after traffic before sleeping (default 0) */
 } coord_server_opts;
 
 coord_server_opts coord_server_default_opts(void);

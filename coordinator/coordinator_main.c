@@ -38,7 +38,7 @@ int main(int argc, char **argv)
          "longest wait for one backend answer"},
         {"http", CR_OPT_STRING, &http, NULL, 0, 0, 0,
          "HOST:PORT for the HTTP/JSON API, /metrics, /healthz, /readyz"},
-        {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
+        {"spin-us", CR_OPT_INT, &spin_us, "0", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
