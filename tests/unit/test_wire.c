@@ -8,6 +8,7 @@
 #include "client/cirrus.h"
 #include "common/test.h"
 #include "common/validate.h"
+#include "common/clock.h"
 #include "common/wire.h"
 
 static size_t pack_search(uint8_t **out, size_t nfloats)
@@ -220,11 +221,42 @@ static void test_validate(void)
     CR_CHECK(cr_validate_k(1001, CR_MAX_K) == CR_ERR_INVALID);
 }
 
+/* Busy-polling: nothing ready waits out the timeout and leaves the window shut; a ready
+ * message is seen and opens the window; inside it an empty poll returns at the window's end,
+ * not after the (long) timeout. */
+static void test_poll_spin(void)
+{
+    void *ctx = zmq_ctx_new(), *a = zmq_socket(ctx, ZMQ_PAIR), *b = zmq_socket(ctx, ZMQ_PAIR);
+    cr_wire_spin spin = {2000, 0};
+    zmq_pollitem_t it = {b, 0, ZMQ_POLLIN, 0};
+    char buf[8];
+    uint64_t t0;
+    int linger = 0;
+    zmq_setsockopt(a, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(b, ZMQ_LINGER, &linger, sizeof linger);
+    CR_CHECK(zmq_bind(b, "inproc://spin-test") == 0 && zmq_connect(a, "inproc://spin-test") == 0);
+    t0 = cr_clock_mono_us();
+    CR_CHECK(cr_wire_poll_spin(&it, 1, 20, &spin) == 0);
+    CR_CHECK(cr_clock_mono_us() - t0 >= 15000 && spin.hot_until_us == 0);
+    CR_CHECK(zmq_send(a, "x", 1, 0) == 1);
+    CR_CHECK(cr_wire_poll_spin(&it, 1, 1000, &spin) == 1 && (it.revents & ZMQ_POLLIN));
+    CR_CHECK(spin.hot_until_us > cr_clock_mono_us());
+    CR_CHECK(zmq_recv(b, buf, sizeof buf, 0) == 1);
+    /* Inside the window: spins to its end, then sleeps in poll for the 30 ms timeout. */
+    t0 = cr_clock_mono_us();
+    CR_CHECK(cr_wire_poll_spin(&it, 1, 30, &spin) == 0);
+    CR_CHECK(cr_clock_mono_us() - t0 >= 25000);
+    zmq_close(a);
+    zmq_close(b);
+    zmq_ctx_term(ctx);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
     test_roundtrip_and_errors();
     test_client_matching();
     test_validate();
+    test_poll_spin();
     return CR_TEST_END();
 }
