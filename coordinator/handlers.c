@@ -24,19 +24,18 @@ typedef struct rq {
     int failed, partial;  /* for the metrics */
 } rq;
 
-static uint32_t sub_timeout(const rq *r)
-{
-    uint64_t now = cr_clock_mono_ms();
-    uint64_t left = r->deadline_ms > now ? r->deadline_ms - now : 1;
-    return (uint32_t)(left < r->app->o.backend_timeout_ms ? left : r->app->o.backend_timeout_ms);
-}
-
-/* What is left of the request's own deadline: for operations whose length is the client's
- * call (a snapshot waits for the shards' indexers), not bounded by the backend timeout. */
+/* What is left of the request's own deadline (at least 1 ms). Used alone for operations whose
+ * length is the client's call (a snapshot waits for the shards' indexers). */
 static uint32_t deadline_left(const rq *r)
 {
     uint64_t now = cr_clock_mono_ms();
     return (uint32_t)(r->deadline_ms > now ? r->deadline_ms - now : 1);
+}
+
+static uint32_t sub_timeout(const rq *r)
+{
+    uint32_t left = deadline_left(r);
+    return left < r->app->o.backend_timeout_ms ? left : r->app->o.backend_timeout_ms;
 }
 
 static cr_err pack(const ProtobufCMessage *m, uint8_t **buf, size_t *len)

@@ -269,6 +269,21 @@ static int better(int ip, float a, float b)
     return ip ? a > b : a < b;
 }
 
+/* Inner product, or squared L2 distance: what the index reports for the metric. The metric is
+ * decided once per vector, not once per element. */
+static float score(int ip, const float *q, const float *v, size_t dim)
+{
+    float s = 0;
+    if (ip) {
+        for (size_t d = 0; d < dim; d++)
+            s += q[d] * v[d];
+    } else {
+        for (size_t d = 0; d < dim; d++)
+            s += (q[d] - v[d]) * (q[d] - v[d]);
+    }
+    return s;
+}
+
 /* Merges the queued items matching `bits` (NULL: all) into a sorted top-k (dist, ids), skipping
  * ids already there (the indexer may have added them to the index but not yet dequeued them).
  * The caller holds e->bl.rw for reading since before its index search. */
@@ -279,16 +294,14 @@ static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint
     size_t dim = (size_t)e->dim;
     int ip = e->metric == SHARD_INDEX_METRIC_IP;
     for (size_t i = b->head; i < b->n; i++) {
-        const float *v = b->vecs + i * dim;
         int64_t id = b->ids[i];
-        float s = 0;
+        float s;
         size_t pos;
         int dup = 0;
         if (b->dead[i] || (bits && ((uint64_t)id >= bits_limit ||
                                     !(bits[(uint64_t)id / 64] >> ((uint64_t)id % 64) & 1))))
             continue;
-        for (size_t d = 0; d < dim; d++)
-            s += ip ? q[d] * v[d] : (q[d] - v[d]) * (q[d] - v[d]);
+        s = score(ip, q, b->vecs + i * dim, dim);
         if (ids[k - 1] >= 0 && !better(ip, s, dist[k - 1]))
             continue;
         for (uint32_t j = 0; j < k && !dup; j++)

@@ -549,9 +549,10 @@ static void do_snapshot(server *s, void *out, write_job *j)
 static void maintenance(server *s, uint64_t *last_snap_ms, int force)
 {
     uint64_t dirty, now = cr_clock_mono_ms();
-    if (force && shard_engine_index_backlog(s->engine)) {
+    uint64_t queued = force ? shard_engine_index_backlog(s->engine) : 0;
+    if (queued) {
         CR_INFO("shard", "indexing %llu queued items before the final snapshot",
-                (unsigned long long)shard_engine_index_backlog(s->engine));
+                (unsigned long long)queued);
         shard_engine_index_drain(s->engine);
     }
     dirty = shard_engine_dirty(s->engine);
@@ -664,8 +665,10 @@ static void handle_request(server *s, void *sock, cr_wire_msg *m, cr_pb_bounded 
 }
 
 
-static void handle(server *s, void *sock, cr_wire_msg *m)
+/* A worker's request: strip the receive time, unpack, check the deadline, run it. */
+static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
 {
+    server *s = arg;
     cr_pb_bounded alloc;
     Cirrus__V1__Request *req = NULL;
     uint64_t recv_us = 0;
@@ -674,11 +677,6 @@ static void handle(server *s, void *sock, cr_wire_msg *m)
                             &recv_us))
         return;
     handle_request(s, sock, m, &alloc, req);
-}
-
-static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
-{
-    handle(arg, sock, m);
 }
 
 static void *worker_main(void *arg)
