@@ -125,6 +125,19 @@ static cr_err load_json(const char *path, json_t **out)
     return CR_OK;
 }
 
+/* Loads r->ann_path (already formatted) into r->ann[0]: a non-empty JSON array of queries. */
+static cr_err load_query_array(run *r, json_t **out)
+{
+    cr_err rc = load_json(r->ann_path, &r->ann[0]);
+    if (rc)
+        return rc;
+    if (!json_is_array(r->ann[0]) || json_array_size(r->ann[0]) == 0)
+        return cr_error_set(CR_ERR_INVALID, "%s: expected a non-empty JSON array of queries",
+                            r->ann_path);
+    *out = r->ann[0];
+    return CR_OK;
+}
+
 /* One problem with one item: printed for the first MAX_LOGGED, then only counted. */
 static void item_problem(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void item_problem(run *r, const char *fmt, ...)
@@ -294,12 +307,8 @@ static cr_err circo_read(run *r)
     size_t i, with_gt = 0;
     cr_err rc;
     if ((rc = path_fmt(r->ann_path, "%s/annotations/%s.json", r->p->root, r->rep->split)) ||
-        (rc = load_json(r->ann_path, &r->ann[0])))
+        (rc = load_query_array(r, &a)))
         return rc;
-    a = r->ann[0];
-    if (!json_is_array(a) || json_array_size(a) == 0)
-        return cr_error_set(CR_ERR_INVALID, "%s: expected a non-empty JSON array of queries",
-                            r->ann_path);
     json_array_foreach(a, i, e) {
         const json_t *id = json_object_get(e, "id"), *ref = json_object_get(e, "reference_img_id"),
                      *cap = json_object_get(e, "relative_caption"),
@@ -455,12 +464,8 @@ static cr_err cirr_read(run *r)
         }
     }
     if ((rc = path_fmt(r->ann_path, "%s/captions/cap.rc2.%s.json", dir, r->rep->split)) ||
-        (rc = load_json(r->ann_path, &r->ann[0])))
+        (rc = load_query_array(r, &a)))
         return rc;
-    a = r->ann[0];
-    if (!json_is_array(a) || json_array_size(a) == 0)
-        return cr_error_set(CR_ERR_INVALID, "%s: expected a non-empty JSON array of queries",
-                            r->ann_path);
     json_array_foreach(a, i, e) {
         const json_t *pid = json_object_get(e, "pairid"), *ref = json_object_get(e, "reference"),
                      *cap = json_object_get(e, "caption"), *tg = json_object_get(e, "target_hard"),
