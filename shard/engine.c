@@ -264,24 +264,12 @@ uint64_t shard_engine_index_backlog(shard_engine *e)
     return backlog_pending(&e->bl);
 }
 
-static int better(int ip, float a, float b)
+static uint64_t count_found(const int64_t *ids, uint32_t k)
 {
-    return ip ? a > b : a < b;
-}
-
-/* Inner product, or squared L2 distance: what the index reports for the metric. The metric is
- * decided once per vector, not once per element. */
-static float score(int ip, const float *q, const float *v, size_t dim)
-{
-    float s = 0;
-    if (ip) {
-        for (size_t d = 0; d < dim; d++)
-            s += q[d] * v[d];
-    } else {
-        for (size_t d = 0; d < dim; d++)
-            s += (q[d] - v[d]) * (q[d] - v[d]);
-    }
-    return s;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < k; i++)
+        n += ids[i] >= 0;
+    return n;
 }
 
 /* Merges the queued items matching `bits` (NULL: all) into a sorted top-k (dist, ids), skipping
@@ -292,28 +280,22 @@ static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint
 {
     backlog *b = &e->bl;
     size_t dim = (size_t)e->dim;
-    int ip = e->metric == SHARD_INDEX_METRIC_IP;
+    bool ip = e->metric == SHARD_INDEX_METRIC_IP;
+    int64_t cnt = (int64_t)count_found(ids, k); /* found ids come first, -1s after */
     for (size_t i = b->head; i < b->n; i++) {
         int64_t id = b->ids[i];
         float s;
-        size_t pos;
         int dup = 0;
         if (b->dead[i] || (bits && ((uint64_t)id >= bits_limit ||
                                     !(bits[(uint64_t)id / 64] >> ((uint64_t)id % 64) & 1))))
             continue;
-        s = score(ip, q, b->vecs + i * dim, dim);
-        if (ids[k - 1] >= 0 && !better(ip, s, dist[k - 1]))
-            continue;
-        for (uint32_t j = 0; j < k && !dup; j++)
+        s = shard_index_score(ip, q, b->vecs + i * dim, (int)dim);
+        if (cnt == (int64_t)k && !(ip ? s > dist[k - 1] : s < dist[k - 1]))
+            continue; /* cheap rejection before the duplicate check */
+        for (int64_t j = 0; j < cnt && !dup; j++)
             dup = ids[j] == id;
-        if (dup)
-            continue;
-        for (pos = k - 1; pos > 0 && (ids[pos - 1] < 0 || better(ip, s, dist[pos - 1])); pos--) {
-            dist[pos] = dist[pos - 1];
-            ids[pos] = ids[pos - 1];
-        }
-        dist[pos] = s;
-        ids[pos] = id;
+        if (!dup)
+            shard_index_topk_push(dist, ids, (int64_t)k, &cnt, ip, s, id);
     }
 }
 
@@ -774,14 +756,6 @@ static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
     free(cand);
     free(vecs);
     return rc;
-}
-
-static uint64_t count_found(const int64_t *ids, uint32_t k)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < k; i++)
-        n += ids[i] >= 0;
-    return n;
 }
 
 cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,

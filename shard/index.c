@@ -577,8 +577,8 @@ cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_
 
 static bool better(bool ip, float a, float b) { return ip ? a > b : a < b; }
 
-/* Inserts (s, id) into one query's sorted top-k (cnt entries so far). */
-static void topk_push(float *d, int64_t *l, int64_t k, int64_t *cnt, bool ip, float s, int64_t id)
+void shard_index_topk_push(float *d, int64_t *l, int64_t k, int64_t *cnt, bool ip, float s,
+                           int64_t id)
 {
     int64_t pos;
     if (*cnt == k && !better(ip, s, d[k - 1]))
@@ -593,7 +593,7 @@ static void topk_push(float *d, int64_t *l, int64_t k, int64_t *cnt, bool ip, fl
     l[pos] = id;
 }
 
-static float score(bool ip, const float *a, const float *b, int dim)
+float shard_index_score(bool ip, const float *a, const float *b, int dim)
 {
     float s = 0;
     if (ip) {
@@ -625,8 +625,8 @@ static void scan_block(const shard_index *ix, int64_t nq, const float *q, int64_
 #pragma omp parallel for if (nq > 1) schedule(static)
     for (int64_t a = 0; a < nq; a++) {
         for (int64_t b = 0; b < nb; b++) {
-            float s = score(ip, q + a * ix->dim, vecs + b * ix->dim, ix->dim);
-            topk_push(dis + a * k, lab + a * k, k, &cnt[a], ip, s, ids[b]);
+            float s = shard_index_score(ip, q + a * ix->dim, vecs + b * ix->dim, ix->dim);
+            shard_index_topk_push(dis + a * k, lab + a * k, k, &cnt[a], ip, s, ids[b]);
         }
     }
 }
@@ -802,8 +802,8 @@ cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *q
         if (!bit_get(ix->c.live, ix->c.bm_bytes, cand_ids[b]))
             continue;
         for (int64_t a = 0; a < nq; a++) {
-            float s = score(ip, queries + a * ix->dim, cand_vectors + b * ix->dim, ix->dim);
-            topk_push(distances + a * k, ids + a * k, k, &cnt[a], ip, s, cand_ids[b]);
+            float s = shard_index_score(ip, queries + a * ix->dim, cand_vectors + b * ix->dim, ix->dim);
+            shard_index_topk_push(distances + a * k, ids + a * k, k, &cnt[a], ip, s, cand_ids[b]);
         }
     }
     pthread_rwlock_unlock(&ix->rw);

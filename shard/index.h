@@ -142,6 +142,14 @@ cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *q
                                      int64_t k, int64_t n_cand, const int64_t *cand_ids,
                                      const float *cand_vectors, float *distances, int64_t *ids);
 
+/* Exact ranking outside FAISS, shared with callers that rank vectors the index does not hold
+ * yet (the engine's queue of unindexed items). `ip`: inner product, higher is better; else
+ * squared L2, lower is better. topk_push inserts (s, id) into a sorted top-k holding *cnt
+ * entries (best first) unless it ranks below a full list. */
+float shard_index_score(bool ip, const float *a, const float *b, int dim);
+void shard_index_topk_push(float *d, int64_t *l, int64_t k, int64_t *cnt, bool ip, float s,
+                           int64_t id);
+
 /* Rebuild: the caller's `feed` is called once and must hand every live (id, vector) pair
  * to shard_index_builder_add (in batches, e.g. from a store iteration callback), then
  * return CR_OK. A fresh index is built from them — keeping the current training when the
