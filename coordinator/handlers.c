@@ -610,6 +610,29 @@ typedef struct write_plan {
     char (*msg)[200];
 } write_plan;
 
+/* Reports to repair each replica of group g that did not apply the write durably, before the
+ * client hears the ack: a replica that missed an acknowledged write stops serving reads. */
+static void note_misses(rq *r, int g, const coord_sub *subs, int is_delete, void **items,
+                        const write_plan *p, int acked)
+{
+    uint64_t vmin = UINT64_MAX;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t v;
+        if (p->group[i] != g)
+            continue;
+        v = is_delete ? ((Cirrus__V1__DeleteItem *)items[i])->version
+                      : ((Cirrus__V1__Item *)items[i])->version;
+        if (v < vmin)
+            vmin = v;
+    }
+    for (int rep = 0; rep < r->map->n_replicas[g]; rep++) {
+        const coord_sub *s = &subs[rep];
+        if (sub_check(s, "write") == CR_OK && (is_delete ? s->resp->delete_ : s->resp->upsert))
+            continue;
+        coord_repair_note_miss(r->app->repair, g, rep, r->map->replicas[g][rep], vmin, acked);
+    }
+}
+
 /* Sends each group's share of the write to every replica; fills per-item statuses. */
 static cr_err write_groups(rq *r, int is_delete, void **items, write_plan *p,
                            uint32_t *min_acked)
@@ -623,7 +646,7 @@ static cr_err write_groups(rq *r, int is_delete, void **items, write_plan *p,
     for (int g = 0; g < ng; g++)
         total_subs += (size_t)r->map->n_replicas[g];
     subs = calloc(total_subs, sizeof *subs);
-    bodies = calloc((size_t)ng, sizeof *bodies);
+    bodies = calloc(ng > 0 ? (size_t)ng : 1, sizeof *bodies);
     if (!subs || !bodies) {
         free(subs);
         free(bodies);
@@ -686,6 +709,8 @@ static cr_err write_groups(rq *r, int is_delete, void **items, write_plan *p,
                 first = wr;
         }
         quorum = r->map->write_quorum ? r->map->write_quorum : (live ? live : 1);
+        if (acked < nrep)
+            note_misses(r, g, &subs[base], is_delete, items, p, acked >= quorum);
         if ((uint32_t)acked < *min_acked)
             *min_acked = (uint32_t)acked;
         for (size_t i = 0, j = 0; i < p->n; i++) {
@@ -953,7 +978,9 @@ static void do_get(rq *r)
     if (!rc)
         rc = coord_io_call(r->w, subs, k);
     for (size_t i = 0; !rc && i < k; i++) {
-        rc = sub_check(&subs[i], "get");
+        char what[48];
+        snprintf(what, sizeof what, "get: shard group %d", subs[i].group);
+        rc = sub_check(&subs[i], what);
         if (rc)
             break;
         for (size_t j = 0; subs[i].resp->get && j < subs[i].resp->get->n_items; j++)

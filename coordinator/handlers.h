@@ -25,11 +25,19 @@ typedef struct coord_app {
 /* Worker thread body: serves client requests until the I/O thread stops. */
 void *coord_worker_main(void *arg);
 
-/* Replica repair (repair.c): queued by the I/O thread when a replica returns, run on a
- * thread of its own that copies every item and tombstone a live peer holds (with their
- * versions, so newer data on the returning replica is never overwritten). */
+/* Replica repair (repair.c: the rule for when a replica may serve reads is there): a thread
+ * of its own brings replicas that may be behind up to the newest version of every item, in
+ * both directions — after a short absence only what changed since the replica's version
+ * mark, otherwise by a full comparison that copies only the differences. Queued when a
+ * replica answers (coord_repair_enqueue, the I/O thread's up hook) and when a write misses
+ * a replica that is up (coord_repair_note_miss). */
 cr_err coord_repair_start(coord_app *app, coord_repair **out);
 void coord_repair_enqueue(void *ctx, int group, int replica); /* coord_io_up_fn */
+/* The write path, before it replies: replica (group, replica) at `ep` (as the caller's map
+ * names it) did not durably apply a write whose lowest version is min_version; `acked`: the
+ * write is acknowledged without it. See coord_io_replica_missed. NULL-safe. */
+void coord_repair_note_miss(coord_repair *rp, int group, int replica, const char *ep,
+                            uint64_t min_version, int acked);
 void coord_repair_stop(coord_repair **pp);
 
 #endif

@@ -26,7 +26,13 @@ typedef struct backend {
     void *sock;
     int outstanding;
     int up, ever_up;
-    _Atomic int repairing; /* set by the I/O thread, cleared by the repair thread */
+    /* Freshness (see coord_io_replica_missed): written under coord_io.state_mu; `readable`
+     * and `answering` are also read without it, by pick() and the repair thread. */
+    _Atomic int readable;  /* may serve reads: not behind, or its group's only replica */
+    _Atomic int answering; /* up, and has answered since it was (re)connected */
+    int group_size; /* replicas in its group (1: always readable) */
+    int behind, known, repair_running, fresh_behind;
+    uint64_t mark, fresh_mark;
     int missed_pings;
     uint64_t ping_id, ping_sent_ms;
     uint64_t last_reply_ms;
@@ -68,6 +74,7 @@ struct coord_io {
     coord_map **retired; /* maps replaced by reloads, freed at coord_io_free */
     size_t n_retired;
     coord_map *next_map; /* set by coord_io_set_map, applied by the I/O thread */
+    pthread_mutex_t state_mu; /* replicas' freshness fields, and backends_build */
     cr_wire_limits lim;
     char work_ep[64], call_ep[64];
     void *front, *work, *calls;
@@ -78,7 +85,7 @@ struct coord_io {
     pending *pend;
     uint64_t next_id;
     call *active;
-    atomic_int stopping;
+    atomic_int stopping, exited;
     atomic_int live[COORD_MAX_GROUPS][COORD_MAX_REPLICAS]; /* for workers */
     cr_wire_spin spin; /* the I/O thread's */
 };
@@ -139,32 +146,52 @@ static cr_err backend_open(coord_io *io, backend *b, const char *ep)
     if (zmq_connect(b->sock, ep) != 0)
         return cr_error_set(CR_ERR_NET, "connect %s: %s", ep, zmq_strerror(errno));
     b->up = 1; /* optimistic until pings say otherwise */
+    /* Nothing is known of a replica's contents until a repair compared it with its peers
+     * (single-replica groups are exempt: fresh_publish). */
+    b->behind = 1;
+    b->mark = 0;
     return CR_OK;
 }
 
 static void set_live(coord_io *io, backend *b)
 {
     if (!b->is_encoder && b->group >= 0)
-        atomic_store(&io->live[b->group][b->replica], b->up && !b->repairing);
+        atomic_store(&io->live[b->group][b->replica], b->up && atomic_load(&b->readable));
+}
+
+/* Publishes `readable` from the freshness fields; state_mu held. The only replica of a group
+ * holds every acknowledged write by definition (a write it missed was acknowledged by none),
+ * so it is always readable and never repaired. */
+static void fresh_publish(backend *b)
+{
+    if (b->group_size == 1) {
+        b->behind = 0;
+        b->known = 1;
+        b->mark = UINT64_MAX;
+    }
+    atomic_store(&b->readable, !b->behind);
 }
 
 static void backend_mark(coord_io *io, backend *b, int up)
 {
     uint64_t now = cr_clock_mono_ms();
+    int returned = !b->up || !b->ever_up;
     if (up) {
         b->missed_pings = 0;
         b->last_reply_ms = now;
         if (!b->up) {
             b->up = 1;
             CR_INFO("coordinator", "%s is up", b->ep);
-            if (!b->is_encoder && b->ever_up && io->o.on_replica_up) {
-                b->repairing = 1;
-                io->o.on_replica_up(io->o.up_ctx, b->group, b->replica);
-            }
         }
         b->ever_up = 1;
+        atomic_store(&b->answering, 1);
+        /* A replica answering for the first time, or again: the repair hook decides whether
+         * it (or a peer waiting for it) must catch up before serving reads. */
+        if (returned && !b->is_encoder && io->o.on_replica_up)
+            io->o.on_replica_up(io->o.up_ctx, b->group, b->replica);
     } else if (b->up) {
         b->up = 0;
+        atomic_store(&b->answering, 0);
         CR_WARN("coordinator", "%s is down", b->ep);
     }
     set_live(io, b);
@@ -177,6 +204,7 @@ static cr_err backends_build(coord_io *io, const coord_map *map)
     int n_old = io->n_be, n = 0;
     cr_err rc = CR_OK;
 
+    pthread_mutex_lock(&io->state_mu);
     memcpy(old, io->be, sizeof old);
     memset(io->be, 0, sizeof io->be);
     for (int g = 0; g < map->n_groups + 1 && !rc; g++) {
@@ -201,11 +229,15 @@ static cr_err backends_build(coord_io *io, const coord_map *map)
                 io->enc_be[r] = n;
             else
                 io->group_be[g][r] = n;
+            b->group_size = count;
+            if (!b->is_encoder)
+                fresh_publish(b);
             set_live(io, b);
             n++;
         }
     }
     io->n_be = n;
+    pthread_mutex_unlock(&io->state_mu);
     for (int i = 0; i < n_old; i++)
         if (old[i].sock)
             zmq_close(old[i].sock);
@@ -283,7 +315,8 @@ static int pick(coord_io *io, call *c, int si)
     for (int r = 0; r < count; r++) {
         int bi = s->target == COORD_TO_GROUP ? io->group_be[s->group][r] : io->enc_be[r];
         backend *b = &io->be[bi];
-        if ((st->tried & 1u << r) || !b->up || b->repairing)
+        if ((st->tried & 1u << r) || !b->up ||
+            (s->target == COORD_TO_GROUP && !atomic_load(&b->readable)))
             continue;
         if (best < 0 || b->outstanding < io->be[best].outstanding)
             best = bi;
@@ -302,8 +335,9 @@ static void attempt(coord_io *io, call *c, int si)
         if (st->attempts == 0)
             sub_finish(io, c, si, CR_ERR_UNAVAILABLE,
                        s->target == COORD_TO_ENCODER ? "no live encoder"
-                       : s->target == COORD_TO_GROUP ? "no live replica in the shard group"
-                                                     : "replica is down",
+                       : s->target == COORD_TO_GROUP
+                           ? "no live, up-to-date replica in the shard group"
+                           : "replica is down",
                        NULL, -1);
         return;
     }
@@ -587,6 +621,7 @@ cr_err coord_io_new(coord_io **out, const coord_map *map, const coord_io_opts *o
     }
     *io->map = *map;
     pthread_mutex_init(&io->map_mu, NULL);
+    pthread_mutex_init(&io->state_mu, NULL);
     io->lim = cr_wire_default_limits();
     if (strncmp(o->bind, "inproc://", 9) == 0)
         io->lim.heartbeat_ivl_ms = 0;
@@ -615,6 +650,7 @@ void coord_io_free(coord_io **pp)
     if (io->own_ctx)
         zmq_ctx_term(io->ctx);
     pthread_mutex_destroy(&io->map_mu);
+    pthread_mutex_destroy(&io->state_mu);
     free(io->next_map);
     free(io->map);
     for (size_t i = 0; i < io->n_retired; i++)
@@ -664,12 +700,116 @@ int coord_io_replica_live(coord_io *io, int group, int replica)
     return atomic_load(&io->live[group][replica]);
 }
 
-void coord_io_repair_done(coord_io *io, int group, int replica)
+/* ---- replica freshness ------------------------------------------------------------------ */
+
+/* The backend of (group, replica) as last built, or -1; state_mu held. Checked against the
+ * backend itself: during a reload group_be may hold entries of the previous map. */
+static int replica_be(coord_io *io, int group, int replica)
 {
-    /* Only the flag crosses threads; the I/O thread publishes `live` at its next ping round. */
-    int bi = io->group_be[group][replica];
-    atomic_store(&io->be[bi].repairing, 0);
-    CR_INFO("coordinator", "%s repaired; serving reads again", io->be[bi].ep);
+    int bi;
+    if (group < 0 || group >= COORD_MAX_GROUPS || replica < 0 || replica >= COORD_MAX_REPLICAS)
+        return -1;
+    bi = io->group_be[group][replica];
+    if (bi < 0 || bi >= io->n_be || io->be[bi].is_encoder || io->be[bi].group != group ||
+        io->be[bi].replica != replica)
+        return -1;
+    return bi;
+}
+
+static void state_fill(const backend *b, coord_replica_state *out)
+{
+    out->up = atomic_load(&b->answering);
+    out->behind = b->behind;
+    out->known = b->known;
+    out->mark = b->mark;
+    snprintf(out->ep, sizeof out->ep, "%s", b->ep);
+}
+
+static void missed(backend *b, uint64_t min_version, int acked)
+{
+    uint64_t below = min_version ? min_version - 1 : 0;
+    if (b->group_size == 1)
+        return;
+    if (below < b->mark)
+        b->mark = below;
+    if (below < b->fresh_mark)
+        b->fresh_mark = below;
+    if (acked) {
+        b->behind = 1;
+        b->fresh_behind = 1;
+    }
+    atomic_store(&b->readable, !b->behind);
+}
+
+int coord_io_replica_missed(coord_io *io, int group, int replica, const char *ep,
+                            uint64_t min_version, int acked)
+{
+    int bi, answering = 0;
+    pthread_mutex_lock(&io->state_mu);
+    /* The caller's map may predate a reload: mark the endpoint it wrote to, wherever it is
+     * now, and whatever now sits at (group, replica). Marking one too many is safe. */
+    for (int i = 0; ep && i < io->n_be; i++)
+        if (!io->be[i].is_encoder && strcmp(io->be[i].ep, ep) == 0) {
+            missed(&io->be[i], min_version, acked);
+            answering |= atomic_load(&io->be[i].answering);
+        }
+    bi = replica_be(io, group, replica);
+    if (bi >= 0) {
+        missed(&io->be[bi], min_version, acked);
+        answering |= atomic_load(&io->be[bi].answering);
+    }
+    pthread_mutex_unlock(&io->state_mu);
+    return answering;
+}
+
+int coord_io_replica_state(coord_io *io, int group, int replica, coord_replica_state *out)
+{
+    int bi;
+    pthread_mutex_lock(&io->state_mu);
+    bi = replica_be(io, group, replica);
+    if (bi >= 0)
+        state_fill(&io->be[bi], out);
+    pthread_mutex_unlock(&io->state_mu);
+    return bi >= 0;
+}
+
+int coord_io_repair_begin(coord_io *io, int group, int replica, coord_replica_state *out)
+{
+    int bi;
+    pthread_mutex_lock(&io->state_mu);
+    bi = replica_be(io, group, replica);
+    if (bi >= 0) {
+        backend *b = &io->be[bi];
+        state_fill(b, out);
+        b->repair_running = 1;
+        b->fresh_mark = UINT64_MAX;
+        b->fresh_behind = 0;
+    }
+    pthread_mutex_unlock(&io->state_mu);
+    return bi >= 0;
+}
+
+int coord_io_repair_end(coord_io *io, int group, int replica, const char *ep, int proven,
+                        int complete)
+{
+    int bi, more = 0;
+    pthread_mutex_lock(&io->state_mu);
+    bi = replica_be(io, group, replica);
+    if (bi >= 0 && io->be[bi].repair_running && strcmp(io->be[bi].ep, ep) == 0) {
+        backend *b = &io->be[bi];
+        /* Misses since the repair began may or may not have been copied: they stay. */
+        if (complete) {
+            b->mark = b->fresh_mark;
+            b->known = 1;
+        }
+        if (proven)
+            b->behind = b->fresh_behind;
+        more = b->fresh_mark != UINT64_MAX || b->fresh_behind;
+        b->repair_running = 0;
+        fresh_publish(b);
+    }
+    pthread_mutex_unlock(&io->state_mu);
+    return more;
 }
 
 cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop)
@@ -739,6 +879,7 @@ out:
     if (io->calls)
         zmq_close(io->calls);
     io->front = io->work = io->calls = NULL;
+    atomic_store(&io->exited, 1);
     return rc;
 }
 
@@ -854,7 +995,19 @@ cr_err coord_io_call(coord_worker *w, coord_sub *subs, size_t n)
     {
         zmq_pollitem_t it = {w->call, 0, ZMQ_POLLIN, 0};
         cr_wire_spin spin = {w->io->o.spin_us, cr_clock_mono_us() + w->io->o.spin_us};
-        if (cr_wire_poll_spin(&it, 1, wait_ms, &spin) <= 0)
+        uint64_t until = cr_clock_mono_ms() + (uint64_t)wait_ms;
+        int ready = 0;
+        /* In slices, so that a caller outliving the I/O thread (the repair thread at
+         * shutdown) stops at once; the exited thread no longer touches the call. */
+        while (!ready && cr_clock_mono_ms() < until) {
+            ready = cr_wire_poll_spin(&it, 1, 100, &spin) > 0;
+            if (!ready && atomic_load(&w->io->exited)) {
+                free(c->st);
+                free(c);
+                return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is stopping");
+            }
+        }
+        if (!ready)
             return cr_error_set(CR_ERR_INTERNAL, "the I/O thread did not answer");
     }
     if (zmq_recv(w->call, done, sizeof done, ZMQ_DONTWAIT) < 0) {

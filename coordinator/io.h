@@ -7,12 +7,18 @@
  * (coord_sub) and call coord_io_call(), which blocks the worker (never the I/O thread) until
  * every sub-request has an answer, an error, or its timeout.
  *
- * Replica choice for a group: the healthy, not-repairing replica with the fewest outstanding
- * requests; a read not answered within hedge_ms is sent to a second replica too, and the first
- * answer wins; a replica that fails (network error, overloaded) is replaced by another. A
- * backend is down after 3 missed pings (500 ms apart) or a timed-out request with no reply for
- * 1.5 s; it is up again at its first answer — and a shard replica coming back is handed to
- * the repair hook before it serves reads again.
+ * Replica choice for a group: the healthy, up-to-date (readable) replica with the fewest
+ * outstanding requests; a read not answered within hedge_ms is sent to a second replica too,
+ * and the first answer wins; a replica that fails (network error, overloaded) is replaced by
+ * another. A backend is down after 3 missed pings (500 ms apart) or a timed-out request with
+ * no reply for 1.5 s; it is up again at its first answer, which is reported to the repair
+ * hook. Writes go to every replica that is up, readable or not.
+ *
+ * Freshness: each shard replica carries what the coordinator can prove about its contents
+ * (coord_replica_state). The rule and its reasons are in repair.c; this module keeps the
+ * state, applies the write path's reports of missed writes at once (a replica that missed an
+ * acknowledged write stops serving reads before the client hears the ack), and answers
+ * reads only from replicas that are not behind.
  */
 #ifndef COORD_IO_H
 #define COORD_IO_H
@@ -47,8 +53,8 @@ typedef struct coord_sub {
     int replica_used;
 } coord_sub;
 
-/* Called on the I/O thread when replica (group, replica) comes back after being down; the
- * replica is kept out of reads until coord_io_repair_done(). */
+/* Called on the I/O thread when shard replica (group, replica) answers for the first time or
+ * again after being down. Must not block. */
 typedef void (*coord_io_up_fn)(void *ctx, int group, int replica);
 
 typedef struct coord_io_opts {
@@ -104,8 +110,40 @@ int coord_io_stopping(const coord_io *io);
 /* Runs the sub-requests and waits for all of them. */
 cr_err coord_io_call(coord_worker *w, coord_sub *subs, size_t n);
 
-/* Health view for workers: 1 when the replica is up and not repairing. */
+/* Health view for workers: 1 when the replica is up and readable (published by the I/O
+ * thread every 500 ms). */
 int coord_io_replica_live(coord_io *io, int group, int replica);
-void coord_io_repair_done(coord_io *io, int group, int replica);
+
+/* ---- replica freshness (all thread-safe) ---------------------------------------------- */
+
+typedef struct coord_replica_state {
+    int up;        /* has answered since it was last (re)connected or seen down */
+    int behind;    /* may lack an acknowledged write: serves no reads */
+    int known;     /* 0: nothing is known of its contents (coordinator start, new in the map) */
+    uint64_t mark; /* it may lack only writes with a version > mark; UINT64_MAX: none */
+    char ep[COORD_MAX_ENDPOINT];
+} coord_replica_state;
+
+/* The write path reports that replica (group, replica) of the caller's map, at endpoint `ep`,
+ * did not durably apply a write whose lowest version is `min_version`; `acked`: the write was
+ * acknowledged to the client without it. Lowers the replica's mark below min_version and,
+ * when acked, makes it behind (no reads) at once. Returns 1 when the replica is up (worth a
+ * repair now). Call before replying to the client. */
+int coord_io_replica_missed(coord_io *io, int group, int replica, const char *ep,
+                            uint64_t min_version, int acked);
+
+/* Fills *out; 0 when (group, replica) is not in the current map. */
+int coord_io_replica_state(coord_io *io, int group, int replica, coord_replica_state *out);
+
+/* A repair of (group, replica): begin fills *out and starts recording the misses that happen
+ * while it runs (returns 0 when not in the map). end applies the outcome if `ep` still is
+ * (group, replica): `complete` (it now holds what every other replica held when the repair
+ * began): mark = UINT64_MAX and known, unless it missed writes meanwhile (mark = below the
+ * lowest of those); `proven` (it now holds every acknowledged write): not behind, unless it
+ * missed an acknowledged write meanwhile. Both 0 = the repair was abandoned. Returns 1 when
+ * it missed writes while the repair ran (run it again). */
+int coord_io_repair_begin(coord_io *io, int group, int replica, coord_replica_state *out);
+int coord_io_repair_end(coord_io *io, int group, int replica, const char *ep, int proven,
+                        int complete);
 
 #endif
