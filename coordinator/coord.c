@@ -1,6 +1,7 @@
 #include "coordinator/coord.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ coord_server_opts coord_server_default_opts(void)
 typedef struct reloader {
     coord_app *app;
     volatile sig_atomic_t *stop;
+    _Atomic int done; /* the I/O loop returned (also when it failed without *stop) */
     pthread_t tid;
 } reloader;
 
@@ -32,7 +34,7 @@ static void *reload_main(void *arg)
 {
     reloader *rl = arg;
     const coord_server_opts *o = &rl->app->o;
-    while (!*rl->stop) {
+    while (!*rl->stop && !atomic_load(&rl->done)) {
         cr_clock_sleep_ms(100);
         if (!o->reload || !*o->reload || !o->map_path)
             continue;
@@ -84,9 +86,14 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
     rl.app = app;
     rl.stop = stop;
     reloading = pthread_create(&rl.tid, NULL, reload_main, &rl) == 0;
+    if (!reloading) {
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start the map reload thread");
+        goto out;
+    }
     rc = coord_io_run(app->io, stop);
 out:
     coord_http_stop(&http);
+    atomic_store(&rl.done, 1);
     if (reloading)
         pthread_join(rl.tid, NULL);
     coord_repair_stop(&app->repair);

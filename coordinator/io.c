@@ -840,6 +840,15 @@ cr_err coord_io_run(coord_io *io, volatile sig_atomic_t *stop)
     for (; nw < io->o.workers && nw < MAX_WORKERS; nw++)
         if (pthread_create(&workers[nw], NULL, io->o.worker_main, io->o.worker_arg) != 0)
             break;
+    if (nw < io->o.workers && nw < MAX_WORKERS) {
+        /* Serving with fewer workers than asked (or none) would look up but answer nothing. */
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start request thread %d of %d", nw + 1,
+                          io->o.workers);
+        atomic_store(&io->stopping, 1);
+        for (int i = 0; i < nw; i++)
+            pthread_join(workers[i], NULL);
+        goto out;
+    }
     CR_INFO("coordinator", "serving on %s: %d shard groups, %d encoders, %d workers",
             io->o.bind, io->map->n_groups, io->map->n_encoders, nw);
     loop(io, stop);

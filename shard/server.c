@@ -912,6 +912,13 @@ cr_err shard_server_run(shard_engine *e, const shard_server_opts *o, volatile si
     for (; nw < s.o.workers; nw++)
         if (pthread_create(&workers[nw], NULL, worker_main, &s) != 0)
             break;
+    if (nw < s.o.workers) {
+        /* A shard with fewer workers than asked would serve slower than its operator
+         * planned for, or not at all: fail the start, as every other start failure does. */
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start search thread %d of %d", nw + 1,
+                          s.o.workers);
+        goto out;
+    }
     CR_INFO("shard", "serving on %s with %d search threads", o->bind, nw);
     proxy_loop(&s, front, work, replies);
     CR_INFO("shard", "stopping: finishing queued writes");
