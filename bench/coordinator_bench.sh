@@ -30,6 +30,14 @@ e2e=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth
   --peer-index HNSW32 --peer-threads 1 --json)
 e32=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth "$W/t.ivecs" \
   --id-prefix r --k 10 --ef 32 --concurrency 1 --duration 10 --spin-us 300 --json)
+# Several clients at once (ef 64): the coordinator's throughput under concurrency.
+conc=""
+for c in 4 16; do
+  r=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --k 10 --ef 64 \
+    --concurrency "$c" --duration 5 --spin-us 300 --json)
+  conc="$conc| QPS / p50, $c clients through the coordinator (ef 64) | $(num "$r" qps) / $(num "$r" p50_ms) ms | |
+"
+done
 ping=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --k 10 --ping \
   --duration 3 --spin-us 300 --json)
 slow=0; slow32=0
@@ -48,6 +56,7 @@ echo "| p50 of the slowest shard, queried directly | $slow ms | $slow32 ms |"
 echo "| coordinator overhead (difference) | $(awk -v a="$(num "$e2e" p50_ms)" -v b="$slow" 'BEGIN{printf "%.3f", a-b}') ms | $(awk -v a="$(num "$e32" p50_ms)" -v b="$slow32" 'BEGIN{printf "%.3f", a-b}') ms |"
 echo "| p50 of a Health round trip through the coordinator (transport floor) | $(num "$ping" p50_ms) ms | |"
 echo "| QPS, 1 client through the coordinator (recall@10) | $(num "$e2e" qps) ($(num "$e2e" recall)) | $(num "$e32" qps) ($(num "$e32" recall)) |"
+printf '%s' "$conc"
 echo "| QPS, in-process FAISS HNSW32 ef 64 over all $N, 1 thread (recall@10) | $(peer "$e2e" qps) ($(peer "$e2e" recall)) | |"
 echo "| ratio | $(awk -v a="$(num "$e2e" qps)" -v b="$(peer "$e2e" qps)" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$(num "$e32" qps)" -v b="$(peer "$e2e" qps)" 'BEGIN{printf "%.2f", a/b}') |"
 bash "$SRC/deploy/local/cluster.sh" down --dir "$W/cl"
