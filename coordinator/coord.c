@@ -90,6 +90,7 @@ cr_err coord_server_serve(coord_server *s, volatile sig_atomic_t *stop)
 {
     cr_err rc = coord_loop_run(s->app.loop, stop);
     coord_requests_abort(&s->app);
+    cr_clock_sleep_ms(50); /* let the last replies leave before the sockets close */
     return rc;
 }
 

@@ -437,12 +437,19 @@ static long wait_ms(const coord_loop *L)
     return (long)((next - now + 999) / 1000);
 }
 
+/* Before the loop sleeps in poll (Redis's beforeSleep): apply a reloaded map, continue every
+ * request whose call is done. */
+static void before_sleep(coord_loop *L)
+{
+    apply_next_map(L);
+    run_ready(L);
+}
+
 /* One turn: wait for a socket or the next timer, then handle what came. */
 static void turn(coord_loop *L, zmq_pollitem_t *items, int reading)
 {
     int n = 0;
-    apply_next_map(L);
-    run_ready(L);
+    before_sleep(L);
     items[n++] = (zmq_pollitem_t){L->front, 0, reading ? ZMQ_POLLIN : 0, 0};
     for (int i = 0; i < L->bs.n; i++)
         items[n++] = (zmq_pollitem_t){L->bs.be[i].sock, 0, ZMQ_POLLIN, 0};
