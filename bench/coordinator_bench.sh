@@ -3,7 +3,8 @@
 #   bench/coordinator_bench.sh [BUILD_DIR] [N]
 # 1. N x 128-d (200k) in a local cluster of 2 shard groups x 2 replicas (HNSW32): p50
 #    end-to-end through the coordinator vs p50 of the slowest shard queried directly, and QPS
-#    with one client vs in-process FAISS over the same data at the same recall.
+#    with one client vs in-process FAISS over the same data at the same recall; then QPS and
+#    p50 with 4 and 16 clients.
 # 2. Composed queries through `cirrus serve` with random ViT-B/32-shaped CLIP + phi: the
 #    latency breakdown (encode / compose / search / merge) from the answers' timing fields.
 set -euo pipefail
