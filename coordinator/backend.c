@@ -18,6 +18,7 @@ cr_err coord_backends_init(coord_backends *s, void *zmq_ctx, const cr_wire_limit
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     s->ctx = zmq_ctx;
     s->lim = *lim;
+    pthread_mutex_init(&s->state_mu, NULL);
     return CR_OK;
 }
 
@@ -26,6 +27,8 @@ void coord_backends_free(coord_backends *s)
     for (int i = 0; s->be && i < s->n; i++)
         if (s->be[i].sock)
             zmq_close(s->be[i].sock);
+    if (s->be)
+        pthread_mutex_destroy(&s->state_mu);
     free(s->be);
     s->be = NULL;
     s->n = 0;
@@ -45,31 +48,51 @@ static cr_err backend_open(coord_backends *s, coord_backend *b, const char *ep)
     if (zmq_connect(b->sock, ep) != 0)
         return cr_error_set(CR_ERR_NET, "connect %s: %s", ep, zmq_strerror(errno));
     b->up = 1; /* optimistic until pings say otherwise */
+    /* Nothing is known of a replica's contents until a repair compared it with its peers
+     * (single-replica groups are exempt: fresh_publish). */
+    b->behind = 1;
+    b->mark = 0;
     return CR_OK;
 }
 
 void coord_backends_publish(coord_backends *s, const coord_backend *b)
 {
     if (!b->is_encoder && b->group >= 0)
-        atomic_store(&s->live[b->group][b->replica], b->up && !atomic_load(&b->repairing));
+        atomic_store(&s->live[b->group][b->replica], b->up && atomic_load(&b->readable));
+}
+
+/* Publishes `readable` from the freshness fields; state_mu held. The only replica of a group
+ * holds every acknowledged write by definition (a write it missed was acknowledged by none),
+ * so it is always readable and never repaired. */
+static void fresh_publish(coord_backend *b)
+{
+    if (b->group_size == 1) {
+        b->behind = 0;
+        b->known = 1;
+        b->mark = UINT64_MAX;
+    }
+    atomic_store(&b->readable, !b->behind);
 }
 
 void coord_backends_mark(coord_backends *s, coord_backend *b, int up)
 {
+    int returned = !b->up || !b->ever_up;
     if (up) {
         b->missed_pings = 0;
         b->last_reply_ms = cr_clock_mono_ms();
         if (!b->up) {
             b->up = 1;
             CR_INFO("coordinator", "%s is up", b->ep);
-            if (!b->is_encoder && b->ever_up && s->on_up) {
-                atomic_store(&b->repairing, 1);
-                s->on_up(s->up_ctx, b->group, b->replica);
-            }
         }
         b->ever_up = 1;
+        atomic_store(&b->answering, 1);
+        /* A replica answering for the first time, or again: the repair hook decides whether
+         * it (or a peer waiting for it) must catch up before serving reads. */
+        if (returned && !b->is_encoder && s->on_up)
+            s->on_up(s->up_ctx, b->group, b->replica);
     } else if (b->up) {
         b->up = 0;
+        atomic_store(&b->answering, 0);
         CR_WARN("coordinator", "%s is down", b->ep);
     }
     coord_backends_publish(s, b);
@@ -95,6 +118,7 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
 
     if (!old)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&s->state_mu);
     memcpy(old, s->be, COORD_MAX_BACKENDS * sizeof *old);
     memset(s->be, 0, COORD_MAX_BACKENDS * sizeof *s->be);
     for (int g = 0; g < map->n_groups + 1 && !rc; g++) {
@@ -111,11 +135,15 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
                 s->enc_be[r] = n;
             else
                 s->group_be[g][r] = n;
+            b->group_size = count;
+            if (!enc)
+                fresh_publish(b);
             coord_backends_publish(s, b);
             n++;
         }
     }
     s->n = n;
+    pthread_mutex_unlock(&s->state_mu);
     for (int i = 0; i < n_old; i++)
         if (old[i].sock)
             zmq_close(old[i].sock);
@@ -162,7 +190,8 @@ int coord_backends_pick(const coord_backends *s, const coord_map *m, coord_targe
     for (int r = 0; r < count; r++) {
         int bi = target == COORD_TO_GROUP ? s->group_be[group][r] : s->enc_be[r];
         const coord_backend *b = &s->be[bi];
-        if ((tried & 1u << r) || !b->up || atomic_load(&b->repairing))
+        if ((tried & 1u << r) || !b->up ||
+            (target == COORD_TO_GROUP && !atomic_load(&b->readable)))
             continue;
         if (best < 0 || b->outstanding < s->be[best].outstanding)
             best = bi;
@@ -177,10 +206,116 @@ int coord_backends_live(coord_backends *s, int group, int replica)
     return atomic_load(&s->live[group][replica]);
 }
 
-void coord_backends_repair_done(coord_backends *s, int group, int replica)
+/* ---- replica freshness ------------------------------------------------------------------ */
+
+/* The backend of (group, replica) as last built, or -1; state_mu held. Checked against the
+ * backend itself: during a reload group_be may hold entries of the previous map. */
+static int replica_be(const coord_backends *s, int group, int replica)
 {
-    /* Only the flag crosses threads; the loop publishes `live` at its next health round. */
-    int bi = s->group_be[group][replica];
-    atomic_store(&s->be[bi].repairing, 0);
-    CR_INFO("coordinator", "%s repaired; serving reads again", s->be[bi].ep);
+    int bi;
+    if (group < 0 || group >= COORD_MAX_GROUPS || replica < 0 || replica >= COORD_MAX_REPLICAS)
+        return -1;
+    bi = s->group_be[group][replica];
+    if (bi < 0 || bi >= s->n || s->be[bi].is_encoder || s->be[bi].group != group ||
+        s->be[bi].replica != replica)
+        return -1;
+    return bi;
+}
+
+static void state_fill(const coord_backend *b, coord_replica_state *out)
+{
+    out->up = atomic_load(&b->answering);
+    out->behind = b->behind;
+    out->known = b->known;
+    out->mark = b->mark;
+    snprintf(out->ep, sizeof out->ep, "%s", b->ep);
+}
+
+static void missed(coord_backend *b, uint64_t min_version, int acked)
+{
+    uint64_t below = min_version ? min_version - 1 : 0;
+    if (b->group_size == 1)
+        return;
+    if (below < b->mark)
+        b->mark = below;
+    if (below < b->fresh_mark)
+        b->fresh_mark = below;
+    if (acked) {
+        b->behind = 1;
+        b->fresh_behind = 1;
+    }
+    atomic_store(&b->readable, !b->behind);
+}
+
+int coord_backends_replica_missed(coord_backends *s, int group, int replica, const char *ep,
+                                  uint64_t min_version, int acked)
+{
+    int bi, answering = 0;
+    pthread_mutex_lock(&s->state_mu);
+    /* The caller's map may predate a reload: mark the endpoint it wrote to, wherever it is
+     * now, and whatever now sits at (group, replica). Marking one too many is safe. */
+    for (int i = 0; ep && i < s->n; i++)
+        if (!s->be[i].is_encoder && strcmp(s->be[i].ep, ep) == 0) {
+            missed(&s->be[i], min_version, acked);
+            answering |= atomic_load(&s->be[i].answering);
+        }
+    bi = replica_be(s, group, replica);
+    if (bi >= 0) {
+        missed(&s->be[bi], min_version, acked);
+        answering |= atomic_load(&s->be[bi].answering);
+    }
+    pthread_mutex_unlock(&s->state_mu);
+    return answering;
+}
+
+int coord_backends_replica_state(coord_backends *s, int group, int replica,
+                                 coord_replica_state *out)
+{
+    int bi;
+    pthread_mutex_lock(&s->state_mu);
+    bi = replica_be(s, group, replica);
+    if (bi >= 0)
+        state_fill(&s->be[bi], out);
+    pthread_mutex_unlock(&s->state_mu);
+    return bi >= 0;
+}
+
+int coord_backends_repair_begin(coord_backends *s, int group, int replica,
+                                coord_replica_state *out)
+{
+    int bi;
+    pthread_mutex_lock(&s->state_mu);
+    bi = replica_be(s, group, replica);
+    if (bi >= 0) {
+        coord_backend *b = &s->be[bi];
+        state_fill(b, out);
+        b->repair_running = 1;
+        b->fresh_mark = UINT64_MAX;
+        b->fresh_behind = 0;
+    }
+    pthread_mutex_unlock(&s->state_mu);
+    return bi >= 0;
+}
+
+int coord_backends_repair_end(coord_backends *s, int group, int replica, const char *ep,
+                              int proven, int complete)
+{
+    int bi, more = 0;
+    pthread_mutex_lock(&s->state_mu);
+    bi = replica_be(s, group, replica);
+    if (bi >= 0 && s->be[bi].repair_running && strcmp(s->be[bi].ep, ep) == 0) {
+        coord_backend *b = &s->be[bi];
+        /* Misses since the repair began may or may not have been copied: they stay. */
+        if (complete) {
+            b->mark = b->fresh_mark;
+            b->known = 1;
+        }
+        if (proven)
+            b->behind = b->fresh_behind;
+        more = b->fresh_mark != UINT64_MAX || b->fresh_behind;
+        b->repair_running = 0;
+        fresh_publish(b);
+    }
+    pthread_mutex_unlock(&s->state_mu);
+    return more;
 }

@@ -26,6 +26,7 @@ coord_server_opts coord_server_default_opts(void)
     o.spin_us = 0; /* measured no gain on 2 shared cores; see docs/operations.md */
     o.default_deadline_ms = 10000;
     o.backend_timeout_ms = 5000;
+    o.version_skew_ms = CR_HLC_MAX_SKEW_MS;
     return o;
 }
 
@@ -62,6 +63,7 @@ cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
     if (!s)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     s->app.o = *o;
+    /* Seeded from the shards' highest versions before the first write (write.c). */
     cr_hlc_init(&s->app.hlc);
     coord_metrics_init(&s->app.metrics);
     lo.bind = o->map->bind;
@@ -71,7 +73,7 @@ cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
     lo.request_ctx = &s->app;
     rc = coord_loop_new(&s->app.loop, o->map, &lo);
     if (!rc)
-        rc = coord_repair_start(s->app.loop, &s->app.repair);
+        rc = coord_repair_start(&s->app, &s->app.repair);
     if (!rc) /* the loop reports returning replicas to the repair thread */
         coord_loop_set_up_hook(s->app.loop, coord_repair_enqueue, s->app.repair);
     if (!rc && o->http_bind)

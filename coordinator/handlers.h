@@ -24,11 +24,16 @@ struct coord_rq;
 typedef struct coord_app {
     coord_loop *loop;
     coord_server_opts o;
-    cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes */
+    cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes
+                            (atomic: the repair thread reads it too) */
     coord_repair *repair;
     coord_metrics metrics; /* updated by the loop, rendered by the HTTP thread (atomics) */
     struct coord_rq *requests; /* requests in flight (loop thread) */
     size_t n_requests;
+    /* The map under which each replica last reported its highest version into `hlc` (NULL =
+     * not yet): writes seed the clock from replicas not seeded under the current map. Loop
+     * thread. */
+    const coord_map *seeded[COORD_MAX_GROUPS][COORD_MAX_REPLICAS];
 } coord_app;
 
 /* The loop's coord_request_fn: takes in a client request (ctx is the coord_app). */

@@ -32,6 +32,9 @@ struct coord_loop {
     atomic_int map_waiting;
     cr_wire_limits lim;
     void *front;
+    void *side; /* ROUTER for calls from other threads (coord_caller) */
+    char side_ep[64];
+    atomic_int callers_closed;
     coord_backends bs;
     coord_pending *pend;
     coord_timers timers;
@@ -109,7 +112,7 @@ static void sub_finish(coord_loop *L, coord_call *c, coord_sub *s, cr_err rc, co
 static const char *no_backend(coord_target t)
 {
     return t == COORD_TO_ENCODER ? "no live encoder"
-           : t == COORD_TO_GROUP ? "no live replica in the shard group"
+           : t == COORD_TO_GROUP ? "no live, up-to-date replica in the shard group"
                                  : "replica is down";
 }
 
@@ -410,6 +413,139 @@ static void apply_next_map(coord_loop *L)
             next->n_encoders);
 }
 
+/* ---- calls from other threads -------------------------------------------------------------- */
+
+/* A call handed over by a caller thread. The struct is the caller's; it passes to the loop with
+ * the message and back with the answer (the atomics make the hand-over visible to
+ * ThreadSanitizer, which cannot see inside libzmq). */
+typedef struct side_call {
+    _Atomic int submitted, finished;
+    coord_call call;
+    coord_sub *sub;
+    zmq_msg_t who; /* the caller's routing identity */
+    coord_loop *L;
+} side_call;
+
+struct coord_caller {
+    coord_loop *L;
+    void *sock;
+};
+
+static void side_done(void *arg)
+{
+    side_call *sc = arg;
+    void *side = sc->L->side;
+    zmq_msg_t done;
+    atomic_store_explicit(&sc->finished, 1, memory_order_release);
+    zmq_msg_init_size(&done, 1);
+    if (zmq_msg_send(&sc->who, side, ZMQ_SNDMORE) < 0)
+        zmq_msg_close(&sc->who);
+    if (zmq_msg_send(&done, side, 0) < 0) /* sc may be freed from here on */
+        zmq_msg_close(&done);
+}
+
+static void on_side(coord_loop *L)
+{
+    for (int k = 0; k < BATCH; k++) {
+        zmq_msg_t id, body;
+        side_call *sc;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&id, L->side, ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_recv(&body, L->side, ZMQ_DONTWAIT) < 0 || zmq_msg_size(&body) != sizeof sc) {
+            int more = zmq_msg_size(&id) > 0;
+            zmq_msg_close(&id);
+            zmq_msg_close(&body);
+            if (!more)
+                return;
+            continue;
+        }
+        memcpy(&sc, zmq_msg_data(&body), sizeof sc);
+        zmq_msg_close(&body);
+        (void)atomic_load_explicit(&sc->submitted, memory_order_acquire);
+        sc->L = L;
+        zmq_msg_init(&sc->who);
+        zmq_msg_move(&sc->who, &id);
+        zmq_msg_close(&id);
+        coord_loop_call(L, &sc->call, sc->sub, 1, side_done, sc);
+    }
+}
+
+cr_err coord_caller_open(coord_loop *L, coord_caller **out)
+{
+    coord_caller *c = calloc(1, sizeof *c);
+    int zero = 0;
+    if (!c)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    c->L = L;
+    c->sock = zmq_socket(L->ctx, ZMQ_DEALER);
+    if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_connect(c->sock, L->side_ep) != 0) {
+        coord_caller_close(&c);
+        return cr_error_set(CR_ERR_NET, "caller socket: %s", zmq_strerror(errno));
+    }
+    *out = c;
+    return CR_OK;
+}
+
+void coord_caller_close(coord_caller **pp)
+{
+    coord_caller *c = pp ? *pp : NULL;
+    if (!c)
+        return;
+    if (c->sock)
+        zmq_close(c->sock);
+    free(c);
+    *pp = NULL;
+}
+
+/* Waits for the loop's answer in slices, so that a caller outliving the loop stops at once. */
+static int caller_wait(coord_caller *c, uint32_t wait_ms)
+{
+    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+    uint64_t until = cr_clock_mono_ms() + wait_ms;
+    while (cr_clock_mono_ms() < until) {
+        if (zmq_poll(&it, 1, 100) > 0)
+            return 1;
+        if (atomic_load(&c->L->callers_closed))
+            return -1;
+    }
+    return 0;
+}
+
+cr_err coord_caller_call(coord_caller *c, coord_sub *s)
+{
+    side_call *sc;
+    char done[8];
+    int ready;
+    if (atomic_load(&c->L->callers_closed))
+        return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is stopping");
+    if (!(sc = calloc(1, sizeof *sc)))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    sc->sub = s;
+    atomic_store_explicit(&sc->submitted, 1, memory_order_release);
+    if (zmq_send(c->sock, &sc, sizeof sc, 0) < 0) {
+        free(sc);
+        return cr_error_set(CR_ERR_NET, "cannot reach the event loop");
+    }
+    ready = caller_wait(c, (s->timeout_ms ? s->timeout_ms : DEFAULT_TIMEOUT_MS) + 5000);
+    if (ready < 0) { /* the loop has stopped: it no longer touches sc */
+        free(sc);
+        return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is stopping");
+    }
+    if (!ready || zmq_recv(c->sock, done, sizeof done, ZMQ_DONTWAIT) < 0)
+        return cr_error_set(CR_ERR_INTERNAL, "the event loop did not answer"); /* sc leaks:
+                                                                                 it may be in use */
+    (void)atomic_load_explicit(&sc->finished, memory_order_acquire);
+    free(sc);
+    return CR_OK;
+}
+
+void coord_loop_close_callers(coord_loop *L)
+{
+    atomic_store(&L->callers_closed, 1);
+}
+
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 static void on_front(coord_loop *L)
@@ -451,13 +587,16 @@ static void turn(coord_loop *L, zmq_pollitem_t *items, int reading)
     int n = 0;
     before_sleep(L);
     items[n++] = (zmq_pollitem_t){L->front, 0, reading ? ZMQ_POLLIN : 0, 0};
+    items[n++] = (zmq_pollitem_t){L->side, 0, ZMQ_POLLIN, 0};
     for (int i = 0; i < L->bs.n; i++)
         items[n++] = (zmq_pollitem_t){L->bs.be[i].sock, 0, ZMQ_POLLIN, 0};
     if (cr_wire_poll_spin(items, n, wait_ms(L), &L->spin) > 0) {
         for (int i = 0; i < L->bs.n; i++)
-            if (items[1 + i].revents & ZMQ_POLLIN)
+            if (items[2 + i].revents & ZMQ_POLLIN)
                 for (int k = 0; k < BATCH && on_backend(L, i); k++)
                     ;
+        if (items[1].revents & ZMQ_POLLIN)
+            on_side(L);
         if (items[0].revents & ZMQ_POLLIN)
             on_front(L);
     }
@@ -467,7 +606,7 @@ static void turn(coord_loop *L, zmq_pollitem_t *items, int reading)
 
 cr_err coord_loop_run(coord_loop *L, volatile sig_atomic_t *stop)
 {
-    zmq_pollitem_t *items = calloc(1 + COORD_MAX_BACKENDS, sizeof *items);
+    zmq_pollitem_t *items = calloc(2 + COORD_MAX_BACKENDS, sizeof *items);
     uint64_t until;
     if (!items)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
@@ -483,6 +622,7 @@ cr_err coord_loop_run(coord_loop *L, volatile sig_atomic_t *stop)
     while ((L->active || L->ready_head) && cr_clock_mono_ms() < until)
         turn(L, items, 0);
     coord_timers_cancel(&L->timers, &L->tick);
+    coord_loop_close_callers(L);
     free(items);
     return CR_OK;
 }
@@ -523,6 +663,9 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
         rc = cr_error_set(CR_ERR_NET, "coordinator socket: %s", zmq_strerror(errno));
     if (!rc && zmq_bind(L->front, o->bind) != 0)
         rc = cr_error_set(CR_ERR_NET, "cannot bind %s: %s", o->bind, zmq_strerror(errno));
+    cr_wire_inproc_name(L->side_ep, sizeof L->side_ep, "coord-callers");
+    if (!rc && (!(L->side = zmq_socket(L->ctx, ZMQ_ROUTER)) || zmq_bind(L->side, L->side_ep)))
+        rc = cr_error_set(CR_ERR_NET, "inproc bind: %s", zmq_strerror(errno));
     if (rc) {
         coord_loop_free(&L);
         return rc;
@@ -538,6 +681,8 @@ void coord_loop_free(coord_loop **pp)
         return;
     if (L->front)
         zmq_close(L->front);
+    if (L->side)
+        zmq_close(L->side);
     coord_backends_free(&L->bs);
     if (L->own_ctx && L->ctx)
         zmq_ctx_term(L->ctx);
@@ -604,9 +749,26 @@ int coord_loop_replica_live(coord_loop *L, int group, int replica)
     return coord_backends_live(&L->bs, group, replica);
 }
 
-void coord_loop_repair_done(coord_loop *L, int group, int replica)
+int coord_loop_replica_missed(coord_loop *L, int group, int replica, const char *ep,
+                              uint64_t min_version, int acked)
 {
-    coord_backends_repair_done(&L->bs, group, replica);
+    return coord_backends_replica_missed(&L->bs, group, replica, ep, min_version, acked);
+}
+
+int coord_loop_replica_state(coord_loop *L, int group, int replica, coord_replica_state *out)
+{
+    return coord_backends_replica_state(&L->bs, group, replica, out);
+}
+
+int coord_loop_repair_begin(coord_loop *L, int group, int replica, coord_replica_state *out)
+{
+    return coord_backends_repair_begin(&L->bs, group, replica, out);
+}
+
+int coord_loop_repair_end(coord_loop *L, int group, int replica, const char *ep, int proven,
+                          int complete)
+{
+    return coord_backends_repair_end(&L->bs, group, replica, ep, proven, complete);
 }
 
 void *coord_loop_zmq_ctx(coord_loop *L)

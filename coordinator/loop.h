@@ -125,10 +125,37 @@ const coord_map *coord_loop_map(coord_loop *L);
 /* Replaces the map (SIGHUP); applied by the loop between events. Backends present in both
  * maps keep their connections. */
 void coord_loop_set_map(coord_loop *L, const coord_map *map);
-/* 1 when the shard replica is up and not repairing. */
+/* 1 when the shard replica is up and readable. */
 int coord_loop_replica_live(coord_loop *L, int group, int replica);
-/* The repair thread is done with a returning replica: it serves reads again. */
-void coord_loop_repair_done(coord_loop *L, int group, int replica);
 void *coord_loop_zmq_ctx(coord_loop *L);
+
+/* Replica freshness (backend.h has the contracts). */
+int coord_loop_replica_missed(coord_loop *L, int group, int replica, const char *ep,
+                              uint64_t min_version, int acked);
+int coord_loop_replica_state(coord_loop *L, int group, int replica, coord_replica_state *out);
+int coord_loop_repair_begin(coord_loop *L, int group, int replica, coord_replica_state *out);
+int coord_loop_repair_end(coord_loop *L, int group, int replica, const char *ep, int proven,
+                          int complete);
+
+/* ---- calls from another thread (replica repair) ----------------------------------------
+ *
+ * A background thread that needs backend calls (replica repair) opens a caller: an inproc
+ * socket to the loop. coord_caller_call() hands one sub-request to the loop, which runs it
+ * like its own calls (same connections, so it is ordered with the loop's writes to the same
+ * replica; same health, replica choice and timeout) and wakes the caller when it is done.
+ * Client requests never take this path. */
+typedef struct coord_caller coord_caller;
+
+/* Any thread; one caller per thread. */
+cr_err coord_caller_open(coord_loop *L, coord_caller **out);
+void coord_caller_close(coord_caller **pp);
+
+/* Runs s (fill it with coord_sub fields target..hedge; s->body is borrowed until return) and
+ * waits: at most s->timeout_ms plus a margin. CR_OK: s->rc/s->resp hold the outcome as for a
+ * loop call (free s->resp). CR_ERR_UNAVAILABLE at once when the loop has stopped. */
+cr_err coord_caller_call(coord_caller *c, coord_sub *s);
+
+/* Callers get CR_ERR_UNAVAILABLE from now on (coord_loop_run does this when it returns). */
+void coord_loop_close_callers(coord_loop *L);
 
 #endif

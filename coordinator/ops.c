@@ -1,6 +1,7 @@
 /* The other operations: get (by id, from the owning groups), stats (every group and an
  * encoder, summed), health (from the loop's view of the replicas), snapshot (every replica)
  * and the encoder ops, passed through to an encoder. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +76,9 @@ static void on_got(void *arg)
             out.missing[out.n_missing++] = get->ids[i];
     for (size_t i = 0; !rc && i < f->n; i++) {
         const Cirrus__V1__GetResult *g;
-        if ((rc = coord_sub_check(&f->subs[i], "get")))
+        char what[48];
+        snprintf(what, sizeof what, "get: shard group %d", f->subs[i].group);
+        if ((rc = coord_sub_check(&f->subs[i], what)))
             break;
         g = f->subs[i].resp->get;
         for (size_t j = 0; g && j < g->n_items; j++)
@@ -170,6 +173,7 @@ static void stats_sum(fanout *f, Cirrus__V1__StatsResult *st, Cirrus__V1__StatsR
             st->count += s->count;
             st->bytes_on_disk += s->bytes_on_disk;
             st->tombstones += s->tombstones;
+            cr_hlc_observe(&f->r->app->hlc, s->max_version);
             if (!st->dim) {
                 st->dim = s->dim;
                 st->metric = s->metric;
@@ -201,6 +205,7 @@ static void on_stats(void *arg)
         stats_sum(f, &st, groups, empty, ng);
         st.groups = groups;
         st.n_groups = ng;
+        st.max_version = cr_hlc_last(&f->r->app->hlc);
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
         resp.stats = &st;
         coord_rq_reply(f->r, &resp);

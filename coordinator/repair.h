@@ -1,39 +1,36 @@
-/* repair.h — replica repair: when a shard replica comes back after being down, copy into it
- * everything a live peer of its group holds (items with their versions, and tombstones). It
- * is bulk background work, so it runs on a thread of its own with its OWN connections to the
- * shards (libcirrus clients), not through the event loop.
+/* repair.h — replica repair: anti-entropy between the replicas of a shard group, by version
+ * (repair.c holds the rule for when a replica may serve reads, and why). Bulk background
+ * work, on a thread of its own.
  *
- * Its interface to the loop is small and thread-safe:
- *   - the loop calls coord_repair_enqueue() (its replica-up hook) when a replica returns;
- *   - the repair thread reads the map and the replicas' liveness with coord_loop_map() and
- *     coord_loop_replica_live(), and says a replica is repaired with coord_loop_repair_done()
- *     (until then the loop sends it writes but no reads);
- *   - coord_repair_call() is the one way repair talks to a shard: "call this replica with
- *     this Request and wait, at most this long".
+ * Its interface with the event loop, all thread-safe:
+ *   loop -> repair   coord_repair_enqueue()   the loop's replica-up hook (must not block)
+ *                    coord_repair_note_miss() the write path, before it acknowledges
+ *   repair -> loop   coord_loop_map(), coord_loop_replica_state(), coord_loop_repair_begin()
+ *                    and coord_loop_repair_end() (the replicas' freshness, backend.h)
+ *                    coord_caller_call(): "call this replica with this Request and wait, at
+ *                    most this long" — run by the loop on its own connections, so repair's
+ *                    writes are ordered with the client writes the loop sends (a barrier
+ *                    write lets late ones land), and a replica the loop knows is down fails
+ *                    at once.
  */
 #ifndef COORD_REPAIR_H
 #define COORD_REPAIR_H
 
 #include <stdint.h>
 
-#include "cirrus.pb-c.h"
-#include "common/err.h"
-#include "coordinator/loop.h"
+#include "coordinator/handlers.h"
 
-typedef struct coord_repair coord_repair;
-
-/* Starts the repair thread for the replicas of `loop`'s map. */
-cr_err coord_repair_start(coord_loop *loop, coord_repair **out);
-/* Queues (group, replica) for repair (a coord_up_fn; any thread, never blocks long). */
+/* Starts the repair thread of app (app->loop must exist). */
+cr_err coord_repair_start(coord_app *app, coord_repair **out);
+/* Queues the replicas of `group` that need work (a coord_up_fn; ctx is the coord_repair). */
 void coord_repair_enqueue(void *ctx, int group, int replica);
-/* Stops and joins the thread (a repair in progress is abandoned; it is safe to repeat). */
+/* The write path, before it replies: replica (group, replica) at `ep` (as the caller's map
+ * names it) did not durably apply a write whose lowest version is min_version; `acked`: the
+ * write is acknowledged without it. See coord_loop_replica_missed. NULL-safe. */
+void coord_repair_note_miss(coord_repair *rp, int group, int replica, const char *ep,
+                            uint64_t min_version, int acked);
+/* Stops and joins the thread (bounded: every call has a timeout and returns at once when the
+ * loop has stopped). */
 void coord_repair_stop(coord_repair **pp);
-
-/* Sends req to replica (group, replica) of the current map and waits up to timeout_ms.
- * CR_OK: *resp is an answer with a non-error status (free it with cirrus_response_free).
- * Errors: CR_ERR_INVALID (no such replica), CR_TIMEOUT, CR_ERR_NET, or the shard's error
- * as CR_ERR_UNAVAILABLE with its message. Repair thread only. */
-cr_err coord_repair_call(coord_repair *rp, int group, int replica, Cirrus__V1__Request *req,
-                         uint32_t timeout_ms, Cirrus__V1__Response **resp);
 
 #endif

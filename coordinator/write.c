@@ -1,13 +1,17 @@
 /* Writes: upserts and deletes are routed by id to their shard group and written to every
  * replica of it; an item's outcome is taken from the first replica that made it durable, once
- * the write quorum (W replicas; default all live ones, at least one) has. Upserts that carry
- * images instead of vectors have them encoded first (one encoder call). Every item gets a
- * version from the coordinator's hybrid logical clock unless the client gave one. */
+ * the write quorum (W replicas; default all live ones, at least one) has. Each replica that
+ * missed the write is reported to repair before the client hears the ack. Steps: check the
+ * ids and client-chosen versions; seed the version clock from replicas not seeded yet; give
+ * every item without a version one from the clock; encode the images of upserts that came
+ * without vectors (one encoder call); write; count the quorum; reply. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/validate.h"
+#include "coordinator/repair.h"
 #include "coordinator/request.h"
 
 #define MAX_ITEMS 8192
@@ -22,6 +26,11 @@ typedef struct write_op {
     Cirrus__V1__ItemStatus *status; /* per item, in request order */
     Cirrus__V1__Status *st;
     char (*msg)[200];
+    /* seeding the version clock */
+    coord_call seed_call;
+    coord_sub *seed_subs;
+    size_t n_seed;
+    uint8_t *seed_body;
     /* upserts: vectors encoded here */
     Cirrus__V1__Vector *vecs;
     float **owned;
@@ -37,9 +46,14 @@ typedef struct write_op {
 static void write_free(void *p)
 {
     write_op *w = p;
+    coord_loop_call_cancel(w->r->loop, &w->seed_call);
     coord_loop_call_cancel(w->r->loop, &w->enc.call);
     coord_loop_call_cancel(w->r->loop, &w->call);
     coord_one_free(&w->enc);
+    for (size_t i = 0; w->seed_subs && i < w->n_seed; i++)
+        coord_sub_free(&w->seed_subs[i]);
+    free(w->seed_subs);
+    free(w->seed_body);
     for (size_t i = 0; w->owned && i < w->n; i++)
         if (w->owned[i]) {
             ((Cirrus__V1__Item *)w->items[i])->vector = NULL; /* ours, not the request's */
@@ -76,7 +90,7 @@ static write_op *write_new(coord_rq *r, int is_delete, size_t n, void **items)
     w->status = calloc(n, sizeof *w->status);
     w->st = calloc(n, sizeof *w->st);
     w->msg = calloc(n, sizeof *w->msg);
-    w->bodies = calloc((size_t)r->map->n_groups, sizeof *w->bodies);
+    w->bodies = calloc(r->map->n_groups > 0 ? (size_t)r->map->n_groups : 1, sizeof *w->bodies);
     if (!is_delete) {
         w->vecs = calloc(n, sizeof *w->vecs);
         w->owned = calloc(n, sizeof *w->owned);
@@ -130,6 +144,30 @@ static void reply_write(write_op *w, uint32_t acked)
 
 /* ---- quorum -------------------------------------------------------------------------------- */
 
+static uint64_t item_version(const write_op *w, size_t i)
+{
+    return w->is_delete ? ((Cirrus__V1__DeleteItem *)w->items[i])->version
+                        : ((Cirrus__V1__Item *)w->items[i])->version;
+}
+
+/* Reports to repair each replica of group g that did not apply the write durably, before the
+ * client hears the ack: a replica that missed an acknowledged write stops serving reads. */
+static void note_misses(write_op *w, int g, const coord_sub *subs, int acked)
+{
+    uint64_t vmin = UINT64_MAX;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->group[i] == g && item_version(w, i) < vmin)
+            vmin = item_version(w, i);
+    for (int rep = 0; rep < w->r->map->n_replicas[g]; rep++) {
+        const coord_sub *s = &subs[rep];
+        if (coord_sub_check(s, "write") == CR_OK &&
+            (w->is_delete ? s->resp->delete_ : s->resp->upsert))
+            continue;
+        coord_repair_note_miss(w->r->app->repair, g, rep, w->r->map->replicas[g][rep], vmin,
+                               acked);
+    }
+}
+
 /* Group g's replicas start at subs[base]: counts the durable ones and fills its items'
  * statuses; returns the number acked. */
 static int group_outcome(write_op *w, int g, size_t base)
@@ -152,6 +190,8 @@ static int group_outcome(write_op *w, int g, size_t base)
             first = wr;
     }
     quorum = w->r->map->write_quorum ? w->r->map->write_quorum : (live ? live : 1);
+    if (acked < nrep)
+        note_misses(w, g, &w->subs[base], acked >= quorum);
     for (size_t i = 0, j = 0; i < w->n; i++) {
         if (w->group[i] != g)
             continue;
@@ -307,6 +347,101 @@ static cr_err encode_then_write(write_op *w)
     return rc;
 }
 
+/* ---- versions ---------------------------------------------------------------------------- */
+
+/* A client-chosen version beyond the clock plus the allowed skew is rejected, not ignored: a
+ * client that sets versions (a restore, a replay) relies on them, and storing another one
+ * silently would break what it believes was written; the error tells it to send 0. Checked
+ * for every item before anything is sent, so a rejected request changes nothing. */
+static cr_err check_client_version(const coord_rq *r, const char *id, uint64_t version)
+{
+    cr_err rc;
+    if (!version)
+        return CR_OK;
+    rc = cr_hlc_check(&r->app->hlc, version, r->app->o.version_skew_ms);
+    return rc ? cr_error_wrap(rc, "item '%s'", id) : CR_OK;
+}
+
+/* A version for a write with none: CR_OK, or an error when the clock is exhausted. */
+static cr_err next_version(coord_rq *r, const char *id, uint64_t *version)
+{
+    *version = cr_hlc_next(&r->app->hlc);
+    if (!*version)
+        return cr_error_set(CR_ERR_INVALID, "item '%s': no version left (the clock is at "
+                                            "2^64-1: a shard holds that version)", id);
+    return CR_OK;
+}
+
+/* Versions for the items that carry none (one for every replica); client ones move the
+ * clock. */
+static cr_err assign_versions(write_op *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        uint64_t *v = w->is_delete ? &((Cirrus__V1__DeleteItem *)w->items[i])->version
+                                   : &((Cirrus__V1__Item *)w->items[i])->version;
+        cr_err rc;
+        if (*v) {
+            cr_hlc_observe(&w->r->app->hlc, *v);
+        } else if ((rc = next_version(w->r, w->ids[i], v))) {
+            return rc;
+        }
+    }
+    return CR_OK;
+}
+
+static void on_seeded(void *arg)
+{
+    write_op *w = arg;
+    coord_app *app = w->r->app;
+    cr_err rc;
+    for (size_t i = 0; i < w->n_seed; i++) {
+        const coord_sub *s = &w->seed_subs[i];
+        if (coord_sub_check(s, "stats") || !s->resp->stats)
+            continue;
+        cr_hlc_observe(&app->hlc, s->resp->stats->max_version);
+        app->seeded[s->group][s->replica] = w->r->map;
+        CR_DEBUG("coordinator", "group %d replica %d: highest version %llu", s->group,
+                 s->replica, (unsigned long long)s->resp->stats->max_version);
+    }
+    rc = assign_versions(w);
+    if (!rc)
+        rc = w->is_delete ? write_start(w) : encode_then_write(w);
+    if (rc)
+        coord_rq_fail_end(w->r, rc, cr_error_message());
+}
+
+/* Asks every replica of the written groups that has not reported its highest version under
+ * the current map for it (Stats), then continues at on_seeded. After a restart the clock
+ * starts from the wall clock; versions below what the shards hold would make writes stale,
+ * and items written before the restart could never be updated or deleted. A replica that
+ * does not answer stays unseeded and is asked again by the next write to its group. */
+static cr_err seed_then_write(write_op *w)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__StatsRequest sreq = CIRRUS__V1__STATS_REQUEST__INIT;
+    const coord_map *map = w->r->map;
+    uint8_t *need = calloc(map->n_groups > 0 ? (size_t)map->n_groups : 1, 1);
+    size_t len = 0;
+    w->seed_subs = calloc((size_t)(map->n_groups > 0 ? map->n_groups : 1) * COORD_MAX_REPLICAS,
+                          sizeof *w->seed_subs);
+    req.op_case = CIRRUS__V1__REQUEST__OP_STATS;
+    req.stats = &sreq;
+    for (size_t i = 0; need && i < w->n; i++)
+        need[w->group[i]] = 1;
+    for (int g = 0; need && w->seed_subs && g < map->n_groups; g++)
+        for (int rep = 0; need[g] && rep < map->n_replicas[g]; rep++) {
+            if (w->r->app->seeded[g][rep] == map)
+                continue;
+            if (!w->seed_body && coord_pack(&req.base, &w->seed_body, &len))
+                goto send; /* seeding is best effort: write unseeded */
+            coord_sub_init(&w->seed_subs[w->n_seed++], COORD_TO_REPLICA, g, rep, w->seed_body,
+                           len, coord_rq_sub_timeout(w->r), 0);
+        }
+send:
+    free(need);
+    return coord_loop_call(w->r->loop, &w->seed_call, w->seed_subs, w->n_seed, on_seeded, w);
+}
+
 /* ---- the ops ------------------------------------------------------------------------------- */
 
 void coord_upsert_start(coord_rq *r)
@@ -326,17 +461,15 @@ void coord_upsert_start(coord_rq *r)
     for (size_t i = 0; i < n && !rc; i++) {
         Cirrus__V1__Item *it = up->items[i];
         rc = cr_validate_id(it->id);
+        if (!rc)
+            rc = check_client_version(r, it->id, it->version);
         if (rc)
             break;
         w->ids[i] = it->id;
         w->group[i] = coord_map_group_of(r->map, it->id);
-        if (!it->version)
-            it->version = cr_hlc_next(&r->app->hlc); /* one version for every replica */
-        else
-            cr_hlc_observe(&r->app->hlc, it->version);
     }
     if (!rc)
-        rc = encode_then_write(w);
+        rc = seed_then_write(w);
     if (rc)
         coord_rq_fail_end(r, rc, cr_error_message());
 }
@@ -358,15 +491,15 @@ void coord_delete_start(coord_rq *r)
     for (size_t i = 0; i < n && !rc; i++) {
         Cirrus__V1__DeleteItem *it = del->items[i];
         rc = cr_validate_id(it->id);
+        if (!rc)
+            rc = check_client_version(r, it->id, it->version);
         if (rc)
             break;
         w->ids[i] = it->id;
         w->group[i] = coord_map_group_of(r->map, it->id);
-        if (!it->version)
-            it->version = cr_hlc_next(&r->app->hlc);
     }
     if (!rc)
-        rc = write_start(w);
+        rc = seed_then_write(w);
     if (rc)
         coord_rq_fail_end(r, rc, cr_error_message());
 }

@@ -171,8 +171,8 @@ static void shard_stop(shard *s)
 /* ---- stub backends that misbehave -------------------------------------------------------------- */
 
 typedef enum stub_mode {
-    STUB_SILENT,     /* answers Health, never anything else (a paused or stuck replica) */
-    STUB_OVERLOADED, /* answers Health; everything else gets OVERLOADED at once */
+    STUB_SILENT,     /* never answers a search or a get (a paused or stuck replica) */
+    STUB_OVERLOADED, /* answers every search and get with OVERLOADED at once */
     STUB_DEAD        /* answers nothing at all */
 } stub_mode;
 
@@ -180,24 +180,73 @@ typedef struct stub {
     char ep[64];
     stub_mode mode;
     void *sock;
-    atomic_int stop, calls; /* calls: requests other than Health */
+    atomic_int stop, calls; /* calls: searches and gets received */
     pthread_t tid;
 } stub;
 
-static void stub_answer(stub *s, cr_wire_msg *m, const Cirrus__V1__Request *req)
+/* What an empty replica answers to the coordinator's housekeeping: Health, Stats, and the
+ * replica repair's scans (an empty page) and copy writes (every item stored), so that the
+ * coordinator can prove it current and send it reads. */
+static int stub_housekeeping(stub *s, cr_wire_msg *m, const Cirrus__V1__Request *req)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
-    if (s->mode == STUB_DEAD)
-        return;
-    if (req->op_case == CIRRUS__V1__REQUEST__OP_HEALTH) {
+    Cirrus__V1__StatsResult st = CIRRUS__V1__STATS_RESULT__INIT;
+    Cirrus__V1__ScanResult sc = CIRRUS__V1__SCAN_RESULT__INIT;
+    Cirrus__V1__WriteResult wr = CIRRUS__V1__WRITE_RESULT__INIT;
+    Cirrus__V1__ItemStatus is[64], *isp[64];
+    Cirrus__V1__Status ok = CIRRUS__V1__STATUS__INIT;
+    size_t n = 0;
+    switch (req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_HEALTH:
         h.ready = 1;
         h.role = "stub";
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
         resp.health = &h;
-        cr_wire_reply_ok(s->sock, m, req->id, &resp);
-        return;
+        break;
+    case CIRRUS__V1__REQUEST__OP_STATS:
+        st.role = "stub";
+        resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
+        resp.stats = &st;
+        break;
+    case CIRRUS__V1__REQUEST__OP_SCAN:
+        sc.done = 1;
+        sc.next_cursor = "";
+        resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+        resp.scan = &sc;
+        break;
+    case CIRRUS__V1__REQUEST__OP_UPSERT:
+    case CIRRUS__V1__REQUEST__OP_DELETE:
+        n = req->upsert ? req->upsert->n_items : req->delete_ ? req->delete_->n_items : 0;
+        if (n > 64)
+            n = 64;
+        for (size_t i = 0; i < n; i++) {
+            cirrus__v1__item_status__init(&is[i]);
+            is[i].id = req->upsert ? req->upsert->items[i]->id : req->delete_->items[i]->id;
+            is[i].version = req->upsert ? req->upsert->items[i]->version
+                                        : req->delete_->items[i]->version;
+            is[i].status = &ok;
+            isp[i] = &is[i];
+        }
+        wr.items = isp;
+        wr.n_items = n;
+        resp.result_case = req->upsert ? CIRRUS__V1__RESPONSE__RESULT_UPSERT
+                                       : CIRRUS__V1__RESPONSE__RESULT_DELETE;
+        resp.upsert = req->upsert ? &wr : NULL;
+        resp.delete_ = req->upsert ? NULL : &wr;
+        break;
+    default:
+        return 0;
     }
+    ok.message = "";
+    cr_wire_reply_ok(s->sock, m, req->id, &resp);
+    return 1;
+}
+
+static void stub_answer(stub *s, cr_wire_msg *m, const Cirrus__V1__Request *req)
+{
+    if (s->mode == STUB_DEAD || stub_housekeeping(s, m, req))
+        return;
     atomic_fetch_add(&s->calls, 1);
     if (s->mode == STUB_OVERLOADED)
         cr_wire_reply_error(s->sock, m, req->id, CR_ERR_OVERLOADED, "stub: overloaded");
@@ -426,6 +475,21 @@ static void seed_shard(const char *ep, int from, int to)
     cirrus_client_close(&c);
 }
 
+/* A two-replica group is read only once repair has proven its replicas current (after the
+ * coordinator starts nothing is known of them): searches until the stub replica is asked
+ * too, at most 10 s. */
+static void wait_readable(cirrus_client *c, const stub *st)
+{
+    uint64_t until = cr_clock_mono_ms() + 10000;
+    while (atomic_load(&st->calls) == 0 && cr_clock_mono_ms() < until) {
+        Cirrus__V1__Response *r = search(c, 0, 0, NULL);
+        if (r)
+            cirrus_response_free(r);
+        cr_clock_sleep_ms(20);
+    }
+    CR_CHECK(atomic_load(&st->calls) > 0);
+}
+
 /* ---- the loop's behaviours ------------------------------------------------------------------- */
 
 /* Two groups of one real replica: writes are routed and searches merged; many requests
@@ -478,6 +542,8 @@ static void test_hedge(void)
     g0[2] = NULL;
     seed_shard(a.ep, 0, N_ITEMS);
     coord_start(&k, groups, 1, 40, 3000);
+    wait_readable(k.c, &slow);
+    atomic_store(&slow.calls, 0);
     for (int i = 0; i < 5; i++) {
         Cirrus__V1__Response *r = search(k.c, i, 0, &ms);
         ok += top_is(r, i) && !r->search->partial;
@@ -514,6 +580,8 @@ static void test_retry(void)
     g0[2] = NULL;
     seed_shard(a.ep, 0, N_ITEMS);
     coord_start(&k, groups, 1, 2000, 3000);
+    wait_readable(k.c, &busy);
+    atomic_store(&busy.calls, 0);
     for (int i = 0; i < 5; i++) {
         Cirrus__V1__Response *r = search(k.c, i, 0, &ms);
         ok += top_is(r, i) && !r->search->partial;
