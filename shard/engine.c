@@ -797,6 +797,11 @@ shard_index_metric shard_engine_metric(const shard_engine *e)
     return e->metric;
 }
 
+const char *shard_engine_factory(const shard_engine *e)
+{
+    return e->factory;
+}
+
 uint64_t shard_engine_dirty(const shard_engine *e)
 {
     return atomic_load(&e->dirty);

@@ -182,6 +182,8 @@ cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q
 
 int shard_engine_dim(const shard_engine *e);
 shard_index_metric shard_engine_metric(const shard_engine *e);
+/* The index factory the shard was made with; valid while the engine is open. */
+const char *shard_engine_factory(const shard_engine *e);
 /* Writes since the last snapshot. */
 uint64_t shard_engine_dirty(const shard_engine *e);
 
