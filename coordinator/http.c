@@ -684,16 +684,16 @@ static void *reaper_main(void *arg)
 
 static int live_of(void *ctx, int g, int r)
 {
-    return coord_io_replica_live(ctx, g, r);
+    return coord_loop_replica_live(ctx, g, r);
 }
 
 static int ready(coord_http *h)
 {
-    const coord_map *m = coord_io_map(h->app->io);
+    const coord_map *m = coord_loop_map(h->app->loop);
     for (int g = 0; g < m->n_groups; g++) {
         int any = 0;
         for (int r = 0; r < m->n_replicas[g]; r++)
-            any |= coord_io_replica_live(h->app->io, g, r);
+            any |= coord_loop_replica_live(h->app->loop, g, r);
         if (!any)
             return 0;
     }
@@ -705,7 +705,7 @@ static enum MHD_Result do_metrics(coord_http *h, struct MHD_Connection *c)
     char *text = NULL;
     size_t len = 0;
     enum MHD_Result ok;
-    if (coord_metrics_render(&h->app->metrics, coord_io_map(h->app->io), live_of, h->app->io,
+    if (coord_metrics_render(&h->app->metrics, coord_loop_map(h->app->loop), live_of, h->app->loop,
                              &text, &len))
         return send_error(c, CR_ERR_NOMEM, "out of memory");
     ok = send_text(c, 200, "text/plain; version=0.0.4", text, len);

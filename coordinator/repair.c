@@ -3,7 +3,7 @@
  * WHEN A REPLICA MAY SERVE READS ("may be behind")
  *   The coordinator serves a read only from a replica it can prove holds every acknowledged
  *   write; a group with no such replica up answers partial (searches) or unavailable (gets),
- *   naming the group, and never "missing". What it knows, per replica (io.h,
+ *   naming the group, and never "missing". What it knows, per replica (backend.h,
  *   coord_replica_state):
  *   - A group with ONE replica: always current (a write it missed was acknowledged by none).
  *   - At coordinator start, and for a replica new in the map: nothing is known (known = 0,
@@ -49,7 +49,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "coordinator/handlers.h"
+#include "coordinator/repair.h"
 
 #define REPAIR_QUEUE (COORD_MAX_GROUPS * COORD_MAX_REPLICAS) /* one job per replica at most */
 #define PULL_PAGE 512      /* items with vectors per scanned page */
@@ -86,7 +86,7 @@ struct coord_repair {
 /* ---- backend calls ----------------------------------------------------------------------- */
 
 /* One request to exactly one replica; the answer is in s->resp (free it, also on error). */
-static cr_err call_replica(coord_repair *rp, coord_worker *w, int g, int rep,
+static cr_err call_replica(coord_repair *rp, coord_caller *w, int g, int rep,
                            Cirrus__V1__Request *req, coord_sub *s)
 {
     size_t len = protobuf_c_message_get_packed_size(&req->base);
@@ -106,7 +106,7 @@ static cr_err call_replica(coord_repair *rp, coord_worker *w, int g, int rep,
     s->body = body;
     s->len = len;
     s->timeout_ms = CALL_TIMEOUT_MS;
-    rc = coord_io_call(w, s, 1);
+    rc = coord_caller_call(w, s);
     free(body);
     if (!rc && s->rc)
         rc = cr_error_set(s->rc, "replica %d: %s", rep, s->msg);
@@ -136,7 +136,7 @@ static void count_applied(const Cirrus__V1__WriteResult *wr, size_t n, int is_de
     }
 }
 
-static cr_err write_items(coord_repair *rp, coord_worker *w, int g, int dst,
+static cr_err write_items(coord_repair *rp, coord_caller *w, int g, int dst,
                           Cirrus__V1__Item **items, size_t n, counts *c)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
@@ -154,7 +154,7 @@ static cr_err write_items(coord_repair *rp, coord_worker *w, int g, int dst,
     return rc;
 }
 
-static cr_err write_tombstones(coord_repair *rp, coord_worker *w, int g, int dst,
+static cr_err write_tombstones(coord_repair *rp, coord_caller *w, int g, int dst,
                                Cirrus__V1__DeleteItem **dels, size_t n, counts *c)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
@@ -175,7 +175,7 @@ static cr_err write_tombstones(coord_repair *rp, coord_worker *w, int g, int dst
 }
 
 /* One page of replica `rep`'s scan; s->resp->scan is set on success. */
-static cr_err scan_page(coord_repair *rp, coord_worker *w, int g, int rep,
+static cr_err scan_page(coord_repair *rp, coord_caller *w, int g, int rep,
                         Cirrus__V1__ScanRequest *scan, coord_sub *s)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
@@ -193,7 +193,7 @@ static cr_err scan_page(coord_repair *rp, coord_worker *w, int g, int rep,
 /* ---- incremental: what changed after a version ---------------------------------------- */
 
 /* Writes one scanned page (live items and tombstones) into `dst`. */
-static cr_err apply_page(coord_repair *rp, coord_worker *w, int g, int dst,
+static cr_err apply_page(coord_repair *rp, coord_caller *w, int g, int dst,
                          const Cirrus__V1__ScanResult *page, counts *c)
 {
     size_t n = page->n_items ? page->n_items : 1, nl = 0, nd = 0;
@@ -228,7 +228,7 @@ out:
 }
 
 /* Copies from `src` into `dst` every item and tombstone with a version in [from, to]. */
-static cr_err pull(coord_repair *rp, coord_worker *w, int g, int src, int dst, uint64_t from,
+static cr_err pull(coord_repair *rp, coord_caller *w, int g, int src, int dst, uint64_t from,
                    uint64_t to, counts *c)
 {
     char cursor[320] = "";
@@ -269,7 +269,7 @@ typedef struct stream {
 } stream;
 
 /* The current key of `st`, fetching pages as needed; NULL when the scan is over. */
-static cr_err stream_peek(coord_repair *rp, coord_worker *w, int g, stream *st,
+static cr_err stream_peek(coord_repair *rp, coord_caller *w, int g, stream *st,
                           const Cirrus__V1__Item **it, int *deleted)
 {
     *it = NULL;
@@ -319,7 +319,7 @@ static void batch_clear(copy_batch *b)
 
 /* Fetches the batch's live items from src (with vectors) and writes them and its
  * tombstones into dst. An id deleted on src meanwhile is skipped (the delete reached both). */
-static cr_err batch_flush(coord_repair *rp, coord_worker *w, int g, copy_batch *b, counts *c)
+static cr_err batch_flush(coord_repair *rp, coord_caller *w, int g, copy_batch *b, counts *c)
 {
     Cirrus__V1__DeleteItem *delp[COPY_BATCH];
     cr_err rc = CR_OK;
@@ -348,7 +348,7 @@ static cr_err batch_flush(coord_repair *rp, coord_worker *w, int g, copy_batch *
 }
 
 /* Queues `it` (newer on b->src) for copying to b->dst; flushes a full batch. */
-static cr_err batch_add(coord_repair *rp, coord_worker *w, int g, copy_batch *b,
+static cr_err batch_add(coord_repair *rp, coord_caller *w, int g, copy_batch *b,
                         const Cirrus__V1__Item *it, int deleted, counts *c)
 {
     char *id = strdup(it->id);
@@ -376,7 +376,7 @@ static int newer(const Cirrus__V1__Item *a, int adel, const Cirrus__V1__Item *b,
 }
 
 /* Brings replicas x and p to the newest version of every id either holds. */
-static cr_err compare(coord_repair *rp, coord_worker *w, int g, int x, int p, counts *c)
+static cr_err compare(coord_repair *rp, coord_caller *w, int g, int x, int p, counts *c)
 {
     stream sx, sp;
     copy_batch *to_x = calloc(1, sizeof *to_x), *to_p = calloc(1, sizeof *to_p);
@@ -443,30 +443,30 @@ static int coverage_needed(const coord_map *map, int g)
     return wq >= n ? 1 : n - wq + 1;
 }
 
-static void repair_one(coord_repair *rp, coord_worker *w, int g, int x)
+static void repair_one(coord_repair *rp, coord_caller *w, int g, int x)
 {
-    coord_io *io = rp->app->io;
-    const coord_map *map = coord_io_map(io);
+    coord_loop *io = rp->app->loop;
+    const coord_map *map = coord_loop_map(io);
     coord_replica_state xs, ps;
     int peers[COORD_MAX_REPLICAS], np = 0, current = 0, synced = 0, proven = 0, n;
     uint64_t t0 = cr_clock_mono_ms(), ceiling, from;
     counts copied = {0, 0};
     cr_err rc = CR_OK;
 
-    if (g >= map->n_groups || x >= map->n_replicas[g] || !coord_io_repair_begin(io, g, x, &xs))
+    if (g >= map->n_groups || x >= map->n_replicas[g] || !coord_loop_repair_begin(io, g, x, &xs))
         return;
     n = map->n_replicas[g];
     if (!needs_work(&xs) || !xs.up) { /* current, or down: its return queues it again */
-        coord_io_repair_end(io, g, x, xs.ep, 0, 0);
+        coord_loop_repair_end(io, g, x, xs.ep, 0, 0);
         return;
     }
     for (int p = 0; p < n; p++)
-        if (p != x && coord_io_replica_state(io, g, p, &ps) && ps.up) {
+        if (p != x && coord_loop_replica_state(io, g, p, &ps) && ps.up) {
             peers[np++] = p;
             current |= !ps.behind;
         }
     if (!np && !xs.behind) { /* serving; converges when a peer returns (its return queues it) */
-        coord_io_repair_end(io, g, x, xs.ep, 0, 0);
+        coord_loop_repair_end(io, g, x, xs.ep, 0, 0);
         return;
     }
     if (!current && xs.behind && 1 + np < coverage_needed(map, g)) {
@@ -474,7 +474,7 @@ static void repair_one(coord_repair *rp, coord_worker *w, int g, int x)
             CR_WARN("coordinator", "group %d replica %d may be behind and no up-to-date peer is "
                     "up: it serves no reads until enough replicas of the group return", g, x);
         rp->waiting[g][x] = 1;
-        coord_io_repair_end(io, g, x, xs.ep, 0, 0);
+        coord_loop_repair_end(io, g, x, xs.ep, 0, 0);
         return;
     }
     /* Writes after this point reach x themselves or are reported as missed. */
@@ -486,7 +486,7 @@ static void repair_one(coord_repair *rp, coord_worker *w, int g, int x)
         rc = write_items(rp, w, g, x, NULL, 0, NULL);
     for (int i = 0; i < np && !rc; i++) {
         coord_replica_state before;
-        int peer_current = coord_io_replica_state(io, g, peers[i], &before) && !before.behind;
+        int peer_current = coord_loop_replica_state(io, g, peers[i], &before) && !before.behind;
         if (xs.known) {
             rc = pull(rp, w, g, x, peers[i], from, ceiling, &copied); /* x's late writes */
             if (!rc)
@@ -502,12 +502,12 @@ static void repair_one(coord_repair *rp, coord_worker *w, int g, int x)
     if (rc) {
         CR_WARN("coordinator", "repair of group %d replica %d failed (%s); retrying", g, x,
                 cr_error_message());
-        coord_io_repair_end(io, g, x, xs.ep, 0, 0);
+        coord_loop_repair_end(io, g, x, xs.ep, 0, 0);
         enqueue_at(rp, g, x, cr_clock_mono_ms() + RETRY_MS);
         return;
     }
     proven |= 1 + synced >= coverage_needed(map, g);
-    if (coord_io_repair_end(io, g, x, xs.ep, proven, synced == n - 1))
+    if (coord_loop_repair_end(io, g, x, xs.ep, proven, synced == n - 1))
         enqueue_at(rp, g, x, cr_clock_mono_ms() + AGAIN_MS);
     rp->waiting[g][x] = 0;
     CR_INFO("coordinator", "group %d replica %d %s: %llu items copied (%llu sent; %s, from %d of "
@@ -554,8 +554,8 @@ static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
 static void *repair_main(void *arg)
 {
     coord_repair *rp = arg;
-    coord_worker *w = NULL;
-    if (coord_worker_open_caller(rp->app->io, &w)) {
+    coord_caller *w = NULL;
+    if (coord_caller_open(rp->app->loop, &w)) {
         CR_ERROR("coordinator", "repair: %s", cr_error_message());
         return NULL;
     }
@@ -572,7 +572,7 @@ static void *repair_main(void *arg)
         pthread_mutex_lock(&rp->mu);
     }
     pthread_mutex_unlock(&rp->mu);
-    coord_worker_close(&w);
+    coord_caller_close(&w);
     return NULL;
 }
 
@@ -619,7 +619,7 @@ cr_err coord_repair_start(coord_app *app, coord_repair **out)
 void coord_repair_enqueue(void *ctx, int group, int replica)
 {
     coord_repair *rp = ctx;
-    const coord_map *map = coord_io_map(rp->app->io);
+    const coord_map *map = coord_loop_map(rp->app->loop);
     uint64_t now = cr_clock_mono_ms();
     (void)replica;
     if (group < 0 || group >= map->n_groups)
@@ -627,7 +627,7 @@ void coord_repair_enqueue(void *ctx, int group, int replica)
     /* Its return may be what the others of its group waited for. */
     for (int r = 0; r < map->n_replicas[group]; r++) {
         coord_replica_state st;
-        if (coord_io_replica_state(rp->app->io, group, r, &st) && st.up && needs_work(&st))
+        if (coord_loop_replica_state(rp->app->loop, group, r, &st) && st.up && needs_work(&st))
             enqueue_at(rp, group, r, now);
     }
 }
@@ -635,7 +635,7 @@ void coord_repair_enqueue(void *ctx, int group, int replica)
 void coord_repair_note_miss(coord_repair *rp, int group, int replica, const char *ep,
                             uint64_t min_version, int acked)
 {
-    if (rp && coord_io_replica_missed(rp->app->io, group, replica, ep, min_version, acked))
+    if (rp && coord_loop_replica_missed(rp->app->loop, group, replica, ep, min_version, acked))
         enqueue_at(rp, group, replica, cr_clock_mono_ms() + AGAIN_MS);
 }
 
@@ -648,8 +648,8 @@ void coord_repair_stop(coord_repair **pp)
     atomic_store(&rp->stop, 1);
     pthread_cond_broadcast(&rp->cv);
     pthread_mutex_unlock(&rp->mu);
-    /* Bounded: every backend call has a timeout and returns at once when the I/O thread has
-     * exited (coord_io_call); the loop checks `stop` between calls. */
+    /* Bounded: every backend call has a timeout and returns at once when the event loop has
+     * exited (coord_caller_call); the thread checks `stop` between calls. */
     pthread_join(rp->tid, NULL);
     pthread_cond_destroy(&rp->cv);
     pthread_mutex_destroy(&rp->mu);
