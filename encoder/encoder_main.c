@@ -32,7 +32,9 @@ static cr_err parse_activation(const char *s, enc_clip_act *out)
 int main(int argc, char **argv)
 {
     char *model, *bind, *vocab, *phi, *combiner, *preprocess, *method, *activation, *log_level;
-    long long batch, batch_wait, threads, workers, queue, max_pixels, deadline;
+    char *allow;
+    long long batch, batch_wait, threads, workers, queue, max_pixels, deadline, image_work;
+    long long request_work, drain;
     int help;
     cr_opt opts[] = {
         {"model", CR_OPT_STRING, &model, NULL, 0, 0, 1,
@@ -49,6 +51,9 @@ int main(int argc, char **argv)
          "queued requests before 'overloaded'"},
         {"preprocess", CR_OPT_STRING, &preprocess, "clip", 0, 0, 0,
          "clip | targetpad | squarepad (use the same for indexing and querying)"},
+        {"allow-preprocess", CR_OPT_STRING, &allow, "", 0, 0, 0,
+         "pipelines a request may ask for besides --preprocess, e.g. clip,targetpad,squarepad "
+         "(empty: only --preprocess; another one is refused)"},
         {"phi", CR_OPT_STRING, &phi, NULL, 0, 0, 0, "SEARLE phi head (.safetensors)"},
         {"combiner", CR_OPT_STRING, &combiner, NULL, 0, 0, 0,
          "CLIP4Cir combiner head (.safetensors)"},
@@ -59,9 +64,19 @@ int main(int argc, char **argv)
         {"activation", CR_OPT_STRING, &activation, "auto", 0, 0, 0,
          "auto | quick_gelu (OpenAI) | gelu (most LAION OpenCLIP models)"},
         {"max-pixels", CR_OPT_INT, &max_pixels, "0", 0, 1000000000, 0,
-         "largest image accepted, in pixels (0 = 89478485, Pillow's limit)"},
+         "largest image accepted, in decoded pixels (0 = 89478485, Pillow's limit); an "
+         "image's resize scratch may take 4 bytes per such pixel"},
+        {"max-image-work", CR_OPT_INT, &image_work, "1073741824", 1, 1LL << 50, 0,
+         "preprocessing work one image may cost, in pixel samples: decoded pixels plus every "
+         "sample its resize reads (padding is not materialized); checked from the header "
+         "before decoding"},
+        {"max-request-work", CR_OPT_INT, &request_work, "2147483648", 1, 1LL << 50, 0,
+         "the same summed over the images of one request (up to 256); a request over it is "
+         "refused before any image is decoded"},
         {"deadline-ms", CR_OPT_INT, &deadline, "30000", 1, 3600000, 0,
-         "deadline of requests that carry none"},
+         "deadline of requests that carry none; checked before each image and forward pass"},
+        {"drain-ms", CR_OPT_INT, &drain, "30000", 1, 3600000, 0,
+         "at stop, longest wait for requests in flight (then they are dropped)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -92,7 +107,10 @@ int main(int argc, char **argv)
     eo.batch_wait_ms = (int)batch_wait;
     eo.queue = (int)queue;
     eo.max_pixels = (size_t)max_pixels;
+    eo.max_image_work = (uint64_t)image_work;
+    eo.max_request_work = (uint64_t)request_work;
     if (enc_preprocess_parse(preprocess, &eo.preprocess) ||
+        enc_preprocess_parse_list(allow, &eo.allow_preprocess) ||
         parse_activation(activation, &eo.activation)) {
         fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
         ret = 2;
@@ -120,6 +138,7 @@ int main(int argc, char **argv)
     so.bind = bind;
     so.workers = (int)workers;
     so.default_deadline_ms = (uint32_t)deadline;
+    so.drain_ms = (uint32_t)drain;
     rc = enc_server_run(svc, &so, &stop_flag);
     if (rc) {
         fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());

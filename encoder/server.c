@@ -20,7 +20,7 @@
 
 #define POLL_MS 100
 #define LAT_RING 4096
-#define DRAIN_LIMIT_MS 60000
+#define CLOSE_LIMIT_MS 60000 /* longest wait for the inference thread at close */
 
 /* ---- requests queued for the inference thread ------------------------------------------ */
 
@@ -46,6 +46,7 @@ struct job {
     uint64_t start_us;      /* when the request arrived (latency) */
     uint64_t enq_us;        /* when it was queued (batching wait) */
     uint64_t deadline_us;   /* 0 = none */
+    const atomic_int *cancel; /* non-zero: its server is stopping (may be NULL) */
     cr_err rc;
     char msg[512];
     int finished;           /* sync jobs: set under the service mutex */
@@ -61,6 +62,7 @@ struct enc_service {
     enc_tokenizer *tok;
     enc_composer *composer;
     int dim, size;
+    size_t max_pixels; /* resolved: never 0 */
     enc_compose_method method;
     pthread_t thread;
     int started;
@@ -84,6 +86,8 @@ enc_service_opts enc_service_default_opts(void)
     o.max_batch = 8;
     o.batch_wait_ms = 2;
     o.queue = 64;
+    o.max_image_work = ENC_SERVICE_DEFAULT_IMAGE_WORK;
+    o.max_request_work = ENC_SERVICE_DEFAULT_REQUEST_WORK;
     return o;
 }
 
@@ -203,7 +207,52 @@ static void fail_job(job *j, cr_err rc, const char *msg)
     snprintf(j->msg, sizeof j->msg, "%s", msg && msg[0] ? msg : cr_strerror(rc));
 }
 
-/* One forward pass over the runnable jobs of `jobs` (rc == 0), all of one kind. */
+/* Checked before each expensive step (decoding an image, a forward pass): the caller of a
+ * request past its deadline has gone, so its work is dropped. `before` names the step. */
+static cr_err check_deadline(const job *j, const char *before)
+{
+    uint64_t now;
+    if (j->cancel && atomic_load(j->cancel))
+        return cr_error_set(CR_ERR_UNAVAILABLE, "the encoder is shutting down");
+    if (!j->deadline_us)
+        return CR_OK;
+    now = cr_clock_mono_us();
+    if (now <= j->deadline_us)
+        return CR_OK;
+    return cr_error_set(CR_ERR_DEADLINE, "deadline passed before %s (%llu ms after the request "
+                        "arrived); not computed", before,
+                        (unsigned long long)((now - j->start_us) / 1000));
+}
+
+/* The image tower over n images in forwards of at most max_batch, the deadline of `j`
+ * (the batch's only job when n > max_batch) checked before each. */
+static cr_err encode_images_chunked(enc_service *s, const job *j, float *in, int n,
+                                    float *out)
+{
+    size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size, d = (size_t)s->dim;
+    for (int i = 0; i < n; i += s->o.max_batch) {
+        int m = n - i < s->o.max_batch ? n - i : s->o.max_batch;
+        cr_err rc = i ? check_deadline(j, "the next forward pass") : CR_OK;
+        if (!rc)
+            rc = enc_clip_encode_images(s->model, in + (size_t)i * px, m, out + (size_t)i * d);
+        if (rc)
+            return rc;
+    }
+    return CR_OK;
+}
+
+/* The first job of a batch still to run. A batch holds one job when it is larger than
+ * max_batch (take_batch), so it is the job whose deadline the chunked forwards check. */
+static const job *first_runnable(const job *jobs)
+{
+    for (const job *j = jobs; j; j = j->next)
+        if (!j->rc)
+            return j;
+    return jobs;
+}
+
+/* One forward pass over the runnable jobs of `jobs` (rc == 0), all of one kind; a single
+ * job larger than max_batch runs as several, its deadline checked before each. */
 static cr_err forward(enc_service *s, job *jobs, int total)
 {
     size_t px = (size_t)3 * (size_t)s->size * (size_t)s->size, d = (size_t)s->dim;
@@ -226,9 +275,7 @@ static cr_err forward(enc_service *s, job *jobs, int total)
         if (njobs == 1) {
             for (job *j = jobs; j; j = j->next)
                 if (!j->rc)
-                    in = j->pixels;
-            rc = enc_clip_encode_images(s->model, in, total, outb);
-            in = NULL;
+                    rc = encode_images_chunked(s, j, j->pixels, total, outb);
             break;
         }
         in = malloc((size_t)total * px * sizeof *in);
@@ -257,7 +304,13 @@ static cr_err forward(enc_service *s, job *jobs, int total)
                        (size_t)j->n * ENC_TOKENIZER_CONTEXT * sizeof *tok);
                 k += j->n;
             }
-        rc = enc_clip_encode_tokens(s->model, tok, total, outb);
+        for (int i = 0; i < total && !rc; i += s->o.max_batch) {
+            int m = total - i < s->o.max_batch ? total - i : s->o.max_batch;
+            rc = i ? check_deadline(first_runnable(jobs), "the next forward pass") : CR_OK;
+            if (!rc)
+                rc = enc_clip_encode_tokens(s->model, tok + (size_t)i * ENC_TOKENIZER_CONTEXT,
+                                            m, outb + (size_t)i * d);
+        }
         break;
     case JOB_COMPOSE:
         cin = malloc((size_t)total * sizeof *cin);
@@ -277,7 +330,7 @@ static cr_err forward(enc_service *s, job *jobs, int total)
                 k += j->n_img;
             }
         if (nimg)
-            rc = enc_clip_encode_images(s->model, in, nimg, emb);
+            rc = encode_images_chunked(s, first_runnable(jobs), in, nimg, emb);
         if (rc)
             break;
         k = 0;
@@ -293,7 +346,13 @@ static cr_err forward(enc_service *s, job *jobs, int total)
             }
             nimg += j->n_img;
         }
-        rc = enc_composer_run(s->composer, cin, (size_t)total, outb, trunc);
+        for (int i = 0; i < total && !rc; i += s->o.max_batch) {
+            int m = total - i < s->o.max_batch ? total - i : s->o.max_batch;
+            rc = i ? check_deadline(first_runnable(jobs), "the next forward pass") : CR_OK;
+            if (!rc)
+                rc = enc_composer_run(s->composer, cin + i, (size_t)m, outb + (size_t)i * d,
+                                      trunc + i);
+        }
         break;
     }
     if (!rc) {
@@ -322,16 +381,13 @@ static cr_err forward(enc_service *s, job *jobs, int total)
 
 static void run_batch(enc_service *s, job *jobs)
 {
-    uint64_t now = cr_clock_mono_us();
     int total = 0, njobs = 0;
     cr_err rc;
 
     for (job *j = jobs; j; j = j->next) {
-        if (j->deadline_us && now > j->deadline_us) {
-            char m[128];
-            snprintf(m, sizeof m, "deadline passed while queued (%llu ms)",
-                     (unsigned long long)((now - j->start_us) / 1000));
-            fail_job(j, CR_ERR_DEADLINE, m);
+        cr_err drc = check_deadline(j, "its forward pass (it waited in the queue)");
+        if (drc) {
+            fail_job(j, drc, cr_error_message());
             continue;
         }
         total += j->n;
@@ -360,7 +416,9 @@ static void run_batch(enc_service *s, job *jobs)
         if (j->rc)
             continue;
         j->next = NULL;
-        rc = forward(s, j, j->n);
+        rc = check_deadline(j, "its forward pass");
+        if (!rc)
+            rc = forward(s, j, j->n);
         if (rc)
             fail_job(j, rc, cr_error_message());
         j->next = next;
@@ -436,6 +494,9 @@ static cr_err check_opts(const enc_service_opts *o)
         return cr_error_set(CR_ERR_INVALID, "unknown preprocess mode %d", (int)o->preprocess);
     if (o->method < 0 || o->method > ENC_COMPOSE_IMAGE)
         return cr_error_set(CR_ERR_INVALID, "unknown compose method %d", o->method);
+    if (o->allow_preprocess & ~((1u << (ENC_PREPROCESS_SQUAREPAD + 1)) - 1))
+        return cr_error_set(CR_ERR_INVALID, "allow_preprocess 0x%x has bits of no pipeline",
+                            o->allow_preprocess);
     return CR_OK;
 }
 
@@ -471,6 +532,11 @@ cr_err enc_service_open(enc_service **out, const enc_service_opts *o)
     s->o.phi = s->phi_path;
     s->o.combiner = s->combiner_path;
     set_model_name(s, s->model_path);
+    s->max_pixels = s->o.max_pixels ? s->o.max_pixels : ENC_IMAGE_DEFAULT_MAX_PIXELS;
+    if (!s->o.max_image_work)
+        s->o.max_image_work = ENC_SERVICE_DEFAULT_IMAGE_WORK;
+    if (!s->o.max_request_work)
+        s->o.max_request_work = ENC_SERVICE_DEFAULT_REQUEST_WORK;
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (s->o.threads == 0)
         s->o.threads = ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1;
@@ -525,10 +591,13 @@ cr_err enc_service_open(enc_service **out, const enc_service_opts *o)
     }
     s->started = 1;
     CR_INFO("encoder", "model %s: embed %d, image %d, %d OpenBLAS threads, batch %d / %d ms, "
-            "queue %d, preprocess %s, default method %s",
+            "queue %d, preprocess %s (others allowed: 0x%x), default method %s, limits: %zu "
+            "pixels, work %llu per image / %llu per request",
             s->model_name, s->dim, s->size, s->o.threads, s->o.max_batch, s->o.batch_wait_ms,
             s->o.queue, enc_preprocess_name(s->o.preprocess),
-            enc_compose_method_name(s->method));
+            s->o.allow_preprocess & ~(1u << s->o.preprocess),
+            enc_compose_method_name(s->method), s->max_pixels,
+            (unsigned long long)s->o.max_image_work, (unsigned long long)s->o.max_request_work);
     *out = s;
 out:
     if (rc)
@@ -542,12 +611,23 @@ void enc_service_close(enc_service **pp)
     if (!pp || !*pp)
         return;
     s = *pp;
+    *pp = NULL;
     if (s->started) {
+        struct timespec ts;
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
+        /* Queued requests are bounded (queue, work limits, deadlines), so this returns long
+         * before the limit; past it the thread still uses the model: leave it everything. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += CLOSE_LIMIT_MS / 1000;
+        if (pthread_timedjoin_np(s->thread, NULL, &ts) != 0) {
+            CR_ERROR("encoder", "the inference thread did not stop within %d ms; leaving the "
+                     "service to it", CLOSE_LIMIT_MS);
+            pthread_detach(s->thread);
+            return;
+        }
     }
     enc_composer_close(&s->composer);
     enc_tokenizer_close(&s->tok);
@@ -560,7 +640,6 @@ void enc_service_close(enc_service **pp)
     free(s->phi_path);
     free(s->combiner_path);
     free(s);
-    *pp = NULL;
 }
 
 int enc_service_embed_dim(const enc_service *s)
@@ -600,27 +679,87 @@ enc_compose_method enc_service_default_method(const enc_service *s)
 
 /* ---- preparing requests (on the submitting thread) ---------------------------------------- */
 
+/* A request's pipeline: the service's own, or another one it was started to allow (a
+ * client choosing e.g. squarepad changes what an image costs and what its vector means). */
 static cr_err resolve_preprocess(const enc_service *s, int pp, enc_preprocess *out)
 {
-    if (pp == ENC_SERVICE_PREPROCESS_DEFAULT) {
+    if (pp == ENC_SERVICE_PREPROCESS_DEFAULT || pp == (int)s->o.preprocess) {
         *out = s->o.preprocess;
         return CR_OK;
     }
     if (pp < ENC_PREPROCESS_CLIP || pp > ENC_PREPROCESS_SQUAREPAD)
         return cr_error_set(CR_ERR_INVALID, "unknown preprocess mode %d", pp);
+    if (!(s->o.allow_preprocess & (1u << pp)))
+        return cr_error_set(CR_ERR_INVALID,
+                            "preprocessing '%s' is not allowed on this encoder: it serves '%s' "
+                            "(start it with --allow-preprocess %s to accept it)",
+                            enc_preprocess_name((enc_preprocess)pp),
+                            enc_preprocess_name(s->o.preprocess),
+                            enc_preprocess_name((enc_preprocess)pp));
     *out = (enc_preprocess)pp;
     return CR_OK;
 }
 
+/* What one request's images will cost, from their headers alone, against the limits:
+ * decoded pixels and scratch per image (--max-pixels), work per image (--max-image-work)
+ * and summed over the request (--max-request-work). Nothing is decoded or allocated, so a
+ * request over a limit costs only its header reads. imgs[i] with len 0 are skipped. */
+static cr_err check_cost(const enc_service *s, const enc_blob *const *imgs, size_t n,
+                         enc_preprocess pp, const char *what)
+{
+    uint64_t total = 0;
+    size_t max_scratch = 4 * s->max_pixels;
+    for (size_t i = 0; i < n; i++) {
+        enc_image_info info;
+        enc_image_cost c;
+        cr_err rc;
+        if (!imgs[i] || imgs[i]->len == 0)
+            continue;
+        if (!imgs[i]->data)
+            return cr_error_set(CR_ERR_INVALID, "%s %zu: empty image", what, i);
+        rc = enc_image_probe(imgs[i]->data, imgs[i]->len, s->max_pixels, &info);
+        if (!rc)
+            rc = enc_image_preprocess_cost(info.width, info.height, info.mode, pp, s->size, &c);
+        if (rc)
+            return cr_error_wrap(rc, "%s %zu", what, i);
+        if (c.scratch_bytes > max_scratch)
+            return cr_error_set(CR_ERR_INVALID,
+                                "%s %zu: %s preprocessing of a %dx%d image needs %zu bytes of "
+                                "filter weights and buffers, over the limit of %zu (4 bytes "
+                                "x --max-pixels)", what, i, enc_preprocess_name(pp),
+                                info.width, info.height, c.scratch_bytes, max_scratch);
+        if (c.work > s->o.max_image_work)
+            return cr_error_set(CR_ERR_INVALID,
+                                "%s %zu: %s preprocessing of a %dx%d image costs %llu pixel "
+                                "samples, over the per-image limit of %llu (--max-image-work)",
+                                what, i, enc_preprocess_name(pp), info.width, info.height,
+                                (unsigned long long)c.work,
+                                (unsigned long long)s->o.max_image_work);
+        total += c.work;
+        if (total > s->o.max_request_work)
+            return cr_error_set(CR_ERR_INVALID,
+                                "request refused before decoding: %s 0 to %zu (of %zu) already "
+                                "cost %llu pixel samples of %s preprocessing, over the "
+                                "per-request limit of %llu (--max-request-work); send fewer or "
+                                "smaller images", what, i, n, (unsigned long long)total,
+                                enc_preprocess_name(pp),
+                                (unsigned long long)s->o.max_request_work);
+    }
+    return CR_OK;
+}
+
 /* Decodes and preprocesses one image into `pixels`; errors name the input. */
-static cr_err prep_image(const enc_service *s, const enc_blob *b, enc_preprocess pp,
-                         const char *what, size_t idx, float *pixels)
+static cr_err prep_image(const enc_service *s, const job *j, const enc_blob *b,
+                         enc_preprocess pp, const char *what, size_t idx, float *pixels)
 {
     enc_image *img = NULL;
     cr_err rc;
     if (!b->data || b->len == 0)
         return cr_error_set(CR_ERR_INVALID, "%s %zu: empty image", what, idx);
-    rc = enc_image_decode(b->data, b->len, s->o.max_pixels, &img);
+    rc = check_deadline(j, "decoding its next image");
+    if (rc)
+        return rc;
+    rc = enc_image_decode(b->data, b->len, s->max_pixels, &img);
     if (!rc)
         rc = enc_image_preprocess(img, pp, s->size, pixels);
     enc_image_free(&img);
@@ -664,6 +803,14 @@ static cr_err prep_images(const enc_service *s, job *j, const enc_blob *images, 
     rc = resolve_preprocess(s, preprocess, &pp);
     if (rc)
         return rc;
+    {
+        const enc_blob *list[ENC_SERVICE_MAX_IMAGES];
+        for (size_t i = 0; i < n; i++)
+            list[i] = &images[i];
+        rc = check_cost(s, list, n, pp, "image");
+        if (rc)
+            return rc;
+    }
     j->kind = JOB_IMAGE;
     rc = job_alloc_out(s, j, n);
     if (rc)
@@ -672,7 +819,7 @@ static cr_err prep_images(const enc_service *s, job *j, const enc_blob *images, 
     if (!j->pixels)
         return cr_error_set(CR_ERR_NOMEM, "out of memory for %zu images", n);
     for (size_t i = 0; i < n && !rc; i++)
-        rc = prep_image(s, &images[i], pp, "image", i, j->pixels + i * px);
+        rc = prep_image(s, j, &images[i], pp, "image", i, j->pixels + i * px);
     return rc;
 }
 
@@ -731,6 +878,14 @@ static cr_err prep_compose(const enc_service *s, job *j, const enc_service_query
     rc = resolve_preprocess(s, preprocess, &pp);
     if (rc)
         return rc;
+    {
+        const enc_blob *list[ENC_SERVICE_MAX_QUERIES];
+        for (size_t i = 0; i < n; i++)
+            list[i] = q[i].image.len > 0 ? &q[i].image : NULL;
+        rc = check_cost(s, list, n, pp, "reference image of query");
+        if (rc)
+            return rc;
+    }
     j->kind = JOB_COMPOSE;
     rc = job_alloc_out(s, j, n);
     if (rc)
@@ -765,7 +920,7 @@ static cr_err prep_compose(const enc_service *s, job *j, const enc_service_query
         j->img_row[i] = -1;
         if (q[i].image.len > 0) {
             j->img_row[i] = j->n_img;
-            rc = prep_image(s, &q[i].image, pp, "reference image of query", i,
+            rc = prep_image(s, j, &q[i].image, pp, "reference image of query", i,
                             j->pixels + (size_t)j->n_img * px);
             if (rc)
                 return rc;
@@ -938,6 +1093,8 @@ typedef struct net_job {
     struct net_job *next_out;
 } net_job;
 
+/* Shared by the proxy, the workers and the queued jobs, which may outlive enc_server_run()
+ * when its drain times out: whichever of them is last (server_unused) frees it. */
 struct server {
     enc_service *svc;
     enc_server_opts o;
@@ -946,13 +1103,31 @@ struct server {
     cr_wire_limits lim;
     volatile sig_atomic_t *stop;
     atomic_int workers_stop;
+    atomic_int cancel; /* drain timed out: queued and in-progress work is dropped */
     int efd;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     net_job *out_head, *out_tail;
-    int pending; /* network jobs queued or running, not yet sent */
+    int pending;      /* network jobs queued or running, not yet sent */
+    int live_workers; /* worker threads not yet returned */
+    int run_done;     /* enc_server_run() has returned */
+    int abandoned;    /* nobody sends replies any more: completed jobs are freed */
     uint64_t start_ms;
 };
+
+static int server_unused(const server *srv)
+{
+    return srv->run_done && srv->pending == 0 && srv->live_workers == 0;
+}
+
+static void server_destroy(server *srv)
+{
+    pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->mu);
+    if (srv->efd >= 0)
+        close(srv->efd);
+    free(srv);
+}
 
 enc_server_opts enc_server_default_opts(void)
 {
@@ -960,6 +1135,7 @@ enc_server_opts enc_server_default_opts(void)
     memset(&o, 0, sizeof o);
     o.workers = 2;
     o.default_deadline_ms = 30000;
+    o.drain_ms = 30000;
     return o;
 }
 
@@ -997,6 +1173,7 @@ static void net_done(job *j)
     server *srv = nj->srv;
     size_t n = (size_t)j->n, d = (size_t)srv->svc->dim;
     uint64_t one = 1;
+    int last;
 
     cirrus__v1__response__init(&nj->resp);
     cirrus__v1__embeddings__init(&nj->emb);
@@ -1035,6 +1212,16 @@ static void net_done(job *j)
             nj->resp.compose = &nj->emb;
     }
     pthread_mutex_lock(&srv->mu);
+    if (srv->abandoned) {
+        /* the drain timed out: no one sends replies any more, and the last one out frees */
+        srv->pending--;
+        last = server_unused(srv);
+        pthread_mutex_unlock(&srv->mu);
+        net_job_free(nj);
+        if (last)
+            server_destroy(srv);
+        return;
+    }
     nj->next_out = NULL;
     if (srv->out_tail)
         srv->out_tail->next_out = nj;
@@ -1205,6 +1392,10 @@ static void submit_net_job(server *srv, void *sock, const cr_wire_msg *m, cr_pb_
         return;
     }
     cr_wire_msg_init(&nj->route);
+    /* The deadline holds from now on: preparing the images counts against it. */
+    nj->j.start_us = recv_us;
+    nj->j.deadline_us = recv_us + (uint64_t)dl * 1000u;
+    nj->j.cancel = &srv->cancel;
     rc = prep_net_job(srv, nj, *req);
     if (rc) {
         reply_status(sock, m, id, rc, cr_error_message());
@@ -1219,8 +1410,6 @@ static void submit_net_job(server *srv, void *sock, const cr_wire_msg *m, cr_pb_
     nj->srv = srv;
     nj->id = id;
     nj->j.done = net_done;
-    nj->j.start_us = recv_us;
-    nj->j.deadline_us = recv_us + (uint64_t)dl * 1000u;
     /* The request (its strings are used by compose) lives in the job from now on. */
     nj->alloc = *alloc;
     nj->alloc.base.allocator_data = &nj->alloc;
@@ -1326,9 +1515,16 @@ static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
 static void *worker_main(void *arg)
 {
     server *srv = arg;
+    int last;
     if (cr_wire_worker_loop(srv->ctx, srv->work_ep, &srv->lim, &srv->workers_stop,
                             handle_msg, srv))
         CR_ERROR("encoder", "%s", cr_error_message());
+    pthread_mutex_lock(&srv->mu);
+    srv->live_workers--;
+    last = server_unused(srv);
+    pthread_mutex_unlock(&srv->mu);
+    if (last)
+        server_destroy(srv);
     return NULL;
 }
 
@@ -1369,13 +1565,25 @@ static void proxy_loop(server *srv, void *front, void *work)
     }
 }
 
-/* Stop intake, let the workers finish, wait for queued jobs, forward every reply. */
-static void drain(server *srv, pthread_t *workers, int nw, void *front, void *work)
+/* Joins t by CLOCK_MONOTONIC ms `until`; 1 when joined. */
+static int join_until(pthread_t t, uint64_t until)
 {
-    uint64_t until = cr_clock_mono_ms() + DRAIN_LIMIT_MS;
-    atomic_store(&srv->workers_stop, 1);
-    for (int i = 0; i < nw; i++)
-        pthread_join(workers[i], NULL);
+    uint64_t now = cr_clock_mono_ms(), left = until > now ? until - now : 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / 1000);
+    ts.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(t, NULL, &ts) == 0;
+}
+
+/* Forwards worker replies and completed jobs until none is pending or `until`; returns the
+ * number still pending. */
+static int forward_replies(server *srv, void *front, void *work, uint64_t until)
+{
     for (;;) {
         zmq_pollitem_t items[2] = {{work, 0, ZMQ_POLLIN, 0}, {NULL, srv->efd, ZMQ_POLLIN, 0}};
         int pending;
@@ -1389,75 +1597,145 @@ static void drain(server *srv, pthread_t *workers, int nw, void *front, void *wo
         pthread_mutex_lock(&srv->mu);
         pending = srv->pending;
         pthread_mutex_unlock(&srv->mu);
-        if (!pending)
-            break;
-        if (cr_clock_mono_ms() > until) {
-            /* Never reached in practice (forwards are bounded); the jobs still reference the
-             * server, so waiting is the only safe choice. */
-            CR_WARN("encoder", "still waiting for %d queued requests", pending);
-            until = cr_clock_mono_ms() + DRAIN_LIMIT_MS;
+        if (!pending || cr_clock_mono_ms() >= until)
+            return pending;
+    }
+}
+
+/* Stop intake, let the workers finish, wait for queued jobs and forward every reply, for at
+ * most drain_ms. Past it, what is left is abandoned: in-progress and queued work is dropped
+ * at its next step, completed jobs are freed unsent, and busy workers get a last few seconds
+ * before they are detached. Returns the number of workers still running. */
+static int drain(server *srv, pthread_t *workers, int nw, void *front, void *work)
+{
+    uint64_t until = cr_clock_mono_ms() + srv->o.drain_ms;
+    int busy = 0, pending, stuck = 0;
+
+    atomic_store(&srv->workers_stop, 1);
+    for (int i = 0; i < nw; i++)
+        if (!join_until(workers[i], until))
+            workers[busy++] = workers[i];
+    pending = forward_replies(srv, front, work, until);
+    if (pending || busy) {
+        CR_WARN("encoder", "drain: %d requests unanswered and %d workers busy after %u ms; "
+                "dropping their work", pending, busy, srv->o.drain_ms);
+        atomic_store(&srv->cancel, 1);
+        forward_replies(srv, front, work, cr_clock_mono_ms() + 100);
+        pthread_mutex_lock(&srv->mu);
+        srv->abandoned = 1;
+        pthread_mutex_unlock(&srv->mu);
+        send_completed(srv, front); /* any that completed before `abandoned` was set */
+        for (int i = 0; i < busy; i++) {
+            if (join_until(workers[i], cr_clock_mono_ms() + 5000))
+                continue;
+            CR_ERROR("encoder", "a worker thread did not stop; detaching it");
+            pthread_detach(workers[i]);
+            stuck++;
         }
     }
     cr_clock_sleep_ms(50); /* let ZeroMQ's I/O thread flush the last replies */
+    return stuck;
+}
+
+static cr_err server_new(enc_service *s, const enc_server_opts *o, volatile sig_atomic_t *stop,
+                         server **out)
+{
+    server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    srv->svc = s;
+    srv->o = *o;
+    srv->stop = stop;
+    srv->start_ms = cr_clock_mono_ms();
+    srv->lim = cr_wire_default_limits();
+    if (o->max_frame)
+        srv->lim.max_frame = o->max_frame;
+    if (srv->lim.max_alloc < 4 * srv->lim.max_frame)
+        srv->lim.max_alloc = 4 * srv->lim.max_frame;
+    if (strncmp(o->bind, "inproc://", 9) == 0)
+        srv->lim.heartbeat_ivl_ms = 0;
+    if (srv->o.workers < 1 || srv->o.workers > 64)
+        srv->o.workers = 2;
+    if (!srv->o.default_deadline_ms)
+        srv->o.default_deadline_ms = 30000;
+    if (!srv->o.drain_ms)
+        srv->o.drain_ms = 30000;
+    srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->efd < 0) {
+        cr_err rc = cr_error_set(CR_ERR_INTERNAL, "eventfd: %s", strerror(errno));
+        free(srv);
+        return rc;
+    }
+    cr_wire_inproc_name(srv->work_ep, sizeof srv->work_ep, "encoder-work");
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    *out = srv;
+    return CR_OK;
+}
+
+static int start_workers(server *srv, pthread_t *workers)
+{
+    int nw = 0;
+    for (; nw < srv->o.workers; nw++) {
+        pthread_mutex_lock(&srv->mu);
+        srv->live_workers++;
+        pthread_mutex_unlock(&srv->mu);
+        if (pthread_create(&workers[nw], NULL, worker_main, srv) != 0) {
+            pthread_mutex_lock(&srv->mu);
+            srv->live_workers--;
+            pthread_mutex_unlock(&srv->mu);
+            CR_ERROR("encoder", "started %d of %d worker threads", nw, srv->o.workers);
+            break;
+        }
+    }
+    return nw;
 }
 
 cr_err enc_server_run(enc_service *s, const enc_server_opts *o, volatile sig_atomic_t *stop)
 {
-    server srv;
-    void *front = NULL, *work = NULL;
+    server *srv = NULL;
+    void *front = NULL, *work = NULL, *ctx = NULL;
     pthread_t workers[64];
-    int nw = 0, own_ctx = !o->zmq_ctx;
+    int nw = 0, stuck = 0, own_ctx, last;
     cr_err rc;
 
     if (!s || !o || !o->bind || !stop)
         return cr_error_set(CR_ERR_INVALID, "enc_server_run: missing service, bind or stop flag");
-    memset(&srv, 0, sizeof srv);
-    srv.svc = s;
-    srv.o = *o;
-    srv.stop = stop;
-    srv.start_ms = cr_clock_mono_ms();
-    srv.lim = cr_wire_default_limits();
-    if (o->max_frame)
-        srv.lim.max_frame = o->max_frame;
-    if (srv.lim.max_alloc < 4 * srv.lim.max_frame)
-        srv.lim.max_alloc = 4 * srv.lim.max_frame;
-    if (strncmp(o->bind, "inproc://", 9) == 0)
-        srv.lim.heartbeat_ivl_ms = 0;
-    if (srv.o.workers < 1 || srv.o.workers > 64)
-        srv.o.workers = 2;
-    if (!srv.o.default_deadline_ms)
-        srv.o.default_deadline_ms = 30000;
-    srv.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (srv.efd < 0)
-        return cr_error_set(CR_ERR_INTERNAL, "eventfd: %s", strerror(errno));
-    srv.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
-    cr_wire_inproc_name(srv.work_ep, sizeof srv.work_ep, "encoder-work");
-    pthread_mutex_init(&srv.mu, NULL);
-    pthread_cond_init(&srv.cv, NULL);
-    rc = srv.ctx ? sockets_open(&srv, &front, &work)
-                 : cr_error_set(CR_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(errno));
+    own_ctx = !o->zmq_ctx;
+    rc = server_new(s, o, stop, &srv);
+    if (rc)
+        return rc;
+    ctx = srv->ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
+    rc = ctx ? sockets_open(srv, &front, &work)
+             : cr_error_set(CR_ERR_NET, "zmq_ctx_new: %s", zmq_strerror(errno));
     if (rc)
         goto out;
-    for (; nw < srv.o.workers; nw++)
-        if (pthread_create(&workers[nw], NULL, worker_main, &srv) != 0)
-            break;
+    nw = start_workers(srv, workers);
     if (nw == 0) {
         rc = cr_error_set(CR_ERR_INTERNAL, "cannot start worker threads");
         goto out;
     }
     CR_INFO("encoder", "serving %s on %s with %d workers", s->model_name, o->bind, nw);
-    proxy_loop(&srv, front, work);
-    CR_INFO("encoder", "stopping: finishing queued requests");
-    drain(&srv, workers, nw, front, work);
+    proxy_loop(srv, front, work);
+    CR_INFO("encoder", "stopping: finishing queued requests (at most %u ms)", srv->o.drain_ms);
+    stuck = drain(srv, workers, nw, front, work);
 out:
     if (front)
         zmq_close(front);
     if (work)
         zmq_close(work);
-    if (own_ctx && srv.ctx)
-        zmq_ctx_term(srv.ctx);
-    pthread_cond_destroy(&srv.cv);
-    pthread_mutex_destroy(&srv.mu);
-    close(srv.efd);
+    pthread_mutex_lock(&srv->mu);
+    srv->run_done = 1;
+    last = server_unused(srv);
+    pthread_mutex_unlock(&srv->mu);
+    if (last)
+        server_destroy(srv);
+    /* srv may be gone from here on: a detached worker or an abandoned job frees it */
+    if (own_ctx && ctx) {
+        if (stuck)
+            CR_ERROR("encoder", "leaving the ZeroMQ context to %d stuck workers", stuck);
+        else
+            zmq_ctx_term(ctx);
+    }
     return rc;
 }

@@ -52,6 +52,13 @@
 /* For the `preprocess` argument of the embed/compose calls: the service's configured mode. */
 #define ENC_SERVICE_PREPROCESS_DEFAULT (-1)
 
+/* Default work limits, in pixel samples (enc_image_preprocess_cost(): decoded pixels plus
+ * the samples the resize reads; ~2-10 ns each on one core). One image: above what the
+ * largest image under the pixel limit costs (9459 x 9459 RGB: ~4.5e8); one request: ~2
+ * such images, or ~40 photos of 12 Mpx, or ~350 of 1 Mpx. */
+#define ENC_SERVICE_DEFAULT_IMAGE_WORK ((uint64_t)1 << 30)
+#define ENC_SERVICE_DEFAULT_REQUEST_WORK ((uint64_t)1 << 31)
+
 typedef struct enc_service_opts {
     const char *model;         /* .safetensors file or Hugging Face directory; required */
     const char *vocab;         /* tokenizer vocabulary; NULL = the default one */
@@ -65,7 +72,15 @@ typedef struct enc_service_opts {
     int max_batch;             /* images / texts / queries per forward (default 8) */
     int batch_wait_ms;         /* longest wait for a batch to fill (default 2; 0 = none) */
     int queue;                 /* queued requests before "overloaded" (default 64) */
-    size_t max_pixels;         /* decode limit per image; 0 = ENC_IMAGE_DEFAULT_MAX_PIXELS */
+    size_t max_pixels;         /* decode limit per image; 0 = ENC_IMAGE_DEFAULT_MAX_PIXELS.
+                                  Also bounds an image's resize scratch: 4 x max_pixels bytes */
+    uint64_t max_image_work;   /* preprocessing work of one image, in pixel samples; 0 =
+                                  ENC_SERVICE_DEFAULT_IMAGE_WORK */
+    uint64_t max_request_work; /* the same summed over the images of one request; 0 =
+                                  ENC_SERVICE_DEFAULT_REQUEST_WORK */
+    unsigned allow_preprocess; /* pipelines a request may ask for besides `preprocess`: bit
+                                  (1u << enc_preprocess) each (enc_preprocess_parse_list);
+                                  0 = only `preprocess` */
 } enc_service_opts;
 
 enc_service_opts enc_service_default_opts(void);
@@ -78,7 +93,9 @@ typedef struct enc_service enc_service;
  * CR_ERR_INTERNAL (thread). The option strings are copied. */
 cr_err enc_service_open(enc_service **out, const enc_service_opts *o);
 
-/* Stops the inference thread (queued requests are completed first) and frees everything.
+/* Stops the inference thread (queued requests are completed first, those past their
+ * deadline dropped) and frees everything. Waits at most 60 s for the thread; past that it
+ * logs an error and leaves the handle to the thread (never frees what it still uses).
  * NULL-safe; sets *pp to NULL. */
 void enc_service_close(enc_service **pp);
 
@@ -102,10 +119,15 @@ typedef struct enc_blob {
 
 /* Embeds n >= 1 images: decode (with the service's pixel limit) and preprocess on the calling
  * thread, then one queued request through the batcher. `preprocess` is an enc_preprocess or
- * ENC_SERVICE_PREPROCESS_DEFAULT. out: n x embed_dim floats, L2-normalized when `normalize`,
- * else the raw projected embedding. Errors: CR_ERR_INVALID for a bad image (the message names
- * the input index: "image 2: unsupported image format"), CR_ERR_OVERLOADED (queue full),
- * CR_ERR_MODEL (forward failed), CR_ERR_NOMEM. Blocks the caller until done. */
+ * ENC_SERVICE_PREPROCESS_DEFAULT; another pipeline than the service's own must be allowed
+ * (allow_preprocess). Before anything is decoded or allocated, every image's header is read
+ * and the request's cost checked against the limits (max_pixels, max_image_work,
+ * max_request_work). out: n x embed_dim floats, L2-normalized when `normalize`, else the
+ * raw projected embedding. Errors: CR_ERR_INVALID for a bad image, a pipeline not allowed
+ * or a limit passed (the message names the input index and the limit: "image 2:
+ * unsupported image format", "... over the per-request limit of N (--max-request-work)"),
+ * CR_ERR_OVERLOADED (queue full), CR_ERR_MODEL (forward failed), CR_ERR_NOMEM. Blocks the
+ * caller until done. */
 cr_err enc_service_embed_images(enc_service *s, const enc_blob *images, size_t n,
                                 int preprocess, int normalize, float *out);
 
@@ -160,13 +182,20 @@ typedef struct enc_server_opts {
     int workers;                  /* decode / tokenize threads (default 2) */
     uint32_t default_deadline_ms; /* for requests without one (default 30000) */
     size_t max_frame;             /* largest request; 0 = CR_WIRE_DEFAULT_MAX_FRAME */
+    uint32_t drain_ms;            /* longest wait for in-flight requests at stop (default
+                                     30000; 0 = the default) */
 } enc_server_opts;
 
 enc_server_opts enc_server_default_opts(void);
 
 /* Serves EncodeImage, EncodeText, Compose, Health and Stats until *stop becomes non-zero;
- * then stops intake, lets queued requests finish and forwards their replies. The service is
- * borrowed. Every request gets a reply: results, or a Status naming what was wrong. Compose
+ * then stops intake, lets queued requests finish and forwards their replies, for at most
+ * drain_ms: what is still in flight then is dropped unanswered (it completes later without
+ * touching the server's sockets; the server's state is freed by the last of it). The
+ * service is borrowed. Every request gets a reply: results, or a Status naming what was
+ * wrong. A request's deadline (its deadline_ms, or default_deadline_ms) holds from when a
+ * worker takes it: it is checked before each image is decoded and before each forward
+ * pass, and a request past it is answered CR_ERR_DEADLINE without further work. Compose
  * references given as item ids are refused (CR_ERR_INVALID): the coordinator resolves them.
  * Returns CR_ERR_NET when the endpoint cannot be bound. */
 cr_err enc_server_run(enc_service *s, const enc_server_opts *o, volatile sig_atomic_t *stop);

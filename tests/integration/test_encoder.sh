@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real cirrus-encoder on a loopback port with the clip-tiny fixture: health and stats
-# through the CLI, `cirrus tokenize` ids against clip.tokenize, `cirrus embed` in-process,
-# a clean exit (0) on SIGTERM.
+# through the CLI, `cirrus tokenize` ids against clip.tokenize, `cirrus embed` in-process
+# (a crafted 150-byte BMP under squarepad / targetpad in bounded memory), the encoder's
+# preprocessing limits, a clean exit (0) on SIGTERM.
 . "$(dirname "$0")/lib.sh"
 
 SHARED=${CIRRUS_SHARED_DIR:-}
@@ -53,6 +54,28 @@ n=$(echo "$emb" | sed -n 2p | sed 's/.*"embedding":\[\([^]]*\)\].*/\1/' | tr ','
 [ "$n" -eq 64 ] || fail "embed: $n values, expected 64"
 "$BIN/cirrus" embed --model "$MODEL" --image /dev/null 2>"$WORK/err.txt" && fail "empty image accepted"
 grep -q "image 0" "$WORK/err.txt" || fail "embed error: $(cat "$WORK/err.txt")"
+
+note "a 150-byte BMP of 32272 x 16 under squarepad: cheap (the padded canvas is never allocated)"
+# BMP header (24 bpp, 32272 x 16) and 120 bytes of pixel data; stb reads the rest as zeros.
+printf 'BM\226\0\0\0\0\0\0\0\066\0\0\0\050\0\0\0\020\176\0\0\020\0\0\0\001\0\030\0' \
+  >"$WORK/bomb.bmp"
+head -c 120 /dev/zero >>"$WORK/bomb.bmp"
+[ "$(wc -c <"$WORK/bomb.bmp")" -eq 150 ] || fail "crafted BMP is not 150 bytes"
+for pp in squarepad targetpad; do
+  # 1 GB of address space: the old code asked for 32272^2 x 3 = 3.1 GB here
+  emb=$( (ulimit -v 1000000; timeout 20 "$BIN/cirrus" embed --model "$MODEL" --threads 1 \
+    --preprocess "$pp" --image "$WORK/bomb.bmp") 2>&1) || fail "embed $pp of the BMP: $emb"
+  echo "$emb" | grep -q '"kind":"image"' || fail "embed $pp: $(echo "$emb" | cut -c1-200)"
+done
+
+note "encoder options: allowed pipelines and work limits are documented and checked"
+help=$("$BIN/cirrus-encoder" --help)
+for f in --allow-preprocess --max-image-work --max-request-work --drain-ms; do
+  echo "$help" | grep -q -- "$f" || fail "--help does not document $f"
+done
+out=$("$BIN/cirrus-encoder" --model "$MODEL" --allow-preprocess clip,bogus 2>&1) &&
+  fail "a bad --allow-preprocess was accepted"
+echo "$out" | grep -q "bogus" || fail "--allow-preprocess error: $out"
 
 note "SIGTERM exits 0"
 kill -TERM "$pid"

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <stb/stb_image_write.h>
+#include <zlib.h>
 #include <zmq.h>
 
 #include "client/cirrus.h"
@@ -625,6 +628,474 @@ static void test_limits(void *ctx, const char *model, blob *pngs)
     CR_CHECK(svc == NULL);
 }
 
+/* ---- issue 10: the work a request may cost, deadlines, allowed preprocessing, drain ---- */
+
+static void to_blob(void *ctx, void *data, int size)
+{
+    blob *b = ctx;
+    uint8_t *p = realloc(b->data, b->len + (size_t)size);
+    if (!p)
+        abort();
+    memcpy(p + b->len, data, (size_t)size);
+    b->data = p;
+    b->len += (size_t)size;
+}
+
+/* A black w x h PNG (channels 1 or 3). */
+static blob black_png(int w, int h, int channels)
+{
+    blob b = {0};
+    uint8_t *px = calloc((size_t)w * (size_t)h, (size_t)channels);
+    if (px)
+        stbi_write_png_to_func(to_blob, &b, w, h, channels, px, w * channels);
+    free(px);
+    return b;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+
+/* A black 8-bit gray w x h PNG, compressed with zlib (stb's writer makes it 10x larger,
+ * and large frames are slow under sanitizers). */
+static blob black_png_small(int w, int h)
+{
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    size_t raw_n = (size_t)h * ((size_t)w + 1);
+    uint8_t *raw = calloc(raw_n, 1), ihdr[13] = {0};
+    uLongf zn = compressBound((uLong)raw_n);
+    blob b = {malloc(8 + 25 + 12 + zn + 12), 0};
+    const char *types[3] = {"IHDR", "IDAT", "IEND"};
+    uint8_t *z = malloc(zn);
+    if (!raw || !z || !b.data || compress2(z, &zn, raw, (uLong)raw_n, 9) != Z_OK)
+        abort();
+    put_be32(ihdr, (uint32_t)w);
+    put_be32(ihdr + 4, (uint32_t)h);
+    ihdr[8] = 8; /* depth; color type 0 = gray */
+    memcpy(b.data, sig, 8);
+    b.len = 8;
+    for (int c = 0; c < 3; c++) {
+        const uint8_t *d = c == 0 ? ihdr : z;
+        size_t n = c == 0 ? 13 : c == 1 ? zn : 0;
+        uLong crc = crc32(0, (const Bytef *)types[c], 4);
+        put_be32(b.data + b.len, (uint32_t)n);
+        memcpy(b.data + b.len + 4, types[c], 4);
+        if (n)
+            memcpy(b.data + b.len + 8, d, n);
+        crc = crc32(crc, d, (uInt)n);
+        put_be32(b.data + b.len + 8 + n, (uint32_t)crc);
+        b.len += 12 + n;
+    }
+    free(raw);
+    free(z);
+    return b;
+}
+
+/* A 1 x 1 PNG whose header claims w x h: decoding it fails, reading its header does not. */
+static blob header_only_png(uint32_t w, uint32_t h)
+{
+    blob b = black_png(1, 1, 3);
+    for (int k = 0; b.data && k < 4; k++) {
+        b.data[16 + k] = (uint8_t)(w >> (24 - 8 * k));
+        b.data[20 + k] = (uint8_t)(h >> (24 - 8 * k));
+    }
+    return b;
+}
+
+/* A 24-bit BMP header claiming w x h, cut at `total` bytes (stb reads the rest as zeros). */
+static blob short_bmp(int w, int h, size_t total)
+{
+    blob b = {calloc(1, total), total};
+    uint32_t v[] = {(uint32_t)total, 0, 54, 40, (uint32_t)w, (uint32_t)h};
+    if (!b.data)
+        return b;
+    b.data[0] = 'B';
+    b.data[1] = 'M';
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++)
+            b.data[2 + 4 * i + k] = (uint8_t)(v[i] >> (8 * k));
+    b.data[26] = 1;
+    b.data[28] = 24;
+    return b;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* EncodeImage of n images (the same blob when `same`), with a preprocessing and deadline. */
+static Cirrus__V1__Response *encode_images_pp(cirrus_client *c, const blob *b, size_t n,
+                                              int same, Cirrus__V1__Preprocess pp,
+                                              uint32_t deadline_ms)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__EncodeImageRequest r = CIRRUS__V1__ENCODE_IMAGE_REQUEST__INIT;
+    ProtobufCBinaryData *imgs = calloc(n, sizeof *imgs);
+    Cirrus__V1__Response *resp = NULL;
+    for (size_t i = 0; imgs && i < n; i++) {
+        imgs[i].data = b[same ? 0 : i].data;
+        imgs[i].len = b[same ? 0 : i].len;
+    }
+    r.images = imgs;
+    r.n_images = n;
+    r.preprocess = pp;
+    req.op_case = CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE;
+    req.encode_image = &r;
+    req.deadline_ms = deadline_ms;
+    CR_CHECK_MSG(cirrus_client_call(c, &req, 20000, &resp) == CR_OK, "%s", cr_error_message());
+    free(imgs);
+    return resp;
+}
+
+typedef struct svc_srv {
+    enc_service *svc;
+    srv s;
+    cirrus_client *c;
+} svc_srv;
+
+static int svc_srv_open(svc_srv *x, void *ctx, const enc_service_opts *o, const char *ep,
+                        uint32_t drain_ms)
+{
+    cirrus_client_opts co = cirrus_client_default_opts();
+    memset(x, 0, sizeof *x);
+    CR_CHECK_MSG(enc_service_open(&x->svc, o) == CR_OK, "%s", cr_error_message());
+    if (!x->svc)
+        return -1;
+    x->s.ctx = ctx;
+    x->s.svc = x->svc;
+    x->s.o = enc_server_default_opts();
+    x->s.o.bind = ep;
+    x->s.o.zmq_ctx = ctx;
+    if (drain_ms)
+        x->s.o.drain_ms = drain_ms;
+    pthread_create(&x->s.tid, NULL, srv_main, &x->s);
+    co.zmq_ctx = ctx;
+    CR_CHECK(cirrus_client_open(&x->c, ep, &co) == CR_OK);
+    if (!x->c)
+        return -1;
+    /* ready once a Health request gets through (until then: overloaded, no workers yet) */
+    for (uint64_t t0 = now_ms(); now_ms() - t0 < 5000;) {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__HealthRequest hr = CIRRUS__V1__HEALTH_REQUEST__INIT;
+        Cirrus__V1__Response *r = NULL;
+        int ok;
+        req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
+        req.health = &hr;
+        ok = cirrus_client_call(x->c, &req, 1000, &r) == CR_OK && code_of(r) == 0;
+        cirrus_response_free(r);
+        if (ok)
+            return 0;
+    }
+    CR_CHECK(!"server ready");
+    return -1;
+}
+
+static void svc_srv_close(svc_srv *x)
+{
+    cirrus_client_close(&x->c);
+    if (x->svc) {
+        srv_stop(&x->s);
+        enc_service_close(&x->svc);
+    }
+}
+
+/* Limits on decoded pixels, per-image work and per-request work, all checked from the image
+ * headers before anything is decoded. */
+static void test_work_limits(void *ctx, const char *model, blob *pngs)
+{
+    enc_service_opts o = enc_service_default_opts();
+    svc_srv x;
+    Cirrus__V1__Response *r;
+    enc_service_stats before, after;
+    blob big = header_only_png(8000, 8000), bmp = short_bmp(32272, 16, 150);
+    uint64_t t0;
+
+    o.model = model;
+    o.threads = 1;
+    o.allow_preprocess = (1u << ENC_PREPROCESS_TARGETPAD) | (1u << ENC_PREPROCESS_SQUAREPAD);
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-work", 0) == 0) {
+        /* 256 images of 8000 x 8000 (each under the pixel limit): refused as a whole before
+         * image 0 is decoded (decoding it would say "corrupt"). */
+        enc_service_stats_get(x.svc, &before);
+        t0 = now_ms();
+        r = encode_images_pp(x.c, &big, 256, 1, 0, 0);
+        printf("256 x 8000x8000: %s (%llu ms)\n", msg_of(r),
+               (unsigned long long)(now_ms() - t0));
+        CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "max-request-work") &&
+                         !strstr(msg_of(r), "corrupt"), "%d %s", code_of(r), msg_of(r));
+        CR_CHECK(now_ms() - t0 < 1000);
+        cirrus_response_free(r);
+        /* the 150-byte BMP of 32272 x 16, squarepad and targetpad: cheap now */
+        for (int k = 0; k < 2; k++) {
+            t0 = now_ms();
+            r = encode_images_pp(x.c, &bmp, 1, 1,
+                                 k ? CIRRUS__V1__PREPROCESS__PREPROCESS_TARGETPAD
+                                   : CIRRUS__V1__PREPROCESS__PREPROCESS_SQUAREPAD, 0);
+            printf("150-byte BMP 32272x16 %s: code %d (%llu ms)\n", k ? "targetpad" : "squarepad",
+                   code_of(r), (unsigned long long)(now_ms() - t0));
+            CR_CHECK_MSG(code_of(r) == 0, "%s", msg_of(r));
+            CR_CHECK_MSG(now_ms() - t0 < 2000, "%llu ms", (unsigned long long)(now_ms() - t0));
+            cirrus_response_free(r);
+        }
+        enc_service_stats_get(x.svc, &after);
+        CR_CHECK(after.batches - before.batches == 2);
+    }
+    svc_srv_close(&x);
+
+    /* a per-image limit below what img0 (40 x 30) costs */
+    o.max_image_work = 2000;
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-work2", 0) == 0) {
+        r = encode_images_pp(x.c, pngs, 1, 1, 0, 0);
+        CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "image 0") &&
+                         strstr(msg_of(r), "max-image-work"), "%d %s", code_of(r), msg_of(r));
+        printf("per-image limit: %s\n", msg_of(r));
+        cirrus_response_free(r);
+    }
+    svc_srv_close(&x);
+
+    /* a per-request limit: one img0 (1200 decoded pixels, well under 30000 in all) fits,
+     * 26 of them (at least 26 x 1200 = 31200) do not */
+    o.max_image_work = 0;
+    o.max_request_work = 30000;
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-work3", 0) == 0) {
+        r = encode_images_pp(x.c, pngs, 1, 1, 0, 0);
+        CR_CHECK_MSG(code_of(r) == 0, "%s", msg_of(r));
+        cirrus_response_free(r);
+        r = encode_images_pp(x.c, pngs, 26, 1, 0, 0);
+        CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "max-request-work"),
+                     "%d %s", code_of(r), msg_of(r));
+        printf("per-request limit: %s\n", msg_of(r));
+        cirrus_response_free(r);
+        /* the same for the reference images of a Compose */
+        {
+            Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+            Cirrus__V1__ComposeRequest cr = CIRRUS__V1__COMPOSE_REQUEST__INIT;
+            Cirrus__V1__Composed q[26], *qs[26];
+            Cirrus__V1__Reference rf;
+            cirrus__v1__reference__init(&rf);
+            rf.ref_case = CIRRUS__V1__REFERENCE__REF_IMAGE;
+            rf.image.data = pngs[0].data;
+            rf.image.len = pngs[0].len;
+            for (int i = 0; i < 26; i++) {
+                cirrus__v1__composed__init(&q[i]);
+                q[i].reference = &rf;
+                q[i].caption = "is red";
+                q[i].method = CIRRUS__V1__COMPOSE_METHOD__COMPOSE_SUM;
+                qs[i] = &q[i];
+            }
+            cr.queries = qs;
+            cr.n_queries = 26;
+            req.op_case = CIRRUS__V1__REQUEST__OP_COMPOSE;
+            req.compose = &cr;
+            r = call(x.c, &req);
+            CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "max-request-work") &&
+                             strstr(msg_of(r), "reference image of query"),
+                         "%d %s", code_of(r), msg_of(r));
+            cirrus_response_free(r);
+            cr.n_queries = 1;
+            r = call(x.c, &req);
+            CR_CHECK_MSG(code_of(r) == 0, "%s", msg_of(r));
+            cirrus_response_free(r);
+        }
+    }
+    svc_srv_close(&x);
+    free(big.data);
+    free(bmp.data);
+}
+
+/* A request whose deadline passes while its images are being prepared is answered
+ * DEADLINE_EXCEEDED at once, without preparing the rest and without a forward pass. Under
+ * TSan, large inproc frames take minutes to unpack (race-report scans in protobuf's
+ * memcpy) and each image ~1 s: 8 images there, and a bound scaled to match. */
+#if defined(__SANITIZE_THREAD__)
+#define DL_IMAGES 8
+#define DL_LIMIT_MS 4000
+#else
+#define DL_IMAGES 128
+#define DL_LIMIT_MS 1200
+#endif
+static void test_deadline(void *ctx, const char *model)
+{
+    enc_service_opts o = enc_service_default_opts();
+    svc_srv x;
+    blob png = black_png_small(4000, 4000);
+    Cirrus__V1__Response *r;
+    enc_service_stats before, after;
+    uint64_t t0, ms;
+
+    o.model = model;
+    o.threads = 1;
+    o.max_image_work = (uint64_t)1 << 40;
+    o.max_request_work = (uint64_t)1 << 40;
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-deadline", 0) == 0) {
+        enc_image *img = NULL;
+        float *px = malloc(sizeof(float) * 3 * 32 * 32);
+        t0 = now_ms();
+        CR_CHECK(enc_image_decode(png.data, png.len, 0, &img) == CR_OK);
+        CR_CHECK(px && enc_image_preprocess(img, ENC_PREPROCESS_CLIP, 32, px) == CR_OK);
+        ms = now_ms() - t0;
+        printf("one 4000x4000 image: %llu ms to decode and preprocess\n",
+               (unsigned long long)ms);
+        enc_image_free(&img);
+        free(px);
+        enc_service_stats_get(x.svc, &before);
+        t0 = now_ms();
+        r = encode_images_pp(x.c, &png, DL_IMAGES, 1, 0, 300);
+        ms = now_ms() - t0;
+        enc_service_stats_get(x.svc, &after);
+        printf("%d x 4000x4000 (%zu bytes each), deadline 300 ms: code %d '%s' after %llu ms\n",
+               DL_IMAGES, png.len, code_of(r), msg_of(r), (unsigned long long)ms);
+        CR_CHECK_MSG(code_of(r) == CR_ERR_DEADLINE && strstr(msg_of(r), "deadline"), "%d %s",
+                     code_of(r), msg_of(r));
+        CR_CHECK_MSG(ms < DL_LIMIT_MS, "answered after %llu ms", (unsigned long long)ms);
+        CR_CHECK(after.batches == before.batches);
+        cirrus_response_free(r);
+    }
+    svc_srv_close(&x);
+    free(png.data);
+}
+
+/* A request larger than max_batch runs as several forward passes, its deadline checked
+ * before each: 1024 texts at one per pass, with a 150 ms deadline, stop part way. */
+static void test_deadline_forwards(void *ctx, const char *model)
+{
+    enc_service_opts o = enc_service_default_opts();
+    svc_srv x;
+    const char **texts = malloc(1024 * sizeof *texts);
+    uint64_t t0, ms;
+
+    o.model = model;
+    o.threads = 1;
+    o.max_batch = 1;
+    for (int i = 0; texts && i < 1024; i++)
+        texts[i] = captions[i % 6];
+    if (texts && svc_srv_open(&x, ctx, &o, "inproc://encoder-deadline2", 0) == 0) {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__EncodeTextRequest tr = CIRRUS__V1__ENCODE_TEXT_REQUEST__INIT;
+        Cirrus__V1__Response *r = NULL;
+        tr.texts = (char **)texts;
+        tr.n_texts = 1024;
+        req.op_case = CIRRUS__V1__REQUEST__OP_ENCODE_TEXT;
+        req.encode_text = &tr;
+        req.deadline_ms = 150;
+        t0 = now_ms();
+        r = NULL;
+        CR_CHECK(cirrus_client_call(x.c, &req, 20000, &r) == CR_OK);
+        ms = now_ms() - t0;
+        printf("1024 texts, one per forward, deadline 150 ms: code %d '%s' after %llu ms\n",
+               code_of(r), msg_of(r), (unsigned long long)ms);
+        CR_CHECK_MSG(code_of(r) == CR_ERR_DEADLINE, "%d %s", code_of(r), msg_of(r));
+        cirrus_response_free(r);
+        /* without a tight deadline the same request completes */
+        req.deadline_ms = 60000;
+        t0 = now_ms();
+        r = NULL;
+        CR_CHECK(cirrus_client_call(x.c, &req, 60000, &r) == CR_OK);
+        printf("the same with a 60 s deadline: code %d after %llu ms\n", code_of(r),
+               (unsigned long long)(now_ms() - t0));
+        CR_CHECK_MSG(code_of(r) == 0 && r->encode_text && r->encode_text->n_vectors == 1024,
+                     "%s", msg_of(r));
+        cirrus_response_free(r);
+    }
+    svc_srv_close(&x);
+    free(texts);
+}
+
+/* By default a server accepts only its own preprocessing. */
+static void test_allowed_preprocess(cirrus_client *c, void *ctx, const char *model, blob *pngs)
+{
+    enc_service_opts o = enc_service_default_opts();
+    svc_srv x;
+    Cirrus__V1__Response *r;
+
+    r = encode_images_pp(c, pngs, 1, 1, CIRRUS__V1__PREPROCESS__PREPROCESS_SQUAREPAD, 0);
+    CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "squarepad") &&
+                     strstr(msg_of(r), "allow-preprocess"), "%d %s", code_of(r), msg_of(r));
+    printf("not allowed: %s\n", msg_of(r));
+    cirrus_response_free(r);
+    r = encode_images_pp(c, pngs, 1, 1, CIRRUS__V1__PREPROCESS__PREPROCESS_CLIP, 0);
+    CR_CHECK_MSG(code_of(r) == 0, "%s", msg_of(r));
+    cirrus_response_free(r);
+    {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__ComposeRequest cr = CIRRUS__V1__COMPOSE_REQUEST__INIT;
+        Cirrus__V1__Composed q = CIRRUS__V1__COMPOSED__INIT, *qs[1] = {&q};
+        Cirrus__V1__Reference rf;
+        cirrus__v1__reference__init(&rf);
+        rf.ref_case = CIRRUS__V1__REFERENCE__REF_IMAGE;
+        rf.image.data = pngs[0].data;
+        rf.image.len = pngs[0].len;
+        q.reference = &rf;
+        q.caption = "is red";
+        cr.queries = qs;
+        cr.n_queries = 1;
+        cr.preprocess = CIRRUS__V1__PREPROCESS__PREPROCESS_TARGETPAD;
+        req.op_case = CIRRUS__V1__REQUEST__OP_COMPOSE;
+        req.compose = &cr;
+        r = call(c, &req);
+        CR_CHECK_MSG(code_of(r) == CR_ERR_INVALID && strstr(msg_of(r), "targetpad"), "%d %s",
+                     code_of(r), msg_of(r));
+        cirrus_response_free(r);
+    }
+    o.model = model;
+    o.threads = 1;
+    o.allow_preprocess = 1u << ENC_PREPROCESS_SQUAREPAD;
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-allow", 0) == 0) {
+        r = encode_images_pp(x.c, pngs, 1, 1, CIRRUS__V1__PREPROCESS__PREPROCESS_SQUAREPAD, 0);
+        CR_CHECK_MSG(code_of(r) == 0, "%s", msg_of(r));
+        cirrus_response_free(r);
+        r = encode_images_pp(x.c, pngs, 1, 1, CIRRUS__V1__PREPROCESS__PREPROCESS_TARGETPAD, 0);
+        CR_CHECK(code_of(r) == CR_ERR_INVALID);
+        cirrus_response_free(r);
+    }
+    svc_srv_close(&x);
+}
+
+/* Stopping a server whose request is still queued (a 10 s batch wait) returns within its
+ * drain limit; the request completes later without touching the stopped server. */
+static void test_drain_timeout(void *ctx, const char *model)
+{
+    enc_service_opts o = enc_service_default_opts();
+    svc_srv x;
+    uint64_t t0, ms;
+
+    o.model = model;
+    o.threads = 1;
+    o.max_batch = 1000;
+    o.batch_wait_ms = 10000;
+    if (svc_srv_open(&x, ctx, &o, "inproc://encoder-drain", 300) == 0) {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__EncodeTextRequest tr = CIRRUS__V1__ENCODE_TEXT_REQUEST__INIT;
+        char *t[1] = {(char *)captions[0]};
+        enc_service_stats st;
+        uint64_t id;
+        tr.texts = t;
+        tr.n_texts = 1;
+        req.op_case = CIRRUS__V1__REQUEST__OP_ENCODE_TEXT;
+        req.encode_text = &tr;
+        CR_CHECK(cirrus_client_send(x.c, &req, &id) == CR_OK);
+        t0 = now_ms();
+        do {
+            enc_service_stats_get(x.svc, &st);
+        } while (st.queue_depth == 0 && now_ms() - t0 < 5000 && usleep(1000) == 0);
+        CR_CHECK(st.queue_depth == 1);
+        t0 = now_ms();
+        srv_stop(&x.s);
+        ms = now_ms() - t0;
+        printf("stop with a request queued behind a 10 s batch wait: returned after %llu ms\n",
+               (unsigned long long)ms);
+        CR_CHECK_MSG(ms < 3000, "%llu ms", (unsigned long long)ms);
+        enc_service_close(&x.svc); /* runs the queued request; its server is gone */
+        cirrus_client_close(&x.c);
+    }
+    svc_srv_close(&x);
+}
+
 static void test_open_errors(const char *model)
 {
     enc_service_opts o = enc_service_default_opts();
@@ -688,6 +1159,11 @@ int main(void)
     test_concurrency(ctx, "inproc://encoder-test", svc);
     test_stats_health(c);
     test_limits(ctx, model, pngs);
+    test_allowed_preprocess(c, ctx, model, pngs);
+    test_work_limits(ctx, model, pngs);
+    test_deadline(ctx, model);
+    test_deadline_forwards(ctx, model);
+    test_drain_timeout(ctx, model);
     test_open_errors(model);
 
     cirrus_client_close(&c);
