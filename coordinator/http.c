@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "client/json.h"
 #include "common/config.h"
 #include "common/filter_parse.h"

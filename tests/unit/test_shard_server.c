@@ -9,7 +9,7 @@
 
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
