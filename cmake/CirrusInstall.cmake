@@ -22,5 +22,9 @@ write_basic_package_version_file(${CMAKE_BINARY_DIR}/cirrusConfigVersion.cmake
 install(FILES ${CMAKE_BINARY_DIR}/cirrusConfig.cmake ${CMAKE_BINARY_DIR}/cirrusConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cirrus)
 
+# The .pc file finds the prefix from its own place, so an installed tree can be moved
+# (`cmake --install build --prefix DIR` works with any DIR).
+file(RELATIVE_PATH CIRRUS_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig
+     ${CMAKE_INSTALL_PREFIX})
 configure_file(cmake/cirrus.pc.in ${CMAKE_BINARY_DIR}/cirrus.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/cirrus.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
