@@ -58,22 +58,22 @@ cirrus_err api_ok(cirrus *c, cirrus_err code)
     return code;
 }
 
-/* The reply's outcome: its status code, or CR_ERR_PROTO when the status is missing or says
- * ok without the result `req` asks for (result fields carry the op's field numbers). The
+/* The reply's outcome: CR_OK when its status is ok and it carries the result `req` asks for
+ * (result fields carry the op's field numbers); else the status code (a failure, or an
+ * expected outcome such as CR_NOTFOUND, which comes without a result) or CR_ERR_PROTO. The
  * message goes to the calling thread's cr_error_message(). */
 static cr_err reply_check(const Cirrus__V1__Request *req, const Cirrus__V1__Response *resp)
 {
     const Cirrus__V1__Status *st = resp->status;
     if (!st)
         return cr_error_set(CR_ERR_PROTO, "reply without a status");
-    if (st->code < 0)
+    if (st->code != 0)
         return cr_error_set((cr_err)st->code, "%s",
                             st->message && st->message[0] ? st->message
                                                           : cr_strerror((cr_err)st->code));
     if ((int)resp->result_case != (int)req->op_case)
-        return cr_error_set(CR_ERR_PROTO, "reply (status %d) without the result asked for",
-                            st->code);
-    return (cr_err)st->code;
+        return cr_error_set(CR_ERR_PROTO, "reply without the result asked for");
+    return CR_OK;
 }
 
 cirrus_err api_call(cirrus *c, Cirrus__V1__Request *req, uint32_t timeout_ms,
@@ -89,12 +89,12 @@ cirrus_err api_call(cirrus *c, Cirrus__V1__Request *req, uint32_t timeout_ms,
     if (rc)
         return api_fail(c, rc);
     rc = reply_check(req, r);
-    if (rc < 0) {
+    if (rc) {
         cirrus_response_free(r);
         return api_fail(c, rc);
     }
     *resp = r;
-    return api_ok(c, (cirrus_err)rc);
+    return api_ok(c, CIRRUS_OK);
 }
 
 cirrus_options cirrus_default_options(void)
@@ -191,7 +191,7 @@ cirrus_err cirrus_call(cirrus *c, Cirrus__V1__Request *req, Cirrus__V1__Response
         return api_fail(c, rc);
     *resp = r;
     rc = reply_check(req, r);
-    return rc < 0 ? api_fail(c, rc) : api_ok(c, (cirrus_err)rc);
+    return rc ? api_fail(c, rc) : api_ok(c, CIRRUS_OK);
 }
 
 cirrus_err cirrus_send(cirrus *c, Cirrus__V1__Request *req, uint64_t *id)

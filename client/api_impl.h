@@ -35,8 +35,9 @@ cirrus_err api_failf(cirrus *c, cr_err code, const char *fmt, ...)
 cirrus_err api_ok(cirrus *c, cirrus_err code);
 
 /* Sends req and waits for its reply with timeout_ms (0 = the handle's) as timeout and
- * deadline. On CIRRUS_OK (or a positive status) *resp holds a reply with the result that
- * `op` asks for; on failure *resp is NULL and the handle's message says why. */
+ * deadline. On CIRRUS_OK *resp holds an ok reply carrying the result req's op asks for;
+ * otherwise (a failure, a positive outcome such as CIRRUS_NOTFOUND or CIRRUS_TIMEOUT) *resp is
+ * NULL and the handle's message says why. */
 cirrus_err api_call(cirrus *c, Cirrus__V1__Request *req, uint32_t timeout_ms,
                     Cirrus__V1__Response **resp);
 

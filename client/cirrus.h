@@ -247,9 +247,11 @@ uint64_t cirrus_result_version(const cirrus_result *r, size_t i);
 
 /* Attributes of row i (with include_metadata, or always for a get). */
 size_t cirrus_result_attr_count(const cirrus_result *r, size_t i);
-/* Fills *out with attribute j of row i. Errors: CIRRUS_NOTFOUND (i or j out of range). */
+/* Fills *out with attribute j of row i. Errors: CIRRUS_NOTFOUND (i or j out of range),
+ * CIRRUS_ERR_INVALID (out NULL). */
 cirrus_err cirrus_result_attr(const cirrus_result *r, size_t i, size_t j, cirrus_attr *out);
-/* Fills *out with the attribute of row i named `name`. Errors: CIRRUS_NOTFOUND. */
+/* Fills *out with the attribute of row i named `name`. Errors: CIRRUS_NOTFOUND,
+ * CIRRUS_ERR_INVALID (out or name NULL). */
 cirrus_err cirrus_result_attr_find(const cirrus_result *r, size_t i, const char *name,
                                    cirrus_attr *out);
 /* The item's image_uri (its string attribute "image_uri", see cirrus_item), or NULL. */
@@ -358,13 +360,15 @@ cirrus_err cirrus_errcode(const cirrus *c);
  *     cirrus_response_free(resp);
  */
 
-/* Sets req->id (fresh) and, when 0, req->deadline_ms (the handle's timeout); sends; waits for
- * the matching reply. Whenever a reply arrived *resp is set (free it with
- * cirrus_response_free, also on failure), else *resp = NULL. Returns the reply's status
- * code (CIRRUS_OK or an expected outcome; a failure with the server's message in
- * cirrus_errmsg), CIRRUS_ERR_PROTO for a reply whose status says ok but which carries no
- * result, CIRRUS_TIMEOUT, or a transport error. Replies to requests sent with cirrus_send are
- * kept for cirrus_recv, never dropped. */
+/* Sets req->id (fresh) and, when 0, req->deadline_ms (the handle's timeout); sends; waits up
+ * to req->deadline_ms for the matching reply. Whenever a reply arrived *resp is set (free it
+ * with cirrus_response_free, also when the return is not CIRRUS_OK), else *resp = NULL.
+ * Returns CIRRUS_OK when the reply's status is ok and it carries its result (resp->search for
+ * a search, resp->stats for stats, ...); otherwise the reply's status code — a failure, or an
+ * expected outcome such as CIRRUS_NOTFOUND, which comes without a result — with the server's
+ * message in cirrus_errmsg; CIRRUS_ERR_PROTO for an ok reply without its result;
+ * CIRRUS_TIMEOUT when no reply came; transport errors. Replies to requests sent with
+ * cirrus_send that arrive meanwhile are kept for cirrus_recv. */
 cirrus_err cirrus_call(cirrus *c, Cirrus__V1__Request *req, Cirrus__V1__Response **resp);
 
 /* Pipelining: send without waiting (sets req->id, returned in *id; id may be NULL), then

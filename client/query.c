@@ -185,7 +185,7 @@ cirrus_err cirrus_search(cirrus *c, const cirrus_query *q, cirrus_result **out)
     req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
     req.search = &sr;
     rc = api_call(c, &req, q->timeout_ms, &resp);
-    if (rc < 0 || rc == CIRRUS_TIMEOUT)
+    if (rc)
         goto out;
     rc = api_result_new(c, RESULT_SEARCH, resp, out);
     resp = NULL;

@@ -370,7 +370,7 @@ cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_
     req.op_case = CIRRUS__V1__REQUEST__OP_GET;
     req.get = &get;
     rc = api_call(c, &req, 0, &resp);
-    if (rc < 0 || rc == CIRRUS_TIMEOUT)
+    if (rc)
         return rc;
     missing = resp->get->n_missing;
     rc = api_result_new(c, RESULT_GET, resp, out);
