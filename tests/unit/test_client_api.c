@@ -6,6 +6,8 @@
  * raw escape hatch, and the errors left on the handle. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -710,6 +712,103 @@ static void test_escape_hatch(cirrus *c)
     CR_CHECK(cirrus_recv(c, 50, &resp) == CIRRUS_TIMEOUT && resp == NULL);
 }
 
+/* ---- a broken server: replies that must not pass for success --------------------------- */
+
+enum fake_mode { FAKE_OK_NO_RESULT, FAKE_NOTFOUND_NO_RESULT, FAKE_GARBAGE };
+
+typedef struct fake {
+    void *ctx;
+    atomic_int mode, stop, bound;
+    pthread_t tid;
+} fake;
+
+static void *fake_main(void *arg)
+{
+    fake *f = arg;
+    void *s = zmq_socket(f->ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    atomic_store(&f->bound, zmq_bind(s, "inproc://api-fake") == 0 ? 1 : -1);
+    while (!atomic_load(&f->stop)) {
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        zmq_msg_t who, body;
+        Cirrus__V1__Request *req;
+        Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+        Cirrus__V1__Status st = CIRRUS__V1__STATUS__INIT;
+        uint8_t buf[256];
+        size_t len;
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        zmq_msg_init(&who);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&who, s, 0);
+        zmq_msg_recv(&body, s, 0);
+        req = cirrus__v1__request__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+        resp.id = req ? req->id : 0;
+        resp.status = &st;
+        st.code = atomic_load(&f->mode) == FAKE_NOTFOUND_NO_RESULT ? CR_NOTFOUND : CR_OK;
+        st.message = st.code ? "no such thing here" : "";
+        len = cirrus__v1__response__pack(&resp, buf);
+        if (atomic_load(&f->mode) == FAKE_GARBAGE) {
+            memset(buf, 0xff, 16);
+            len = 16;
+        }
+        zmq_send(s, zmq_msg_data(&who), zmq_msg_size(&who), ZMQ_SNDMORE);
+        zmq_send(s, buf, len, 0);
+        cirrus__v1__request__free_unpacked(req, NULL);
+        zmq_msg_close(&who);
+        zmq_msg_close(&body);
+    }
+    zmq_close(s);
+    return NULL;
+}
+
+static void test_broken_server(void *ctx, int dim)
+{
+    fake f;
+    cirrus_options o = cirrus_default_options();
+    cirrus *c = NULL;
+    cirrus_query q = cirrus_query_default();
+    cirrus_result *r = NULL;
+    const char *id = "sku-1";
+    int ready = -1;
+
+    memset(&f, 0, sizeof f);
+    f.ctx = ctx;
+    pthread_create(&f.tid, NULL, fake_main, &f);
+    while (!atomic_load(&f.bound))
+        sched_yield();
+    CR_CHECK(atomic_load(&f.bound) == 1);
+    o.zmq_ctx = ctx;
+    o.timeout_ms = 2000;
+    CR_CHECK(cirrus_open(&c, "inproc://api-fake", &o) == CIRRUS_OK);
+    q.vector = item_vector(1, dim);
+    q.dim = (size_t)dim;
+
+    /* status ok, but no result: a protocol error, not an empty success */
+    atomic_store(&f.mode, FAKE_OK_NO_RESULT);
+    CR_CHECK(cirrus_health(c, &ready) == CIRRUS_ERR_PROTO && ready == -1);
+    CR_CHECK(cirrus_search(c, &q, &r) == CIRRUS_ERR_PROTO && r == NULL);
+    CR_CHECK(strstr(cirrus_errmsg(c), "without the result") != NULL);
+    CR_CHECK(cirrus_get(c, &id, 1, 0, &r) == CIRRUS_ERR_PROTO && r == NULL);
+
+    /* a positive status without a result: that outcome, with the server's message */
+    atomic_store(&f.mode, FAKE_NOTFOUND_NO_RESULT);
+    CR_CHECK(cirrus_search(c, &q, &r) == CIRRUS_NOTFOUND && r == NULL);
+    CR_CHECK(strcmp(cirrus_errmsg(c), "no such thing here") == 0);
+    CR_CHECK(cirrus_get(c, &id, 1, 0, &r) == CIRRUS_NOTFOUND && r == NULL);
+    CR_CHECK(cirrus_delete(c, &id, 1) == CIRRUS_NOTFOUND);
+
+    /* bytes that are no Response */
+    atomic_store(&f.mode, FAKE_GARBAGE);
+    CR_CHECK(cirrus_search(c, &q, &r) == CIRRUS_ERR_PROTO && r == NULL);
+    CR_CHECK(strstr(cirrus_errmsg(c), "malformed") != NULL);
+
+    cirrus_close(&c);
+    atomic_store(&f.stop, 1);
+    pthread_join(f.tid, NULL);
+}
+
 int main(void)
 {
     const char *shared;
@@ -745,6 +844,7 @@ int main(void)
     test_escape_hatch(c);
     test_writes(c, the_node.dim, png, png_len);
     test_errors(c, the_node.dim, the_node.ctx);
+    test_broken_server(the_node.ctx, the_node.dim);
     cirrus_close(&c);
 
     node_stop(&the_node);
