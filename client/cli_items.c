@@ -1,4 +1,5 @@
 /* cirrus upsert | get | delete | search | stats | health | snapshot */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,19 @@ static int usage_upsert(FILE *out)
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
+/* --version: 1..2^64-1 (the server decides whether it is acceptable). */
+static cr_err parse_version(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || s[0] == '+' || v == 0)
+        return cr_error_set(CR_ERR_INVALID, "'%s' is not an integer in 1..2^64-1", s);
+    *out = (uint64_t)v;
+    return CR_OK;
+}
+
 int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {{"id", required_argument, 0, 'i'},
@@ -35,7 +49,7 @@ int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv)
     Cirrus__V1__Attribute **attrs = NULL;
     Cirrus__V1__Response *resp = NULL;
     size_t nattrs = 0;
-    long long version = 0;
+    uint64_t version = 0;
     int c, rc = CLI_USAGE;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -56,7 +70,7 @@ int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv)
             }
             break;
         case 'V':
-            if (cr_parse_ll(optarg, 1, INT64_MAX, &version)) {
+            if (parse_version(optarg, &version)) {
                 cli_error("upsert", "--version: %s", cr_error_message());
                 goto out;
             }
@@ -92,7 +106,7 @@ int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv)
             json_object_set_new(o, "id", json_string(item.id));
             json_object_set_new(o, "code", json_integer(code));
             json_object_set_new(o, "message", json_string(msg ? msg : ""));
-            json_object_set_new(o, "version", json_integer(st ? (json_int_t)st->version : 0));
+            json_object_set_new(o, "version", cirrus_json_u64(st ? st->version : 0));
             cli_print_json(o);
         } else if (code == CR_STALE) {
             printf("%s: ignored, the stored version is newer (%s)\n", item.id, msg);

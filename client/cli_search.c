@@ -6,6 +6,7 @@
 
 #include "common/fileio.h"
 #include "client/cli.h"
+#include "client/json.h"
 #include "common/attrs_json.h"
 #include "common/config.h"
 #include "common/filter_parse.h"
@@ -242,6 +243,7 @@ static json_t *stats_json(const Cirrus__V1__StatsResult *s)
                         json_integer((json_int_t)s->snapshot_high_water));
     json_object_set_new(o, "uptime_s", json_integer((json_int_t)s->uptime_s));
     json_object_set_new(o, "tombstones", json_integer((json_int_t)s->tombstones));
+    json_object_set_new(o, "max_version", cirrus_json_u64(s->max_version));
     if (s->encoder) {
         const Cirrus__V1__EncoderStats *e = s->encoder;
         json_t *eo = json_object();
@@ -285,7 +287,7 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     if (ctx->json) {
         cli_print_json(o);
     } else {
-        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        char *s = cirrus_json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         puts(s ? s : "");
         free(s);
         json_decref(o);

@@ -95,7 +95,7 @@ cr_err cli_parse_vector(const char *text, float **out, size_t *n)
 
 void cli_print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    char *s = cirrus_json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
     if (s) {
         puts(s);
         free(s);

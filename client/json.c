@@ -1,6 +1,44 @@
 #include "client/json.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "common/attrs_json.h"
+
+/* A string that starts with NUL cannot come from a protobuf or C string, so the mark cannot
+ * be confused with data; json_dumps() writes it as the escape below. */
+#define U64_MARK "\\u0000u64:"
+
+json_t *cirrus_json_u64(uint64_t v)
+{
+    char buf[32];
+    int n;
+    if (v <= INT64_MAX)
+        return json_integer((json_int_t)v);
+    n = snprintf(buf, sizeof buf, "%cu64:%llu", '\0', (unsigned long long)v);
+    return json_stringn(buf, (size_t)n);
+}
+
+char *cirrus_json_dumps(const json_t *j, size_t flags)
+{
+    char *s = json_dumps(j, flags), *r, *w;
+    size_t mark = strlen(U64_MARK);
+    if (!s)
+        return NULL;
+    /* In place: the unquoted number is shorter than the marked string. */
+    for (r = w = s; *r;) {
+        if (r[0] == '"' && strncmp(r + 1, U64_MARK, mark) == 0) {
+            for (r += 1 + mark; *r >= '0' && *r <= '9';)
+                *w++ = *r++;
+            if (*r == '"')
+                r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return s;
+}
 
 json_t *cirrus_result_json(const Cirrus__V1__SearchResult *r)
 {
@@ -36,7 +74,7 @@ json_t *cirrus_item_json(const Cirrus__V1__Item *it)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(it->id));
-    json_object_set_new(o, "version", json_integer((json_int_t)it->version));
+    json_object_set_new(o, "version", cirrus_json_u64(it->version));
     json_object_set_new(o, "attributes", cr_attrs_to_json(it->attributes, it->n_attributes));
     if (it->vector) {
         json_t *v = json_array();

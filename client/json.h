@@ -5,6 +5,8 @@
 #ifndef CIRRUS_JSON_H
 #define CIRRUS_JSON_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "cirrus.pb-c.h"
@@ -12,5 +14,12 @@
 /* New references; the caller owns them. */
 json_t *cirrus_result_json(const Cirrus__V1__SearchResult *r);
 json_t *cirrus_item_json(const Cirrus__V1__Item *it);
+
+/* An unsigned 64-bit number (item versions). jansson's integers are signed, so a value above
+ * INT64_MAX becomes a marked string that cirrus_json_dumps() prints as a bare unsigned number
+ * (json_dumps() prints it as a string, never as a negative number). New reference. */
+json_t *cirrus_json_u64(uint64_t v);
+/* json_dumps() that prints cirrus_json_u64() values as unsigned numbers. Free with free(). */
+char *cirrus_json_dumps(const json_t *j, size_t flags);
 
 #endif

@@ -3,8 +3,10 @@
  *   int main(void) { CR_TEST_BEGIN(); CR_CHECK(x == 1); ...; return CR_TEST_END(); }
  *
  * A failed check prints file:line and the expression and the test goes on; CR_TEST_END()
- * prints "N passed, N failed" and returns the exit status. cr_test_shared_dir() finds
- * ../shared (env CIRRUS_SHARED_DIR) or exits 77 (skipped) saying why.
+ * prints "N passed, N failed" and returns the exit status: 1 when a check failed, and 1 too
+ * when no check was made at all (a run that checked nothing proves nothing; a test that
+ * cannot run exits 77, skipped, and says why). cr_test_shared_dir() finds ../shared (env
+ * CIRRUS_SHARED_DIR) or exits 77 (skipped) saying why.
  */
 #ifndef CR_TEST_H
 #define CR_TEST_H
@@ -47,6 +49,11 @@ static int cr_test_failed;
 static inline int cr_test_end(void)
 {
     printf("%d passed, %d failed\n", cr_test_passed, cr_test_failed);
+    if (!cr_test_passed && !cr_test_failed) {
+        fprintf(stderr, "no checks were made: a test that cannot run must exit 77 (skipped) "
+                        "and say why\n");
+        return 1;
+    }
     return cr_test_failed ? 1 : 0;
 }
 #define CR_TEST_END() cr_test_end()

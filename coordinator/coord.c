@@ -17,6 +17,7 @@ coord_server_opts coord_server_default_opts(void)
     o.spin_us = 0; /* measured no gain on 2 shared cores; see docs/operations.md */
     o.default_deadline_ms = 10000;
     o.backend_timeout_ms = 5000;
+    o.version_skew_ms = CR_HLC_MAX_SKEW_MS;
     return o;
 }
 
@@ -62,6 +63,7 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
     if (!app)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     app->o = *o;
+    /* Seeded from the shards' highest versions before the first write (handlers.c). */
     cr_hlc_init(&app->hlc);
     coord_metrics_init(&app->metrics);
     io.bind = o->map->bind;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/hlc.h"
 #include "coordinator/clustermap.h"
 #include "coordinator/io.h"
 
@@ -31,6 +32,8 @@ typedef struct coord_server_opts {
     volatile sig_atomic_t *reload; /* set by the SIGHUP handler; cleared after reloading */
     const char *http_bind;       /* "HOST:PORT" for the HTTP/JSON API and /metrics; NULL = off */
     unsigned spin_us;            /* busy-poll after traffic before sleeping (default 0) */
+    uint64_t version_skew_ms;    /* how far a client-chosen item version may lead the clock
+                                    (default CR_HLC_MAX_SKEW_MS); later ones are rejected */
 } coord_server_opts;
 
 coord_server_opts coord_server_default_opts(void);

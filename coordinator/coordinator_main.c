@@ -8,6 +8,10 @@
 #include "common/log.h"
 #include "coordinator/coord.h"
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define SKEW_DEFAULT STRINGIFY(CR_HLC_MAX_SKEW_MS)
+
 static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_stop(int sig)
@@ -25,7 +29,7 @@ static void on_hup(int sig)
 int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http;
-    long long workers, deadline, backend_timeout, spin_us;
+    long long workers, deadline, backend_timeout, spin_us, skew_ms;
     int help, ret = 1;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
@@ -40,6 +44,8 @@ int main(int argc, char **argv)
          "HOST:PORT for the HTTP/JSON API, /metrics, /healthz, /readyz"},
         {"spin-us", CR_OPT_INT, &spin_us, "0", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
+        {"version-skew-ms", CR_OPT_INT, &skew_ms, SKEW_DEFAULT, 0, 86400000, 0,
+         "how far a client-chosen item version may lead this server's clock (later: rejected)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -83,6 +89,7 @@ int main(int argc, char **argv)
     o.spin_us = (unsigned)spin_us;
     o.default_deadline_ms = (uint32_t)deadline;
     o.backend_timeout_ms = (uint32_t)backend_timeout;
+    o.version_skew_ms = (uint64_t)skew_ms;
     o.map_path = map_path;
     o.reload = &reload_flag;
     o.http_bind = http;

@@ -530,6 +530,78 @@ out:
     return rc;
 }
 
+/* ---- versions ---------------------------------------------------------------------------- */
+
+/* A client-chosen version beyond the clock plus the allowed skew is rejected, not ignored: a
+ * client that sets versions (a restore, a replay) relies on them, and storing another one
+ * silently would break what it believes was written; the error tells it to send 0. Checked
+ * for every item before anything is sent, so a rejected request changes nothing. */
+static cr_err check_client_version(rq *r, const char *id, uint64_t version)
+{
+    cr_err rc;
+    if (!version)
+        return CR_OK;
+    rc = cr_hlc_check(&r->app->hlc, version, r->app->o.version_skew_ms);
+    return rc ? cr_error_wrap(rc, "item '%s'", id) : CR_OK;
+}
+
+/* Seeds the version clock with the highest version held by every replica of the written
+ * groups that has not reported one under the current map. After a restart the clock starts
+ * from the wall clock; versions below what the shards hold would make writes stale, and items
+ * written before the restart could never be updated or deleted. A replica that does not
+ * answer stays unseeded and is asked again by the next write to its group. */
+static void seed_groups(rq *r, const int *group, size_t n)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__StatsRequest sreq = CIRRUS__V1__STATS_REQUEST__INIT;
+    coord_app *app = r->app;
+    int ng = r->map->n_groups;
+    uint8_t *need = calloc((size_t)ng, 1), *body = NULL;
+    coord_sub *subs = calloc((size_t)ng * COORD_MAX_REPLICAS, sizeof *subs);
+    size_t k = 0, len;
+
+    if (!need || !subs)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        need[group[i]] = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_STATS;
+    req.stats = &sreq;
+    for (int g = 0; g < ng; g++)
+        for (int rep = 0; need[g] && rep < r->map->n_replicas[g]; rep++) {
+            if (atomic_load(&app->seeded[g][rep]) == r->map)
+                continue;
+            if (!body && pack(&req.base, &body, &len))
+                goto out;
+            sub_init(&subs[k++], COORD_TO_REPLICA, g, rep, body, len, sub_timeout(r), 0);
+        }
+    if (!k || coord_io_call(r->w, subs, k))
+        goto out;
+    for (size_t i = 0; i < k; i++) {
+        if (sub_check(&subs[i], "stats") || !subs[i].resp->stats)
+            continue;
+        cr_hlc_observe(&app->hlc, subs[i].resp->stats->max_version);
+        atomic_store(&app->seeded[subs[i].group][subs[i].replica], r->map);
+        CR_DEBUG("coordinator", "group %d replica %d: highest version %llu", subs[i].group,
+                 subs[i].replica, (unsigned long long)subs[i].resp->stats->max_version);
+    }
+out:
+    for (size_t i = 0; i < k; i++)
+        sub_free(&subs[i]);
+    free(subs);
+    free(body);
+    free(need);
+}
+
+/* A version for a write with none: CR_OK, or an error when the clock is exhausted. */
+static cr_err next_version(rq *r, const char *id, uint64_t *version)
+{
+    *version = cr_hlc_next(&r->app->hlc);
+    if (!*version)
+        return cr_error_set(CR_ERR_INVALID, "item '%s': no version left (the clock is at "
+                                            "2^64-1: a shard holds that version)", id);
+    return CR_OK;
+}
+
 typedef struct write_plan {
     size_t n;                       /* items */
     int *group;                     /* per item */
@@ -729,12 +801,22 @@ static void do_upsert(rq *r)
             reply_err(r, rc, cr_error_message());
             goto out;
         }
+        if ((rc = check_client_version(r, it->id, it->version))) {
+            reply_err(r, rc, cr_error_message());
+            goto out;
+        }
         ids[i] = it->id;
         p.group[i] = coord_map_group_of(r->map, it->id);
-        if (!it->version)
-            it->version = cr_hlc_next(&r->app->hlc); /* one version for every replica */
-        else
+    }
+    seed_groups(r, p.group, n);
+    for (size_t i = 0; i < n; i++) {
+        Cirrus__V1__Item *it = up->items[i];
+        if (it->version) {
             cr_hlc_observe(&r->app->hlc, it->version);
+        } else if ((rc = next_version(r, it->id, &it->version))) { /* one for every replica */
+            reply_err(r, rc, cr_error_message());
+            goto out;
+        }
     }
     rc = encode_missing_vectors(r, up->items, n, vecs, owned);
     if (rc) {
@@ -787,10 +869,22 @@ static void do_delete(rq *r)
             reply_err(r, rc, cr_error_message());
             goto out;
         }
+        if ((rc = check_client_version(r, it->id, it->version))) {
+            reply_err(r, rc, cr_error_message());
+            goto out;
+        }
         ids[i] = it->id;
         p.group[i] = coord_map_group_of(r->map, it->id);
-        if (!it->version)
-            it->version = cr_hlc_next(&r->app->hlc);
+    }
+    seed_groups(r, p.group, n);
+    for (size_t i = 0; i < n; i++) {
+        Cirrus__V1__DeleteItem *it = del->items[i];
+        if (it->version) {
+            cr_hlc_observe(&r->app->hlc, it->version);
+        } else if ((rc = next_version(r, it->id, &it->version))) {
+            reply_err(r, rc, cr_error_message());
+            goto out;
+        }
     }
     rc = write_groups(r, 1, (void **)del->items, &p, &acked);
     if (rc)
@@ -923,6 +1017,7 @@ static void do_stats(rq *r)
             st.count += s->count;
             st.bytes_on_disk += s->bytes_on_disk;
             st.tombstones += s->tombstones;
+            cr_hlc_observe(&r->app->hlc, s->max_version);
             if (!st.dim) {
                 st.dim = s->dim;
                 st.metric = s->metric;
@@ -939,6 +1034,7 @@ static void do_stats(rq *r)
         st.encoder = subs[ng].resp->stats->encoder;
     st.groups = groups;
     st.n_groups = ng;
+    st.max_version = cr_hlc_last(&r->app->hlc);
     if (rc) {
         reply_err(r, rc, cr_error_message());
     } else {

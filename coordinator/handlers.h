@@ -2,6 +2,8 @@
 #ifndef COORD_HANDLERS_H
 #define COORD_HANDLERS_H
 
+#include <stdatomic.h>
+
 #include "common/hlc.h"
 #include "coordinator/coord.h"
 #include "coordinator/io.h"
@@ -15,6 +17,9 @@ typedef struct coord_app {
     cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes */
     coord_repair *repair;
     coord_metrics metrics;
+    /* The map under which each replica last reported its highest version into `hlc` (NULL =
+     * not yet): writes seed the clock from replicas not seeded under the current map. */
+    _Atomic(const coord_map *) seeded[COORD_MAX_GROUPS][COORD_MAX_REPLICAS];
 } coord_app;
 
 /* Worker thread body: serves client requests until the I/O thread stops. */

@@ -53,7 +53,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    char *s = cirrus_json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
     enum MHD_Result ok = send_text(c, status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
     free(s);
     json_decref(j);

@@ -690,6 +690,11 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
         if (it->version)
             cr_hlc_observe(&e->hlc, it->version);
         s->version = it->version ? it->version : cr_hlc_next(&e->hlc);
+        if (!s->version) { /* the clock is exhausted: refuse rather than wrap (hlc.h) */
+            results[i].status = cr_error_set(CR_ERR_INVALID, "%s: no version left", it->id);
+            snprintf(results[i].message, sizeof results[i].message, "%s", cr_error_message());
+            continue;
+        }
         results[i].version = s->version;
         if (!ops[i].is_delete) {
             s->vector = it->vector->values;
@@ -1183,6 +1188,7 @@ cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
     out->snapshot_high_water = (uint64_t)atomic_load(&e->snapshot_hw);
     out->uptime_s = (cr_clock_mono_ms() - e->start_ms) / 1000;
     out->tombstones = (uint64_t)is.tombstones;
+    out->max_version = cr_hlc_last(&e->hlc); /* >= every stored version: seeds coordinators */
     return CR_OK;
 }
 

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/err.h"
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/test.h"
 
@@ -118,6 +119,63 @@ static void test_clock(void)
     CR_CHECK(cr_clock_unix_ms() > 1600000000000LL);
 }
 
+/* Versions never wrap: a clock that has observed the top of the range refuses (0) instead of
+ * going back to 0 or to the wall clock, which would make every later write look older. */
+static void test_hlc_no_wrap(void)
+{
+    cr_hlc h;
+    uint64_t v;
+    cr_hlc_init(&h);
+    v = cr_hlc_next(&h);
+    CR_CHECK(v > ((uint64_t)cr_clock_unix_ms() - 1000) << 16);
+    CR_CHECK(cr_hlc_next(&h) > v);
+    cr_hlc_observe(&h, (uint64_t)1 << 63);
+    v = cr_hlc_next(&h);
+    CR_CHECK_MSG(v == ((uint64_t)1 << 63) + 1, "%llu", (unsigned long long)v);
+    cr_hlc_observe(&h, 5); /* never backwards */
+    CR_CHECK(cr_hlc_next(&h) == v + 1);
+    cr_hlc_observe(&h, UINT64_MAX - 1);
+    CR_CHECK(cr_hlc_next(&h) == UINT64_MAX);
+    v = cr_hlc_next(&h);
+    CR_CHECK_MSG(v == 0, "exhausted clock gave %llu", (unsigned long long)v);
+    v = cr_hlc_next(&h);
+    CR_CHECK_MSG(v == 0, "exhausted clock wrapped to %llu", (unsigned long long)v);
+    cr_hlc_init(&h);
+    cr_hlc_observe(&h, UINT64_MAX);
+    v = cr_hlc_next(&h);
+    CR_CHECK_MSG(v == 0, "clock at 2^64-1 gave %llu", (unsigned long long)v);
+    v = cr_hlc_next(&h);
+    CR_CHECK_MSG(v == 0, "clock at 2^64-1 wrapped to %llu", (unsigned long long)v);
+}
+
+/* Client-chosen versions may lead the physical clock by the bounded skew, never more. */
+static void test_hlc_skew(void)
+{
+    cr_hlc h;
+    int64_t now = cr_clock_unix_ms();
+    uint64_t skew = CR_HLC_MAX_SKEW_MS;
+    cr_hlc_init(&h);
+    CR_CHECK(cr_hlc_bound(1000, 500) == ((uint64_t)1500 << 16 | 0xffff));
+    CR_CHECK(cr_hlc_bound(-5, 0) == 0xffff);
+    CR_CHECK(cr_hlc_bound(INT64_MAX, skew) == UINT64_MAX);
+    CR_CHECK(cr_hlc_bound(1000, UINT64_MAX) == UINT64_MAX);
+    CR_CHECK(cr_hlc_check(&h, 1, skew) == CR_OK);
+    CR_CHECK(cr_hlc_check(&h, (uint64_t)now << 16, skew) == CR_OK);
+    CR_CHECK(cr_hlc_check(&h, (uint64_t)(now + 50000) << 16, skew) == CR_OK);
+    CR_CHECK(cr_hlc_check(&h, (uint64_t)(now + 70000) << 16, skew) == CR_ERR_INVALID);
+    CR_CHECK(strstr(cr_error_message(), "beyond") != NULL);
+    CR_CHECK(cr_hlc_check(&h, (uint64_t)1 << 63, skew) == CR_ERR_INVALID);
+    CR_CHECK(cr_hlc_check(&h, UINT64_MAX, skew) == CR_ERR_INVALID);
+    /* Accepted versions do not move the bound: no ratchet by repeated requests. */
+    cr_hlc_observe(&h, (uint64_t)(now + 50000) << 16);
+    CR_CHECK(cr_hlc_check(&h, (uint64_t)(now + 100000) << 16, skew) == CR_ERR_INVALID);
+    /* A clock seeded high (shards that hold high versions) accepts what lies below it. */
+    cr_hlc_observe(&h, (uint64_t)1 << 63);
+    CR_CHECK(cr_hlc_last(&h) == (uint64_t)1 << 63);
+    CR_CHECK(cr_hlc_check(&h, ((uint64_t)1 << 63) - 7, skew) == CR_OK);
+    CR_CHECK(cr_hlc_check(&h, ((uint64_t)1 << 63) + 1, skew) == CR_ERR_INVALID);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
@@ -126,5 +184,7 @@ int main(void)
     test_arena();
     test_config();
     test_clock();
+    test_hlc_no_wrap();
+    test_hlc_skew();
     return CR_TEST_END();
 }

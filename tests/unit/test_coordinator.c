@@ -1,12 +1,24 @@
 /* coordinator/: cluster map validation, placement stability, and merging (metric order,
- * group_by, offset, duplicates). */
+ * group_by, offset, duplicates); item versions through a real coordinator and shard
+ * (inproc): client versions beyond the clock are refused and change nothing, the clock is
+ * seeded from the shard and never wraps. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <zmq.h>
+
+#include "client/cirrus.h"
+#include "common/log.h"
 #include "common/test.h"
 #include "coordinator/clustermap.h"
+#include "coordinator/coord.h"
 #include "coordinator/merge.h"
+#include "shard/engine.h"
+#include "shard/server.h"
 
 static void test_map(void)
 {
@@ -132,11 +144,249 @@ static void test_merge(void)
     }
 }
 
+/* ---- versions through a coordinator and a shard ------------------------------------------ */
+
+typedef struct vnode {
+    void *ctx;
+    shard_engine *engine;
+    shard_server_opts so;
+    coord_server_opts co;
+    coord_map map;
+    volatile sig_atomic_t stop_shard, stop_coord;
+    pthread_t shard_tid, coord_tid;
+    cirrus_client *shard, *coord;
+} vnode;
+
+static void *vshard_main(void *arg)
+{
+    vnode *n = arg;
+    if (shard_server_run(n->engine, &n->so, &n->stop_shard))
+        fprintf(stderr, "shard: %s\n", cr_error_message());
+    return NULL;
+}
+
+static void *vcoord_main(void *arg)
+{
+    vnode *n = arg;
+    if (coord_server_run(&n->co, &n->stop_coord))
+        fprintf(stderr, "coordinator: %s\n", cr_error_message());
+    return NULL;
+}
+
+static Cirrus__V1__Response *vcall(cirrus_client *c, Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response *resp = NULL;
+    req->deadline_ms = 0;
+    CR_CHECK(cirrus_client_call(c, req, 5000, &resp) == CR_OK);
+    return resp;
+}
+
+/* Waits (bounded) until `c` answers Health. */
+static int vwait(cirrus_client *c)
+{
+    for (int i = 0; i < 200; i++) {
+        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+        Cirrus__V1__HealthRequest h = CIRRUS__V1__HEALTH_REQUEST__INIT;
+        Cirrus__V1__Response *resp = NULL;
+        req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
+        req.health = &h;
+        if (cirrus_client_call(c, &req, 100, &resp) == CR_OK) {
+            cirrus_response_free(resp);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void vcoord_start(vnode *n, int k)
+{
+    cirrus_client_opts o = cirrus_client_default_opts();
+    snprintf(n->map.bind, sizeof n->map.bind, "inproc://test-versions-coord-%d", k);
+    n->co = coord_server_default_opts();
+    n->co.map = &n->map;
+    n->co.zmq_ctx = n->ctx;
+    n->co.workers = 2;
+    n->stop_coord = 0;
+    pthread_create(&n->coord_tid, NULL, vcoord_main, n);
+    o.zmq_ctx = n->ctx;
+    CR_CHECK(cirrus_client_open(&n->coord, n->map.bind, &o) == CR_OK);
+    CR_CHECK(vwait(n->coord));
+}
+
+static void vcoord_stop(vnode *n)
+{
+    cirrus_client_close(&n->coord);
+    n->stop_coord = 1;
+    pthread_join(n->coord_tid, NULL);
+}
+
+/* Upserts items ids[0..n) (vector e_i, version versions[i]) through `c`; returns the request
+ * status code, the first item's code in *item_code and its version in *version. */
+static int vupsert(cirrus_client *c, const char *const *ids, const uint64_t *versions, size_t n,
+                   int *item_code, uint64_t *version, char *msg, size_t msglen)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+    Cirrus__V1__Item it[4], *items[4];
+    Cirrus__V1__Vector vec[4];
+    float v[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+    Cirrus__V1__Response *resp;
+    int code;
+    for (size_t i = 0; i < n && i < 4; i++) {
+        cirrus__v1__item__init(&it[i]);
+        cirrus__v1__vector__init(&vec[i]);
+        vec[i].values = v[i];
+        vec[i].n_values = 4;
+        it[i].id = (char *)ids[i];
+        it[i].vector = &vec[i];
+        it[i].version = versions[i];
+        items[i] = &it[i];
+    }
+    up.items = items;
+    up.n_items = n;
+    req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+    req.upsert = &up;
+    if (!(resp = vcall(c, &req)))
+        return -100;
+    code = resp->status->code;
+    snprintf(msg, msglen, "%s", resp->status->message);
+    *item_code = resp->upsert && resp->upsert->n_items ? resp->upsert->items[0]->status->code
+                                                       : -100;
+    *version = resp->upsert && resp->upsert->n_items ? resp->upsert->items[0]->version : 0;
+    if (resp->upsert && resp->upsert->n_items)
+        snprintf(msg, msglen, "%s", resp->upsert->items[0]->status->message);
+    cirrus_response_free(resp);
+    return code;
+}
+
+static int vdelete(cirrus_client *c, const char *id, uint64_t version, char *msg, size_t msglen)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
+    Cirrus__V1__DeleteItem it = CIRRUS__V1__DELETE_ITEM__INIT, *items[1] = {&it};
+    Cirrus__V1__Response *resp;
+    int code;
+    it.id = (char *)id;
+    it.version = version;
+    del.items = items;
+    del.n_items = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_DELETE;
+    req.delete_ = &del;
+    if (!(resp = vcall(c, &req)))
+        return -100;
+    code = resp->status->code;
+    snprintf(msg, msglen, "%s", resp->status->message);
+    if (!code && resp->delete_ && resp->delete_->n_items)
+        code = resp->delete_->items[0]->status->code;
+    cirrus_response_free(resp);
+    return code;
+}
+
+/* The version the shard holds for `id` (0 = none). */
+static uint64_t vversion(cirrus_client *c, const char *id)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
+    char *ids[1] = {(char *)id};
+    Cirrus__V1__Response *resp;
+    uint64_t v = 0;
+    get.ids = ids;
+    get.n_ids = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_GET;
+    req.get = &get;
+    if (!(resp = vcall(c, &req)))
+        return 0;
+    if (resp->get && resp->get->n_items)
+        v = resp->get->items[0]->version;
+    cirrus_response_free(resp);
+    return v;
+}
+
+static void test_versions(void)
+{
+    vnode *n = calloc(1, sizeof *n);
+    char dir[] = "/tmp/cirrus-test-versions-XXXXXX", cmd[300], msg[300];
+    shard_engine_opts eo = shard_engine_default_opts();
+    cirrus_client_opts o = cirrus_client_default_opts();
+    const char *ab[2] = {"a", "b"}, *one[1];
+    uint64_t vs[2], v = 0, va;
+    int ic;
+
+    CR_CHECK(n && mkdtemp(dir));
+    n->ctx = zmq_ctx_new();
+    eo.create = 1;
+    eo.dim = 4;
+    eo.factory = "Flat";
+    CR_CHECK(shard_engine_open(&n->engine, dir, &eo) == CR_OK);
+    n->so = shard_server_default_opts();
+    n->so.bind = "inproc://test-versions-shard";
+    n->so.zmq_ctx = n->ctx;
+    pthread_create(&n->shard_tid, NULL, vshard_main, n);
+    o.zmq_ctx = n->ctx;
+    CR_CHECK(cirrus_client_open(&n->shard, n->so.bind, &o) == CR_OK);
+    CR_CHECK(vwait(n->shard));
+    n->map.n_groups = 1;
+    n->map.n_replicas[0] = 1;
+    snprintf(n->map.replicas[0][0], sizeof n->map.replicas[0][0], "%s", n->so.bind);
+    n->map.hedge_ms = 30;
+    vcoord_start(n, 0);
+
+    /* A batch whose second item carries 2^63: refused as a whole, naming the item; the first
+     * item is not written and the clock does not move. */
+    vs[0] = 0;
+    vs[1] = (uint64_t)1 << 63;
+    CR_CHECK(vupsert(n->coord, ab, vs, 2, &ic, &v, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "item 'b'") && strstr(msg, "beyond"), "%s", msg);
+    CR_CHECK(vversion(n->shard, "a") == 0);
+    one[0] = "a";
+    vs[0] = 0;
+    CR_CHECK(vupsert(n->coord, one, vs, 1, &ic, &va, msg, sizeof msg) == CR_OK && ic == CR_OK);
+    CR_CHECK_MSG(va < (uint64_t)1 << 62, "a got %llu", (unsigned long long)va);
+    /* Deletes too: 2^64-1 refused, a stays. */
+    CR_CHECK(vdelete(n->coord, "a", UINT64_MAX, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "item 'a'"), "%s", msg);
+    CR_CHECK(vversion(n->shard, "a") == va);
+    /* A version a little ahead (client clock skew) is fine. */
+    vs[0] = va + ((uint64_t)1000 << 16);
+    CR_CHECK(vupsert(n->coord, one, vs, 1, &ic, &v, msg, sizeof msg) == CR_OK && ic == CR_OK);
+    CR_CHECK(v == vs[0] && vversion(n->shard, "a") == vs[0]);
+
+    /* The shard holds 2^64-2 on "c" (written to it directly); a restarted coordinator is
+     * seeded with it: the next write gets 2^64-1, the one after is refused, never wrapped. */
+    vcoord_stop(n);
+    one[0] = "c";
+    vs[0] = UINT64_MAX - 1;
+    CR_CHECK(vupsert(n->shard, one, vs, 1, &ic, &v, msg, sizeof msg) == CR_OK && ic == CR_OK);
+    vcoord_start(n, 1);
+    vs[0] = 0;
+    CR_CHECK(vupsert(n->coord, one, vs, 1, &ic, &v, msg, sizeof msg) == CR_OK);
+    CR_CHECK_MSG(ic == CR_OK && v == UINT64_MAX, "code %d version %llu: %s", ic,
+                 (unsigned long long)v, msg);
+    CR_CHECK(vversion(n->shard, "c") == UINT64_MAX);
+    one[0] = "a";
+    CR_CHECK(vupsert(n->coord, one, vs, 1, &ic, &v, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK_MSG(strstr(msg, "no version left"), "%s", msg);
+    CR_CHECK(vdelete(n->coord, "a", 0, msg, sizeof msg) == CR_ERR_INVALID);
+    CR_CHECK(vversion(n->shard, "a") == va + ((uint64_t)1000 << 16));
+
+    vcoord_stop(n);
+    cirrus_client_close(&n->shard);
+    n->stop_shard = 1;
+    pthread_join(n->shard_tid, NULL);
+    shard_engine_close(&n->engine);
+    zmq_ctx_term(n->ctx);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CR_CHECK(system(cmd) == 0);
+    free(n);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
+    cr_log_set_level(CR_LOG_WARN);
     test_map();
     test_placement();
     test_merge();
+    test_versions();
     return CR_TEST_END();
 }
