@@ -202,7 +202,7 @@ static cr_err exact_truth(shared *sh, const search_cfg *c)
         req.deadline_ms = 0;
         rc = cirrus_client_call(cl, &req, 60000, &resp);
         if (!rc)
-            rc = cirrus_response_error(resp);
+            rc = cirrus_response_expect(resp, CIRRUS__V1__RESPONSE__RESULT_SEARCH);
         for (size_t j = 0; !rc && j < (size_t)c->k; j++)
             sh->exact[i * (size_t)c->k + j] =
                 j < resp->search->n_hits ? (int32_t)id_to_row(resp->search->hits[j]->id, c->prefix)

@@ -59,21 +59,12 @@ cirrus_err api_ok(cirrus *c, cirrus_err code)
 }
 
 /* The reply's outcome: CR_OK when its status is ok and it carries the result `req` asks for
- * (result fields carry the op's field numbers); else the status code (a failure, or an
- * expected outcome such as CR_NOTFOUND, which comes without a result) or CR_ERR_PROTO. The
- * message goes to the calling thread's cr_error_message(). */
+ * (Response.result mirrors Request.op); else the status code (a failure, or an expected
+ * outcome such as CR_NOTFOUND, which comes without a result) or CR_ERR_PROTO, with the
+ * message in the calling thread's cr_error_message(). */
 static cr_err reply_check(const Cirrus__V1__Request *req, const Cirrus__V1__Response *resp)
 {
-    const Cirrus__V1__Status *st = resp->status;
-    if (!st)
-        return cr_error_set(CR_ERR_PROTO, "reply without a status");
-    if (st->code != 0)
-        return cr_error_set((cr_err)st->code, "%s",
-                            st->message && st->message[0] ? st->message
-                                                          : cr_strerror((cr_err)st->code));
-    if ((int)resp->result_case != (int)req->op_case)
-        return cr_error_set(CR_ERR_PROTO, "reply without the result asked for");
-    return CR_OK;
+    return cirrus_response_expect(resp, (Cirrus__V1__Response__ResultCase)req->op_case);
 }
 
 cirrus_err api_call(cirrus *c, Cirrus__V1__Request *req, uint32_t timeout_ms,
@@ -121,6 +112,7 @@ cirrus_err cirrus_open(cirrus **out, const char *endpoint, const cirrus_options 
         return (cirrus_err)cr_error_set(CR_ERR_NOMEM, "out of memory");
     co.zmq_ctx = o.zmq_ctx;
     co.max_frame = o.max_reply_bytes;
+    co.max_alloc = o.max_reply_alloc;
     co.heartbeats = o.heartbeats;
     co.spin_us = o.spin_us;
     rc = cirrus_client_open(&c->cl, endpoint, &co);

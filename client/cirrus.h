@@ -102,6 +102,8 @@ typedef struct cirrus_options {
     void *zmq_ctx;          /* a ZeroMQ context to share (needed for inproc:// endpoints);
                                NULL = the handle creates its own. Default NULL */
     size_t max_reply_bytes; /* largest reply accepted; 0 = 64 MiB. Default 0 */
+    size_t max_reply_alloc; /* most memory unpacking one reply may take, so that a broken
+                               server cannot exhaust it; 0 = 4 x max_reply_bytes. Default 0 */
     int heartbeats;         /* ZMTP heartbeats to notice a dead peer. Default 1 */
     unsigned spin_us;       /* busy-poll this long for a reply before sleeping: lower latency
                                for CPU. Default 0 */

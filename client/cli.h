@@ -2,6 +2,7 @@
 #ifndef CIRRUS_CLI_H
 #define CIRRUS_CLI_H
 
+#include <getopt.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -30,6 +31,23 @@ typedef struct cli_cmd {
 
 /* Prints "cirrus <cmd>: <message>" to stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The global options (--json, --endpoint EP, --timeout MS, --log LEVEL), accepted before the
+ * command and, through cli_getopt(), after it. */
+extern const struct option cli_global_opts[];
+
+/* Applies global option `c` (a cli_global_opts[] value) with its argument to ctx. Returns 0,
+ * or -1 after printing why the value is bad. */
+int cli_global_apply(cli_ctx *ctx, int c, const char *arg);
+
+/* getopt_long() over the command's options `opts` and the global ones: a global option is
+ * applied to ctx and not returned, so that `cirrus CMD ... --json` means `cirrus --json CMD
+ * ...`. A command option of the same name wins. An option's argument is never taken for a
+ * global option (`--id --json` is the id "--json"). Returns what getopt_long returns; '?' also
+ * for a bad global value (already reported). Commands call it in place of getopt_long, with
+ * optind reset by the caller as before. */
+int cli_getopt(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
+               const struct option *opts);
 
 /* Connects on first use. */
 cr_err cli_client(cli_ctx *ctx, cirrus_client **out);

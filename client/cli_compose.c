@@ -45,7 +45,7 @@ typedef struct compose_args {
 } compose_args;
 
 /* Returns -1 to go on, else the exit code. */
-static int compose_parse(compose_args *a, int argc, char **argv)
+static int compose_parse(cli_ctx *ctx, compose_args *a, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'M'},    {"method", required_argument, 0, 'm'},
@@ -57,7 +57,7 @@ static int compose_parse(compose_args *a, int argc, char **argv)
         {0, 0, 0, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         switch (c) {
         case 'M': a->model = optarg; break;
         case 'p': a->phi = optarg; break;
@@ -158,11 +158,10 @@ int cli_cmd_compose(cli_ctx *ctx, int argc, char **argv)
     int rc, truncated = 0, d;
     json_t *o, *arr;
 
-    (void)ctx;
     memset(&a, 0, sizeof a);
     a.method = ENC_COMPOSE_SEARLE;
     a.pre = ENC_PREPROCESS_CLIP;
-    rc = compose_parse(&a, argc, argv);
+    rc = compose_parse(ctx, &a, argc, argv);
     if (rc >= 0)
         goto out;
     rc = CLI_FAIL;

@@ -54,12 +54,11 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv)
     int normalize = 0, rc = CLI_USAGE, c, d;
     long long v;
 
-    (void)ctx;
     if (!in) {
         cli_error("embed", "out of memory");
         return CLI_FAIL;
     }
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         switch (c) {
         case 'm': eo.model = optarg; break;
         case 'v': eo.vocab = optarg; break;
@@ -164,8 +163,7 @@ int cli_cmd_tokenize(cli_ctx *ctx, int argc, char **argv)
     enc_tokenizer *tok = NULL;
     int c, rc = CLI_OK;
 
-    (void)ctx;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         if (c == 'v') {
             vocab = optarg;
             continue;

@@ -84,7 +84,7 @@ int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     }
     optind = 1;
-    while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc - 1, argv + 1, "", opts)) != -1) {
         switch (c) {
         case 'a': ann = optarg; break;
         case 'p': pred = optarg; break;

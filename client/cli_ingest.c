@@ -150,7 +150,7 @@ int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv)
     int *ok = NULL, c, ret = CLI_FAIL;
     cr_progress prog;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         if (c == 'c') catalog = optarg;
         else if (c == 'i') dir = optarg;
         else if (c == 'b' && !cr_parse_ll(optarg, 1, 1024, &batch)) ;

@@ -52,7 +52,7 @@ int cli_cmd_upsert(cli_ctx *ctx, int argc, char **argv)
     uint64_t version = 0;
     int c, rc = CLI_USAGE;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         switch (c) {
         case 'i': item.id = optarg; break;
         case 'v':
@@ -125,7 +125,7 @@ out:
     return rc;
 }
 
-static int collect_ids(int argc, char **argv, const char *cmd, char **ids, size_t *n,
+static int collect_ids(cli_ctx *ctx, int argc, char **argv, const char *cmd, char **ids, size_t *n,
                        int *with_vector)
 {
     static const struct option opts[] = {{"id", required_argument, 0, 'i'},
@@ -134,7 +134,7 @@ static int collect_ids(int argc, char **argv, const char *cmd, char **ids, size_
                                          {0, 0, 0, 0}};
     int c;
     *n = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         if (c == 'i' && *n < MAX_IDS) {
             ids[(*n)++] = optarg;
         } else if (c == 'n' && with_vector) {
@@ -162,7 +162,7 @@ int cli_cmd_get(cli_ctx *ctx, int argc, char **argv)
     char *ids[MAX_IDS];
     size_t n;
     int with_vector = 1;
-    int rc = collect_ids(argc, argv, "get", ids, &n, &with_vector);
+    int rc = collect_ids(ctx, argc, argv, "get", ids, &n, &with_vector);
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
     Cirrus__V1__Response *resp = NULL;
@@ -199,7 +199,7 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv)
 {
     char *ids[MAX_IDS];
     size_t n;
-    int rc = collect_ids(argc, argv, "delete", ids, &n, NULL);
+    int rc = collect_ids(ctx, argc, argv, "delete", ids, &n, NULL);
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
     Cirrus__V1__DeleteItem items[MAX_IDS], *ptrs[MAX_IDS];

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "client/cli.h"
-#include "common/config.h"
 #include "common/log.h"
 
 static const cli_cmd commands[] = {
@@ -31,7 +30,7 @@ static const cli_cmd commands[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: cirrus [--endpoint EP] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
-                 "Global options:\n"
+                 "Global options (before or after the command):\n"
                  "  --endpoint EP   server to talk to (default $CIRRUS_ENDPOINT or "
                  "tcp://127.0.0.1:7700)\n"
                  "  --json          print JSON (one object per line) for scripts\n"
@@ -52,33 +51,22 @@ int main(int argc, char **argv)
     ctx.endpoint = env && *env ? env : "tcp://127.0.0.1:7700";
     ctx.timeout_ms = 10000;
     cr_log_set_level(CR_LOG_WARN);
+    /* Global options before the command; cli_getopt() takes them after it too. */
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-        long long v;
+        const struct option *g = cli_global_opts;
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return CLI_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            ctx.json = 1;
-        } else if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc) {
-            ctx.endpoint = argv[++i];
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (cr_parse_ll(argv[++i], 1, 3600000, &v)) {
-                cli_error("cirrus", "--timeout: %s", cr_error_message());
-                return CLI_USAGE;
-            }
-            ctx.timeout_ms = (uint32_t)v;
-        } else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
-            int lvl = cr_log_level_parse(argv[++i]);
-            if (lvl < 0) {
-                cli_error("cirrus", "--log: unknown level '%s'", argv[i]);
-                return CLI_USAGE;
-            }
-            cr_log_set_level((cr_log_level)lvl);
-        } else {
+        }
+        while (g->name && strcmp(argv[i] + 2, g->name) != 0)
+            g++;
+        if (!g->name || (g->has_arg == required_argument && i + 1 >= argc)) {
             cli_error("cirrus", "unknown or incomplete option '%s'", argv[i]);
             usage(stderr);
             return CLI_USAGE;
         }
+        if (cli_global_apply(&ctx, g->val, g->has_arg == required_argument ? argv[++i] : NULL))
+            return CLI_USAGE;
     }
     if (i >= argc) {
         usage(stderr);

@@ -103,7 +103,7 @@ static int search_build_kind(search_args *a)
     return -1;
 }
 
-static int search_parse(search_args *a, int argc, char **argv)
+static int search_parse(cli_ctx *ctx, search_args *a, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"vector", required_argument, 0, 'v'},   {"k", required_argument, 0, 'k'},
@@ -117,7 +117,7 @@ static int search_parse(search_args *a, int argc, char **argv)
         {0, 0, 0, 0}};
     long long v;
     int c;
-    while ((c = getopt_long(argc, argv, "k:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "k:", opts)) != -1) {
         switch (c) {
         case 'v':
             free(a->vec.values);
@@ -184,7 +184,7 @@ int cli_cmd_search(cli_ctx *ctx, int argc, char **argv)
     cirrus__v1__reference__init(&a.ref);
     a.q.k = 10;
     a.q.include_metadata = 1;
-    rc = search_parse(&a, argc, argv);
+    rc = search_parse(ctx, &a, argc, argv);
     if (rc >= 0)
         goto out;
     a.q.params = &a.params;
@@ -216,11 +216,17 @@ out:
 static int simple_op(cli_ctx *ctx, const char *cmd, Cirrus__V1__Request *req,
                      Cirrus__V1__Response **resp, int argc, char **argv)
 {
-    if (argc > 1) {
-        if (strcmp(argv[1], "--help") == 0) {
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
+        if (c == 'h') {
             printf("Usage: cirrus %s\n", cmd);
             return CLI_OK;
         }
+        cli_error(cmd, "bad option (see --help)");
+        return CLI_USAGE;
+    }
+    if (optind < argc) {
         cli_error(cmd, "takes no arguments");
         return CLI_USAGE;
     }

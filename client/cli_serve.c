@@ -35,37 +35,88 @@ typedef struct serve_opts {
     long long shards, dim, threads, spin_us;
 } serve_opts;
 
+/* A server run on its own thread. `err` is written by that thread before it ends and read
+ * only after it is joined (cr_error_message() is per thread). */
+typedef struct serve_thread {
+    pthread_t tid;
+    int started; /* tid is valid: join it */
+    cr_err rc;
+    char err[256];
+} serve_thread;
+
 typedef struct shard_thread {
     shard_engine *engine;
     shard_server_opts o;
     char bind[64];
-    pthread_t tid;
-    cr_err rc;
+    serve_thread th;
 } shard_thread;
 
 typedef struct enc_thread {
     enc_service *svc;
     enc_server_opts o;
-    pthread_t tid;
-    cr_err rc;
+    serve_thread th;
 } enc_thread;
+
+/* A server that ends with an error while the others run would leave its shard group (or the
+ * encoder) down for good: stop the whole process instead, and exit non-zero. */
+static void thread_failed(serve_thread *t, cr_err rc)
+{
+    t->rc = rc;
+    snprintf(t->err, sizeof t->err, "%s", cr_error_message());
+    serve_stop = 1;
+}
 
 static void *shard_main(void *arg)
 {
     shard_thread *t = arg;
-    t->rc = shard_server_run(t->engine, &t->o, &serve_stop);
-    if (t->rc)
-        CR_ERROR("serve", "shard %s: %s", t->bind, cr_error_message());
+    cr_err rc = shard_server_run(t->engine, &t->o, &serve_stop);
+    if (rc)
+        thread_failed(&t->th, rc);
     return NULL;
 }
 
 static void *encoder_main(void *arg)
 {
     enc_thread *t = arg;
-    t->rc = enc_server_run(t->svc, &t->o, &serve_stop);
-    if (t->rc)
-        CR_ERROR("serve", "encoder: %s", cr_error_message());
+    cr_err rc = enc_server_run(t->svc, &t->o, &serve_stop);
+    if (rc)
+        thread_failed(&t->th, rc);
     return NULL;
+}
+
+/* Starts fn(arg) on a thread; th->started only when it did. */
+static cr_err thread_start(serve_thread *th, void *(*fn)(void *), void *arg, const char *what)
+{
+    int e = pthread_create(&th->tid, NULL, fn, arg);
+    if (e != 0)
+        return cr_error_set(CR_ERR_INTERNAL, "cannot start the %s thread: %s", what, strerror(e));
+    th->started = 1;
+    return CR_OK;
+}
+
+/* Joins the thread if it was started; CLI_FAIL (after saying why) if its server failed. */
+static int thread_join(serve_thread *th, const char *what)
+{
+    if (!th->started)
+        return CLI_OK;
+    pthread_join(th->tid, NULL);
+    th->started = 0;
+    if (!th->rc)
+        return CLI_OK;
+    cli_error("serve", "%s: %s", what, th->err);
+    return CLI_FAIL;
+}
+
+/* ZeroMQ starts its I/O and reaper threads with a context's first socket and aborts the
+ * process when it cannot. Start them here, first, so that every later thread start that
+ * fails is one of ours, reported and survived. */
+static cr_err zmq_start(void *zctx)
+{
+    void *s = zmq_socket(zctx, ZMQ_PAIR);
+    if (!s)
+        return cr_error_set(CR_ERR_NET, "zmq_socket: %s", zmq_strerror(errno));
+    zmq_close(s);
+    return CR_OK;
 }
 
 static int usage(FILE *out)
@@ -84,7 +135,7 @@ static int usage(FILE *out)
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
-static int parse(serve_opts *o, int argc, char **argv)
+static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},     {"model", required_argument, 0, 'm'},
@@ -101,7 +152,7 @@ static int parse(serve_opts *o, int argc, char **argv)
     o->bind = "tcp://127.0.0.1:7700";
     o->metric = "ip";
     o->spin_us = 0; /* every node shares the same cores: spinning slows the searches (measured) */
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
                      : c == 'S' ? &o->spin_us : NULL;
         if (t) {
@@ -183,10 +234,9 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     coord_server_opts co = coord_server_default_opts();
     struct sigaction sa;
     void *zctx = NULL;
-    int ret = parse(&o, argc, argv), dim, started = 0, enc_started = 0;
+    int ret = parse(ctx, &o, argc, argv), dim;
     cr_err rc;
 
-    (void)ctx;
     memset(st, 0, sizeof st);
     memset(&et, 0, sizeof et);
     if (ret >= 0 || !map) {
@@ -206,6 +256,10 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     zctx = zmq_ctx_new();
+    if (!zctx || zmq_start(zctx)) {
+        cli_error("serve", "cannot start ZeroMQ: %s", zmq_strerror(errno));
+        goto out;
+    }
     rc = open_shards(&o, dim, st, zctx);
     if (rc) {
         cli_error("serve", "%s%s", cr_error_message(),
@@ -217,14 +271,22 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    for (; started < (int)o.shards; started++)
-        pthread_create(&st[started].tid, NULL, shard_main, &st[started]);
+    for (int i = 0; i < (int)o.shards; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "shard %d", i);
+        if (thread_start(&st[i].th, shard_main, &st[i], what)) {
+            cli_error("serve", "%s", cr_error_message());
+            goto out;
+        }
+    }
     if (et.svc) {
         et.o = enc_server_default_opts();
         et.o.bind = "inproc://serve-encoder";
         et.o.zmq_ctx = zctx;
-        pthread_create(&et.tid, NULL, encoder_main, &et);
-        enc_started = 1;
+        if (thread_start(&et.th, encoder_main, &et, "encoder")) {
+            cli_error("serve", "%s", cr_error_message());
+            goto out;
+        }
         snprintf(map->encoders[0], sizeof map->encoders[0], "%s", et.o.bind);
         map->n_encoders = 1;
     }
@@ -249,12 +311,16 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
         cli_error("serve", "%s", cr_error_message());
     else
         ret = CLI_OK;
-    serve_stop = 1;
 out:
-    for (int i = 0; i < started; i++)
-        pthread_join(st[i].tid, NULL);
-    if (enc_started)
-        pthread_join(et.tid, NULL);
+    serve_stop = 1; /* the servers started so far stop, finishing queued writes */
+    for (int i = 0; i < SERVE_MAX_SHARDS; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "shard %d", i);
+        if (thread_join(&st[i].th, what) != CLI_OK)
+            ret = CLI_FAIL;
+    }
+    if (thread_join(&et.th, "encoder") != CLI_OK)
+        ret = CLI_FAIL;
     for (int i = 0; i < SERVE_MAX_SHARDS; i++)
         shard_engine_close(&st[i].engine);
     enc_service_close(&et.svc);

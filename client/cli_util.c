@@ -7,6 +7,19 @@
 #include "client/cli.h"
 #include "client/json.h"
 #include "common/attrs_json.h"
+#include "common/config.h"
+#include "common/log.h"
+
+/* Values above any char, so that they never meet a command's own option values. */
+enum { OPT_JSON = 0x10000, OPT_ENDPOINT, OPT_TIMEOUT, OPT_LOG };
+
+#define CLI_MAX_OPTS 64 /* a command's options plus the global ones */
+
+const struct option cli_global_opts[] = {{"json", no_argument, 0, OPT_JSON},
+                                         {"endpoint", required_argument, 0, OPT_ENDPOINT},
+                                         {"timeout", required_argument, 0, OPT_TIMEOUT},
+                                         {"log", required_argument, 0, OPT_LOG},
+                                         {0, 0, 0, 0}};
 
 void cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -16,6 +29,68 @@ void cli_error(const char *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int cli_global_apply(cli_ctx *ctx, int c, const char *arg)
+{
+    long long v;
+    int lvl;
+    switch (c) {
+    case OPT_JSON: ctx->json = 1; return 0;
+    case OPT_ENDPOINT: ctx->endpoint = arg; return 0;
+    case OPT_TIMEOUT:
+        if (cr_parse_ll(arg, 1, 3600000, &v)) {
+            cli_error("cirrus", "--timeout: %s", cr_error_message());
+            return -1;
+        }
+        ctx->timeout_ms = (uint32_t)v;
+        return 0;
+    case OPT_LOG:
+        lvl = cr_log_level_parse(arg);
+        if (lvl < 0) {
+            cli_error("cirrus", "--log: unknown level '%s'", arg);
+            return -1;
+        }
+        cr_log_set_level((cr_log_level)lvl);
+        return 0;
+    default: return -1;
+    }
+}
+
+/* Is `name` one of the command's own long options? */
+static int has_opt(const struct option *opts, const char *name)
+{
+    for (; opts->name; opts++)
+        if (strcmp(opts->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+int cli_getopt(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
+               const struct option *opts)
+{
+    /* getopt_long() keeps no pointer to the table between calls (only into argv), so the
+     * merged table can live on this stack frame. */
+    struct option all[CLI_MAX_OPTS];
+    size_t n = 0;
+    int c;
+
+    for (; opts[n].name; n++) {
+        if (n + 1 >= CLI_MAX_OPTS)
+            return '?'; /* a programmer error: caught by any run of the command */
+        all[n] = opts[n];
+    }
+    for (const struct option *g = cli_global_opts; g->name; g++)
+        if (!has_opt(opts, g->name) && n + 1 < CLI_MAX_OPTS)
+            all[n++] = *g;
+    memset(&all[n], 0, sizeof all[n]);
+    for (;;) {
+        c = getopt_long(argc, argv, shortopts, all, NULL);
+        if (c < OPT_JSON || c > OPT_LOG)
+            return c;
+        if (cli_global_apply(ctx, c, optarg))
+            return '?';
+    }
 }
 
 cr_err cli_client(cli_ctx *ctx, cirrus_client **out)

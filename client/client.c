@@ -9,20 +9,106 @@
 #include "common/clock.h"
 #include "common/wire.h"
 
+/* A reply kept for cirrus_client_recv: it answers a pipelined request and arrived while
+ * cirrus_client_call waited for its own. */
+typedef struct stashed {
+    Cirrus__V1__Response *resp;
+    size_t bytes; /* what unpacking it allocated */
+} stashed;
+
 struct cirrus_client {
     void *ctx;
     int own_ctx;
     void *sock;
-    uint64_t next_id;
+    uint64_t next_id; /* even; a request's id is next_id | ID_PIPELINED or next_id | 0 */
     cr_wire_limits lim;
     unsigned spin_us;
+    stashed stash[CIRRUS_CLIENT_STASH_MAX]; /* FIFO ring */
+    size_t stash_head, stash_n, stash_bytes;
 };
+
+/* The low bit of a request id tells a call (0) from a pipelined send (1), so a call can keep
+ * replies to pipelined requests and drop late replies to its own abandoned predecessors
+ * without recording ids. */
+#define ID_PIPELINED 1u
 
 cirrus_client_opts cirrus_client_default_opts(void)
 {
-    cirrus_client_opts o = {NULL, 0, 1, 0};
+    cirrus_client_opts o = {.zmq_ctx = NULL, .max_frame = 0, .heartbeats = 1, .spin_us = 0,
+                            .max_alloc = 0};
     return o;
 }
+
+/* ---- bounded unpacking -------------------------------------------------------------------- */
+
+/* Counts what unpacking one reply allocates and refuses past the limit. Blocks come from
+ * malloc, so the message is freed with the default allocator (cirrus_response_free). */
+typedef struct reply_alloc {
+    ProtobufCAllocator base;
+    size_t used, limit;
+} reply_alloc;
+
+static void *reply_alloc_fn(void *data, size_t size)
+{
+    reply_alloc *a = data;
+    void *p;
+    if (size > a->limit - a->used)
+        return NULL;
+    p = malloc(size ? size : 1);
+    if (p)
+        a->used += size;
+    return p;
+}
+
+static void reply_free_fn(void *data, void *ptr)
+{
+    (void)data;
+    free(ptr);
+}
+
+static cr_err unpack_reply(const cirrus_client *c, const zmq_msg_t *body,
+                           Cirrus__V1__Response **out, size_t *bytes)
+{
+    reply_alloc a = {{reply_alloc_fn, reply_free_fn, NULL}, 0, c->lim.max_alloc};
+    Cirrus__V1__Response *r;
+    a.base.allocator_data = &a;
+    r = cirrus__v1__response__unpack(&a.base, zmq_msg_size((zmq_msg_t *)body),
+                                     zmq_msg_data((zmq_msg_t *)body));
+    if (!r)
+        return cr_error_set(CR_ERR_PROTO, "malformed reply, or one that would take more than "
+                                          "%zu bytes to unpack", c->lim.max_alloc);
+    *out = r;
+    *bytes = a.used;
+    return CR_OK;
+}
+
+/* ---- the stash ----------------------------------------------------------------------------- */
+
+/* Keeps r for cirrus_client_recv, or drops it when the stash is full (count or bytes). */
+static void stash_put(cirrus_client *c, Cirrus__V1__Response *r, size_t bytes)
+{
+    if (c->stash_n == CIRRUS_CLIENT_STASH_MAX || bytes > c->lim.max_alloc - c->stash_bytes) {
+        cirrus_response_free(r);
+        return;
+    }
+    c->stash[(c->stash_head + c->stash_n) % CIRRUS_CLIENT_STASH_MAX] = (stashed){r, bytes};
+    c->stash_n++;
+    c->stash_bytes += bytes;
+}
+
+static Cirrus__V1__Response *stash_take(cirrus_client *c)
+{
+    stashed s;
+    if (!c->stash_n)
+        return NULL;
+    s = c->stash[c->stash_head];
+    c->stash_head = (c->stash_head + 1) % CIRRUS_CLIENT_STASH_MAX;
+    c->stash_n--;
+    c->stash_bytes -= s.bytes;
+    return s.resp;
+}
+
+/* ---- the handle ---------------------------------------------------------------------------- */
 
 cr_err cirrus_client_open(cirrus_client **out, const char *endpoint,
                           const cirrus_client_opts *opts)
@@ -36,6 +122,7 @@ cr_err cirrus_client_open(cirrus_client **out, const char *endpoint,
     c->lim = cr_wire_default_limits();
     if (o.max_frame)
         c->lim.max_frame = o.max_frame;
+    c->lim.max_alloc = o.max_alloc ? o.max_alloc : 4 * c->lim.max_frame;
     if (!o.heartbeats || strncmp(endpoint, "inproc://", 9) == 0)
         c->lim.heartbeat_ivl_ms = 0;
     c->spin_us = o.spin_us;
@@ -59,7 +146,7 @@ cr_err cirrus_client_open(cirrus_client **out, const char *endpoint,
     }
     /* Ids start from a random-ish point so that replies to an earlier client process that
      * reused the same identity can never match. */
-    c->next_id = ((uint64_t)cr_clock_mono_ns() << 16) | 1u;
+    c->next_id = (uint64_t)cr_clock_mono_ns() << 16;
     *out = c;
     c = NULL;
 out:
@@ -73,6 +160,8 @@ void cirrus_client_close(cirrus_client **pp)
     cirrus_client *c = pp ? *pp : NULL;
     if (!c)
         return;
+    while (c->stash_n)
+        cirrus_response_free(stash_take(c));
     if (c->sock)
         zmq_close(c->sock);
     if (c->own_ctx && c->ctx)
@@ -81,10 +170,11 @@ void cirrus_client_close(cirrus_client **pp)
     *pp = NULL;
 }
 
-cr_err cirrus_client_send(cirrus_client *c, Cirrus__V1__Request *req, uint64_t *id)
+static cr_err send_tagged(cirrus_client *c, Cirrus__V1__Request *req, unsigned tag, uint64_t *id)
 {
     cr_err rc;
-    req->id = c->next_id++;
+    req->id = c->next_id | tag;
+    c->next_id += 2;
     rc = cr_wire_send(c->sock, NULL, &req->base, 0);
     if (rc == CR_TIMEOUT)
         return cr_error_set(CR_ERR_OVERLOADED, "send queue full");
@@ -93,7 +183,14 @@ cr_err cirrus_client_send(cirrus_client *c, Cirrus__V1__Request *req, uint64_t *
     return rc;
 }
 
-cr_err cirrus_client_recv(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Response **resp)
+cr_err cirrus_client_send(cirrus_client *c, Cirrus__V1__Request *req, uint64_t *id)
+{
+    return send_tagged(c, req, ID_PIPELINED, id);
+}
+
+/* Waits up to timeout_ms for the next reply on the socket; *bytes is what unpacking it took. */
+static cr_err recv_socket(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Response **resp,
+                          size_t *bytes)
 {
     uint64_t deadline = cr_clock_mono_ms() + timeout_ms;
     cr_wire_msg m;
@@ -119,16 +216,24 @@ cr_err cirrus_client_recv(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Res
             continue;
         if (rc)
             break;
-        /* Replies are unpacked with the default allocator: they come from a server we
-         * chose, and the frame size is already capped. */
-        *resp = cirrus__v1__response__unpack(NULL, zmq_msg_size(&m.body), zmq_msg_data(&m.body));
-        rc = *resp ? CR_OK : cr_error_set(CR_ERR_PROTO, "malformed reply");
+        rc = unpack_reply(c, &m.body, resp, bytes);
         break;
     }
     if (rc == CR_TIMEOUT)
         cr_error_set(CR_TIMEOUT, "no reply within %u ms", timeout_ms);
     cr_wire_msg_close(&m);
     return rc;
+}
+
+cr_err cirrus_client_recv(cirrus_client *c, uint32_t timeout_ms, Cirrus__V1__Response **resp)
+{
+    size_t bytes;
+    Cirrus__V1__Response *r = stash_take(c);
+    if (r) {
+        *resp = r;
+        return CR_OK;
+    }
+    return recv_socket(c, timeout_ms, resp, &bytes);
 }
 
 cr_err cirrus_client_call(cirrus_client *c, Cirrus__V1__Request *req, uint32_t timeout_ms,
@@ -139,21 +244,25 @@ cr_err cirrus_client_call(cirrus_client *c, Cirrus__V1__Request *req, uint32_t t
 
     if (req->deadline_ms == 0)
         req->deadline_ms = timeout_ms;
-    rc = cirrus_client_send(c, req, &id);
+    rc = send_tagged(c, req, 0, &id);
     if (rc)
         return rc;
     deadline = cr_clock_mono_ms() + timeout_ms;
     for (;;) {
         uint64_t now = cr_clock_mono_ms();
         Cirrus__V1__Response *r = NULL;
-        rc = cirrus_client_recv(c, now < deadline ? (uint32_t)(deadline - now) : 0, &r);
+        size_t bytes = 0;
+        rc = recv_socket(c, now < deadline ? (uint32_t)(deadline - now) : 0, &r, &bytes);
         if (rc)
             return rc;
         if (r->id == id) {
             *resp = r;
             return CR_OK;
         }
-        cirrus_response_free(r); /* a late reply to an earlier, abandoned request */
+        if (r->id & ID_PIPELINED)
+            stash_put(c, r, bytes); /* the pipelining caller's: cirrus_client_recv returns it */
+        else
+            cirrus_response_free(r); /* a late reply to an earlier, abandoned call */
     }
 }
 
@@ -161,12 +270,24 @@ cr_err cirrus_response_error(const Cirrus__V1__Response *resp)
 {
     if (!resp->status)
         return cr_error_set(CR_ERR_PROTO, "reply without a status");
-    if (resp->status->code >= 0)
+    if (resp->status->code == CR_OK)
         return CR_OK;
     return cr_error_set((cr_err)resp->status->code, "%s",
                         resp->status->message && resp->status->message[0]
                             ? resp->status->message
                             : cr_strerror((cr_err)resp->status->code));
+}
+
+cr_err cirrus_response_expect(const Cirrus__V1__Response *resp,
+                              Cirrus__V1__Response__ResultCase want)
+{
+    cr_err rc = cirrus_response_error(resp);
+    if (rc)
+        return rc;
+    if (resp->result_case != want)
+        return cr_error_set(CR_ERR_PROTO, "reply without its result (result %d, expected %d)",
+                            (int)resp->result_case, (int)want);
+    return CR_OK;
 }
 
 void cirrus_response_free(Cirrus__V1__Response *resp)

@@ -13,6 +13,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/progress.h"
 
 #define PATH_LEN CIRRUS_EVAL_RUN_PATH_MAX
@@ -1368,7 +1369,9 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
         {"k", required_argument, NULL, 'k'},       {"batch", required_argument, NULL, 'b'},
         {"window", required_argument, NULL, 'w'},  {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        /* the tool's global options, also accepted after the command (client/cli_util.c) */
+        {"endpoint", required_argument, NULL, 'E'}, {"timeout", required_argument, NULL, 'T'},
+        {"log", required_argument, NULL, 'L'},     {NULL, 0, NULL, 0}};
     static const char *const methods[] = {"default", "searle", "combiner", "sum", "text",
                                           "image"};
     cirrus_eval_run_params p = cirrus_eval_run_default_params();
@@ -1379,7 +1382,6 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
     int ch, ret = 1;
     cr_err rc;
 
-    p.timeout_ms = timeout_ms > 60000 ? timeout_ms : 60000;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1390,6 +1392,21 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
         case 'i': p.index_catalog = 1; break;
         case 'q': p.quiet = 1; break;
         case 'j': json = 1; break;
+        case 'E': endpoint = optarg; break;
+        case 'T':
+            if (cr_parse_ll(optarg, 1, 3600000, &v)) {
+                fprintf(stderr, "cirrus eval run: --timeout: %s\n", cr_error_message());
+                return 2;
+            }
+            timeout_ms = (uint32_t)v;
+            break;
+        case 'L':
+            if (cr_log_level_parse(optarg) < 0) {
+                fprintf(stderr, "cirrus eval run: --log: unknown level '%s'\n", optarg);
+                return 2;
+            }
+            cr_log_set_level((cr_log_level)cr_log_level_parse(optarg));
+            break;
         case 'm':
             p.method = -1;
             for (int i = 0; i < (int)(sizeof methods / sizeof methods[0]); i++)
@@ -1417,6 +1434,7 @@ int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int
         fprintf(stderr, "cirrus eval run: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    p.timeout_ms = timeout_ms > 60000 ? timeout_ms : 60000;
     if (!dataset || !p.root) {
         fprintf(stderr, "cirrus eval run: --dataset and --root are required\n");
         return usage_run(stderr);

@@ -73,6 +73,18 @@ typedef enum enc_preprocess {
  * CR_ERR_UNSUPPORTED (animated WebP) or CR_ERR_NOMEM; *out is untouched on failure. */
 cr_err enc_image_decode(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image **out);
 
+/* What an image's header says, read without decoding a pixel. */
+typedef struct enc_image_info {
+    int width, height;
+    enc_image_mode mode; /* the mode enc_image_decode() would give it */
+} enc_image_info;
+
+/* Reads only the header of `n` bytes (no pixel is decoded, nothing is allocated): size and
+ * mode, with the same checks and errors as enc_image_decode() for the format, a bad header
+ * and the pixel limit. A probe that succeeds may still be followed by a failing decode
+ * (corrupt pixel data). */
+cr_err enc_image_probe(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image_info *out);
+
 /* Reads the file at `path` and decodes it as enc_image_decode() does. CR_ERR_IO when the
  * file cannot be read or exceeds ENC_IMAGE_MAX_FILE_BYTES. */
 cr_err enc_image_load_file(const char *path, size_t max_pixels, enc_image **out);
@@ -89,6 +101,8 @@ int enc_image_width(const enc_image *img);
 int enc_image_height(const enc_image *img);
 /* Bytes per pixel of the stored data: 1 (L, 1), 2 (LA), 3 (RGB, P), 4 (RGBA). */
 int enc_image_channels(const enc_image *img);
+/* The same for a mode; 0 for a value that is not a mode. */
+int enc_image_mode_channels(enc_image_mode mode);
 enc_image_mode enc_image_get_mode(const enc_image *img);
 /* Pillow's name of the mode: "L", "LA", "RGB", "RGBA", "P", "1". Static string. */
 const char *enc_image_mode_name(enc_image_mode mode);
@@ -97,13 +111,36 @@ const uint8_t *enc_image_pixels(const enc_image *img);
 
 /* Runs pipeline `mode` at model image size `size` (1..4096) and writes the normalized
  * float tensor [3, size, size] (CHW, RGB) to `out`, which must hold 3*size*size floats.
- * The result equals torchvision + Pillow 8-bit resampling bit for bit on PNG input.
- * CR_ERR_INVALID on bad arguments, CR_ERR_NOMEM. Thread-safe; allocates scratch. */
+ * The result equals torchvision + Pillow 8-bit resampling bit for bit on PNG input. The
+ * padding of targetpad / squarepad is never materialized; the cost is the one
+ * enc_image_preprocess_cost() gives. CR_ERR_INVALID on bad arguments and when the Resize(S)
+ * size has a side over INT_MAX (e.g. clip of 1 x 10,000,000 at 224: 224 x 2.24e9), checked
+ * before anything is allocated; CR_ERR_NOMEM. Thread-safe; allocates scratch. */
 cr_err enc_image_preprocess(const enc_image *img, enc_preprocess mode, int size, float *out);
+
+/* What enc_image_preprocess() on a width x height image of `mode` costs, from the size
+ * alone (so from enc_image_probe(), before decoding). Units of `work`: pixel samples — the
+ * decoded pixels, plus every pixel read, filter tap and kernel evaluation of the resize;
+ * it grows linearly with the image, not with its padded canvas. */
+typedef struct enc_image_cost {
+    uint64_t decoded_px;  /* width * height */
+    uint64_t padded_px;   /* the padded canvas (never allocated) */
+    uint64_t work;        /* decoded_px + the resize's samples */
+    size_t scratch_bytes; /* scratch that grows with the image: filter weights, row buffer
+                             (besides the fixed ~5 * 4 * size^2 bytes of crop buffers) */
+} enc_image_cost;
+
+/* Fills *out; CR_ERR_INVALID for bad arguments or an unrepresentable resize, exactly when
+ * enc_image_preprocess() would fail with it. Cheap: O(size). Thread-safe. */
+cr_err enc_image_preprocess_cost(int width, int height, enc_image_mode mode, enc_preprocess pp,
+                                 int size, enc_image_cost *out);
 
 /* "clip" | "targetpad" | "squarepad" -> *out; CR_ERR_INVALID (message lists the choices)
  * for anything else. */
 cr_err enc_preprocess_parse(const char *name, enc_preprocess *out);
+/* A comma-separated list of pipeline names ("clip,targetpad") -> *mask with bit
+ * (1u << mode) set for each; CR_ERR_INVALID naming a bad entry. "" gives 0. */
+cr_err enc_preprocess_parse_list(const char *names, unsigned *mask);
 /* Static name of a pipeline ("clip", ...); "unknown" for values out of range. */
 const char *enc_preprocess_name(enc_preprocess mode);
 

@@ -53,7 +53,7 @@ static fmt detect_format(const uint8_t *b, size_t n)
     return FMT_UNKNOWN;
 }
 
-static int mode_channels(enc_image_mode m)
+int enc_image_mode_channels(enc_image_mode m)
 {
     switch (m) {
     case ENC_IMAGE_L:
@@ -95,7 +95,7 @@ static cr_err check_limit(fmt f, size_t w, size_t h, size_t max_pixels)
 static cr_err image_alloc(int w, int h, enc_image_mode mode, enc_image **out)
 {
     enc_image *img = calloc(1, sizeof(*img));
-    size_t bytes = (size_t)w * (size_t)h * (size_t)mode_channels(mode);
+    size_t bytes = (size_t)w * (size_t)h * (size_t)enc_image_mode_channels(mode);
     if (!img)
         return cr_error_set(CR_ERR_NOMEM, "image: out of memory");
     img->px = malloc(bytes ? bytes : 1);
@@ -184,16 +184,18 @@ static int header_dims(fmt f, const uint8_t *b, size_t n, size_t *w, size_t *h)
     return 0;
 }
 
-static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
-                         enc_image **out)
+/* The header of a stb format: size (checked against the limit), the mode it opens in and
+ * the stb channel request that yields it. Nothing is decoded. */
+static cr_err probe_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
+                        enc_image_info *info, int *req, int *sixteen_gray)
 {
-    enc_image *img = NULL;
     enc_image_mode mode = ENC_IMAGE_RGB;
-    void *data = NULL;
-    int w = 0, h = 0, comp = 0, req = 3, sixteen_gray = 0;
+    int w = 0, h = 0, comp = 0;
     size_t hw = 0, hh = 0;
     cr_err rc;
 
+    *req = 3;
+    *sixteen_gray = 0;
     if (n > INT_MAX)
         return cr_error_set(CR_ERR_INVALID, "%s image of %zu bytes is too large", fmt_name(f),
                             n);
@@ -213,21 +215,42 @@ static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
 
     switch (f) {
     case FMT_PNG:
-        rc = png_mode(b, n, &mode, &req, &sixteen_gray);
+        rc = png_mode(b, n, &mode, req, sixteen_gray);
         if (rc)
             return rc;
         break;
     case FMT_JPEG:
         mode = comp == 1 ? ENC_IMAGE_L : ENC_IMAGE_RGB;
-        req = comp == 1 ? 1 : 3;
+        *req = comp == 1 ? 1 : 3;
         break;
-    case FMT_GIF: mode = ENC_IMAGE_P, req = 3; break;
+    case FMT_GIF: mode = ENC_IMAGE_P, *req = 3; break;
     case FMT_BMP:
         mode = bmp_mode(b, n);
-        req = mode_channels(mode);
+        *req = enc_image_mode_channels(mode);
         break;
-    default: return cr_error_set(CR_ERR_INTERNAL, "decode_stb: format %d", (int)f);
+    default: return cr_error_set(CR_ERR_INTERNAL, "probe_stb: format %d", (int)f);
     }
+    info->width = w;
+    info->height = h;
+    info->mode = mode;
+    return CR_OK;
+}
+
+static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
+                         enc_image **out)
+{
+    enc_image *img = NULL;
+    enc_image_info info;
+    enc_image_mode mode;
+    void *data = NULL;
+    int w, h, req = 3, sixteen_gray = 0;
+    cr_err rc = probe_stb(f, b, n, max_pixels, &info, &req, &sixteen_gray);
+
+    if (rc)
+        return rc;
+    w = info.width;
+    h = info.height;
+    mode = info.mode;
 
     {
         int dw = 0, dh = 0, dc = 0;
@@ -260,7 +283,7 @@ static cr_err decode_stb(fmt f, const uint8_t *b, size_t n, size_t max_pixels,
         for (i = 0; i < cnt; i++)
             img->px[i] = s[i] > 255 ? 255 : (uint8_t)s[i];
     } else {
-        memcpy(img->px, data, (size_t)w * (size_t)h * (size_t)mode_channels(mode));
+        memcpy(img->px, data, (size_t)w * (size_t)h * (size_t)enc_image_mode_channels(mode));
     }
     *out = img;
 out:
@@ -268,16 +291,11 @@ out:
     return rc;
 }
 
-static cr_err decode_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_image **out)
+static cr_err probe_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_image_info *info)
 {
     WebPBitstreamFeatures feat;
-    enc_image *img = NULL;
-    VP8StatusCode st;
-    size_t stride, size;
-    uint8_t *ok;
+    VP8StatusCode st = WebPGetFeatures(b, n, &feat);
     cr_err rc;
-
-    st = WebPGetFeatures(b, n, &feat);
     if (st != VP8_STATUS_OK)
         return cr_error_set(CR_ERR_INVALID, "corrupt or truncated WebP image (libwebp status %d)",
                             (int)st);
@@ -286,13 +304,28 @@ static cr_err decode_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_ima
     rc = check_limit(FMT_WEBP, (size_t)feat.width, (size_t)feat.height, max_pixels);
     if (rc)
         return rc;
-    rc = image_alloc(feat.width, feat.height, feat.has_alpha ? ENC_IMAGE_RGBA : ENC_IMAGE_RGB,
-                     &img);
+    info->width = feat.width;
+    info->height = feat.height;
+    info->mode = feat.has_alpha ? ENC_IMAGE_RGBA : ENC_IMAGE_RGB;
+    return CR_OK;
+}
+
+static cr_err decode_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_image **out)
+{
+    enc_image_info info;
+    enc_image *img = NULL;
+    size_t stride, size;
+    uint8_t *ok;
+    cr_err rc = probe_webp(b, n, max_pixels, &info);
+
     if (rc)
         return rc;
-    stride = (size_t)feat.width * (size_t)mode_channels(img->mode);
-    size = stride * (size_t)feat.height;
-    if (feat.has_alpha)
+    rc = image_alloc(info.width, info.height, info.mode, &img);
+    if (rc)
+        return rc;
+    stride = (size_t)info.width * (size_t)enc_image_mode_channels(img->mode);
+    size = stride * (size_t)info.height;
+    if (info.mode == ENC_IMAGE_RGBA)
         ok = WebPDecodeRGBAInto(b, n, img->px, size, (int)stride);
     else
         ok = WebPDecodeRGBInto(b, n, img->px, size, (int)stride);
@@ -302,6 +335,34 @@ static cr_err decode_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_ima
     }
     *out = img;
     return CR_OK;
+}
+
+cr_err enc_image_probe(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image_info *out)
+{
+    enc_image_info info;
+    int req, sixteen_gray;
+    cr_err rc;
+    fmt f;
+    if (!out || (!bytes && n))
+        return cr_error_set(CR_ERR_INVALID, "enc_image_probe: NULL argument");
+    if (n == 0)
+        return cr_error_set(CR_ERR_INVALID, "empty image data");
+    if (max_pixels == 0)
+        max_pixels = ENC_IMAGE_DEFAULT_MAX_PIXELS;
+    f = detect_format(bytes, n);
+    switch (f) {
+    case FMT_WEBP: rc = probe_webp(bytes, n, max_pixels, &info); break;
+    case FMT_PNG:
+    case FMT_JPEG:
+    case FMT_GIF:
+    case FMT_BMP: rc = probe_stb(f, bytes, n, max_pixels, &info, &req, &sixteen_gray); break;
+    default:
+        return cr_error_set(CR_ERR_INVALID,
+                            "unsupported image format (expected JPEG, PNG, WebP, GIF or BMP)");
+    }
+    if (rc == CR_OK)
+        *out = info;
+    return rc;
 }
 
 cr_err enc_image_decode(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image **out)
@@ -373,7 +434,7 @@ cr_err enc_image_from_pixels(int width, int height, enc_image_mode mode,
     cr_err rc;
     if (!pixels || !out)
         return cr_error_set(CR_ERR_INVALID, "enc_image_from_pixels: NULL argument");
-    if (mode_channels(mode) == 0)
+    if (enc_image_mode_channels(mode) == 0)
         return cr_error_set(CR_ERR_INVALID, "enc_image_from_pixels: bad mode %d", (int)mode);
     if (width <= 0 || height <= 0 || width > INT_MAX / 4 || height > INT_MAX / 4 ||
         (size_t)width > SIZE_MAX / 4 / (size_t)height)
@@ -382,7 +443,7 @@ cr_err enc_image_from_pixels(int width, int height, enc_image_mode mode,
     rc = image_alloc(width, height, mode, &img);
     if (rc)
         return rc;
-    memcpy(img->px, pixels, (size_t)width * (size_t)height * (size_t)mode_channels(mode));
+    memcpy(img->px, pixels, (size_t)width * (size_t)height * (size_t)enc_image_mode_channels(mode));
     *out = img;
     return CR_OK;
 }
@@ -398,7 +459,7 @@ void enc_image_free(enc_image **img)
 
 int enc_image_width(const enc_image *img) { return img ? img->width : 0; }
 int enc_image_height(const enc_image *img) { return img ? img->height : 0; }
-int enc_image_channels(const enc_image *img) { return img ? mode_channels(img->mode) : 0; }
+int enc_image_channels(const enc_image *img) { return img ? enc_image_mode_channels(img->mode) : 0; }
 enc_image_mode enc_image_get_mode(const enc_image *img) { return img ? img->mode : ENC_IMAGE_RGB; }
 const uint8_t *enc_image_pixels(const enc_image *img) { return img ? img->px : NULL; }
 

@@ -13,9 +13,16 @@
  *  - convert("RGB") after the crop; ToTensor (x / 255) and Normalize in float32.
  * Only the outputs inside the crop are computed; each one is the same arithmetic Pillow does
  * for it, so the result is identical while extreme aspect ratios stay cheap.
+ *
+ * SquarePad / TargetPad are never materialized (a 150-byte BMP of 32272 x 16 would pad to
+ * 32272^2 x 3 bytes): the border is zero, so its filter taps add nothing and are skipped
+ * (the weights are still normalized over the whole canvas window, as Pillow does), and the
+ * two passes stream the source rows the crop needs into S x S accumulators. The work is
+ * then linear in the source, and enc_image_preprocess_cost() gives it from the size alone.
  */
 #include "encoder/image.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,18 +32,36 @@
 static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-/* A plain interleaved 8-bit buffer. */
-typedef struct buf8 {
-    int w, h, c;
-    uint8_t *px;
-} buf8;
+/* The geometry of one run, from the image size alone (so that its cost is known before any
+ * pixel is decoded). The padded canvas is cw x ch with the source at (hp, vp); it is never
+ * materialized: its border is zero (black, alpha 0), so a filter tap over it adds nothing,
+ * and an output whose taps all fall on it is 0. */
+typedef struct plan {
+    int w, h, c;    /* source */
+    int nearest;    /* modes P and 1 */
+    int premul;     /* RGBA / LA that is resized: premultiplied around the resize */
+    int identity;   /* the resize is a no-op (Pillow copies) */
+    int hp, vp;     /* padding left and right / top and bottom */
+    int cw, ch;     /* the padded canvas */
+    int ow, oh;     /* Resize(S) of the canvas */
+    int x0, y0;     /* CenterCrop(S) offset in the resized image */
+    int S;
+} plan;
 
-/* Fixed-point filter weights for a run of output indices [first, first + count). */
-typedef struct coeffs {
-    int ksize;
-    int *bounds;  /* per output: first input index, number of taps */
-    int32_t *k;   /* per output: ksize weights */
-} coeffs;
+/* Filter taps of one axis for the S outputs of the crop, restricted to the source. */
+typedef struct axis {
+    int in, out, first, n, pad, len; /* canvas size, resized size, crop offset, S, source */
+    int identity;                    /* in == out: output i is canvas index first + i */
+    double scale, fscale, support;
+    int *lo, *hi;  /* per output: source taps [lo, hi); lo == hi: none (the output is 0) */
+    size_t *off;   /* per output: its weights at k + off */
+    int32_t *k;
+    int used_lo, used_hi;  /* outputs with taps: [used_lo, used_hi) */
+    int src_lo, src_hi;    /* source indices read: [src_lo, src_hi) */
+    size_t taps;           /* sum of hi - lo */
+    uint64_t evals;        /* kernel evaluations to build the weights */
+    int max_taps;
+} axis;
 
 static double bicubic(double x)
 {
@@ -50,58 +75,130 @@ static double bicubic(double x)
     return 0.0;
 }
 
-static void coeffs_free(coeffs *c)
+static void axis_init(axis *a, int in, int out, int first, int n, int pad, int len)
 {
-    free(c->bounds);
-    free(c->k);
-    c->bounds = NULL;
-    c->k = NULL;
+    memset(a, 0, sizeof *a);
+    a->in = in, a->out = out, a->first = first, a->n = n, a->pad = pad, a->len = len;
+    a->identity = in == out;
+    a->scale = (double)(float)in / out; /* Pillow: (in1 - in0) as a float box */
+    a->fscale = a->scale < 1.0 ? 1.0 : a->scale;
+    a->support = 2.0 * a->fscale;
 }
 
-static cr_err coeffs_build(coeffs *c, int in_size, int out_size, int first, int count)
+/* Output i's window [*xmin, *xmax) on the canvas (Pillow's precompute_coeffs bounds). */
+static void axis_window(const axis *a, int i, double *center, int *xmin, int *xmax)
 {
-    double scale = (double)(float)in_size / out_size; /* Pillow: (in1 - in0) as float box */
-    double fscale = scale < 1.0 ? 1.0 : scale;
-    double support = 2.0 * fscale;
-    double *tmp = NULL;
-    int i, x;
+    if (a->identity) {
+        *center = 0.0;
+        *xmin = a->first + i;
+        *xmax = *xmin + 1;
+        return;
+    }
+    *center = (a->first + i + 0.5) * a->scale;
+    *xmin = (int)(*center - a->support + 0.5);
+    *xmax = (int)(*center + a->support + 0.5);
+    if (*xmin < 0)
+        *xmin = 0;
+    if (*xmax > a->in)
+        *xmax = a->in;
+}
 
-    c->ksize = (int)ceil(support) * 2 + 1;
-    c->bounds = malloc(sizeof(int) * 2 * (size_t)count);
-    c->k = malloc(sizeof(int32_t) * (size_t)c->ksize * (size_t)count);
-    tmp = malloc(sizeof(double) * (size_t)c->ksize);
-    if (!c->bounds || !c->k || !tmp) {
-        free(tmp);
-        coeffs_free(c);
-        return cr_error_set(CR_ERR_NOMEM, "resize: out of memory for coefficients");
+/* The source part [lo, hi) of a canvas window; windows move monotonically with i, and so
+ * do lo and hi. */
+static void window_source(const axis *a, int xmin, int xmax, int *lo, int *hi)
+{
+    int l = (xmin > a->pad ? xmin : a->pad) - a->pad;
+    int h = (xmax < a->pad + a->len ? xmax : a->pad + a->len) - a->pad;
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
+/* Sizes only: taps, evaluations and the source range, without allocating. */
+static void axis_count(axis *a)
+{
+    a->used_lo = a->n;
+    a->used_hi = 0;
+    a->src_lo = a->len;
+    a->src_hi = 0;
+    for (int i = 0; i < a->n; i++) {
+        double center;
+        int xmin, xmax, lo, hi;
+        axis_window(a, i, &center, &xmin, &xmax);
+        window_source(a, xmin, xmax, &lo, &hi);
+        if (hi == lo)
+            continue;
+        if (i < a->used_lo)
+            a->used_lo = i, a->src_lo = lo;
+        a->used_hi = i + 1;
+        a->src_hi = hi;
+        a->taps += (size_t)(hi - lo);
+        a->evals += (uint64_t)(xmax - xmin);
+        if (hi - lo > a->max_taps)
+            a->max_taps = hi - lo;
     }
-    for (i = 0; i < count; i++) {
-        int xx = first + i;
-        double center = (xx + 0.5) * scale;
-        double ww = 0.0, ss = 1.0 / fscale;
-        int xmin = (int)(center - support + 0.5);
-        int xmax = (int)(center + support + 0.5);
-        int32_t *k = c->k + (size_t)i * (size_t)c->ksize;
-        if (xmin < 0)
-            xmin = 0;
-        if (xmax > in_size)
-            xmax = in_size;
-        xmax -= xmin;
-        for (x = 0; x < xmax; x++) {
-            tmp[x] = bicubic((x + xmin - center + 0.5) * ss);
-            ww += tmp[x];
-        }
-        for (x = 0; x < c->ksize; x++) {
-            double v = 0.0;
-            if (x < xmax)
-                v = ww != 0.0 ? tmp[x] / ww : tmp[x];
-            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PREC_BITS))
-                         : (int32_t)(0.5 + v * (1 << PREC_BITS));
-        }
-        c->bounds[2 * i] = xmin;
-        c->bounds[2 * i + 1] = xmax;
+    if (a->used_hi == 0)
+        a->used_lo = a->src_lo = a->src_hi = 0;
+}
+
+static void axis_free(axis *a)
+{
+    free(a->lo);
+    free(a->hi);
+    free(a->off);
+    free(a->k);
+    a->lo = a->hi = NULL;
+    a->off = NULL;
+    a->k = NULL;
+}
+
+static int32_t to_fixed(double v)
+{
+    return v < 0 ? (int32_t)(-0.5 + v * (1 << PREC_BITS)) : (int32_t)(0.5 + v * (1 << PREC_BITS));
+}
+
+/* Builds the weights. Each output's kernel is evaluated once per canvas tap, in Pillow's
+ * order, so that its normalization (the sum over the whole window, border included) is
+ * the same double; only the weights over the source are kept. */
+static cr_err axis_build(axis *a)
+{
+    double *t = NULL;
+    size_t off = 0;
+
+    axis_count(a);
+    a->lo = malloc(sizeof(int) * (size_t)a->n);
+    a->hi = malloc(sizeof(int) * (size_t)a->n);
+    a->off = malloc(sizeof(size_t) * (size_t)a->n);
+    a->k = malloc(sizeof(int32_t) * (a->taps ? a->taps : 1));
+    t = malloc(sizeof(double) * (size_t)(a->max_taps ? a->max_taps : 1));
+    if (!a->lo || !a->hi || !a->off || !a->k || !t) {
+        free(t);
+        axis_free(a);
+        return cr_error_set(CR_ERR_NOMEM, "resize: out of memory for filter weights");
     }
-    free(tmp);
+    for (int i = 0; i < a->n; i++) {
+        double center, ww = 0.0, ss = 1.0 / a->fscale;
+        int xmin, xmax, lo, hi;
+        axis_window(a, i, &center, &xmin, &xmax);
+        window_source(a, xmin, xmax, &lo, &hi);
+        a->lo[i] = lo;
+        a->hi[i] = hi;
+        a->off[i] = off;
+        if (hi == lo)
+            continue;
+        if (a->identity) {
+            a->k[off++] = (int32_t)1 << PREC_BITS; /* (v << 22 + 1 << 21) >> 22 == v */
+            continue;
+        }
+        for (int x = xmin; x < xmax; x++) {
+            double v = bicubic((x - center + 0.5) * ss);
+            ww += v;
+            if (x >= a->pad + lo && x < a->pad + hi)
+                t[x - a->pad - lo] = v;
+        }
+        for (int x = 0; x < hi - lo; x++)
+            a->k[off++] = to_fixed(ww != 0.0 ? t[x] / ww : t[x]);
+    }
+    free(t);
     return CR_OK;
 }
 
@@ -113,92 +210,12 @@ static inline uint8_t clip8(int32_t v)
     return v > 255 ? 255 : (uint8_t)v;
 }
 
-/* Output columns [x0, x0+nx) of a width-`ow` horizontal resample, rows [y0, y0+ny). */
-static void resample_h(const buf8 *in, int y0, int ny, const coeffs *c, int nx, buf8 *out)
+/* Pillow's RGBA -> RGBa: MULDIV255 with rounding, n pixels of c channels. */
+static void premultiply(uint8_t *px, size_t n, int c)
 {
-    int ch = in->c;
-    for (int y = 0; y < ny; y++) {
-        const uint8_t *row = in->px + (size_t)(y0 + y) * (size_t)in->w * (size_t)ch;
-        uint8_t *dst = out->px + (size_t)y * (size_t)nx * (size_t)ch;
-        for (int xx = 0; xx < nx; xx++) {
-            int xmin = c->bounds[2 * xx], xn = c->bounds[2 * xx + 1];
-            const int32_t *k = c->k + (size_t)xx * (size_t)c->ksize;
-            for (int b = 0; b < ch; b++) {
-                int32_t ss = 1 << (PREC_BITS - 1);
-                for (int x = 0; x < xn; x++)
-                    ss += (int32_t)row[(size_t)(x + xmin) * (size_t)ch + (size_t)b] * k[x];
-                dst[(size_t)xx * (size_t)ch + (size_t)b] = clip8(ss);
-            }
-        }
-    }
-}
-
-/* Vertical resample of `in` (rows shifted by -row_off) into out rows [0, ny). */
-static void resample_v(const buf8 *in, int row_off, const coeffs *c, int ny, buf8 *out)
-{
-    int ch = in->c;
-    size_t stride = (size_t)in->w * (size_t)ch;
-    for (int yy = 0; yy < ny; yy++) {
-        int ymin = c->bounds[2 * yy] - row_off, yn = c->bounds[2 * yy + 1];
-        const int32_t *k = c->k + (size_t)yy * (size_t)c->ksize;
-        uint8_t *dst = out->px + (size_t)yy * stride;
-        for (size_t xb = 0; xb < stride; xb++) {
-            int32_t ss = 1 << (PREC_BITS - 1);
-            for (int y = 0; y < yn; y++)
-                ss += (int32_t)in->px[(size_t)(y + ymin) * stride + xb] * k[y];
-            dst[xb] = clip8(ss);
-        }
-    }
-}
-
-/* Pillow's ImagingScaleAffine nearest-neighbour table for out indices [first, first+n):
- * the source position accumulates in double exactly as Pillow's loop does. */
-static void nearest_table(int in_size, int out_size, int first, int n, int *tab)
-{
-    double a = (double)(float)in_size / out_size;
-    double pos = a * 0.5;
-    for (int i = 0; i < first + n; i++) {
-        if (i >= first) {
-            int v = pos < 0.0 ? -1 : (int)pos;
-            tab[i - first] = v >= 0 && v < in_size ? v : -1;
-        }
-        pos += a;
-    }
-}
-
-static cr_err resize_nearest(const buf8 *in, int ow, int oh, int x0, int y0, int S, buf8 *out)
-{
-    int *tx = malloc(sizeof(int) * (size_t)S), *ty = malloc(sizeof(int) * (size_t)S);
-    if (!tx || !ty) {
-        free(tx);
-        free(ty);
-        return cr_error_set(CR_ERR_NOMEM, "resize: out of memory");
-    }
-    nearest_table(in->w, ow, x0, S, tx);
-    nearest_table(in->h, oh, y0, S, ty);
-    for (int y = 0; y < S; y++) {
-        for (int x = 0; x < S; x++) {
-            uint8_t *d = out->px + ((size_t)y * (size_t)S + (size_t)x) * (size_t)in->c;
-            if (tx[x] < 0 || ty[y] < 0) {
-                memset(d, 0, (size_t)in->c);
-                continue;
-            }
-            memcpy(d, in->px + ((size_t)ty[y] * (size_t)in->w + (size_t)tx[x]) * (size_t)in->c,
-                   (size_t)in->c);
-        }
-    }
-    free(tx);
-    free(ty);
-    return CR_OK;
-}
-
-/* Pillow's RGBA -> RGBa: MULDIV255 with rounding. */
-static void premultiply(buf8 *b)
-{
-    size_t n = (size_t)b->w * (size_t)b->h;
-    int ac = b->c - 1;
+    int ac = c - 1;
     for (size_t i = 0; i < n; i++) {
-        uint8_t *p = b->px + i * (size_t)b->c;
+        uint8_t *p = px + i * (size_t)c;
         unsigned a = p[ac];
         for (int j = 0; j < ac; j++) {
             unsigned t = p[j] * a + 128;
@@ -208,12 +225,11 @@ static void premultiply(buf8 *b)
 }
 
 /* Pillow's RGBa -> RGBA: 255 * x / a, truncated, clamped; alpha 0 or 255 untouched. */
-static void unpremultiply(buf8 *b)
+static void unpremultiply(uint8_t *px, size_t n, int c)
 {
-    size_t n = (size_t)b->w * (size_t)b->h;
-    int ac = b->c - 1;
+    int ac = c - 1;
     for (size_t i = 0; i < n; i++) {
-        uint8_t *p = b->px + i * (size_t)b->c;
+        uint8_t *p = px + i * (size_t)c;
         unsigned a = p[ac];
         if (a == 0 || a == 255)
             continue;
@@ -224,55 +240,127 @@ static void unpremultiply(buf8 *b)
     }
 }
 
-/* Bicubic resize of `in` to ow x oh, computing only the S x S window at (x0, y0). */
-static cr_err resize_bicubic(const buf8 *in, int ow, int oh, int x0, int y0, int S, buf8 *out)
+/* Horizontal pass over one source row: outputs [used_lo, used_hi) of `ax` into dst (the
+ * others stay 0). `row` holds source columns from `col0` on. */
+static void pass_h(const axis *ax, const uint8_t *row, int col0, int c, uint8_t *dst)
 {
-    coeffs ch = {0}, cv = {0};
-    buf8 tmp = {0};
-    int need_h = ow != in->w, need_v = oh != in->h;
-    int yfirst = y0, ylast = y0 + S;
+    for (int xx = ax->used_lo; xx < ax->used_hi; xx++) {
+        const int32_t *k = ax->k + ax->off[xx];
+        const uint8_t *in = row + (size_t)(ax->lo[xx] - col0) * (size_t)c;
+        int xn = ax->hi[xx] - ax->lo[xx];
+        for (int b = 0; b < c; b++) {
+            int32_t ss = 1 << (PREC_BITS - 1);
+            for (int x = 0; x < xn; x++)
+                ss += (int32_t)in[(size_t)x * (size_t)c + (size_t)b] * k[x];
+            dst[(size_t)xx * (size_t)c + (size_t)b] = clip8(ss);
+        }
+    }
+}
+
+/* Pillow's two-pass bicubic resize of the padded canvas, only the S x S crop, streaming
+ * source rows: each row's horizontal result is added at once to the vertical accumulators
+ * of the output rows whose taps include it (integer sums: the same values in any order),
+ * so no intermediate image is kept and border rows, which would add zeros, are skipped. */
+static cr_err resize_bicubic(const plan *p, const uint8_t *src, uint8_t *crop)
+{
+    axis ax, ay;
+    int S = p->S, c = p->c, yl = 0;
+    size_t rowlen = (size_t)S * (size_t)c, ncols;
+    int32_t *acc = NULL;
+    uint8_t *hrow = NULL, *row = NULL;
     cr_err rc;
 
-    if (need_v) {
-        rc = coeffs_build(&cv, in->h, oh, y0, S);
-        if (rc)
-            return rc;
-        yfirst = cv.bounds[0];
-        ylast = cv.bounds[2 * (S - 1)] + cv.bounds[2 * (S - 1) + 1];
-        for (int i = 1; i < S; i++)
-            if (cv.bounds[2 * i] < yfirst)
-                yfirst = cv.bounds[2 * i];
-    }
-    /* Horizontal pass (or a plain column crop) over the rows the vertical pass reads. */
-    tmp.w = S;
-    tmp.h = ylast - yfirst;
-    tmp.c = in->c;
-    tmp.px = malloc((size_t)tmp.w * (size_t)tmp.h * (size_t)tmp.c);
-    if (!tmp.px) {
+    axis_init(&ax, p->cw, p->ow, p->x0, S, p->hp, p->w);
+    axis_init(&ay, p->ch, p->oh, p->y0, S, p->vp, p->h);
+    rc = axis_build(&ax);
+    if (!rc)
+        rc = axis_build(&ay);
+    if (rc)
+        goto out;
+    ncols = (size_t)(ax.src_hi - ax.src_lo);
+    acc = malloc(sizeof(int32_t) * rowlen * (size_t)S);
+    hrow = calloc(rowlen, 1);
+    row = p->premul ? malloc(ncols * (size_t)c + 1) : NULL;
+    if (!acc || !hrow || (p->premul && !row)) {
         rc = cr_error_set(CR_ERR_NOMEM, "resize: out of memory");
         goto out;
     }
-    if (need_h) {
-        rc = coeffs_build(&ch, in->w, ow, x0, S);
-        if (rc)
-            goto out;
-        resample_h(in, yfirst, tmp.h, &ch, S, &tmp);
-    } else {
-        for (int y = 0; y < tmp.h; y++)
-            memcpy(tmp.px + (size_t)y * (size_t)S * (size_t)in->c,
-                   in->px + ((size_t)(yfirst + y) * (size_t)in->w + (size_t)x0) * (size_t)in->c,
-                   (size_t)S * (size_t)in->c);
+    for (size_t i = 0; i < rowlen * (size_t)S; i++)
+        acc[i] = 1 << (PREC_BITS - 1);
+    for (int r = ay.src_lo; r < ay.src_hi; r++) {
+        const uint8_t *in = src + ((size_t)r * (size_t)p->w + (size_t)ax.src_lo) * (size_t)c;
+        size_t a0 = (size_t)ax.used_lo * (size_t)c, a1 = (size_t)ax.used_hi * (size_t)c;
+        if (row) {
+            memcpy(row, in, ncols * (size_t)c);
+            premultiply(row, ncols, c);
+            in = row;
+        }
+        pass_h(&ax, in, ax.src_lo, c, hrow);
+        while (yl < S && ay.hi[yl] <= r)
+            yl++;
+        for (int yy = yl; yy < S && ay.lo[yy] <= r; yy++) {
+            int32_t kk = ay.k[ay.off[yy] + (size_t)(r - ay.lo[yy])];
+            int32_t *a = acc + (size_t)yy * rowlen;
+            for (size_t i = a0; i < a1; i++)
+                a[i] += kk * (int32_t)hrow[i];
+        }
     }
-    if (need_v)
-        resample_v(&tmp, yfirst, &cv, S, out);
-    else
-        memcpy(out->px, tmp.px, (size_t)S * (size_t)S * (size_t)in->c);
-    rc = CR_OK;
+    for (size_t i = 0; i < rowlen * (size_t)S; i++)
+        crop[i] = clip8(acc[i]);
 out:
-    free(tmp.px);
-    coeffs_free(&ch);
-    coeffs_free(&cv);
+    free(row);
+    free(hrow);
+    free(acc);
+    axis_free(&ax);
+    axis_free(&ay);
     return rc;
+}
+
+/* Pillow's ImagingScaleAffine nearest-neighbour table for out indices [first, first+n):
+ * the source position accumulates in double exactly as Pillow's loop does (so this costs
+ * first + n steps). Canvas indices are mapped to the source; -1 = border or outside. */
+static void nearest_table(int in_size, int out_size, int first, int n, int pad, int len,
+                          int identity, int *tab)
+{
+    double a = (double)(float)in_size / out_size;
+    double pos = a * 0.5;
+    for (int i = 0; i < n; i++)
+        tab[i] = -1;
+    for (int i = identity ? first : 0; i < first + n; i++) {
+        if (i >= first) {
+            int v = identity ? i : pos < 0.0 ? -1 : (int)pos;
+            if (v >= pad && v < pad + len && v < in_size)
+                tab[i - first] = v - pad;
+        }
+        pos += a;
+    }
+}
+
+static cr_err resize_nearest(const plan *p, const uint8_t *src, uint8_t *crop)
+{
+    int S = p->S, c = p->c;
+    int *tx = malloc(sizeof(int) * (size_t)S), *ty = malloc(sizeof(int) * (size_t)S);
+    if (!tx || !ty) {
+        free(tx);
+        free(ty);
+        return cr_error_set(CR_ERR_NOMEM, "resize: out of memory");
+    }
+    nearest_table(p->cw, p->ow, p->x0, S, p->hp, p->w, p->identity, tx);
+    nearest_table(p->ch, p->oh, p->y0, S, p->vp, p->h, p->identity, ty);
+    for (int y = 0; y < S; y++) {
+        for (int x = 0; x < S; x++) {
+            uint8_t *d = crop + ((size_t)y * (size_t)S + (size_t)x) * (size_t)c;
+            if (tx[x] < 0 || ty[y] < 0) {
+                memset(d, 0, (size_t)c);
+                continue;
+            }
+            memcpy(d, src + ((size_t)ty[y] * (size_t)p->w + (size_t)tx[x]) * (size_t)c,
+                   (size_t)c);
+        }
+    }
+    free(tx);
+    free(ty);
+    return CR_OK;
 }
 
 /* Python's int(round(d / 2.0)) for an integer d >= 0 (round half to even). */
@@ -284,125 +372,134 @@ static int half_round_even(int d)
     return q % 2 == 0 ? q : q + 1;
 }
 
-/* Zero padding (black, alpha 0) by hp columns left and right, vp rows top and bottom. */
-static cr_err pad_image(const buf8 *in, int hp, int vp, buf8 *out)
+static cr_err plan_make(int w, int h, enc_image_mode mode, enc_preprocess pp, int S, plan *p)
 {
-    out->w = in->w + 2 * hp;
-    out->h = in->h + 2 * vp;
-    out->c = in->c;
-    out->px = calloc((size_t)out->w * (size_t)out->h, (size_t)out->c);
-    if (!out->px)
-        return cr_error_set(CR_ERR_NOMEM, "pad: out of memory for %dx%d", out->w, out->h);
-    for (int y = 0; y < in->h; y++)
-        memcpy(out->px + ((size_t)(y + vp) * (size_t)out->w + (size_t)hp) * (size_t)out->c,
-               in->px + (size_t)y * (size_t)in->w * (size_t)in->c,
-               (size_t)in->w * (size_t)in->c);
+    int64_t ow, oh;
+    memset(p, 0, sizeof *p);
+    if (S <= 0 || S > 4096)
+        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: bad size %d", S);
+    if ((int)pp < ENC_PREPROCESS_CLIP || pp > ENC_PREPROCESS_SQUAREPAD)
+        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: bad mode %d", (int)pp);
+    if (w <= 0 || h <= 0 || enc_image_mode_channels(mode) == 0)
+        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: bad image %dx%d mode %d", w,
+                            h, (int)mode);
+    p->w = w, p->h = h, p->S = S, p->c = enc_image_mode_channels(mode);
+    p->nearest = mode == ENC_IMAGE_P || mode == ENC_IMAGE_1;
+
+    /* 1. padding (CLIP4Cir SquarePad / TargetPad): its amounts only */
+    if (pp == ENC_PREPROCESS_SQUAREPAD) {
+        int m = w > h ? w : h;
+        p->hp = (m - w) / 2;
+        p->vp = (m - h) / 2;
+    } else if (pp == ENC_PREPROCESS_TARGETPAD) {
+        int mx = w > h ? w : h, mn = w < h ? w : h;
+        if ((double)mx / mn >= ENC_TARGETPAD_RATIO) {
+            double scaled = (double)mx / ENC_TARGETPAD_RATIO;
+            p->hp = (int)((scaled - w) / 2);
+            p->vp = (int)((scaled - h) / 2);
+            p->hp = p->hp < 0 ? 0 : p->hp;
+            p->vp = p->vp < 0 ? 0 : p->vp;
+        }
+    }
+    p->cw = w + 2 * p->hp; /* <= max(w, h): no overflow */
+    p->ch = h + 2 * p->vp;
+
+    /* 2. Resize(S): shortest side to S, long side int(S * long / short), in 64 bits */
+    if (p->cw <= p->ch) {
+        ow = S;
+        oh = (int64_t)((double)((int64_t)S * p->ch) / p->cw);
+    } else {
+        oh = S;
+        ow = (int64_t)((double)((int64_t)S * p->cw) / p->ch);
+    }
+    if (ow > INT_MAX || oh > INT_MAX)
+        return cr_error_set(CR_ERR_INVALID,
+                            "%s preprocessing of a %dx%d image at size %d resizes it to "
+                            "%lldx%lld pixels: a side over %d cannot be represented",
+                            enc_preprocess_name(pp), w, h, S, (long long)ow, (long long)oh,
+                            INT_MAX);
+    p->ow = (int)ow;
+    p->oh = (int)oh;
+    p->identity = p->ow == p->cw && p->oh == p->ch;
+    p->premul = !p->identity && (mode == ENC_IMAGE_RGBA || mode == ENC_IMAGE_LA);
+    /* 3. CenterCrop(S) offsets in the resized image */
+    p->x0 = half_round_even(p->ow - S);
+    p->y0 = half_round_even(p->oh - S);
+    return CR_OK;
+}
+
+cr_err enc_image_preprocess_cost(int width, int height, enc_image_mode mode, enc_preprocess pp,
+                                 int size, enc_image_cost *out)
+{
+    plan p;
+    cr_err rc;
+    if (!out)
+        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess_cost: NULL argument");
+    rc = plan_make(width, height, mode, pp, size, &p);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    out->decoded_px = (uint64_t)p.w * (uint64_t)p.h;
+    out->padded_px = (uint64_t)p.cw * (uint64_t)p.ch;
+    out->work = out->decoded_px + (uint64_t)p.S * (uint64_t)p.S;
+    if (p.nearest) {
+        /* the two tables step from 0 to the end of the crop */
+        out->work += (p.identity ? 0 : (uint64_t)p.x0 + (uint64_t)p.y0) + 2u * (uint64_t)p.S;
+        out->scratch_bytes = 2 * sizeof(int) * (size_t)p.S;
+    } else {
+        axis ax, ay;
+        uint64_t rows, cols, vtaps;
+        axis_init(&ax, p.cw, p.ow, p.x0, p.S, p.hp, p.w);
+        axis_init(&ay, p.ch, p.oh, p.y0, p.S, p.vp, p.h);
+        axis_count(&ax);
+        axis_count(&ay);
+        rows = (uint64_t)(ay.src_hi - ay.src_lo);
+        cols = (uint64_t)(ax.used_hi - ax.used_lo);
+        vtaps = (uint64_t)ay.taps;
+        out->work += ax.evals + ay.evals;                     /* filter weights */
+        out->work += rows * ((uint64_t)ax.taps + (p.premul ? (uint64_t)(ax.src_hi - ax.src_lo) : 0));
+        out->work += vtaps * cols;                            /* vertical accumulation */
+        out->scratch_bytes = sizeof(int32_t) * (ax.taps + ay.taps) +
+                             sizeof(double) * (size_t)(ax.max_taps > ay.max_taps ? ax.max_taps
+                                                                                  : ay.max_taps) +
+                             (p.premul ? (size_t)(ax.src_hi - ax.src_lo) * (size_t)p.c : 0);
+    }
     return CR_OK;
 }
 
 cr_err enc_image_preprocess(const enc_image *img, enc_preprocess mode, int size, float *out)
 {
-    buf8 src = {0}, padded = {0}, premul = {0}, crop = {0};
-    const buf8 *cur;
-    enc_image_mode im;
-    int S = size, w, h, ow, oh, x0, y0, hp = 0, vp = 0;
-    cr_err rc = CR_OK;
+    plan p;
+    uint8_t *crop = NULL;
+    const uint8_t *src;
+    cr_err rc;
 
     if (!img || !out)
         return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: NULL argument");
-    if (size <= 0 || size > 4096)
-        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: bad size %d", size);
-    if ((int)mode < ENC_PREPROCESS_CLIP || mode > ENC_PREPROCESS_SQUAREPAD)
-        return cr_error_set(CR_ERR_INVALID, "enc_image_preprocess: bad mode %d", (int)mode);
-
-    im = enc_image_get_mode(img);
-    src.w = enc_image_width(img);
-    src.h = enc_image_height(img);
-    src.c = enc_image_channels(img);
-    src.px = (uint8_t *)enc_image_pixels(img); /* read only below */
-    cur = &src;
-
-    /* 1. padding (CLIP4Cir SquarePad / TargetPad), in the image's own mode */
-    w = src.w;
-    h = src.h;
-    if (mode == ENC_PREPROCESS_SQUAREPAD) {
-        int m = w > h ? w : h;
-        hp = (m - w) / 2;
-        vp = (m - h) / 2;
-    } else if (mode == ENC_PREPROCESS_TARGETPAD) {
-        int mx = w > h ? w : h, mn = w < h ? w : h;
-        if ((double)mx / mn >= ENC_TARGETPAD_RATIO) {
-            double scaled = (double)mx / ENC_TARGETPAD_RATIO;
-            hp = (int)((scaled - w) / 2);
-            vp = (int)((scaled - h) / 2);
-            hp = hp < 0 ? 0 : hp;
-            vp = vp < 0 ? 0 : vp;
-        }
-    }
-    if (hp || vp) {
-        rc = pad_image(&src, hp, vp, &padded);
-        if (rc)
-            goto out;
-        cur = &padded;
-    }
-    w = cur->w;
-    h = cur->h;
-
-    /* 2. Resize(S): shortest side to S, long side int(S * long / short) */
-    if (w <= h) {
-        ow = S;
-        oh = (int)((double)((long long)S * h) / w);
-    } else {
-        oh = S;
-        ow = (int)((double)((long long)S * w) / h);
-    }
-    /* 3. CenterCrop(S) offsets in the resized image */
-    x0 = half_round_even(ow - S);
-    y0 = half_round_even(oh - S);
-
-    crop.w = S;
-    crop.h = S;
-    crop.c = cur->c;
-    crop.px = malloc((size_t)S * (size_t)S * (size_t)crop.c);
-    if (!crop.px) {
-        rc = cr_error_set(CR_ERR_NOMEM, "preprocess: out of memory");
-        goto out;
-    }
-    if (ow == w && oh == h) {
-        for (int y = 0; y < S; y++)
-            memcpy(crop.px + (size_t)y * (size_t)S * (size_t)crop.c,
-                   cur->px + ((size_t)(y + y0) * (size_t)w + (size_t)x0) * (size_t)crop.c,
-                   (size_t)S * (size_t)crop.c);
-    } else if (im == ENC_IMAGE_P || im == ENC_IMAGE_1) {
-        rc = resize_nearest(cur, ow, oh, x0, y0, S, &crop);
-    } else if (im == ENC_IMAGE_RGBA || im == ENC_IMAGE_LA) {
-        premul = *cur;
-        premul.px = malloc((size_t)w * (size_t)h * (size_t)cur->c);
-        if (!premul.px) {
-            rc = cr_error_set(CR_ERR_NOMEM, "preprocess: out of memory");
-            goto out;
-        }
-        memcpy(premul.px, cur->px, (size_t)w * (size_t)h * (size_t)cur->c);
-        premultiply(&premul);
-        rc = resize_bicubic(&premul, ow, oh, x0, y0, S, &crop);
-        if (rc == CR_OK)
-            unpremultiply(&crop);
-    } else {
-        rc = resize_bicubic(cur, ow, oh, x0, y0, S, &crop);
-    }
+    rc = plan_make(enc_image_width(img), enc_image_height(img), enc_image_get_mode(img), mode,
+                   size, &p);
+    if (rc)
+        return rc;
+    src = enc_image_pixels(img);
+    crop = malloc((size_t)p.S * (size_t)p.S * (size_t)p.c);
+    if (!crop)
+        return cr_error_set(CR_ERR_NOMEM, "preprocess: out of memory");
+    rc = p.nearest ? resize_nearest(&p, src, crop) : resize_bicubic(&p, src, crop);
     if (rc)
         goto out;
+    if (p.premul)
+        unpremultiply(crop, (size_t)p.S * (size_t)p.S, p.c);
 
     /* 4. convert("RGB"), ToTensor, Normalize — float32 arithmetic as torch does it */
     {
-        size_t plane = (size_t)S * (size_t)S;
+        size_t plane = (size_t)p.S * (size_t)p.S;
         for (size_t i = 0; i < plane; i++) {
-            const uint8_t *p = crop.px + i * (size_t)crop.c;
+            const uint8_t *q = crop + i * (size_t)p.c;
             uint8_t rgb[3];
-            if (crop.c >= 3) {
-                rgb[0] = p[0], rgb[1] = p[1], rgb[2] = p[2];
+            if (p.c >= 3) {
+                rgb[0] = q[0], rgb[1] = q[1], rgb[2] = q[2];
             } else {
-                rgb[0] = rgb[1] = rgb[2] = p[0];
+                rgb[0] = rgb[1] = rgb[2] = q[0];
             }
             for (int ch = 0; ch < 3; ch++) {
                 float v = (float)rgb[ch] / 255.0f;
@@ -412,9 +509,7 @@ cr_err enc_image_preprocess(const enc_image *img, enc_preprocess mode, int size,
         }
     }
 out:
-    free(crop.px);
-    free(premul.px);
-    free(padded.px);
+    free(crop);
     return rc;
 }
 
@@ -432,6 +527,35 @@ cr_err enc_preprocess_parse(const char *name, enc_preprocess *out)
         return cr_error_set(CR_ERR_INVALID,
                             "unknown preprocessing '%s' (expected clip, targetpad or squarepad)",
                             name);
+    return CR_OK;
+}
+
+cr_err enc_preprocess_parse_list(const char *names, unsigned *mask)
+{
+    unsigned m = 0;
+    const char *p = names;
+    if (!names || !mask)
+        return cr_error_set(CR_ERR_INVALID, "enc_preprocess_parse_list: NULL argument");
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char one[32];
+        enc_preprocess pp;
+        if (len == 0 || len >= sizeof one)
+            return cr_error_set(CR_ERR_INVALID,
+                                "bad preprocessing list '%s' (expected names among clip, "
+                                "targetpad, squarepad, separated by commas)", names);
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (enc_preprocess_parse(one, &pp))
+            return CR_ERR_INVALID;
+        m |= 1u << pp;
+        p += len;
+        if (*p == ',' && !*++p)
+            return cr_error_set(CR_ERR_INVALID, "bad preprocessing list '%s': trailing comma",
+                                names);
+    }
+    *mask = m;
     return CR_OK;
 }
 

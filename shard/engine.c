@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/hlc.h"
@@ -19,24 +20,47 @@
 #define REPLAY_BATCH 4096
 #define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
 #define SNAPSHOT_META_KEY "snapshot"
-#define INDEX_CHUNK 4096 /* items per index add: fewer, larger adds build faster; searches
-                            wait for each (~0.4 s for HNSW32 on two cores) */
+#define INDEX_CHUNK 4096 /* items per index add: fewer, larger adds build faster; each holds
+                            the index ~0.4 s (HNSW32, two cores), so no search that must not
+                            wait may queue behind it */
+#define INDEX_RETRY_MIN_MS 20   /* a failed add is retried after this, doubling... */
+#define INDEX_RETRY_MAX_MS 2000 /* ...up to this */
+#define ROOM_WAIT_MS 10000      /* a writer waits at most this long for room in the queue */
+#define DRAIN_STALL_MS 30000    /* a drain gives up after this long without progress, */
+#define DRAIN_FAILS 5           /* or once this many adds in a row have failed */
+#define WRITER_QUEUE_MIN (4 * INDEX_CHUNK) /* queue bound while the writer indexes itself */
+#define SEARCH_RETRIES 2        /* index searches redone before one holds the queue across */
+#define WAIT_SLICE_MS 100
 
 /* Committed items waiting for the ANN index, oldest first: ids ascending (the store hands
  * out ids in order). Searches scan them exactly, so a write is searchable once acknowledged,
  * while durable ingest is not held to the index's build rate (HNSW builds at ~10k/s on two
- * cores; the LMDB commit alone takes several times that). */
+ * cores; the LMDB commit alone takes several times that). An item leaves the queue only
+ * once the index holds it: a failed add leaves it queued (and searched) for a retry. */
 typedef struct backlog {
-    pthread_rwlock_t rw;   /* searches: read; append, mark dead, advance: write */
+    pthread_rwlock_t rw;   /* searches' scans: read; append, mark dead, dequeue: write.
+                              Prefers writers; no search holds it across an index search
+                              (but the last of its retries) */
     int64_t *ids;
     float *vecs;           /* normalized as the index holds them */
     uint8_t *dead;         /* killed before the indexer reached it */
     size_t head, n, cap;   /* live window [head, n) */
-    pthread_mutex_t mu;    /* with `cv`: indexer wake-up and writer back-pressure */
+    _Atomic uint64_t moved; /* dequeues so far: a search that sees it change between its
+                               index search and its scan searches again */
+    int64_t *chunk_ids;    /* the chunk being added (under the engine's ixmu) */
+    float *chunk_vecs;
+    pthread_mutex_t mu;    /* the fields below; with `cv` (monotonic): the indexer's wake-up,
+                              the writer waiting for room, drains */
     pthread_cond_t cv;
-    int stop;
+    int stop;              /* close: the indexer exits */
+    _Atomic int running;   /* an indexer thread is alive: it clears this on its way out, and
+                              without one the writer adds queued items itself */
+    int fails;             /* adds failed in a row */
+    uint64_t retry_ms;     /* no add before this (monotonic): the backoff after a failure */
+    uint64_t chunks;       /* chunks added so far */
+    char err[160];         /* the last failure */
     pthread_t thread;
-    int inited, running;
+    int inited, started;
 } backlog;
 
 struct shard_engine {
@@ -57,6 +81,12 @@ struct shard_engine {
     _Atomic int64_t indexed_hw;    /* every live id below it is in the index */
     uint64_t backlog_max;          /* items */
     backlog bl;
+    struct {                       /* test-only failure injection (CIRRUS_SHARD_FAULTS) */
+        _Atomic int64_t add_fails; /* the next N index adds fail */
+        int64_t exit_after;        /* the indexer thread exits after N chunks (0 = never) */
+        int start;                 /* the indexer thread "fails to start" */
+        int alloc;                 /* ...or to allocate its buffers */
+    } fault;
 };
 
 shard_engine_opts shard_engine_default_opts(void)
@@ -102,11 +132,68 @@ static cr_err fetch_vectors(void *ctx, const int64_t *ids, size_t n, float *out)
     return CR_OK;
 }
 
+/* ---- failure injection (tests) ------------------------------------------------------------ */
+
+/* CIRRUS_SHARD_FAULTS="index-add=N,indexer-exit=N,indexer-start,indexer-alloc": the next N
+ * index adds fail; the indexer thread exits after N chunks; it does not start; it cannot
+ * allocate its buffers. Read at open;
+ * tests only (the failure paths cannot be reached on demand otherwise). */
+static void faults_load(shard_engine *e)
+{
+    const char *f = getenv("CIRRUS_SHARD_FAULTS"), *p;
+    if (!f || !f[0])
+        return;
+    if ((p = strstr(f, "index-add=")))
+        atomic_store(&e->fault.add_fails, strtoll(p + 10, NULL, 10));
+    if ((p = strstr(f, "indexer-exit=")))
+        e->fault.exit_after = strtoll(p + 13, NULL, 10);
+    e->fault.start = strstr(f, "indexer-start") != NULL;
+    e->fault.alloc = strstr(f, "indexer-alloc") != NULL;
+    CR_WARN("shard", "failure injection active: %s", f);
+}
+
+/* Consumes one injected failure from *n; 1 when there was one. */
+static int fault_take(_Atomic int64_t *n)
+{
+    int64_t v = atomic_load(n);
+    while (v > 0 && !atomic_compare_exchange_weak(n, &v, v - 1))
+        ;
+    return v > 0;
+}
+
 /* ---- the index backlog ------------------------------------------------------------------ */
 
 static uint64_t backlog_len(backlog *b)
 {
     return b->n - b->head; /* under b->rw */
+}
+
+static uint64_t backlog_pending(backlog *b)
+{
+    uint64_t n;
+    pthread_rwlock_rdlock(&b->rw);
+    n = backlog_len(b);
+    pthread_rwlock_unlock(&b->rw);
+    return n;
+}
+
+/* Waits on b->cv (b->mu held) until a broadcast, the monotonic time `until_ms`, or
+ * WAIT_SLICE_MS, whichever comes first: every wait on the backlog is bounded. */
+static void backlog_sleep(backlog *b, uint64_t until_ms)
+{
+    uint64_t now = cr_clock_mono_ms(), ms;
+    struct timespec ts;
+    if (until_ms <= now)
+        return;
+    ms = until_ms - now < WAIT_SLICE_MS ? until_ms - now : WAIT_SLICE_MS;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&b->cv, &b->mu, &ts);
 }
 
 static cr_err backlog_reserve(backlog *b, size_t extra, size_t dim)
@@ -146,7 +233,7 @@ static cr_err backlog_append(shard_engine *e, size_t n, const int64_t *ids, cons
     size_t dim = (size_t)e->dim;
     cr_err rc;
     pthread_rwlock_wrlock(&b->rw);
-    rc = backlog_reserve(b, n, dim);
+    rc = backlog_reserve(b, n, dim); /* reserved before the commit: no allocation here */
     if (!rc) {
         memcpy(b->ids + b->n, ids, n * sizeof *ids);
         memcpy(b->vecs + b->n * dim, vecs, n * dim * sizeof *vecs);
@@ -179,84 +266,205 @@ static void backlog_kill(backlog *b, int64_t id)
     pthread_rwlock_unlock(&b->rw);
 }
 
-/* Moves the oldest queued items into the index. */
-static void index_chunk(shard_engine *e, int64_t *ids, float *vecs)
+/* Moves the oldest queued items (one chunk) into the index. When the add fails nothing
+ * moves: the items stay queued, searched exactly, for the next attempt. Called by the
+ * indexer thread, or by the writer when none runs. */
+static cr_err index_chunk(shard_engine *e)
 {
     backlog *b = &e->bl;
     size_t dim = (size_t)e->dim, take, m = 0;
     int64_t hw;
-    pthread_mutex_lock(&e->ixmu);
+    cr_err rc = CR_OK;
+    pthread_mutex_lock(&e->ixmu); /* also owns chunk_ids/chunk_vecs */
     pthread_rwlock_rdlock(&b->rw);
     take = backlog_len(b) < INDEX_CHUNK ? backlog_len(b) : INDEX_CHUNK;
     for (size_t i = b->head; i < b->head + take; i++)
         if (!b->dead[i]) {
-            ids[m] = b->ids[i];
-            memcpy(vecs + m * dim, b->vecs + i * dim, dim * sizeof *vecs);
+            b->chunk_ids[m] = b->ids[i];
+            memcpy(b->chunk_vecs + m * dim, b->vecs + i * dim, dim * sizeof *b->vecs);
             m++;
         }
     hw = take ? b->ids[b->head + take - 1] + 1 : atomic_load(&e->indexed_hw);
     pthread_rwlock_unlock(&b->rw);
-    /* A failed add leaves those items out of the index until the next open rebuilds it from
-     * the store; they are durable either way. */
-    if (m && shard_index_add(e->index, (int64_t)m, ids, vecs))
-        CR_ERROR("shard", "index add of %zu queued items: %s", m, cr_error_message());
-    pthread_rwlock_wrlock(&b->rw);
-    b->head += take;
-    if (b->head == b->n)
-        b->head = b->n = 0;
-    atomic_store(&e->indexed_hw, hw);
-    pthread_rwlock_unlock(&b->rw);
+    if (m && fault_take(&e->fault.add_fails))
+        rc = cr_error_set(CR_ERR_INDEX, "injected index add failure");
+    else if (m)
+        rc = shard_index_add(e->index, (int64_t)m, b->chunk_ids, b->chunk_vecs);
+    if (rc == CR_OK) {
+        pthread_rwlock_wrlock(&b->rw);
+        b->head += take;
+        if (b->head == b->n)
+            b->head = b->n = 0;
+        atomic_store(&e->indexed_hw, hw);
+        atomic_fetch_add(&b->moved, 1);
+        pthread_rwlock_unlock(&b->rw);
+    }
     pthread_mutex_unlock(&e->ixmu);
+    return rc;
 }
 
-static uint64_t backlog_pending(backlog *b)
+/* After an add attempt (b->mu held): the failure streak and its backoff; wakes the
+ * writer and drains waiting on the queue. */
+static void note_add(backlog *b, cr_err rc)
 {
-    uint64_t n;
-    pthread_rwlock_rdlock(&b->rw);
-    n = backlog_len(b);
-    pthread_rwlock_unlock(&b->rw);
-    return n;
+    if (rc) {
+        uint64_t delay = (uint64_t)INDEX_RETRY_MIN_MS << (b->fails < 8 ? b->fails : 8);
+        delay = delay < INDEX_RETRY_MAX_MS ? delay : INDEX_RETRY_MAX_MS;
+        b->fails++;
+        b->retry_ms = cr_clock_mono_ms() + delay;
+        snprintf(b->err, sizeof b->err, "%s", cr_error_message());
+        CR_ERROR("shard", "index add failed (%d in a row; the items stay queued and searched "
+                          "exactly; retry in %llu ms): %s",
+                 b->fails, (unsigned long long)delay, b->err);
+    } else {
+        if (b->fails)
+            CR_INFO("shard", "index add succeeded after %d failures", b->fails);
+        b->fails = 0;
+        b->retry_ms = 0;
+        b->chunks++;
+    }
+    pthread_cond_broadcast(&b->cv);
 }
 
 static void *indexer_main(void *arg)
 {
     shard_engine *e = arg;
     backlog *b = &e->bl;
-    int64_t *ids = malloc(INDEX_CHUNK * sizeof *ids);
-    float *vecs = malloc((size_t)INDEX_CHUNK * (size_t)e->dim * sizeof *vecs);
-    for (;;) {
-        int stop;
-        pthread_mutex_lock(&b->mu);
-        while (!b->stop && backlog_pending(b) == 0)
-            pthread_cond_wait(&b->cv, &b->mu);
-        stop = b->stop;
+    int stopped;
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop && !(e->fault.exit_after && (int64_t)b->chunks >= e->fault.exit_after)) {
+        uint64_t now = cr_clock_mono_ms();
+        cr_err rc;
+        if (now < b->retry_ms || backlog_pending(b) == 0) {
+            backlog_sleep(b, now < b->retry_ms ? b->retry_ms : now + WAIT_SLICE_MS);
+            continue;
+        }
         pthread_mutex_unlock(&b->mu);
-        if (stop || !ids || !vecs)
-            break;
-        index_chunk(e, ids, vecs);
+        rc = index_chunk(e);
         pthread_mutex_lock(&b->mu);
-        pthread_cond_broadcast(&b->cv); /* writers waiting for room, drains */
-        pthread_mutex_unlock(&b->mu);
+        note_add(b, rc);
     }
-    if (!ids || !vecs)
-        CR_ERROR("shard", "indexer: out of memory; queued items are searched exactly");
-    free(ids);
-    free(vecs);
+    /* Whatever the reason, say so: waiters must not wait for a thread that is gone. */
+    stopped = b->stop;
+    b->running = 0;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    if (!stopped)
+        CR_ERROR("shard", "the indexer thread exited; the writer indexes queued items itself");
     return NULL;
 }
 
-/* Back-pressure: a writer waits while more than `limit` items are queued. */
-static void backlog_wait(backlog *b, uint64_t limit)
+/* With no indexer thread, the writer adds the queued items itself, honouring the backoff
+ * after a failure. CR_OK once the queue is empty; else the failure (CR_TIMEOUT while
+ * backing off). No-op while an indexer runs. Writer thread. */
+static cr_err index_on_writer(shard_engine *e)
 {
+    backlog *b = &e->bl;
+    cr_err rc = CR_OK;
     pthread_mutex_lock(&b->mu);
-    while (b->running && !b->stop && backlog_pending(b) > limit)
-        pthread_cond_wait(&b->cv, &b->mu);
+    while (!b->running && backlog_pending(b) > 0) {
+        if (cr_clock_mono_ms() < b->retry_ms) {
+            rc = cr_error_set(CR_TIMEOUT, "index add backing off: %s", b->err);
+            break;
+        }
+        pthread_mutex_unlock(&b->mu);
+        rc = index_chunk(e);
+        pthread_mutex_lock(&b->mu);
+        note_add(b, rc);
+        if (rc)
+            break;
+    }
     pthread_mutex_unlock(&b->mu);
+    return rc;
 }
 
-void shard_engine_index_drain(shard_engine *e)
+/* Before a commit that may queue `n` items: waits (at most ROOM_WAIT_MS) for the queue to
+ * be within its bound, then reserves room for them, so the append after the commit cannot
+ * fail. A full queue whose adds fail refuses at once. On an error nothing may be committed:
+ * the caller rejects the write. Writer thread. */
+static cr_err backlog_room(shard_engine *e, size_t n)
 {
-    backlog_wait(&e->bl, 0);
+    backlog *b = &e->bl;
+    uint64_t deadline = cr_clock_mono_ms() + ROOM_WAIT_MS, limit = 0, pending = 0;
+    cr_err rc = CR_OK;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        limit = b->running || e->backlog_max > WRITER_QUEUE_MIN ? e->backlog_max
+                                                                 : WRITER_QUEUE_MIN;
+        pending = backlog_pending(b);
+        if (pending <= limit)
+            break;
+        if (!b->running) {
+            pthread_mutex_unlock(&b->mu);
+            rc = index_on_writer(e);
+            pthread_mutex_lock(&b->mu);
+            if (rc == CR_OK)
+                continue;
+            rc = CR_OK;
+        }
+        if (b->fails) {
+            rc = cr_error_set(CR_ERR_INDEX,
+                              "write refused: %llu items wait for the ANN index and its adds "
+                              "fail (%d in a row): %s",
+                              (unsigned long long)pending, b->fails, b->err);
+            break;
+        }
+        if (cr_clock_mono_ms() >= deadline) {
+            rc = cr_error_set(CR_ERR_OVERLOADED,
+                              "write refused: %llu items wait for the ANN index (bound %llu) "
+                              "and the indexer is behind; retry later",
+                              (unsigned long long)pending, (unsigned long long)limit);
+            break;
+        }
+        backlog_sleep(b, deadline);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (rc == CR_OK) {
+        pthread_rwlock_wrlock(&b->rw);
+        rc = backlog_reserve(b, n, (size_t)e->dim);
+        pthread_rwlock_unlock(&b->rw);
+    }
+    return rc;
+}
+
+cr_err shard_engine_index_drain(shard_engine *e)
+{
+    backlog *b = &e->bl;
+    uint64_t stall = cr_clock_mono_ms() + DRAIN_STALL_MS, seen, pending;
+    cr_err rc = CR_OK;
+    pthread_mutex_lock(&b->mu);
+    seen = b->chunks;
+    while ((pending = backlog_pending(b)) > 0) {
+        uint64_t now = cr_clock_mono_ms();
+        if (b->chunks != seen) {
+            seen = b->chunks;
+            stall = now + DRAIN_STALL_MS;
+        }
+        if (b->fails >= DRAIN_FAILS || now >= stall) {
+            rc = cr_error_set(CR_ERR_INDEX,
+                              "%llu items still wait for the ANN index (%s); they are searched "
+                              "exactly, the add is retried, and the next open indexes them",
+                              (unsigned long long)pending,
+                              b->fails ? b->err : "the indexer made no progress");
+            break;
+        }
+        if (!b->running && now >= b->retry_ms) {
+            pthread_mutex_unlock(&b->mu);
+            index_on_writer(e); /* its outcome is in b->fails */
+            pthread_mutex_lock(&b->mu);
+            continue;
+        }
+        backlog_sleep(b, !b->running ? b->retry_ms : stall);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+void shard_engine_index_work(shard_engine *e)
+{
+    if (!atomic_load(&e->bl.running) && shard_engine_index_backlog(e) > 0 &&
+        index_on_writer(e) < 0)
+        CR_WARN("shard", "index add on the writer: %s", cr_error_message());
 }
 
 uint64_t shard_engine_index_backlog(shard_engine *e)
@@ -274,7 +482,7 @@ static uint64_t count_found(const int64_t *ids, uint32_t k)
 
 /* Merges the queued items matching `bits` (NULL: all) into a sorted top-k (dist, ids), skipping
  * ids already there (the indexer may have added them to the index but not yet dequeued them).
- * The caller holds e->bl.rw for reading since before its index search. */
+ * The caller holds e->bl.rw for reading (search_then_lock). */
 static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint64_t *bits,
                          uint64_t bits_limit, float *dist, int64_t *ids)
 {
@@ -299,19 +507,40 @@ static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint
     }
 }
 
+/* The queue's locks and the chunk buffers; then the indexer thread (none when the bound is
+ * 0: the writer indexes each commit itself). Any failure fails the open. */
 static cr_err backlog_start(shard_engine *e)
 {
     backlog *b = &e->bl;
-    pthread_rwlock_init(&b->rw, NULL);
+    size_t dim = (size_t)e->dim;
+    pthread_rwlockattr_t ra;
+    pthread_condattr_t ca;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&b->rw, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
     b->inited = 1;
     e->backlog_max = e->o.index_backlog_bytes / ((uint64_t)e->dim * sizeof(float));
+    if (!e->fault.alloc) {
+        b->chunk_ids = malloc(INDEX_CHUNK * sizeof *b->chunk_ids);
+        b->chunk_vecs = malloc(INDEX_CHUNK * dim * sizeof *b->chunk_vecs);
+    }
+    if (!b->chunk_ids || !b->chunk_vecs)
+        return cr_error_set(CR_ERR_NOMEM, "the indexer's chunk buffers (%zu MiB): out of memory",
+                            (INDEX_CHUNK * dim * sizeof(float)) >> 20);
     if (e->backlog_max == 0)
         return CR_OK;
-    if (pthread_create(&b->thread, NULL, indexer_main, e) != 0)
+    b->running = 1; /* before the thread exists: only the thread clears it */
+    if (e->fault.start || pthread_create(&b->thread, NULL, indexer_main, e) != 0) {
+        b->running = 0;
         return cr_error_set(CR_ERR_INTERNAL, "cannot start the indexer thread");
-    b->running = 1;
+    }
+    b->started = 1;
     return CR_OK;
 }
 
@@ -320,17 +549,18 @@ static void backlog_stop(shard_engine *e)
     backlog *b = &e->bl;
     if (!b->inited)
         return;
-    if (b->running) {
+    if (b->started) {
         pthread_mutex_lock(&b->mu);
         b->stop = 1;
         pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
         pthread_join(b->thread, NULL);
-        b->running = 0;
     }
     free(b->ids);
     free(b->vecs);
     free(b->dead);
+    free(b->chunk_ids);
+    free(b->chunk_vecs);
     pthread_rwlock_destroy(&b->rw);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
@@ -447,10 +677,11 @@ static cr_err index_open(shard_engine *e, int64_t *high_water)
 
 static cr_err store_open(shard_engine *e, const char *dir)
 {
-    shard_store_params expect = {e->o.dim, e->o.metric_set || e->o.create
-                                               ? (shard_store_metric)e->o.metric
-                                               : SHARD_STORE_METRIC_ANY,
+    /* An existing shard is checked against what the caller asked for, not the defaults. */
+    shard_store_params expect = {e->o.dim, e->o.metric_set ? (shard_store_metric)e->o.metric
+                                                           : SHARD_STORE_METRIC_ANY,
                                  e->o.factory};
+    shard_store_params create = {e->o.dim, (shard_store_metric)e->o.metric, e->o.factory};
     shard_store_options so = shard_store_default_options();
     cr_err rc;
     so.map_size = e->o.map_size;
@@ -458,7 +689,7 @@ static cr_err store_open(shard_engine *e, const char *dir)
     if (rc == CR_NOTFOUND && e->o.create) {
         if (e->o.dim <= 0 || !e->o.factory)
             return cr_error_set(CR_ERR_INVALID, "creating a shard needs --dim and --index");
-        rc = shard_store_create(&e->store, dir, &expect, &so);
+        rc = shard_store_create(&e->store, dir, &create, &so);
     } else if (rc == CR_NOTFOUND) {
         return cr_error_set(CR_ERR_INVALID, "%s holds no shard (create one with --create)", dir);
     }
@@ -481,6 +712,7 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     cr_hlc_init(&e->hlc);
     pthread_mutex_init(&e->ixmu, NULL);
     e->bl.stop = 0;
+    faults_load(e);
     rc = store_open(e, dir);
     if (rc)
         goto out;
@@ -602,7 +834,7 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
     int64_t *add_ids = malloc((n ? n : 1) * sizeof *add_ids);
     int64_t *del_ids = malloc((n ? n : 1) * sizeof *del_ids);
     float *vecs = malloc((n ? n : 1) * (size_t)e->dim * sizeof *vecs);
-    size_t n_add = 0, n_del = 0, n_add_queued = 0;
+    size_t n_add = 0, n_del = 0;
     cr_err rc = CR_OK;
 
     if (!add_ids || !del_ids || !vecs) {
@@ -622,17 +854,14 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
     }
     if (e->metric == SHARD_INDEX_METRIC_IP)
         normalize_rows(vecs, n_add, (size_t)e->dim);
-    /* Adds first: an id added and killed in the same batch must be added to be removed. */
-    if (n_add && e->bl.running && backlog_append(e, n_add, add_ids, vecs) == CR_OK) {
-        n_add_queued = n_add;
-    } else if (n_add) {
-        backlog_wait(&e->bl, 0); /* keep the index filled in id order */
-        pthread_mutex_lock(&e->ixmu);
-        rc = shard_index_add(e->index, (int64_t)n_add, add_ids, vecs);
-        if (!rc && add_ids[n_add - 1] + 1 > atomic_load(&e->indexed_hw))
-            atomic_store(&e->indexed_hw, add_ids[n_add - 1] + 1);
-        pthread_mutex_unlock(&e->ixmu);
-    }
+    /* Adds first: an id added and killed in the same batch must be queued to be killed.
+     * Room was reserved before the commit; without an indexer thread the writer indexes. */
+    if (n_add && backlog_append(e, n_add, add_ids, vecs))
+        CR_ERROR("shard", "%zu committed items not queued for the index (%s): searchable "
+                          "after the next open", n_add, cr_error_message());
+    else if (n_add && !e->bl.running && index_on_writer(e) < 0)
+        CR_WARN("shard", "index add on the writer: %s (the items stay queued, searched "
+                         "exactly; retried)", cr_error_message());
     for (size_t i = 0; i < n_del; i++)
         shard_attrs_remove(e->attrs, (uint64_t)del_ids[i]);
     if (!rc && n_del) {
@@ -655,8 +884,6 @@ out:
     free(add_ids);
     free(del_ids);
     free(vecs);
-    if (n_add_queued) /* the commit is durable; wait only for room in the queue */
-        backlog_wait(&e->bl, e->backlog_max);
     return rc;
 }
 
@@ -706,6 +933,15 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
         }
         where[m++] = i;
     }
+    {
+        size_t n_up = 0;
+        for (size_t j = 0; j < m; j++)
+            n_up += sops[j].kind == SHARD_STORE_UPSERT;
+        rc = n_up ? backlog_room(e, n_up) : CR_OK; /* before the commit: a refused write
+                                                       changes nothing */
+    }
+    if (rc)
+        goto out;
     rc = shard_store_write(e->store, sops, m, sres);
     if (rc)
         goto out;
@@ -737,7 +973,7 @@ out:
 
 static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
                                 const uint64_t *bits, uint64_t limit, uint64_t matches,
-                                float *dist, int64_t *ids)
+                                bool nowait, float *dist, int64_t *ids)
 {
     int64_t *cand = malloc((matches ? matches : 1) * sizeof *cand);
     float *vecs = malloc((matches ? matches : 1) * (size_t)e->dim * sizeof *vecs);
@@ -757,20 +993,108 @@ static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
     }
     rc = fetch_vectors(e, cand, n, vecs);
     if (!rc)
-        rc = shard_index_search_candidates(e->index, 1, q, k, (int64_t)n, cand, vecs, dist, ids);
+        rc = shard_index_search_candidates_nowait(e->index, 1, q, k, (int64_t)n, cand, vecs,
+                                                  dist, ids, nowait);
     free(cand);
     free(vecs);
+    return rc;
+}
+
+/* The queue's read lock; with `nowait` CR_TIMEOUT rather than wait (a writer holds it or
+ * waits for it). */
+static cr_err queue_rdlock(backlog *b, bool nowait)
+{
+    if (!nowait) {
+        pthread_rwlock_rdlock(&b->rw);
+        return CR_OK;
+    }
+    return pthread_rwlock_tryrdlock(&b->rw) == 0 ? CR_OK : CR_TIMEOUT;
+}
+
+/* Runs `part` (a search of the index) and returns with the queue read-locked for the
+ * caller's scan of it, so that every item is seen by one or the other. The indexer dequeues
+ * items only once the index holds them: if no dequeue happened since before the index
+ * search, whatever it missed is still queued. Otherwise the search runs again, and the last
+ * attempt holds the lock across it. Not holding it is what keeps the writer's appends (and
+ * so acknowledgements) from queueing behind a search that waits for an index add. On an
+ * error the lock is not held. */
+static cr_err search_then_lock(shard_engine *e, bool nowait, cr_err (*part)(void *), void *ctx)
+{
+    backlog *b = &e->bl;
+    for (int attempt = 0;; attempt++) {
+        uint64_t seen = atomic_load(&b->moved);
+        cr_err rc;
+        if (attempt == SEARCH_RETRIES) {
+            rc = queue_rdlock(b, nowait);
+            if (rc)
+                return rc;
+            rc = part(ctx);
+            if (rc)
+                pthread_rwlock_unlock(&b->rw);
+            return rc;
+        }
+        rc = part(ctx);
+        if (!rc)
+            rc = queue_rdlock(b, nowait);
+        if (rc || atomic_load(&b->moved) == seen)
+            return rc;
+        pthread_rwlock_unlock(&b->rw);
+    }
+}
+
+/* One query's index part: unfiltered, or filtered (bits over ids < next_id). */
+typedef struct one_search {
+    shard_engine *e;
+    const float *query;
+    uint32_t k;
+    const uint64_t *bits;
+    int64_t next_id;
+    uint64_t matches, live;
+    shard_index_search_params p;
+    float *dist;
+    int64_t *ids;
+} one_search;
+
+static cr_err one_search_index(void *arg)
+{
+    one_search *o = arg;
+    shard_engine *e = o->e;
+    shard_index_search_params p = o->p; /* a copy: widening changes it */
+    uint64_t want;
+    cr_err rc;
+    if (o->bits && o->matches <= e->o.exact_max &&
+        (double)o->matches <= e->o.exact_fraction * (double)o->live)
+        return search_candidates(e, o->query, o->k, o->bits, (uint64_t)o->next_id, o->matches,
+                                 p.nowait, o->dist, o->ids);
+    if (o->bits) {
+        p.allow = (const uint8_t *)o->bits; /* little-endian words read as bytes: same bits */
+        p.allow_bytes = (size_t)((o->next_id + 63) / 64) * 8;
+    }
+    rc = shard_index_search(e->index, 1, o->query, o->k, &p, o->dist, o->ids);
+    if (rc || !o->bits)
+        return rc;
+    /* Graph and cell searches under a selector can come back short (HNSW visits ef nodes,
+     * most of which a filter may reject). A filtered page is never left short while matches
+     * remain: widen the search, and past that scan the matches exactly. */
+    want = o->matches < o->k ? o->matches : o->k;
+    if (count_found(o->ids, o->k) < want) {
+        p.ef_search = p.ef_search > 0 ? p.ef_search * 8 : 256;
+        p.nprobe = p.nprobe > 0 ? p.nprobe * 8 : 64;
+        rc = shard_index_search(e->index, 1, o->query, o->k, &p, o->dist, o->ids);
+    }
+    if (!rc && count_found(o->ids, o->k) < want && o->matches <= EXACT_FALLBACK_MAX)
+        rc = search_candidates(e, o->query, o->k, o->bits, (uint64_t)o->next_id, o->matches,
+                               p.nowait, o->dist, o->ids);
     return rc;
 }
 
 cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
                            size_t *n_hits)
 {
-    shard_index_search_params p = shard_index_default_search_params();
+    one_search o = {.e = e, .k = q->k, .p = shard_index_default_search_params()};
     float *query = NULL, *dist = NULL;
-    int64_t *ids = NULL, next_id = 0;
-    uint64_t *bits = NULL, matches = 0, live = 0;
-    int locked = 0;
+    int64_t *ids = NULL;
+    uint64_t *bits = NULL;
     cr_err rc;
 
     *n_hits = 0;
@@ -795,50 +1119,30 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
         }
         normalize_rows(query, 1, (size_t)e->dim);
     }
-    p.nprobe = (int)q->nprobe;
-    p.ef_search = (int)q->ef_search;
-    p.exact = q->exact;
-    p.threads = q->threads > 0 ? q->threads : 1;
-    p.fetch = fetch_vectors;
-    p.fetch_ctx = e;
-    /* Held from before the index search to the backlog scan: an item the indexer moves
-     * meanwhile is then seen at least once (duplicates are skipped), never missed. */
-    pthread_rwlock_rdlock(&e->bl.rw);
-    locked = 1;
+    o.p.nprobe = (int)q->nprobe;
+    o.p.ef_search = (int)q->ef_search;
+    o.p.exact = q->exact;
+    o.p.threads = q->threads > 0 ? q->threads : 1;
+    o.p.fetch = fetch_vectors;
+    o.p.fetch_ctx = e;
+    o.p.nowait = q->nowait;
     if (q->filter) {
-        rc = shard_store_next_id(e->store, &next_id);
+        rc = shard_store_next_id(e->store, &o.next_id);
         if (!rc)
-            rc = shard_attrs_eval(e->attrs, q->filter, (uint64_t)next_id, &bits, &matches);
-        if (rc)
+            rc = shard_attrs_eval(e->attrs, q->filter, (uint64_t)o.next_id, &bits, &o.matches);
+        if (rc || o.matches == 0)
             goto out;
-        if (matches == 0)
-            goto out;
-        live = shard_attrs_count_live(e->attrs);
-        if (matches <= e->o.exact_max && (double)matches <= e->o.exact_fraction * (double)live) {
-            rc = search_candidates(e, query, q->k, bits, (uint64_t)next_id, matches, dist, ids);
-            goto collect;
-        }
-        p.allow = (const uint8_t *)bits; /* little-endian words read as bytes: same bits */
-        p.allow_bytes = (size_t)((next_id + 63) / 64) * 8;
+        o.live = shard_attrs_count_live(e->attrs);
+        o.bits = bits;
     }
-    rc = shard_index_search(e->index, 1, query, q->k, &p, dist, ids);
-    if (!rc && bits) {
-        /* Graph and cell searches under a selector can come back short (HNSW visits ef
-         * nodes, most of which a filter may reject). A filtered page is never left short
-         * while matches remain: widen the search, and past that scan the matches exactly. */
-        uint64_t want = matches < q->k ? matches : q->k;
-        if (count_found(ids, q->k) < want) {
-            p.ef_search = p.ef_search > 0 ? p.ef_search * 8 : 256;
-            p.nprobe = p.nprobe > 0 ? p.nprobe * 8 : 64;
-            rc = shard_index_search(e->index, 1, query, q->k, &p, dist, ids);
-        }
-        if (!rc && count_found(ids, q->k) < want && matches <= EXACT_FALLBACK_MAX)
-            rc = search_candidates(e, query, q->k, bits, (uint64_t)next_id, matches, dist, ids);
-    }
-collect:
+    o.query = query;
+    o.dist = dist;
+    o.ids = ids;
+    rc = search_then_lock(e, q->nowait, one_search_index, &o);
     if (rc)
         goto out;
-    backlog_scan(e, query, q->k, bits, (uint64_t)next_id, dist, ids);
+    backlog_scan(e, query, q->k, bits, (uint64_t)o.next_id, dist, ids);
+    pthread_rwlock_unlock(&e->bl.rw);
     for (uint32_t i = 0; i < q->k; i++) {
         if (ids[i] < 0)
             continue;
@@ -847,13 +1151,28 @@ collect:
         (*n_hits)++;
     }
 out:
-    if (locked)
-        pthread_rwlock_unlock(&e->bl.rw);
     free(bits);
     free(query);
     free(dist);
     free(ids);
     return rc;
+}
+
+/* A batch's index part: nq queries in one call. */
+typedef struct many_search {
+    shard_engine *e;
+    const float *q;
+    size_t nq, k;
+    const shard_index_search_params *p;
+    float *dist;
+    int64_t *ids;
+} many_search;
+
+static cr_err many_search_index(void *arg)
+{
+    many_search *m = arg;
+    return shard_index_search(m->e->index, (int64_t)m->nq, m->q, (int64_t)m->k, m->p, m->dist,
+                              m->ids);
 }
 
 cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq,
@@ -864,6 +1183,7 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
     size_t dim = (size_t)e->dim, k = common->k;
     float *q = malloc(nq * dim * sizeof *q), *dist = malloc(nq * k * sizeof *dist);
     int64_t *ids = malloc(nq * k * sizeof *ids);
+    many_search m = {e, q, nq, k, &p, dist, ids};
     cr_err rc = cr_validate_k(common->k, CR_MAX_K);
 
     if (!rc && (!q || !dist || !ids))
@@ -887,12 +1207,14 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
     p.threads = common->threads > 0 ? common->threads : 0;
     p.fetch = fetch_vectors;
     p.fetch_ctx = e;
-    pthread_rwlock_rdlock(&e->bl.rw);
-    rc = shard_index_search(e->index, (int64_t)nq, q, (int64_t)k, &p, dist, ids);
-    for (size_t i = 0; !rc && i < nq; i++)
+    p.nowait = common->nowait;
+    rc = search_then_lock(e, common->nowait, many_search_index, &m);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < nq; i++)
         backlog_scan(e, q + i * dim, (uint32_t)k, NULL, 0, dist + i * k, ids + i * k);
     pthread_rwlock_unlock(&e->bl.rw);
-    for (size_t i = 0; !rc && i < nq; i++) {
+    for (size_t i = 0; i < nq; i++) {
         n_hits[i] = 0;
         for (size_t j = 0; j < k; j++)
             if (ids[i * k + j] >= 0) {

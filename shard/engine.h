@@ -33,11 +33,14 @@
 
 typedef struct shard_engine shard_engine;
 
+/* Creation-time parameters (dim, metric, factory) are stored with the shard. Opening an
+ * existing shard checks only those the caller set (dim > 0, metric_set, factory != NULL):
+ * a default is not a request, so a restart needs no more than the directory. */
 typedef struct shard_engine_opts {
     int create;                 /* create the shard when the directory holds none */
     int dim;                    /* with create; checked against the stored one when > 0 */
-    shard_index_metric metric;  /* with create (or checked when metric_set) */
-    int metric_set;
+    shard_index_metric metric;  /* with create (default ip); checked when metric_set */
+    int metric_set;             /* the caller asked for `metric` explicitly */
     const char *factory;        /* with create; checked when set */
     int64_t train_size;         /* 0 = index default */
     const char *template_path;  /* trained template index, optional */
@@ -47,7 +50,7 @@ typedef struct shard_engine_opts {
     size_t map_size;            /* initial LMDB map size; 0 = default */
     uint64_t index_backlog_bytes; /* vectors of committed items that may wait for the ANN
                                    index, searched exactly meanwhile (default 256 MiB);
-                                   0 = index inside the commit */
+                                   0 = the writer indexes inside the commit */
 } shard_engine_opts;
 
 shard_engine_opts shard_engine_default_opts(void);
@@ -69,7 +72,10 @@ typedef struct shard_engine_write_result {
 
 /* Validates every op (invalid ones get CR_ERR_INVALID in their result and are skipped),
  * commits the valid ones in ONE synced transaction, then updates the index and attribute
- * index. Returns a negative code only when nothing was applied (store failure). */
+ * index. Returns a negative code only when nothing was applied: a store failure, or a full
+ * index queue (CR_ERR_INDEX at once while the index adds fail, CR_ERR_OVERLOADED after
+ * waiting 10 s for the indexer). A failed index add never loses an item: it stays queued,
+ * searched exactly, and the add is retried with backoff. */
 cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, size_t n,
                           shard_engine_write_result *results);
 
@@ -85,10 +91,14 @@ typedef struct shard_engine_query {
     uint32_t nprobe, ef_search;
     int exact;
     int threads;                      /* OpenMP threads for this search (0 = 1) */
+    int nowait;                       /* CR_TIMEOUT at once, rather than wait, while an index
+                                         add or removal holds the index (for a thread that
+                                         must not block: the server's front) */
 } shard_engine_query;
 
 /* Top-k internal ids (hits has room for k; *n_hits gets how many). Validates the query:
- * dimension, finite values, k range, filter (unknown attribute, bad types). */
+ * dimension, finite values, k range, filter (unknown attribute, bad types). CR_TIMEOUT only
+ * with q->nowait (the index was busy; nothing was searched). */
 cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_engine_hit *hits,
                            size_t *n_hits);
 
@@ -123,8 +133,15 @@ cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out);
 cr_err shard_engine_snapshot_if_idle(shard_engine *e);
 
 /* Waits until every committed item is in the ANN index (before a full snapshot, at
- * shutdown). Writer thread. */
-void shard_engine_index_drain(shard_engine *e);
+ * shutdown). Bounded: CR_ERR_INDEX (saying why) once 5 adds in a row have failed
+ * or 30 s pass without progress; the items left stay searched exactly, the add is retried,
+ * and the next open indexes them too. Writer thread. */
+cr_err shard_engine_index_drain(shard_engine *e);
+
+/* Without an indexer thread (index_backlog_bytes 0, or the thread is gone) adds the queued
+ * items on the calling thread, honouring the backoff after a failed add; no-op otherwise.
+ * Writer thread (the server calls it when idle). */
+void shard_engine_index_work(shard_engine *e);
 
 /* Committed items not yet in the ANN index. */
 uint64_t shard_engine_index_backlog(shard_engine *e);

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 #define SNAP_MAGIC "CRSIDX\0\1"
 #define SNAP_FORMAT 1u
 #define SIDE_FACTORY "IDMap,Flat"
@@ -357,9 +359,11 @@ static cr_err core_add(shard_index *ix, core *c, pthread_rwlock_t *rw, int64_t n
     wunlock(rw);
     if (err)
         return err;
-    if (c->side && faiss_Index_ntotal(c->side) >= ix->train_size)
-        err = train_from_side(ix, c, rw);
-    return err;
+    /* The vectors are in (buffered, searched exactly) whatever training does: a failure is
+     * not the add's, which a caller would retry into "already present". */
+    if (c->side && faiss_Index_ntotal(c->side) >= ix->train_size && train_from_side(ix, c, rw))
+        CR_WARN("index", "training deferred to the next add: %s", cr_error_message());
+    return CR_OK;
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -418,7 +422,14 @@ static cr_err handle_new(shard_index **out, const shard_index_opts *o)
         free(ix);
         return cr_error_set(CR_ERR_NOMEM, "index handle");
     }
-    pthread_rwlock_init(&ix->rw, NULL);
+    {
+        /* Writer preference: a stream of overlapping searches must not starve the adds. */
+        pthread_rwlockattr_t ra;
+        pthread_rwlockattr_init(&ra);
+        pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&ix->rw, &ra);
+        pthread_rwlockattr_destroy(&ra);
+    }
     pthread_mutex_init(&ix->wmu, NULL);
     ix->dim = o->dim;
     ix->metric = o->metric;
@@ -769,7 +780,12 @@ cr_err shard_index_search(shard_index *ix, int64_t nq, const float *queries, int
     threads = p->threads > 0 ? p->threads : (nq == 1 ? 1 : saved_threads);
     omp_set_num_threads(threads);
 
-    pthread_rwlock_rdlock(&ix->rw);
+    if (p->nowait && pthread_rwlock_tryrdlock(&ix->rw) != 0) {
+        omp_set_num_threads(saved_threads);
+        return CR_TIMEOUT; /* an add or removal holds (or waits for) the index */
+    }
+    if (!p->nowait)
+        pthread_rwlock_rdlock(&ix->rw);
     results_init(ix->metric == SHARD_INDEX_METRIC_IP, nq, k, distances, ids);
     if (p->exact && !ix->c.side && !ix->flat)
         err = exact_scan(ix, nq, queries, k, p, distances, ids);
@@ -785,6 +801,15 @@ cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *q
                                      int64_t k, int64_t n_cand, const int64_t *cand_ids,
                                      const float *cand_vectors, float *distances, int64_t *ids)
 {
+    return shard_index_search_candidates_nowait(ix, nq, queries, k, n_cand, cand_ids,
+                                                cand_vectors, distances, ids, false);
+}
+
+cr_err shard_index_search_candidates_nowait(shard_index *ix, int64_t nq, const float *queries,
+                                            int64_t k, int64_t n_cand, const int64_t *cand_ids,
+                                            const float *cand_vectors, float *distances,
+                                            int64_t *ids, bool nowait)
+{
     int64_t *cnt = NULL;
     bool ip = ix->metric == SHARD_INDEX_METRIC_IP;
 
@@ -797,7 +822,12 @@ cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *q
     if (!cnt)
         return cr_error_set(CR_ERR_NOMEM, "candidate search");
     results_init(ip, nq, k, distances, ids);
-    pthread_rwlock_rdlock(&ix->rw);
+    if (nowait && pthread_rwlock_tryrdlock(&ix->rw) != 0) {
+        free(cnt);
+        return CR_TIMEOUT;
+    }
+    if (!nowait)
+        pthread_rwlock_rdlock(&ix->rw);
     for (int64_t b = 0; b < n_cand; b++) {
         if (!bit_get(ix->c.live, ix->c.bm_bytes, cand_ids[b]))
             continue;

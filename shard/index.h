@@ -47,7 +47,9 @@
  * THREADS
  *   Every function may be called from any thread. Searches run concurrently with each
  *   other; add/remove/rebuild/snapshot are serialized among themselves and exclude searches
- *   only while they change the FAISS structures (an internal rwlock + writer mutex). FAISS's
+ *   only while they change the FAISS structures (an internal rwlock + writer mutex). The
+ *   rwlock prefers writers: searches arriving while an add waits queue behind it, so a
+ *   stream of searches cannot starve the adds; a caller that must not wait sets `nowait`. FAISS's
  *   OpenMP threads are set per search call on the calling thread (params.threads).
  *   Callbacks must not call back into the same handle.
  */
@@ -94,8 +96,9 @@ cr_err shard_index_create(shard_index **out, const shard_index_opts *opts);
 void shard_index_close(shard_index **pp);
 
 /* Adds n vectors (n * dim floats) under the given ids (>= 0, not already present, never
- * removed). May train the index (see above); a failed training keeps the vectors buffered
- * and returns CR_ERR_INDEX (the next add retries). CR_ERR_INVALID for a bad or duplicate id
+ * removed). May train the index (see above); a failed training is logged and keeps the
+ * vectors buffered (searched exactly; the next add retries the training): the add itself
+ * succeeded. CR_ERR_INVALID for a bad or duplicate id, CR_ERR_INDEX when FAISS fails the add
  * (nothing is added then). */
 cr_err shard_index_add(shard_index *ix, int64_t n, const int64_t *ids, const float *vectors);
 
@@ -121,6 +124,9 @@ typedef struct shard_index_search_params {
     size_t allow_bytes;
     shard_index_fetch_fn fetch; /* vectors for exact searches on non-flat indexes */
     void *fetch_ctx;
+    bool nowait;                /* CR_TIMEOUT at once, instead of waiting, while an add,
+                                   removal or swap holds the index (or waits to: the lock
+                                   prefers writers) */
 } shard_index_search_params;
 
 /* nprobe/ef_search 0 (index defaults), not exact, threads 0, no filter, no fetch. */
@@ -141,6 +147,11 @@ cr_err shard_index_search(shard_index *ix, int64_t nq, const float *queries, int
 cr_err shard_index_search_candidates(shard_index *ix, int64_t nq, const float *queries,
                                      int64_t k, int64_t n_cand, const int64_t *cand_ids,
                                      const float *cand_vectors, float *distances, int64_t *ids);
+/* The same; with `nowait`, CR_TIMEOUT at once while a change holds the index. */
+cr_err shard_index_search_candidates_nowait(shard_index *ix, int64_t nq, const float *queries,
+                                            int64_t k, int64_t n_cand, const int64_t *cand_ids,
+                                            const float *cand_vectors, float *distances,
+                                            int64_t *ids, bool nowait);
 
 /* Exact ranking outside FAISS, shared with callers that rank vectors the index does not hold
  * yet (the engine's queue of unindexed items). `ip`: inner product, higher is better; else

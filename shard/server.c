@@ -109,7 +109,9 @@ static void result_free(Cirrus__V1__SearchResult *r)
     r->n_hits = 0;
 }
 
-static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, Cirrus__V1__SearchResult *r)
+/* `nowait`: CR_TIMEOUT, with nothing searched, while an index change holds the index. */
+static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, int nowait,
+                        Cirrus__V1__SearchResult *r)
 {
     shard_engine_query eq;
     shard_engine_hit *hits = NULL;
@@ -119,6 +121,7 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, Cirrus__V1_
 
     if (rc)
         return rc;
+    eq.nowait = nowait;
     hits = malloc(eq.k * sizeof *hits);
     r->hits = calloc(eq.k, sizeof *r->hits);
     if (!hits || !r->hits) {
@@ -135,7 +138,10 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, Cirrus__V1_
     return rc;
 }
 
-static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+/* Answers a search. With `nowait` (the front thread) returns 0 without answering when the
+ * index is busy with a change: the caller hands the request to a worker. Else 1. */
+static int search_reply(server *s, void *sock, const cr_wire_msg *route,
+                        const Cirrus__V1__Request *req, int nowait)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SearchResult r = CIRRUS__V1__SEARCH_RESULT__INIT;
@@ -143,16 +149,26 @@ static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cir
     cr_err rc;
 
     r.timing = &t;
-    rc = run_query(s->engine, req->search ? req->search->query : NULL, &r);
+    rc = run_query(s->engine, req->search ? req->search->query : NULL, nowait, &r);
+    if (rc == CR_TIMEOUT && nowait) {
+        result_free(&r);
+        return 0;
+    }
     if (rc) {
         result_free(&r);
         reply_status(sock, route, req->id, rc, cr_error_message());
-        return;
+        return 1;
     }
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
     resp.search = &r;
     reply(sock, route, req->id, &resp);
     result_free(&r);
+    return 1;
+}
+
+static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+{
+    search_reply(s, sock, route, req, 0);
 }
 
 /* A batch whose queries are all plain vector queries with the same k and parameters and no
@@ -251,7 +267,7 @@ static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
         }
         cirrus__v1__search_result__init(b.results[i]);
         b.n_results = i + 1;
-        rc = run_query(s->engine, req->search_batch->queries[i], b.results[i]);
+        rc = run_query(s->engine, req->search_batch->queries[i], 0, b.results[i]);
         if (rc)
             cr_error_wrap(rc, "query %zu", i);
     }
@@ -534,9 +550,10 @@ static void do_snapshot(server *s, void *out, write_job *j)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
-    cr_err rc;
-    shard_engine_index_drain(s->engine); /* an asked-for snapshot covers every item */
-    rc = shard_engine_snapshot(s->engine, &r);
+    /* An asked-for snapshot covers every item, or says why it cannot. */
+    cr_err rc = shard_engine_index_drain(s->engine);
+    if (!rc)
+        rc = shard_engine_snapshot(s->engine, &r);
     if (rc) {
         reply_status(out, &j->route, j->req->id, rc, cr_error_message());
         return;
@@ -553,8 +570,10 @@ static void maintenance(server *s, uint64_t *last_snap_ms, int force)
     if (queued) {
         CR_INFO("shard", "indexing %llu queued items before the final snapshot",
                 (unsigned long long)queued);
-        shard_engine_index_drain(s->engine);
+        if (shard_engine_index_drain(s->engine))
+            CR_WARN("shard", "%s", cr_error_message());
     }
+    shard_engine_index_work(s->engine); /* retries a failed add when no indexer runs */
     dirty = shard_engine_dirty(s->engine);
     if (shard_engine_maybe_rebuild(s->engine, s->o.rebuild_fraction))
         CR_WARN("shard", "rebuild: %s", cr_error_message());
@@ -710,8 +729,11 @@ static cr_err sockets_open(server *s, void **front, void **work, void **replies)
     return CR_OK;
 }
 
-/* A request short enough to serve on the proxy thread: one ANN search (no exact scan), a Get,
- * Health or Stats; writes are only queued for the writer. */
+/* A request short enough to serve on the proxy thread, which must never wait for the index
+ * (an add holds it for hundreds of ms, and every reply the proxy forwards would wait too):
+ * one ANN search (no exact scan; tried without waiting, see take_front), a Get or Health;
+ * writes are only queued for the writer. Stats reads the index's counters under its lock:
+ * a worker's. */
 static int inline_op(const Cirrus__V1__Request *req)
 {
     switch (req->op_case) {
@@ -720,7 +742,6 @@ static int inline_op(const Cirrus__V1__Request *req)
                !(req->search->query->params && req->search->query->params->exact);
     case CIRRUS__V1__REQUEST__OP_GET:
     case CIRRUS__V1__REQUEST__OP_HEALTH:
-    case CIRRUS__V1__REQUEST__OP_STATS:
     case CIRRUS__V1__REQUEST__OP_UPSERT:
     case CIRRUS__V1__REQUEST__OP_DELETE:
         return 1;
@@ -757,10 +778,15 @@ static int take_front(server *s, void *front, void *work, int busy)
             cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, cr_error_message());
             goto out;
         }
-        if (inline_op(req)) {
+        if (inline_op(req) && req->op_case != CIRRUS__V1__REQUEST__OP_SEARCH) {
             handle_request(s, front, &m, &alloc, req);
             goto out;
         }
+        if (inline_op(req) && search_reply(s, front, &m, req, 1)) {
+            cirrus__v1__request__free_unpacked(req, &alloc.base);
+            goto out;
+        }
+        /* Not inline, or the index is busy with a change: a worker waits for it instead. */
         cirrus__v1__request__free_unpacked(req, &alloc.base);
     }
     handed = cr_wire_hand_off(front, work, &m, now) == CR_OK;

@@ -4,9 +4,10 @@
  * Threads: the calling thread runs the proxy loop (it owns the ROUTER and never blocks on
  * disk); `workers` threads run reads; one writer thread runs writes, snapshots and index
  * rebuilds. When no request is with the workers, the proxy serves a short read (a single
- * ANN search, Get, Health, Stats) itself: a lone client then pays no hand-off to a worker
- * and back, which costs more than the search on small machines. A SIGTERM (the stop flag) stops intake, finishes queued
- * writes, snapshots the index and returns.
+ * ANN search, Get, Health) itself: a lone client then pays no hand-off to a worker and back,
+ * which costs more than the search on small machines. The proxy never waits for the index:
+ * while an index add holds it, a search goes to a worker instead. A SIGTERM (the stop flag)
+ * stops intake, finishes queued writes, snapshots the index and returns.
  */
 #ifndef SHARD_SERVER_H
 #define SHARD_SERVER_H

@@ -27,10 +27,15 @@ int main(int argc, char **argv)
         {"bind", CR_OPT_STRING, &bind, "tcp://127.0.0.1:7701", 0, 0, 0, "endpoint to serve on"},
         {"create", CR_OPT_BOOL, &create, "false", 0, 0, 0,
          "create the shard if DIR holds none (needs --dim and --index)"},
-        {"dim", CR_OPT_INT, &dim, "0", 0, 65536, 0, "vector dimension (with --create)"},
-        {"metric", CR_OPT_STRING, &metric, "ip", 0, 0, 0, "ip (cosine) or l2"},
+        /* Creation-time parameters have no defaults here: an existing shard keeps the ones it
+         * was created with, and only those given (flag, environment or file) are checked. */
+        {"dim", CR_OPT_INT, &dim, "0", 0, 65536, 0,
+         "vector dimension (with --create; else checked when given)"},
+        {"metric", CR_OPT_STRING, &metric, NULL, 0, 0, 0,
+         "ip (cosine, the default at --create) or l2; checked when given"},
         {"index", CR_OPT_STRING, &factory, NULL, 0, 0, 0,
-         "FAISS factory string, e.g. HNSW32, IVF1024,Flat (with --create)"},
+         "FAISS factory string, e.g. HNSW32, IVF1024,Flat (with --create; else checked when "
+         "given)"},
         {"train-size", CR_OPT_INT, &train_size, "0", 0, 100000000, 0,
          "vectors to train IVF/PQ indexes on (0 = auto)"},
         {"template", CR_OPT_STRING, &template_path, NULL, 0, 0, 0,
@@ -72,11 +77,11 @@ int main(int argc, char **argv)
         cr_log_set_level((cr_log_level)level);
     eo.create = create;
     eo.dim = (int)dim;
-    if (shard_index_metric_parse(metric, &eo.metric)) {
+    if (metric && shard_index_metric_parse(metric, &eo.metric)) {
         fprintf(stderr, "cirrus-shard: --metric: %s\n", cr_error_message());
         goto out;
     }
-    eo.metric_set = 1;
+    eo.metric_set = metric != NULL;
     eo.factory = factory;
     eo.train_size = train_size;
     eo.template_path = template_path;
@@ -90,6 +95,9 @@ int main(int argc, char **argv)
     rc = shard_engine_open(&engine, dir, &eo);
     if (rc) {
         fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
+        if (rc == CR_ERR_INVALID && (dim || metric || factory))
+            fprintf(stderr, "cirrus-shard: an existing shard keeps the --dim, --metric and "
+                            "--index it was created with: give none of them to use those\n");
         goto out;
     }
     so.bind = bind;

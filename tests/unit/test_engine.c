@@ -1,10 +1,18 @@
 /* The shard engine's index backlog: acknowledged writes are searchable at once (the queued
  * tail is scanned exactly), deletes of queued items hide them, and after the indexer catches
- * up, a snapshot and a reopen the answers are the same. */
+ * up, a snapshot and a reopen the answers are the same. The indexer's failures (injected
+ * through CIRRUS_SHARD_FAULTS) never hang a writer or the shutdown and never leave an
+ * acknowledged item unsearchable. Each failure scenario runs in a child process with a
+ * deadline, so a hang is reported, not waited on. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
 
 #include "common/filter_parse.h"
 #include "common/log.h"
@@ -56,7 +64,7 @@ static void write_batch(shard_engine *e, int from, int n, int is_delete)
 /* The external id of the best hit for item i's own vector ("" when none). */
 static void top1(shard_engine *e, int i, const Cirrus__V1__Filter *f, char *out, size_t len)
 {
-    shard_engine_query q = {vecs[i], 1, f, 0, 32, 0, 0};
+    shard_engine_query q = {vecs[i], 1, f, 0, 32, 0, 0, 0};
     shard_engine_hit hit;
     Cirrus__V1__Hit *h = NULL;
     size_t n = 0, nf = 0;
@@ -90,6 +98,207 @@ static int check_all(shard_engine *e, int upto)
     return bad;
 }
 
+/* ---- failure scenarios (child processes) ------------------------------------------------ */
+
+typedef void (*scenario_fn)(const char *dir);
+
+/* Runs fn in a child (own data directory); its exit status, or -1 when it outlived
+ * timeout_s (then it is killed): a hang is a failure, not a stuck test. */
+static int run_child(const char *name, scenario_fn fn, const char *parent, int timeout_s)
+{
+    char dir[512];
+    uint64_t until = cr_clock_mono_ms() + (uint64_t)timeout_s * 1000;
+    int st = 0;
+    pid_t pid, w = 0;
+    snprintf(dir, sizeof dir, "%s/%s", parent, name);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        int r;
+        CR_TEST_BEGIN();
+        fn(dir);
+        r = CR_TEST_END();
+        fflush(NULL);
+        _exit(r);
+    }
+    if (pid < 0)
+        return -2;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && cr_clock_mono_ms() < until)
+        cr_clock_sleep_ms(20);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fprintf(stderr, "%s: still running after %d s (hung): killed\n", name, timeout_s);
+        return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static shard_engine *open_small(const char *dir, uint64_t backlog_items)
+{
+    shard_engine_opts o = shard_engine_default_opts();
+    shard_engine *e = NULL;
+    o.create = 1;
+    o.dim = DIM;
+    o.factory = "HNSW16";
+    o.index_backlog_bytes = backlog_items * DIM * sizeof(float);
+    CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
+    return e;
+}
+
+/* Writes items [from, from + n) and returns the engine's code; every op's status when OK. */
+static cr_err try_batch(shard_engine *e, int from, int n)
+{
+    Cirrus__V1__Item items[BATCH];
+    Cirrus__V1__Vector v[BATCH];
+    shard_engine_write_op ops[BATCH];
+    shard_engine_write_result res[BATCH];
+    char ids[BATCH][32];
+    cr_err rc;
+    for (int i = 0; i < n; i++) {
+        cirrus__v1__item__init(&items[i]);
+        cirrus__v1__vector__init(&v[i]);
+        snprintf(ids[i], sizeof ids[i], "it-%d", from + i);
+        items[i].id = ids[i];
+        v[i].values = vecs[from + i];
+        v[i].n_values = DIM;
+        items[i].vector = &v[i];
+        ops[i].is_delete = 0;
+        ops[i].item = &items[i];
+    }
+    rc = shard_engine_write(e, ops, (size_t)n, res);
+    for (int i = 0; rc == CR_OK && i < n; i++)
+        CR_CHECK_MSG(res[i].status == CR_OK, "write %d: %s", from + i, res[i].message);
+    return rc;
+}
+
+static int missing(shard_engine *e, int upto)
+{
+    int bad = 0;
+    for (int i = 0; i < upto; i++)
+        bad += !self_found(e, i, NULL);
+    return bad;
+}
+
+/* The first index adds fail: the items stay queued (searched exactly) and are retried, so
+ * after the drain they are in the ANN index, not lost from it until a restart. */
+static void scenario_add_retry(const char *dir)
+{
+    shard_engine *e;
+    setenv("CIRRUS_SHARD_FAULTS", "index-add=3", 1);
+    e = open_small(dir, 100000);
+    for (int from = 0; from < 600; from += BATCH)
+        CR_CHECK(try_batch(e, from, BATCH) == CR_OK);
+    CR_CHECK_MSG(missing(e, 600) == 0, "items unsearchable while the index add fails");
+    CR_CHECK_MSG(shard_engine_index_drain(e) == CR_OK, "%s", cr_error_message());
+    CR_CHECK(shard_engine_index_backlog(e) == 0);
+    CR_CHECK_MSG(missing(e, 600) == 0, "%d items unsearchable after the failed adds",
+                 missing(e, 600));
+    shard_engine_close(&e);
+}
+
+/* Every index add fails: acknowledged items stay searchable through the queue; once the
+ * queue is full writes are refused (an error, at once), and the drain and close return. */
+static void scenario_add_fails_forever(const char *dir)
+{
+    shard_engine *e;
+    int accepted = 0, refused = 0;
+    uint64_t t0;
+    setenv("CIRRUS_SHARD_FAULTS", "index-add=1000000000", 1);
+    e = open_small(dir, 200);
+    for (int from = 0; from < 800; from += BATCH) {
+        cr_err rc;
+        t0 = cr_clock_mono_ms();
+        rc = try_batch(e, from, BATCH);
+        CR_CHECK_MSG(cr_clock_mono_ms() - t0 < 5000, "a write waited %llu ms",
+                     (unsigned long long)(cr_clock_mono_ms() - t0));
+        if (rc == CR_OK && !refused)
+            accepted += BATCH;
+        else if (rc != CR_OK)
+            CR_CHECK_MSG(++refused && rc == CR_ERR_INDEX && strstr(cr_error_message(), "fail"),
+                         "%d: %s", rc, cr_error_message());
+    }
+    CR_CHECK_MSG(refused > 0, "writes past the full queue were accepted (%d)", accepted);
+    {
+        Cirrus__V1__Item *it = NULL; /* a refused write changed nothing */
+        CR_CHECK(shard_engine_get(e, "it-799", 0, &it) == CR_NOTFOUND);
+        if (it)
+            cirrus__v1__item__free_unpacked(it, NULL);
+    }
+    CR_CHECK_MSG(accepted >= 200, "only %d items accepted", accepted);
+    CR_CHECK_MSG(missing(e, accepted) == 0, "%d acknowledged items unsearchable",
+                 missing(e, accepted));
+    t0 = cr_clock_mono_ms();
+    CR_CHECK(shard_engine_index_drain(e) == CR_ERR_INDEX);
+    CR_CHECK_MSG(strstr(cr_error_message(), "injected") != NULL, "%s", cr_error_message());
+    shard_engine_close(&e);
+    CR_CHECK_MSG(cr_clock_mono_ms() - t0 < 10000, "drain and close took %llu ms",
+                 (unsigned long long)(cr_clock_mono_ms() - t0));
+}
+
+/* The indexer thread dies: writers past the queue bound and the drain do not wait for it
+ * (the engine indexes on the writer instead), and every item ends up searchable. */
+static void scenario_indexer_dies(const char *dir)
+{
+    shard_engine *e;
+    setenv("CIRRUS_SHARD_FAULTS", "indexer-exit=1", 1);
+    e = open_small(dir, 200);
+    for (int from = 0; from < 1000; from += BATCH)
+        CR_CHECK(try_batch(e, from, BATCH) == CR_OK);
+    CR_CHECK_MSG(shard_engine_index_drain(e) == CR_OK, "%s", cr_error_message());
+    CR_CHECK(shard_engine_index_backlog(e) == 0);
+    CR_CHECK_MSG(missing(e, 1000) == 0, "%d items unsearchable", missing(e, 1000));
+    shard_engine_close(&e);
+}
+
+/* The indexer thread cannot start: the open fails and says so. */
+static void scenario_indexer_start(const char *dir)
+{
+    shard_engine_opts o = shard_engine_default_opts();
+    shard_engine *e = NULL;
+    setenv("CIRRUS_SHARD_FAULTS", "indexer-start", 1);
+    o.create = 1;
+    o.dim = DIM;
+    o.factory = "HNSW16";
+    CR_CHECK(shard_engine_open(&e, dir, &o) != CR_OK);
+    CR_CHECK_MSG(strstr(cr_error_message(), "indexer") != NULL, "%s", cr_error_message());
+    CR_CHECK(e == NULL);
+}
+
+/* The indexer cannot allocate its chunk buffers: the open fails and says so (before: the
+ * thread exited, still marked running, and the first writer past the queue bound hung). */
+static void scenario_indexer_alloc(const char *dir)
+{
+    shard_engine *e = NULL;
+    shard_engine_opts o = shard_engine_default_opts();
+    cr_err rc;
+    setenv("CIRRUS_SHARD_FAULTS", "indexer-alloc", 1);
+    o.create = 1;
+    o.dim = DIM;
+    o.factory = "HNSW16";
+    o.index_backlog_bytes = 200 * DIM * sizeof(float);
+    rc = shard_engine_open(&e, dir, &o);
+    CR_CHECK_MSG(rc != CR_OK, "the engine opened without its indexer's buffers");
+    for (int from = 0; rc == CR_OK && from < 1000; from += BATCH)
+        CR_CHECK(try_batch(e, from, BATCH) == CR_OK);
+    shard_engine_close(&e);
+}
+
+static void failure_scenarios(const char *parent)
+{
+    int rc;
+    rc = run_child("indexer-start", scenario_indexer_start, parent, 20);
+    CR_CHECK_MSG(rc == 0, "indexer start failure: %d", rc);
+    rc = run_child("indexer-alloc", scenario_indexer_alloc, parent, 20);
+    CR_CHECK_MSG(rc == 0, "indexer allocation failure: %d", rc);
+    rc = run_child("add-retry", scenario_add_retry, parent, 20);
+    CR_CHECK_MSG(rc == 0, "failed index adds retried: %d", rc);
+    rc = run_child("add-fails-forever", scenario_add_fails_forever, parent, 30);
+    CR_CHECK_MSG(rc == 0, "index adds failing for good: %d", rc);
+    rc = run_child("indexer-dies", scenario_indexer_dies, parent, 20);
+    CR_CHECK_MSG(rc == 0, "indexer thread death: %d", rc);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cirrus-test-engine-XXXXXX", cmd[128];
@@ -105,6 +314,7 @@ int main(void)
     for (int i = 0; i < N; i++)
         for (int d = 0; d < DIM; d++)
             vecs[i][d] = (float)rand() / RAND_MAX - 0.5f;
+    failure_scenarios(dir); /* first: no FAISS/OpenMP threads exist yet at fork */
     o.create = 1;
     o.dim = DIM;
     o.factory = "HNSW16";
@@ -129,7 +339,7 @@ int main(void)
     CR_CHECK_MSG(queued_seen > 0, "the backlog was never used (%d)", queued_seen);
     CR_CHECK_MSG(check_all(e, N) == 0, "wrong answers with a backlog");
 
-    shard_engine_index_drain(e);
+    CR_CHECK(shard_engine_index_drain(e) == CR_OK);
     CR_CHECK(shard_engine_index_backlog(e) == 0);
     CR_CHECK_MSG(check_all(e, N) == 0, "wrong answers after the drain");
     CR_CHECK(shard_engine_snapshot(e, NULL) == CR_OK);

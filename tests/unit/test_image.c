@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <stb/stb_image_write.h>
@@ -620,6 +622,296 @@ static void test_pad_modes(void)
     }
 }
 
+/* ---- padding is never materialized: parity with an explicitly padded image, and crafted
+ * images whose padded canvas would be gigabytes ---- */
+
+/* CLIP4Cir's padding amounts, written out here independently of the implementation. */
+static void ref_pad(int w, int h, enc_preprocess pp, int *hp, int *vp)
+{
+    int mx = w > h ? w : h, mn = w < h ? w : h;
+    *hp = *vp = 0;
+    if (pp == ENC_PREPROCESS_SQUAREPAD) {
+        *hp = (mx - w) / 2;
+        *vp = (mx - h) / 2;
+    } else if (pp == ENC_PREPROCESS_TARGETPAD && (double)mx / mn >= 1.25) {
+        double scaled = (double)mx / 1.25;
+        *hp = (int)((scaled - w) / 2);
+        *vp = (int)((scaled - h) / 2);
+        *hp = *hp < 0 ? 0 : *hp;
+        *vp = *vp < 0 ? 0 : *vp;
+    }
+}
+
+/* Pads `img` with zeros (black, alpha 0) the way the reference pipeline does. */
+static enc_image *ref_padded(const enc_image *img, enc_preprocess pp)
+{
+    int w = enc_image_width(img), h = enc_image_height(img), c = enc_image_channels(img);
+    int hp, vp, pw, ph;
+    uint8_t *px;
+    enc_image *out = NULL;
+    ref_pad(w, h, pp, &hp, &vp);
+    pw = w + 2 * hp;
+    ph = h + 2 * vp;
+    px = calloc((size_t)pw * (size_t)ph, (size_t)c);
+    if (!px)
+        return NULL;
+    for (int y = 0; y < h; y++)
+        memcpy(px + ((size_t)(y + vp) * (size_t)pw + (size_t)hp) * (size_t)c,
+               enc_image_pixels(img) + (size_t)y * (size_t)w * (size_t)c, (size_t)w * (size_t)c);
+    if (enc_image_from_pixels(pw, ph, enc_image_get_mode(img), px, &out) != CR_OK)
+        out = NULL;
+    free(px);
+    return out;
+}
+
+static void test_pad_parity(void)
+{
+    static const int sizes[][3] = {
+        {64, 16, 32}, {16, 64, 32}, {5, 3, 16},   {3, 5, 16},    {40, 33, 32},  {33, 40, 8},
+        {37, 29, 32}, {300, 4, 32}, {4, 300, 16}, {50, 40, 32},  {49, 40, 32},  {61, 7, 8},
+        {1, 9, 8},    {9, 1, 8},    {32, 8, 32},  {300, 200, 224}, {100, 230, 224},
+        {240, 230, 224}, {1000, 3, 224}};
+    static const enc_image_mode modes[] = {ENC_IMAGE_RGB, ENC_IMAGE_RGBA, ENC_IMAGE_L,
+                                           ENC_IMAGE_LA,  ENC_IMAGE_P,    ENC_IMAGE_1};
+    static const enc_preprocess pps[] = {ENC_PREPROCESS_SQUAREPAD, ENC_PREPROCESS_TARGETPAD};
+    int cases = 0, same = 0;
+    srand(42);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int w = sizes[si][0], h = sizes[si][1], S = sizes[si][2];
+        float *a = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
+        float *b = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
+        for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+            enc_image *img = NULL;
+            int c = modes[mi] == ENC_IMAGE_RGBA ? 4 : modes[mi] == ENC_IMAGE_LA ? 2
+                    : modes[mi] == ENC_IMAGE_L || modes[mi] == ENC_IMAGE_1 ? 1 : 3;
+            uint8_t *px = malloc((size_t)w * (size_t)h * (size_t)c);
+            for (size_t i = 0; i < (size_t)w * (size_t)h * (size_t)c; i++)
+                px[i] = (uint8_t)(modes[mi] == ENC_IMAGE_1 ? (rand() & 1) * 255 : rand());
+            if (c == 4 || c == 2) /* some fully transparent and opaque pixels too */
+                for (size_t i = 0; i < (size_t)w * (size_t)h; i += 3)
+                    px[i * (size_t)c + (size_t)c - 1] = i % 2 ? 0 : 255;
+            CR_CHECK(enc_image_from_pixels(w, h, modes[mi], px, &img) == CR_OK);
+            for (size_t pi = 0; img && a && b && pi < 2; pi++) {
+                enc_image *ref = ref_padded(img, pps[pi]);
+                cr_err ra, rb;
+                CR_CHECK(ref != NULL);
+                if (!ref)
+                    continue;
+                ra = enc_image_preprocess(img, pps[pi], S, a);
+                rb = enc_image_preprocess(ref, ENC_PREPROCESS_CLIP, S, b);
+                CR_CHECK_MSG(ra == CR_OK && rb == CR_OK, "%s", cr_error_message());
+                cases++;
+                if (ra == CR_OK && rb == CR_OK &&
+                    memcmp(a, b, sizeof(float) * 3 * (size_t)S * (size_t)S) == 0)
+                    same++;
+                else
+                    fprintf(stderr, "pad parity: %s %dx%d mode %s S=%d differs\n",
+                            enc_preprocess_name(pps[pi]), w, h,
+                            enc_image_mode_name(modes[mi]), S);
+                enc_image_free(&ref);
+            }
+            enc_image_free(&img);
+            free(px);
+        }
+        free(a);
+        free(b);
+    }
+    printf("pad parity: %d of %d cases bit-identical to an explicitly padded image\n", same,
+           cases);
+    CR_CHECK(cases > 0 && same == cases);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Bounds the address space to what the process maps now plus `extra` bytes (restored by
+ * as_restore); skipped under sanitizers, which reserve terabytes of shadow memory. */
+static int as_limit(size_t extra, struct rlimit *saved)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)extra;
+    (void)saved;
+    return 0;
+#else
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    struct rlimit r;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu", &pages) != 1)
+        pages = 0;
+    fclose(f);
+    if (!pages || getrlimit(RLIMIT_AS, saved) != 0)
+        return 0;
+    r = *saved;
+    r.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + extra;
+    if (saved->rlim_max != RLIM_INFINITY && r.rlim_cur > saved->rlim_max)
+        return 0;
+    return setrlimit(RLIMIT_AS, &r) == 0;
+#endif
+}
+
+static void as_restore(int on, const struct rlimit *saved)
+{
+    if (on)
+        setrlimit(RLIMIT_AS, saved);
+}
+
+/* A 24-bit BMP header claiming w x h, cut at `total` bytes: stb reads the missing pixel
+ * data as zeros, so the image decodes as black. */
+static bytes make_short_bmp(int w, int h, size_t total)
+{
+    bytes b = {0};
+    uint8_t hdr[54] = {'B', 'M'};
+    uint32_t v[] = {(uint32_t)total, 0, 54, 40, (uint32_t)w, (uint32_t)h};
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++)
+            hdr[2 + 4 * i + k] = (uint8_t)(v[i] >> (8 * k));
+    hdr[26] = 1;  /* planes */
+    hdr[28] = 24; /* bits per pixel */
+    put(&b, hdr, sizeof hdr);
+    while (b.n < total) {
+        uint8_t zero = 0;
+        put(&b, &zero, 1);
+    }
+    return b;
+}
+
+static void bomb_case(const char *name, const bytes *img_bytes, enc_preprocess pp)
+{
+    enum { S = 224 };
+    float *out = malloc(sizeof(float) * 3 * S * S);
+    enc_image *img = NULL;
+    struct rlimit saved;
+    double cpu0 = cpu_seconds(), cpu;
+    long rss0 = maxrss_kb(), drss;
+    int on = as_limit((size_t)256 << 20, &saved);
+    cr_err rc = enc_image_decode(img_bytes->p, img_bytes->n, 0, &img);
+    if (rc == CR_OK && out)
+        rc = enc_image_preprocess(img, pp, S, out);
+    as_restore(on, &saved);
+    cpu = cpu_seconds() - cpu0;
+    drss = maxrss_kb() - rss0;
+    printf("%s (%zu bytes) %s at %d: rc %d, %.3f s CPU, max RSS +%ld KB%s\n", name,
+           img_bytes->n, enc_preprocess_name(pp), S, (int)rc, cpu, drss,
+           on ? ", address space bounded to +256 MB" : "");
+    CR_CHECK_MSG(rc == CR_OK, "%s %s: %s", name, enc_preprocess_name(pp), cr_error_message());
+    CR_CHECK_MSG(cpu < 1.0, "%s %s: %.2f s CPU", name, enc_preprocess_name(pp), cpu);
+    CR_CHECK_MSG(drss < 64 * 1024, "%s %s: max RSS grew by %ld KB", name,
+                 enc_preprocess_name(pp), drss);
+    /* a black image padded with black is black */
+    for (int i = 0; rc == CR_OK && i < 3 * S * S; i += 97)
+        CR_CHECK_NEAR(out[i], norm(0, i / (S * S)), 1e-6);
+    enc_image_free(&img);
+    free(out);
+}
+
+static void test_pad_bombs(void)
+{
+    bytes bmp = make_short_bmp(32272, 16, 150);
+    uint8_t *raw = calloc(2, 60000 * 3);
+    bytes png = make_png(60000, 2, 8, 2, raw, 60000 * 3, NULL, 0);
+    printf("crafted: %zu-byte BMP of 32272 x 16, %zu-byte PNG of 60000 x 2\n", bmp.n, png.n);
+    bomb_case("BMP 32272x16", &bmp, ENC_PREPROCESS_SQUAREPAD);
+    bomb_case("BMP 32272x16", &bmp, ENC_PREPROCESS_TARGETPAD);
+    bomb_case("PNG 60000x2", &png, ENC_PREPROCESS_SQUAREPAD);
+    bomb_case("PNG 60000x2", &png, ENC_PREPROCESS_TARGETPAD);
+    /* their cost is known from the header alone, and is small */
+    {
+        enc_image_info info;
+        enc_image_cost cost;
+        CR_CHECK(enc_image_probe(bmp.p, bmp.n, 0, &info) == CR_OK && info.width == 32272 &&
+                 info.height == 16 && info.mode == ENC_IMAGE_RGB);
+        CR_CHECK(enc_image_preprocess_cost(info.width, info.height, info.mode,
+                                           ENC_PREPROCESS_SQUAREPAD, 224, &cost) == CR_OK);
+        printf("cost of the BMP, squarepad at 224: %llu decoded px, %llu padded px (not "
+               "allocated), work %llu, scratch %zu bytes\n",
+               (unsigned long long)cost.decoded_px, (unsigned long long)cost.padded_px,
+               (unsigned long long)cost.work, cost.scratch_bytes);
+        CR_CHECK(cost.decoded_px == 32272u * 16u && cost.padded_px == 32272ull * 32272ull);
+        CR_CHECK(cost.work < 20000000 && cost.scratch_bytes < (8u << 20));
+        CR_CHECK(enc_image_probe(png.p, png.n, 0, &info) == CR_OK && info.width == 60000 &&
+                 info.height == 2);
+        CR_CHECK(enc_image_probe(png.p, png.n, 119999, &info) == CR_ERR_INVALID &&
+                 strstr(cr_error_message(), "limit"));
+        CR_CHECK(enc_image_probe(png.p, 20, 0, &info) == CR_ERR_INVALID);
+        CR_CHECK(enc_image_probe((const uint8_t *)"GIF", 3, 0, &info) == CR_ERR_INVALID);
+        /* an ordinary photo: work is a few times its pixels */
+        CR_CHECK(enc_image_preprocess_cost(4000, 3000, ENC_IMAGE_RGB, ENC_PREPROCESS_CLIP, 224,
+                                           &cost) == CR_OK);
+        printf("cost of a 4000x3000 RGB photo, clip at 224: work %llu, scratch %zu bytes\n",
+               (unsigned long long)cost.work, cost.scratch_bytes);
+        CR_CHECK(cost.work > 12000000 && cost.work < 100000000);
+    }
+    {
+        unsigned m = 0;
+        CR_CHECK(enc_preprocess_parse_list("clip,squarepad", &m) == CR_OK &&
+                 m == ((1u << ENC_PREPROCESS_CLIP) | (1u << ENC_PREPROCESS_SQUAREPAD)));
+        CR_CHECK(enc_preprocess_parse_list("", &m) == CR_OK && m == 0);
+        CR_CHECK(enc_preprocess_parse_list("clip,bogus", &m) == CR_ERR_INVALID);
+        CR_CHECK(enc_preprocess_parse_list("clip,", &m) == CR_ERR_INVALID);
+        CR_CHECK(enc_preprocess_parse_list(",clip", &m) == CR_ERR_INVALID);
+    }
+    free(raw);
+    free(bmp.p);
+    free(png.p);
+}
+
+/* clip on 1 x 10,000,000: Resize(224) would be 224 x 2,240,000,000, past int. */
+static void test_clip_extreme(void)
+{
+    const int n = 10000000;
+    uint8_t *raw = calloc((size_t)n, 1);
+    bytes png = {0};
+    enc_image *img = NULL;
+    float *out = malloc(sizeof(float) * 3 * 224 * 224);
+    cr_err rc;
+    if (!raw || !out) {
+        CR_CHECK(!"out of memory");
+        free(raw);
+        free(out);
+        return;
+    }
+    png = make_png(1, n, 8, 0, raw, 1, NULL, 0);
+    rc = enc_image_decode(png.p, png.n, 0, &img);
+    CR_CHECK_MSG(rc == CR_OK, "%s", cr_error_message());
+    if (img) {
+        rc = enc_image_preprocess(img, ENC_PREPROCESS_CLIP, 224, out);
+        printf("clip of 1 x %d (%zu-byte PNG): rc %d: %s\n", n, png.n, (int)rc,
+               rc ? cr_error_message() : "ok");
+        CR_CHECK_MSG(rc == CR_ERR_INVALID && strstr(cr_error_message(), "1x10000000"), "%d %s",
+                     (int)rc, cr_error_message());
+        {
+            enc_image_cost cost;
+            CR_CHECK(enc_image_preprocess_cost(1, n, ENC_IMAGE_L, ENC_PREPROCESS_CLIP, 224,
+                                               &cost) == CR_ERR_INVALID);
+            CR_CHECK(enc_image_preprocess_cost(n, 1, ENC_IMAGE_RGB, ENC_PREPROCESS_CLIP, 224,
+                                               &cost) == CR_ERR_INVALID);
+            CR_CHECK(enc_image_preprocess_cost(1, n, ENC_IMAGE_L, ENC_PREPROCESS_CLIP, 200,
+                                               &cost) == CR_OK);
+        }
+        /* the same image at a size whose resize fits is computed */
+        CR_CHECK_MSG(enc_image_preprocess(img, ENC_PREPROCESS_CLIP, 200, out) == CR_OK, "%s",
+                     cr_error_message());
+        enc_image_free(&img);
+    }
+    free(png.p);
+    free(raw);
+    free(out);
+}
+
 /* Two threads decoding and preprocessing the same bytes concurrently agree with a
  * single-threaded run (no global state; stb's failure reason is thread-local). */
 typedef struct thr_arg {
@@ -679,6 +971,9 @@ int main(void)
     test_png_modes();
     test_gif_bmp_webp();
     test_pad_modes();
+    test_pad_parity();
+    test_pad_bombs();
+    test_clip_extreme();
     shared = cr_test_shared_dir();
     test_fixtures(shared);
     test_threads(shared);

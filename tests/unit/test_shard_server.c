@@ -1,6 +1,9 @@
 /* The shard server over real ZeroMQ sockets (inproc, in-process threads): every op, every
- * bad input answered with a clear error and no change, and SIGTERM-style shutdown. */
+ * bad input answered with a clear error and no change, and SIGTERM-style shutdown. While the
+ * indexer adds a chunk to an HNSW32 index (hundreds of ms), Health, Get and write
+ * acknowledgements keep answering at once, and the indexer is not starved by searches. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 #include <zmq.h>
 
 #include "client/client.h"
+#include "common/clock.h"
 #include "common/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
@@ -37,21 +41,29 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
-static void srv_start(srv *s, const char *dir, const char *factory, int create,
-                      const char *bind)
+static void srv_start_dim(srv *s, const char *dir, const char *factory, int create,
+                          const char *bind, int dim, int workers)
 {
     shard_engine_opts eo = shard_engine_default_opts();
     eo.create = create;
-    eo.dim = DIM;
+    eo.dim = dim;
     eo.factory = factory;
     CR_CHECK(shard_engine_open(&s->engine, dir, &eo) == CR_OK);
     s->o = shard_server_default_opts();
     s->o.bind = bind; /* a fresh name per instance: a closed inproc endpoint is released
                          asynchronously by ZeroMQ */
     s->o.zmq_ctx = s->ctx;
+    if (workers)
+        s->o.workers = workers;
     s->stop = 0;
     pthread_create(&s->tid, NULL, srv_main, s);
     usleep(50000);
+}
+
+static void srv_start(srv *s, const char *dir, const char *factory, int create,
+                      const char *bind)
+{
+    srv_start_dim(s, dir, factory, create, bind, DIM, 0);
 }
 
 static void srv_stop(srv *s)
@@ -437,6 +449,190 @@ static void test_concurrent_clients(cirrus_client *c, void *ctx, const char *ep)
     CR_CHECK(a.mismatches == 0);
 }
 
+/* ---- the front thread during index adds ----------------------------------------------- */
+
+#define ADD_DIM 64
+#define ADD_BATCH 1000
+#define ADD_MAX_ITEMS 40000
+
+static float add_vecs[ADD_MAX_ITEMS][ADD_DIM];
+
+/* Upserts items [from, from + n) (n <= ADD_BATCH) in one request; 1 when all acknowledged. */
+static int upsert_range(cirrus_client *c, int from, int n)
+{
+    static Cirrus__V1__Item it[ADD_BATCH], *ip[ADD_BATCH];
+    static Cirrus__V1__Vector v[ADD_BATCH];
+    static char ids[ADD_BATCH][24];
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    int ok;
+    for (int i = 0; i < n; i++) {
+        cirrus__v1__item__init(&it[i]);
+        cirrus__v1__vector__init(&v[i]);
+        snprintf(ids[i], sizeof ids[i], "a-%d", from + i);
+        v[i].values = add_vecs[from + i];
+        v[i].n_values = ADD_DIM;
+        it[i].id = ids[i];
+        it[i].vector = &v[i];
+        ip[i] = &it[i];
+    }
+    up.items = ip;
+    up.n_items = (size_t)n;
+    req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+    req.upsert = &up;
+    ok = cirrus_client_call(c, &req, 10000, &resp) == CR_OK && resp->upsert &&
+         resp->upsert->n_items == (size_t)n;
+    cirrus_response_free(resp);
+    return ok;
+}
+
+typedef struct searcher {
+    void *ctx;
+    const char *ep;
+    atomic_int *stop;
+    int n, failed;
+} searcher;
+
+static void *searcher_main(void *arg)
+{
+    searcher *a = arg;
+    cirrus_client *c = NULL;
+    cirrus_client_opts co = cirrus_client_default_opts();
+    co.zmq_ctx = a->ctx;
+    if (cirrus_client_open(&c, a->ep, &co) != CR_OK) {
+        a->failed++;
+        return NULL;
+    }
+    while (!atomic_load(a->stop)) {
+        Cirrus__V1__Response *r = search_q(c, add_vecs[a->n % 997], ADD_DIM, 10, NULL, 1);
+        a->failed += !r || !r->search;
+        a->n++;
+        cirrus_response_free(r);
+    }
+    cirrus_client_close(&c);
+    return NULL;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* One probe round: Health, Get of a known id, and a one-item upsert of a fresh id; each
+ * call's latency goes to lat[]. */
+static int probe(cirrus_client *c, int fresh, uint64_t *lat)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__HealthRequest h = CIRRUS__V1__HEALTH_REQUEST__INIT;
+    Cirrus__V1__GetRequest g = CIRRUS__V1__GET_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    char *ids[1] = {"a-7"};
+    int ok = 1;
+    uint64_t t0 = cr_clock_mono_us();
+    req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
+    req.health = &h;
+    ok &= cirrus_client_call(c, &req, 5000, &resp) == CR_OK && resp->health;
+    cirrus_response_free(resp);
+    lat[0] = cr_clock_mono_us() - t0;
+    t0 = cr_clock_mono_us();
+    g.ids = ids;
+    g.n_ids = 1;
+    req = (Cirrus__V1__Request)CIRRUS__V1__REQUEST__INIT;
+    req.op_case = CIRRUS__V1__REQUEST__OP_GET;
+    req.get = &g;
+    resp = NULL;
+    ok &= cirrus_client_call(c, &req, 5000, &resp) == CR_OK && resp->get &&
+          resp->get->n_items == 1;
+    cirrus_response_free(resp);
+    lat[1] = cr_clock_mono_us() - t0;
+    t0 = cr_clock_mono_us();
+    ok &= upsert_range(c, fresh, 1);
+    lat[2] = cr_clock_mono_us() - t0;
+    return ok;
+}
+
+static void test_front_during_adds(void *ctx, const char *dir)
+{
+    srv s = {.ctx = ctx};
+    cirrus_client *c = NULL;
+    cirrus_client_opts co = cirrus_client_default_opts();
+    const char *ep = "inproc://shard-adds";
+    atomic_int stop = 0;
+    searcher sa[4];
+    pthread_t st[4];
+    enum { MAXLAT = 3 * 4000 };
+    static uint64_t lat[MAXLAT];
+    size_t nlat = 0;
+    int fresh = 30000, loaded = 0, bad = 0;
+    uint64_t t0, drain_ms, queued;
+
+    srand(11);
+    for (int i = 0; i < ADD_MAX_ITEMS; i++)
+        for (int d = 0; d < ADD_DIM; d++)
+            add_vecs[i][d] = (float)rand() / RAND_MAX - 0.5f;
+    srv_start_dim(&s, dir, "HNSW32", 1, ep, ADD_DIM, 4);
+    co.zmq_ctx = ctx;
+    CR_CHECK(cirrus_client_open(&c, ep, &co) == CR_OK);
+    /* Acknowledged at the commit; the indexer then adds them 4096 at a time. */
+    for (; loaded < 16000; loaded += ADD_BATCH)
+        CR_CHECK(upsert_range(c, loaded, ADD_BATCH));
+    memset(sa, 0, sizeof sa);
+    sa[0] = (searcher){ctx, ep, &stop, 0, 0};
+    pthread_create(&st[0], NULL, searcher_main, &sa[0]);
+    /* Probe the front while the adds run (and a client searches: the front serves searches
+     * too, and must not wait for the index while it does). */
+    t0 = cr_clock_mono_ms();
+    while (shard_engine_index_backlog(s.engine) > 0 && nlat + 3 <= MAXLAT &&
+           cr_clock_mono_ms() - t0 < 60000) {
+        bad += !probe(c, fresh++, lat + nlat);
+        nlat += 3;
+    }
+    atomic_store(&stop, 1);
+    pthread_join(st[0], NULL);
+    CR_CHECK_MSG(bad == 0 && sa[0].failed == 0, "%d probes and %d searches failed", bad,
+                 sa[0].failed);
+    CR_CHECK_MSG(nlat >= 30, "only %zu probes while indexing", nlat);
+    qsort(lat, nlat, sizeof *lat, cmp_u64);
+    if (nlat) {
+        uint64_t p99 = lat[nlat * 99 / 100], mx = lat[nlat - 1];
+        printf("front during adds: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
+               "%d searches alongside; indexing took %llu ms\n",
+               nlat, lat[nlat / 2] / 1e3, p99 / 1e3, mx / 1e3, sa[0].n,
+               (unsigned long long)(cr_clock_mono_ms() - t0));
+        CR_CHECK_MSG(p99 < 100000, "p99 %.1f ms while the indexer adds", p99 / 1e3);
+    }
+
+    /* Four clients search back to back: the indexer still drains the queue (a reader-
+     * preferring index lock let overlapping searches starve it). */
+    for (; loaded < 36000; loaded += ADD_BATCH)
+        CR_CHECK(upsert_range(c, loaded, ADD_BATCH));
+    queued = shard_engine_index_backlog(s.engine);
+    atomic_store(&stop, 0);
+    for (int i = 0; i < 4; i++) {
+        sa[i] = (searcher){ctx, ep, &stop, i * 100, 0};
+        pthread_create(&st[i], NULL, searcher_main, &sa[i]);
+    }
+    t0 = cr_clock_mono_ms();
+    while (shard_engine_index_backlog(s.engine) > 0 && cr_clock_mono_ms() - t0 < 30000)
+        cr_clock_sleep_ms(20);
+    drain_ms = cr_clock_mono_ms() - t0;
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(st[i], NULL);
+    printf("indexer drained %llu queued items in %llu ms under 4 searching clients "
+           "(%d, %d, %d, %d searches)\n",
+           (unsigned long long)queued, (unsigned long long)drain_ms, sa[0].n, sa[1].n, sa[2].n,
+           sa[3].n);
+    CR_CHECK_MSG(shard_engine_index_backlog(s.engine) == 0,
+                 "%llu items still queued after %llu ms of searches",
+                 (unsigned long long)shard_engine_index_backlog(s.engine),
+                 (unsigned long long)drain_ms);
+    cirrus_client_close(&c);
+    srv_stop(&s);
+}
+
 int main(void)
 {
     srv s;
@@ -464,6 +660,14 @@ int main(void)
     CR_CHECK(count_items(c) == 49);
     cirrus_client_close(&c);
     srv_stop(&s);
+
+    {
+        char dir2[] = "/tmp/cirrus-test-shard-adds-XXXXXX";
+        CR_CHECK(mkdtemp(dir2) != NULL);
+        test_front_during_adds(s.ctx, dir2);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir2);
+        CR_CHECK(system(cmd) == 0);
+    }
 
     zmq_ctx_term(s.ctx);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
