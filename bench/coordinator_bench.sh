@@ -3,7 +3,8 @@
 #   bench/coordinator_bench.sh [BUILD_DIR] [N]
 # 1. N x 128-d (200k) in a local cluster of 2 shard groups x 2 replicas (HNSW32): p50
 #    end-to-end through the coordinator vs p50 of the slowest shard queried directly, and QPS
-#    with one client vs in-process FAISS over the same data at the same recall.
+#    with one client vs in-process FAISS over the same data at the same recall; then QPS and
+#    p50 with 4 and 16 clients.
 # 2. Composed queries through `cirrus serve` with random ViT-B/32-shaped CLIP + phi: the
 #    latency breakdown (encode / compose / search / merge) from the answers' timing fields.
 set -euo pipefail
@@ -30,6 +31,14 @@ e2e=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth
   --peer-index HNSW32 --peer-threads 1 --json)
 e32=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth "$W/t.ivecs" \
   --id-prefix r --k 10 --ef 32 --concurrency 1 --duration 10 --spin-us 300 --json)
+# Several clients at once (ef 64): the coordinator's throughput under concurrency.
+conc=""
+for c in 4 16; do
+  r=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --k 10 --ef 64 \
+    --concurrency "$c" --duration 5 --spin-us 300 --json)
+  conc="$conc| QPS / p50, $c clients through the coordinator (ef 64) | $(num "$r" qps) / $(num "$r" p50_ms) ms | |
+"
+done
 ping=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --k 10 --ping \
   --duration 3 --spin-us 300 --json)
 slow=0; slow32=0
@@ -48,6 +57,7 @@ echo "| p50 of the slowest shard, queried directly | $slow ms | $slow32 ms |"
 echo "| coordinator overhead (difference) | $(awk -v a="$(num "$e2e" p50_ms)" -v b="$slow" 'BEGIN{printf "%.3f", a-b}') ms | $(awk -v a="$(num "$e32" p50_ms)" -v b="$slow32" 'BEGIN{printf "%.3f", a-b}') ms |"
 echo "| p50 of a Health round trip through the coordinator (transport floor) | $(num "$ping" p50_ms) ms | |"
 echo "| QPS, 1 client through the coordinator (recall@10) | $(num "$e2e" qps) ($(num "$e2e" recall)) | $(num "$e32" qps) ($(num "$e32" recall)) |"
+printf '%s' "$conc"
 echo "| QPS, in-process FAISS HNSW32 ef 64 over all $N, 1 thread (recall@10) | $(peer "$e2e" qps) ($(peer "$e2e" recall)) | |"
 echo "| ratio | $(awk -v a="$(num "$e2e" qps)" -v b="$(peer "$e2e" qps)" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$(num "$e32" qps)" -v b="$(peer "$e2e" qps)" 'BEGIN{printf "%.2f", a/b}') |"
 bash "$SRC/deploy/local/cluster.sh" down --dir "$W/cl"

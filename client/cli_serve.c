@@ -21,6 +21,7 @@
 #include "shard/server.h"
 
 #define SERVE_MAX_SHARDS 64
+#define SERVE_DEFAULT_INDEX "HNSW32"
 
 static volatile sig_atomic_t serve_stop;
 
@@ -148,9 +149,9 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     int c;
     o->shards = 1;
-    o->index = "HNSW32";
+    o->index = NULL; /* as the shard was made (HNSW32 for a new one) */
     o->bind = "tcp://127.0.0.1:7700";
-    o->metric = "ip";
+    o->metric = NULL; /* as the shard was made (ip for a new one) */
     o->spin_us = 0; /* every node shares the same cores: spinning slows the searches (measured) */
     while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
@@ -198,6 +199,15 @@ static cr_err open_encoder(const serve_opts *o, enc_service **svc)
     return enc_service_open(svc, &eo);
 }
 
+/* 1 when `dir` holds no shard yet (creation-time flags then take their defaults). */
+static int shard_dir_is_new(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) != 0;
+}
+
 static cr_err open_shards(const serve_opts *o, int dim, shard_thread *st, void *ctx)
 {
     char dir[4096];
@@ -209,10 +219,12 @@ static cr_err open_shards(const serve_opts *o, int dim, shard_thread *st, void *
         snprintf(dir, sizeof dir, "%s/shard-%d", o->data, i);
         eo.create = 1;
         eo.dim = dim;
-        eo.factory = o->index;
-        if (shard_index_metric_parse(o->metric, &eo.metric))
+        eo.factory = o->index ? o->index : shard_dir_is_new(dir) ? SERVE_DEFAULT_INDEX : NULL;
+        /* An existing shard keeps the metric it was made with; only an explicit --metric is
+         * checked against it (a new one is made with ip when none is given). */
+        eo.metric_set = o->metric != NULL;
+        if (eo.metric_set && shard_index_metric_parse(o->metric, &eo.metric))
             return CR_ERR_INVALID;
-        eo.metric_set = 1;
         rc = shard_engine_open(&st[i].engine, dir, &eo);
         if (rc)
             return cr_error_wrap(rc, "shard %d", i);
@@ -296,7 +308,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
         map->n_replicas[i] = 1;
         snprintf(map->replicas[i][0], sizeof map->replicas[i][0], "%s", st[i].bind);
     }
-    map->metric_l2 = strcmp(o.metric, "l2") == 0;
+    map->metric_l2 = shard_engine_metric(st[0].engine) == SHARD_INDEX_METRIC_L2;
     map->hedge_ms = 1000; /* one replica per group: nothing to hedge to */
     map->default_method = et.svc ? (int)enc_service_default_method(et.svc) : 3;
     co.map = map;
@@ -304,7 +316,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     co.spin_us = (unsigned)o.spin_us;
     co.http_bind = o.http;
     CR_INFO("serve", "cirrus serve: %lld shard(s) of dim %d (%s, %s)%s on %s", o.shards, dim,
-            o.index, o.metric, et.svc ? " with a CLIP encoder" : " (vectors only: no --model)",
+            shard_engine_factory(st[0].engine), map->metric_l2 ? "l2" : "ip", et.svc ? " with a CLIP encoder" : " (vectors only: no --model)",
             o.bind);
     rc = coord_server_run(&co, &serve_stop);
     if (rc)

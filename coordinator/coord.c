@@ -8,6 +8,15 @@
 #include "common/log.h"
 #include "coordinator/handlers.h"
 #include "coordinator/http.h"
+#include "coordinator/repair.h"
+
+struct coord_server {
+    coord_app app;
+    coord_http *http;
+    pthread_t reload_tid;
+    int reloading;
+    volatile sig_atomic_t reload_stop;
+};
 
 coord_server_opts coord_server_default_opts(void)
 {
@@ -21,18 +30,13 @@ coord_server_opts coord_server_default_opts(void)
     return o;
 }
 
-typedef struct reloader {
-    coord_app *app;
-    volatile sig_atomic_t *stop;
-    pthread_t tid;
-} reloader;
-
-/* SIGHUP: load and validate the map file; a bad map is refused and the old one stays. */
+/* SIGHUP: load and validate the map file (off the loop: it reads a file); a bad map is
+ * refused and the old one stays. */
 static void *reload_main(void *arg)
 {
-    reloader *rl = arg;
-    const coord_server_opts *o = &rl->app->o;
-    while (!*rl->stop) {
+    coord_server *s = arg;
+    const coord_server_opts *o = &s->app.o;
+    while (!s->reload_stop) {
         cr_clock_sleep_ms(100);
         if (!o->reload || !*o->reload || !o->map_path)
             continue;
@@ -40,57 +44,89 @@ static void *reload_main(void *arg)
         coord_map *m = malloc(sizeof *m);
         if (!m)
             continue;
-        if (coord_map_load(o->map_path, m)) {
+        if (coord_map_load(o->map_path, m))
             CR_ERROR("coordinator", "reload refused, keeping the current map: %s",
                      cr_error_message());
-        } else {
-            coord_io_set_map(rl->app->io, m);
-        }
+        else
+            coord_loop_set_map(s->app.loop, m);
         free(m);
     }
     return NULL;
 }
 
-cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
+cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
 {
-    coord_app *app = calloc(1, sizeof *app);
-    coord_io_opts io = {0};
-    reloader rl = {0};
-    coord_http *http = NULL;
-    int reloading = 0;
+    coord_server *s = calloc(1, sizeof *s);
+    coord_loop_opts lo = {0};
     cr_err rc;
 
-    if (!app)
+    if (!s)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    app->o = *o;
-    /* Seeded from the shards' highest versions before the first write (handlers.c). */
-    cr_hlc_init(&app->hlc);
-    coord_metrics_init(&app->metrics);
-    io.bind = o->map->bind;
-    io.zmq_ctx = o->zmq_ctx;
-    io.workers = o->workers;
-    io.spin_us = o->spin_us;
-    io.worker_main = coord_worker_main;
-    io.worker_arg = app;
-    rc = coord_io_new(&app->io, o->map, &io);
+    s->app.o = *o;
+    /* Seeded from the shards' highest versions before the first write (write.c). */
+    cr_hlc_init(&s->app.hlc);
+    coord_metrics_init(&s->app.metrics);
+    lo.bind = o->map->bind;
+    lo.zmq_ctx = o->zmq_ctx;
+    lo.spin_us = o->spin_us;
+    lo.on_request = coord_request_start;
+    lo.request_ctx = &s->app;
+    rc = coord_loop_new(&s->app.loop, o->map, &lo);
     if (!rc)
-        rc = coord_repair_start(app, &app->repair);
+        rc = coord_repair_start(&s->app, &s->app.repair);
+    if (!rc) /* the loop reports returning replicas to the repair thread */
+        coord_loop_set_up_hook(s->app.loop, coord_repair_enqueue, s->app.repair);
+    if (!rc && o->http_bind)
+        rc = coord_http_start(&s->http, o->http_bind, o->map->bind, &s->app);
+    if (!rc) {
+        s->reloading = pthread_create(&s->reload_tid, NULL, reload_main, s) == 0;
+        if (!s->reloading)
+            rc = cr_error_set(CR_ERR_INTERNAL, "cannot start the map reload thread");
+    }
+    if (rc) {
+        coord_server_close(&s);
+        return rc;
+    }
+    *out = s;
+    return CR_OK;
+}
+
+cr_err coord_server_serve(coord_server *s, volatile sig_atomic_t *stop)
+{
+    cr_err rc = coord_loop_run(s->app.loop, stop);
+    coord_requests_abort(&s->app);
+    cr_clock_sleep_ms(50); /* let the last replies leave before the sockets close */
+    return rc;
+}
+
+void coord_server_close(coord_server **pp)
+{
+    coord_server *s = pp ? *pp : NULL;
+    if (!s)
+        return;
+    coord_http_stop(&s->http);
+    s->reload_stop = 1;
+    if (s->reloading)
+        pthread_join(s->reload_tid, NULL);
+    coord_repair_stop(&s->app.repair);
+    coord_requests_abort(&s->app);
+    coord_loop_free(&s->app.loop);
+    free(s);
+    *pp = NULL;
+}
+
+coord_pending_stats coord_server_pending_stats(const coord_server *s)
+{
+    return coord_loop_pending_stats(s->app.loop);
+}
+
+cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
+{
+    coord_server *s = NULL;
+    cr_err rc = coord_server_open(&s, o);
     if (rc)
-        goto out;
-    /* The I/O thread reports returning replicas to the repair thread. */
-    coord_io_set_up_hook(app->io, coord_repair_enqueue, app->repair);
-    if (o->http_bind && (rc = coord_http_start(&http, o->http_bind, o->map->bind, app)))
-        goto out;
-    rl.app = app;
-    rl.stop = stop;
-    reloading = pthread_create(&rl.tid, NULL, reload_main, &rl) == 0;
-    rc = coord_io_run(app->io, stop);
-out:
-    coord_http_stop(&http);
-    if (reloading)
-        pthread_join(rl.tid, NULL);
-    coord_repair_stop(&app->repair);
-    coord_io_free(&app->io);
-    free(app);
+        return rc;
+    rc = coord_server_serve(s, stop);
+    coord_server_close(&s);
     return rc;
 }

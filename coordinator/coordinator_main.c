@@ -35,7 +35,7 @@ int main(int argc, char **argv)
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
          "cluster map JSON file (shard groups, encoders; reloaded on SIGHUP)"},
         {"bind", CR_OPT_STRING, &bind, NULL, 0, 0, 0, "public endpoint (overrides the map's)"},
-        {"workers", CR_OPT_INT, &workers, "8", 1, 64, 0, "request threads"},
+        {"workers", CR_OPT_INT, &workers, "8", 1, 64, 0, "ignored: the coordinator runs every request on one event loop"},
         {"deadline-ms", CR_OPT_INT, &deadline, "10000", 1, 600000, 0,
          "deadline of requests that carry none"},
         {"backend-timeout-ms", CR_OPT_INT, &backend_timeout, "5000", 1, 600000, 0,

@@ -1,35 +1,45 @@
-/* handlers.h — the coordinator's shared state and its worker-thread body (handlers.c). */
+/* handlers.h — the coordinator's request handlers and the state they share.
+ *
+ * Every client request is a small state machine run by the event loop (loop.h): request.c
+ * takes it in and dispatches it by op; resolve.c turns a query into a vector (fetch the
+ * reference, encode, compose); search.c scatters to one replica of every group, gathers and
+ * merges; write.c routes upserts and deletes to every replica and counts the quorum; ops.c
+ * serves get, stats, health, snapshot and the encoder pass-through.
+ */
 #ifndef COORD_HANDLERS_H
 #define COORD_HANDLERS_H
 
-#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "common/hlc.h"
+#include "common/wire.h"
 #include "coordinator/coord.h"
-#include "coordinator/io.h"
+#include "coordinator/loop.h"
 #include "coordinator/metrics.h"
 
 typedef struct coord_repair coord_repair;
+struct coord_rq;
 
 typedef struct coord_app {
-    coord_io *io;
+    coord_loop *loop;
     coord_server_opts o;
-    cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes */
+    cr_hlc hlc;          /* item versions: one clock for every write this coordinator routes
+                            (atomic: the repair thread reads it too) */
     coord_repair *repair;
-    coord_metrics metrics;
+    coord_metrics metrics; /* updated by the loop, rendered by the HTTP thread (atomics) */
+    struct coord_rq *requests; /* requests in flight (loop thread) */
+    size_t n_requests;
     /* The map under which each replica last reported its highest version into `hlc` (NULL =
-     * not yet): writes seed the clock from replicas not seeded under the current map. */
-    _Atomic(const coord_map *) seeded[COORD_MAX_GROUPS][COORD_MAX_REPLICAS];
+     * not yet): writes seed the clock from replicas not seeded under the current map. Loop
+     * thread. */
+    const coord_map *seeded[COORD_MAX_GROUPS][COORD_MAX_REPLICAS];
 } coord_app;
 
-/* Worker thread body: serves client requests until the I/O thread stops. */
-void *coord_worker_main(void *arg);
+/* The loop's coord_request_fn: takes in a client request (ctx is the coord_app). */
+void coord_request_start(void *app, cr_wire_msg *m, uint64_t recv_us);
 
-/* Replica repair (repair.c): queued by the I/O thread when a replica returns, run on a
- * thread of its own that copies every item and tombstone a live peer holds (with their
- * versions, so newer data on the returning replica is never overwritten). */
-cr_err coord_repair_start(coord_app *app, coord_repair **out);
-void coord_repair_enqueue(void *ctx, int group, int replica); /* coord_io_up_fn */
-void coord_repair_stop(coord_repair **pp);
+/* Answers every request still in flight with UNAVAILABLE and frees it (after the loop). */
+void coord_requests_abort(coord_app *app);
 
 #endif

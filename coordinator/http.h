@@ -10,10 +10,20 @@
  * "item_id": "..", or a composed query "ref_id": ".." (or "image") with "caption",
  * optional "caption2" and "method" (searle|combiner|sum|text|image); plus optional "k" (10),
  * "filter" (the text filter language), "group_by", "group_size", "offset", "nprobe", "ef",
- * "exact", "include_metadata" (true). Errors: {"error": message, "code": n} with 400 for bad
- * input, 404 not found, 503 overloaded/unavailable, 504 deadline, 500 otherwise.
- * API requests go to the coordinator's own public endpoint through libcirrus, so they take
- * exactly the path ZeroMQ clients take.
+ * "exact", "include_metadata" (true). An unknown key, a value of the wrong type (null
+ * included) or a duplicate key is a 400 whose message names the field ("filter: expected a
+ * string"). Ids longer than 256 bytes or not UTF-8 are a 400.
+ * Errors: {"error": {"code": n, "message": ".."}} (n a cr_err) with 400 for bad input, 404
+ * not found, 503 overloaded/unavailable, 504 a backend or the deadline timed out, 500
+ * otherwise.
+ *
+ * Serving: one event-loop thread reads requests and answers the operations endpoints itself;
+ * API requests go to 8 worker threads (64 more may wait; past that, 503), which call the
+ * coordinator's own public endpoint through libcirrus, so they take exactly the path ZeroMQ
+ * clients take. A slow or hung backend holds workers, never the health endpoints. Limits: 512
+ * connections, 128 per client address; the request line and headers must arrive within 10 s
+ * (of the accept or the previous answer), the body within 30 s more; 15 s without a byte
+ * closes a connection.
  */
 #ifndef COORD_HTTP_H
 #define COORD_HTTP_H
@@ -23,8 +33,9 @@
 typedef struct coord_http coord_http;
 struct coord_app;
 
-/* Listens on `bind` ("host:port" or ":port"); `endpoint` is the coordinator's ZeroMQ endpoint
- * the API forwards to. */
+/* Listens on `bind` ("HOST:PORT", or ":PORT" for 127.0.0.1:PORT: serving every interface
+ * takes an explicit 0.0.0.0); `endpoint` is the coordinator's ZeroMQ endpoint the API
+ * forwards to. */
 cr_err coord_http_start(coord_http **out, const char *bind, const char *endpoint,
                         struct coord_app *app);
 void coord_http_stop(coord_http **pp);

@@ -797,6 +797,11 @@ shard_index_metric shard_engine_metric(const shard_engine *e)
     return e->metric;
 }
 
+const char *shard_engine_factory(const shard_engine *e)
+{
+    return e->factory;
+}
+
 uint64_t shard_engine_dirty(const shard_engine *e)
 {
     return atomic_load(&e->dirty);
@@ -1605,4 +1610,100 @@ void shard_engine_scan_clear(Cirrus__V1__ScanResult *out)
     out->items = NULL;
     out->deleted = NULL;
     out->n_items = out->n_deleted = 0;
+}
+
+/* ---- scan by external id or by version (replica repair) ------------------------------------ */
+
+typedef struct oscan_ctx {
+    shard_engine *e;
+    Cirrus__V1__ScanResult *out;
+    uint32_t limit;
+    int with_vector, keys_only;
+} oscan_ctx;
+
+static cr_err oscan_item(const shard_store_view *v, void *arg)
+{
+    oscan_ctx *s = arg;
+    int with_attrs = !s->keys_only && !v->deleted && v->attrs_len;
+    Cirrus__V1__Item *it;
+    if (s->out->n_items >= s->limit)
+        return CR_NOTFOUND; /* page full */
+    it = with_attrs ? attrs_decode(v->attrs, v->attrs_len) : malloc(sizeof *it);
+    if (!it)
+        return with_attrs ? cr_error_set(CR_ERR_STORE, "corrupt attributes")
+                          : cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (!with_attrs)
+        cirrus__v1__item__init(it);
+    it->id = strndup(v->ext_id, v->ext_len);
+    it->version = v->version;
+    if (!v->deleted && !s->keys_only && s->with_vector && v->vector)
+        it->vector = vector_new(v->vector, (size_t)s->e->dim);
+    if (!it->id || (!v->deleted && !s->keys_only && s->with_vector && !it->vector)) {
+        cirrus__v1__item__free_unpacked(it, NULL);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    s->out->items[s->out->n_items] = it;
+    s->out->deleted[s->out->n_items] = v->deleted;
+    s->out->n_items++;
+    s->out->n_deleted++;
+    return CR_OK;
+}
+
+/* Cursor text: by external id, the last id; by version, "<version>:<last id>". */
+static cr_err oscan_cursor_parse(const shard_engine_scan_req *q, shard_store_pos *pos)
+{
+    const char *id = q->cursor;
+    memset(pos, 0, sizeof *pos);
+    if (!id || !id[0])
+        return CR_OK;
+    if (q->by_version) {
+        char *end = NULL;
+        unsigned long long v = strtoull(id, &end, 10);
+        if (!end || end == id || *end != ':' || id[0] == '-')
+            return cr_error_set(CR_ERR_INVALID, "scan: bad cursor");
+        pos->version = v;
+        id = end + 1;
+    }
+    pos->ext_len = strlen(id);
+    if (pos->ext_len == 0 || pos->ext_len > SHARD_STORE_EXT_ID_MAX)
+        return cr_error_set(CR_ERR_INVALID, "scan: bad cursor");
+    memcpy(pos->ext_id, id, pos->ext_len + 1);
+    pos->set = 1;
+    return CR_OK;
+}
+
+cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
+                                 Cirrus__V1__ScanResult *out, char *next_cursor, size_t cap)
+{
+    oscan_ctx s = {e, out, q->limit ? (q->limit > 4096 ? 4096 : q->limit) : 512, q->with_vector,
+                   q->keys_only};
+    shard_store_pos pos;
+    int at_end = 0;
+    cr_err rc = oscan_cursor_parse(q, &pos);
+    if (rc)
+        return rc;
+    out->items = calloc(s.limit, sizeof *out->items);
+    out->deleted = calloc(s.limit, sizeof *out->deleted);
+    out->n_items = out->n_deleted = 0;
+    if (!out->items || !out->deleted) {
+        shard_engine_scan_clear(out);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = shard_store_scan(e->store, q->by_version ? SHARD_STORE_BY_VERSION : SHARD_STORE_BY_EXT_ID,
+                          q->min_version, q->max_version, !q->keys_only, &pos, oscan_item, &s,
+                          &at_end);
+    if (rc == CR_NOTFOUND)
+        rc = CR_OK; /* stopped because the page is full */
+    if (rc) {
+        shard_engine_scan_clear(out);
+        return rc;
+    }
+    out->done = at_end;
+    if (!pos.set)
+        snprintf(next_cursor, cap, "%s", q->cursor ? q->cursor : "");
+    else if (q->by_version)
+        snprintf(next_cursor, cap, "%llu:%s", (unsigned long long)pos.version, pos.ext_id);
+    else
+        snprintf(next_cursor, cap, "%s", pos.ext_id);
+    return CR_OK;
 }

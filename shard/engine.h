@@ -162,8 +162,28 @@ cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int w
                          Cirrus__V1__ScanResult *out, uint64_t *next_cursor);
 void shard_engine_scan_clear(Cirrus__V1__ScanResult *out);
 
+/* A scan in external-id or version order (ScanRequest.order 1 / 2). */
+typedef struct shard_engine_scan_req {
+    int by_version;         /* 0: by external id */
+    const char *cursor;     /* NULL or "": from the start; else a previous next_cursor */
+    uint64_t min_version;   /* versions >= this (0: all) */
+    uint64_t max_version;   /* versions <= this (0: no bound) */
+    uint32_t limit;         /* items per page (0: 512; at most 4096) */
+    int with_vector;        /* live items carry their vectors */
+    int keys_only;          /* id, version and deleted only */
+} shard_engine_scan_req;
+
+/* Lists every external id once with its current state (see shard_store_scan): live items,
+ * and tombstones as deleted items with the delete's version. Fills out->items / deleted
+ * (free with shard_engine_scan_clear), out->done, and next_cursor (cap >= 300 bytes). A page
+ * may hold fewer than `limit` items, even none, without being the last. Any thread. */
+cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
+                                 Cirrus__V1__ScanResult *out, char *next_cursor, size_t cap);
+
 int shard_engine_dim(const shard_engine *e);
 shard_index_metric shard_engine_metric(const shard_engine *e);
+/* The index factory the shard was made with; valid while the engine is open. */
+const char *shard_engine_factory(const shard_engine *e);
 /* Writes since the last snapshot. */
 uint64_t shard_engine_dirty(const shard_engine *e);
 

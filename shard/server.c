@@ -337,6 +337,40 @@ static void do_stats(server *s, void *sock, const cr_wire_msg *route, const Cirr
     reply(sock, route, req->id, &resp);
 }
 
+/* Scan in external-id or version order: every id once, tombstones included. */
+static void do_scan_ordered(server *s, void *sock, const cr_wire_msg *route,
+                            const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    const Cirrus__V1__ScanRequest *q = req->scan;
+    shard_engine_scan_req sq = {0};
+    char next[320];
+    cr_err rc;
+    if (q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID &&
+        q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION) {
+        reply_status(sock, route, req->id, CR_ERR_INVALID, "scan: unknown order");
+        return;
+    }
+    sq.by_version = q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION;
+    sq.cursor = q->after_id;
+    sq.min_version = q->min_version;
+    sq.max_version = q->max_version;
+    sq.limit = q->limit;
+    sq.with_vector = q->include_vector;
+    sq.keys_only = q->keys_only;
+    rc = shard_engine_scan_ordered(s->engine, &sq, &r, next, sizeof next);
+    if (rc) {
+        reply_status(sock, route, req->id, rc, cr_error_message());
+        return;
+    }
+    r.next_cursor = next;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+    resp.scan = &r;
+    reply(sock, route, req->id, &resp);
+    shard_engine_scan_clear(&r);
+}
+
 static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
@@ -346,6 +380,15 @@ static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirru
     uint64_t next = 0;
     char next_text[32];
     cr_err rc;
+    if (q && (q->order || q->min_version || q->max_version || q->keys_only)) {
+        if (q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_INTERNAL_ID)
+            reply_status(sock, route, req->id, CR_ERR_INVALID,
+                         "scan: version bounds and keys_only need order by external id or "
+                         "by version");
+        else
+            do_scan_ordered(s, sock, route, req);
+        return;
+    }
     if (!q || (q->after_id && q->after_id[0] &&
                cr_parse_ll(q->after_id, 0, INT64_MAX, &cursor))) {
         reply_status(sock, route, req->id, CR_ERR_INVALID, "scan: bad cursor");
@@ -869,6 +912,13 @@ cr_err shard_server_run(shard_engine *e, const shard_server_opts *o, volatile si
     for (; nw < s.o.workers; nw++)
         if (pthread_create(&workers[nw], NULL, worker_main, &s) != 0)
             break;
+    if (nw < s.o.workers) {
+        /* A shard with fewer workers than asked would serve slower than its operator
+         * planned for, or not at all: fail the start, as every other start failure does. */
+        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start search thread %d of %d", nw + 1,
+                          s.o.workers);
+        goto out;
+    }
     CR_INFO("shard", "serving on %s with %d search threads", o->bind, nw);
     proxy_loop(&s, front, work, replies);
     CR_INFO("shard", "stopping: finishing queued writes");

@@ -7,6 +7,9 @@
  *   items    u64 id (MDB_INTEGERKEY) -> { u64 version, u32 flags, u32 attrs_len,
  *            u16 ext_len, ext bytes, attrs bytes }
  *   vectors  u64 block (MDB_INTEGERKEY) -> block_items * dim fp32, unused slots zero
+ *   byver    big-endian u64 version + ext id bytes -> nothing (schema 2): one key per ext
+ *            id, at its current version (item or tombstone), kept in the same transaction
+ *            as ext2int; replica repair seeks it to list what changed after a version.
  */
 #include "shard/store.h"
 
@@ -40,9 +43,14 @@ _Static_assert(sizeof(size_t) == 8, "MDB_INTEGERKEY keys are u64 = size_t");
 
 #define META_USER_PREFIX "u:"
 
+#define SCHEMA_NO_BYVER 1    /* shards written before the by-version index: built at open */
+#define BYVER_KEY_MAX (8 + SHARD_STORE_EXT_ID_MAX)
+#define BYVER_BUILD_CHUNK 50000 /* ext ids indexed per write transaction when building */
+#define SCAN_VISIT_MAX 65536    /* keys one scan call examines (its read txn stays short) */
+
 struct shard_store {
     MDB_env *env;
-    MDB_dbi meta, ext2int, items, vectors;
+    MDB_dbi meta, ext2int, items, vectors, byver;
     shard_store_params params;
     char *factory;
     size_t vec_bytes; /* dim * 4 */
@@ -288,6 +296,123 @@ static int meta_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, void *out, s
     return 0;
 }
 
+/* ---- by-version index ------------------------------------------------------------------ */
+
+/* Big-endian version first, so that keys sort by version, then by ext id. */
+static size_t byver_key(unsigned char *buf, uint64_t version, const void *ext, size_t ext_len)
+{
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(version >> (56 - 8 * i));
+    memcpy(buf + 8, ext, ext_len);
+    return 8 + ext_len;
+}
+
+static uint64_t byver_version(const unsigned char *key)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | key[i];
+    return v;
+}
+
+/* Moves the index entry of op's ext id from its old version (when it had one) to `version`. */
+static int byver_move(shard_store *st, MDB_txn *txn, const shard_store_op *op, int had,
+                      uint64_t old_version, uint64_t version)
+{
+    unsigned char buf[BYVER_KEY_MAX];
+    MDB_val k, d = mval("", 0);
+    int rc;
+    if (had) {
+        if (old_version == version)
+            return 0;
+        k = mval(buf, byver_key(buf, old_version, op->ext_id, op->ext_len));
+        rc = mdb_del(txn, st->byver, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    k = mval(buf, byver_key(buf, version, op->ext_id, op->ext_len));
+    return mdb_put(txn, st->byver, &k, &d, 0);
+}
+
+typedef struct build_ctx {
+    unsigned char after[SHARD_STORE_EXT_ID_MAX]; /* last ext id indexed by committed chunks */
+    size_t after_len;
+    int started;
+    unsigned char next[SHARD_STORE_EXT_ID_MAX]; /* this chunk's progress, kept on commit */
+    size_t next_len, done, count;
+} build_ctx;
+
+/* One chunk of the index build: the first empties what an interrupted build left; the last
+ * marks the shard as schema 2. Writes its progress to next* (a retried chunk starts over). */
+static int build_txn(shard_store *st, MDB_txn *txn, void *vctx)
+{
+    build_ctx *c = vctx;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d, empty = mval("", 0);
+    unsigned char buf[BYVER_KEY_MAX];
+    size_t n = 0;
+    int rc = mdb_dbi_open(txn, "byver", MDB_CREATE, &st->byver);
+    if (!rc && !c->started)
+        rc = mdb_drop(txn, st->byver, 0);
+    if (!rc)
+        rc = mdb_cursor_open(txn, st->ext2int, &cur);
+    if (rc)
+        return rc;
+    k = mval(c->after, c->after_len);
+    rc = mdb_cursor_get(cur, &k, &d, c->started ? MDB_SET_RANGE : MDB_FIRST);
+    if (!rc && c->started && k.mv_size == c->after_len && !memcmp(k.mv_data, c->after, k.mv_size))
+        rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    c->next_len = 0;
+    for (; !rc && n < BYVER_BUILD_CHUNK; n++) {
+        MDB_val bk;
+        if (d.mv_size != E2I_LEN || k.mv_size > SHARD_STORE_EXT_ID_MAX) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        bk = mval(buf, byver_key(buf, get_u64((unsigned char *)d.mv_data + 8), k.mv_data,
+                                 k.mv_size));
+        rc = mdb_put(txn, st->byver, &bk, &empty, 0);
+        if (rc)
+            break;
+        memcpy(c->next, k.mv_data, k.mv_size);
+        c->next_len = k.mv_size;
+        rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    c->done = rc == MDB_NOTFOUND;
+    c->count = n;
+    if (c->done)
+        return meta_put_u32(st, txn, "schema", SHARD_STORE_SCHEMA_VERSION);
+    return rc;
+}
+
+/* Builds the by-version index of a shard written before it existed (schema 1), in chunks;
+ * until the last chunk commits the shard stays schema 1 and a crash means a rebuild. */
+static cr_err byver_build(shard_store *st, const char *dir)
+{
+    build_ctx *c = calloc(1, sizeof *c);
+    uint64_t total = 0;
+    cr_err err = CR_OK;
+    if (!c)
+        return cr_error_set(CR_ERR_NOMEM, "store: out of memory");
+    while (!c->done) {
+        err = write_run(st, build_txn, c, "build the by-version index");
+        if (err < 0)
+            break;
+        c->started = 1;
+        total += c->count;
+        if (c->next_len) {
+            memcpy(c->after, c->next, c->next_len);
+            c->after_len = c->next_len;
+        }
+    }
+    if (!err)
+        CR_INFO("store", "%s: built the by-version index (%llu ids; schema %d)", dir,
+                (unsigned long long)total, SHARD_STORE_SCHEMA_VERSION);
+    free(c);
+    return err;
+}
+
 /* ---- open / create -------------------------------------------------------------------- */
 
 shard_store_options shard_store_default_options(void)
@@ -353,7 +478,7 @@ static cr_err env_open(shard_store **out, const char *dir, const shard_store_opt
         err = mdb_fail(rc, "create environment");
         goto out;
     }
-    rc = mdb_env_set_maxdbs(st->env, 4);
+    rc = mdb_env_set_maxdbs(st->env, 5);
     if (!rc)
         rc = mdb_env_set_maxreaders(st->env, readers);
     if (!rc && map)
@@ -421,6 +546,8 @@ static int create_txn(shard_store *st, MDB_txn *txn, void *vctx)
     const shard_store_params *p = c->params;
     MDB_val k = mval("schema", 6), d;
     int rc = open_dbis(st, txn, MDB_CREATE);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "byver", MDB_CREATE, &st->byver);
     if (rc)
         return rc;
     rc = mdb_get(txn, st->meta, &k, &d);
@@ -531,12 +658,14 @@ cr_err shard_store_open(shard_store **out, const char *dir, const shard_store_pa
         k = mval("factory", 7);
         rc = mdb_get(txn, st->meta, &k, &d);
     }
+    if (!rc && schema == SHARD_STORE_SCHEMA_VERSION)
+        rc = mdb_dbi_open(txn, "byver", 0, &st->byver);
     if (rc) {
         err = cr_error_set(CR_ERR_STORE, "store: %s is not a cirrus shard (%s)", dir,
                            mdb_strerror(rc));
         goto out;
     }
-    if (schema != SHARD_STORE_SCHEMA_VERSION || dim < 1 || dim > SHARD_STORE_DIM_MAX ||
+    if ((schema != SHARD_STORE_SCHEMA_VERSION && schema != SCHEMA_NO_BYVER) || dim < 1 || dim > SHARD_STORE_DIM_MAX ||
         metric > 1 || block < 1 || d.mv_size == 0 || d.mv_size > SHARD_STORE_FACTORY_MAX) {
         err = cr_error_set(CR_ERR_STORE, "store: %s has schema %u (want %d) or bad meta", dir,
                            schema, SHARD_STORE_SCHEMA_VERSION);
@@ -551,6 +680,8 @@ cr_err shard_store_open(shard_store **out, const char *dir, const shard_store_pa
         err = mdb_fail(rc, "open databases");
         goto out;
     }
+    if (schema == SCHEMA_NO_BYVER && (err = byver_build(st, dir)) < 0)
+        goto out;
     if (expect) {
         if (expect->dim != 0 && expect->dim != st->params.dim)
             err = cr_error_set(CR_ERR_INVALID, "store: shard %s has dim %d, expected %d", dir,
@@ -760,6 +891,8 @@ static int batch_txn(shard_store *st, MDB_txn *txn, void *vctx)
             if (!rc && alive)
                 rc = rec_kill(st, txn, cur.id);
             if (!rc)
+                rc = byver_move(st, txn, op, exists, cur.version, op->version);
+            if (!rc)
                 rc = e2i_put(st, txn, op, next, op->version, 0);
             if (rc)
                 return rc;
@@ -788,7 +921,9 @@ static int batch_txn(shard_store *st, MDB_txn *txn, void *vctx)
                 if (exists && op->version == cur.version)
                     continue; /* same tombstone already there */
             }
-            rc = e2i_put(st, txn, op, cur.id, op->version, FLAG_DEAD);
+            rc = byver_move(st, txn, op, exists, cur.version, op->version);
+            if (!rc)
+                rc = e2i_put(st, txn, op, cur.id, op->version, FLAG_DEAD);
             if (rc)
                 return rc;
         }
@@ -1217,6 +1352,143 @@ cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags, sha
     return err;
 }
 
+/* ---- scan by external id or by version (replica repair) ---------------------------------- */
+
+/* Fills *v with the current state of ext id `ext` from its ext2int value `e2i`. */
+static int scan_view(shard_store *st, MDB_txn *txn, const MDB_val *ext, const MDB_val *e2i,
+                     int with_data, shard_store_view *v)
+{
+    uint64_t id;
+    int rc = 0;
+    if (e2i->mv_size != E2I_LEN || ext->mv_size > SHARD_STORE_EXT_ID_MAX)
+        return MDB_CORRUPTED;
+    id = get_u64(e2i->mv_data);
+    memset(v, 0, sizeof *v);
+    v->version = get_u64((unsigned char *)e2i->mv_data + 8);
+    v->deleted = (((unsigned char *)e2i->mv_data)[16] & FLAG_DEAD) != 0;
+    v->id = id == NO_ID ? -1 : (int64_t)id;
+    v->ext_id = ext->mv_data;
+    v->ext_len = ext->mv_size;
+    if (v->deleted || !with_data)
+        return 0;
+    {
+        size_t key = id;
+        MDB_val k = mval(&key, sizeof key), d;
+        shard_store_view rec;
+        rc = mdb_get(txn, st->items, &k, &d);
+        if (!rc)
+            rc = rec_decode(&d, &rec);
+        if (rc)
+            return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+        v->attrs = rec.attrs;
+        v->attrs_len = rec.attrs_len;
+        v->vector = vec_ptr(st, txn, id, &rc);
+    }
+    return v->vector ? 0 : rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+}
+
+/* Positions `cur` on the first key after *pos (or at the start of the order's range). */
+static int scan_seek(MDB_cursor *cur, shard_store_order order, uint64_t min_version,
+                     const shard_store_pos *pos, unsigned char *buf, MDB_val *k, MDB_val *d)
+{
+    size_t len = pos->ext_len;
+    int rc;
+    if (order == SHARD_STORE_BY_VERSION)
+        len = pos->set ? byver_key(buf, pos->version, pos->ext_id, pos->ext_len)
+                       : byver_key(buf, min_version, "", 0);
+    else if (pos->set)
+        memcpy(buf, pos->ext_id, pos->ext_len);
+    else
+        return mdb_cursor_get(cur, k, d, MDB_FIRST);
+    *k = mval(buf, len);
+    rc = mdb_cursor_get(cur, k, d, MDB_SET_RANGE);
+    if (!rc && pos->set && k->mv_size == len && memcmp(k->mv_data, buf, len) == 0)
+        rc = mdb_cursor_get(cur, k, d, MDB_NEXT);
+    return rc;
+}
+
+/* The ext id and ext2int value of the current key: by version, looked up in ext2int, whose
+ * version must match the index's (the two are written in one transaction). */
+static int scan_entry(shard_store *st, MDB_txn *txn, shard_store_order order, const MDB_val *k,
+                      const MDB_val *d, MDB_val *ext, MDB_val *e2i, uint64_t *version)
+{
+    int rc;
+    if (order != SHARD_STORE_BY_VERSION) {
+        *ext = *k;
+        *e2i = *d;
+        *version = d->mv_size == E2I_LEN ? get_u64((unsigned char *)d->mv_data + 8) : 0;
+        return 0;
+    }
+    if (k->mv_size <= 8 || k->mv_size > BYVER_KEY_MAX)
+        return MDB_CORRUPTED;
+    *version = byver_version(k->mv_data);
+    *ext = mval((unsigned char *)k->mv_data + 8, k->mv_size - 8);
+    rc = mdb_get(txn, st->ext2int, ext, e2i);
+    if (rc)
+        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    if (e2i->mv_size != E2I_LEN || get_u64((unsigned char *)e2i->mv_data + 8) != *version)
+        return MDB_CORRUPTED;
+    return 0;
+}
+
+cr_err shard_store_scan(shard_store *st, shard_store_order order, uint64_t min_version,
+                        uint64_t max_version, int with_data, shard_store_pos *pos,
+                        shard_store_iter_fn fn, void *ctx, int *at_end)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    unsigned char buf[BYVER_KEY_MAX];
+    cr_err err = CR_OK;
+    int rc;
+
+    if (!st || !fn || !pos || !at_end ||
+        (order != SHARD_STORE_BY_EXT_ID && order != SHARD_STORE_BY_VERSION) ||
+        (pos->set && (pos->ext_len == 0 || pos->ext_len > SHARD_STORE_EXT_ID_MAX)))
+        return cr_error_set(CR_ERR_INVALID, "store: scan without store, callback or position");
+    *at_end = 0;
+    err = read_begin(st, &txn);
+    if (err < 0)
+        return err;
+    rc = mdb_cursor_open(txn, order == SHARD_STORE_BY_VERSION ? st->byver : st->ext2int, &cur);
+    if (!rc)
+        rc = scan_seek(cur, order, min_version, pos, buf, &k, &d);
+    for (size_t seen = 0; !rc && seen < SCAN_VISIT_MAX; seen++) {
+        shard_store_view v;
+        MDB_val ext, e2i;
+        uint64_t version;
+        rc = scan_entry(st, txn, order, &k, &d, &ext, &e2i, &version);
+        if (rc)
+            break;
+        if (max_version && version > max_version && order == SHARD_STORE_BY_VERSION) {
+            rc = MDB_NOTFOUND; /* past the range: the end */
+            break;
+        }
+        if (version >= min_version && (!max_version || version <= max_version)) {
+            rc = scan_view(st, txn, &ext, &e2i, with_data, &v);
+            if (rc)
+                break;
+            err = fn(&v, ctx);
+            if (err != CR_OK)
+                break;
+        }
+        pos->set = 1;
+        pos->version = version;
+        pos->ext_len = ext.mv_size;
+        memcpy(pos->ext_id, ext.mv_data, ext.mv_size);
+        pos->ext_id[ext.mv_size] = '\0';
+        rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND)
+        *at_end = 1;
+    else if (rc)
+        err = mdb_fail(rc, "scan");
+    if (cur)
+        mdb_cursor_close(cur);
+    read_end(st, txn);
+    return err;
+}
+
 /* Reads one u64 meta key in its own read transaction. */
 static cr_err meta_read_u64(shard_store *st, const char *key, uint64_t *out)
 {
@@ -1292,7 +1564,8 @@ cr_err shard_store_stats_get(shard_store *st, shard_store_stats *out)
     out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * es.ms_psize;
     out->vector_bytes = db_bytes(txn, st->vectors);
     out->record_bytes =
-        db_bytes(txn, st->items) + db_bytes(txn, st->ext2int) + db_bytes(txn, st->meta);
+        db_bytes(txn, st->items) + db_bytes(txn, st->ext2int) + db_bytes(txn, st->meta) +
+        db_bytes(txn, st->byver);
     if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &sb) == 0)
         out->file_bytes = (uint64_t)sb.st_size;
 out:

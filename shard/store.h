@@ -25,7 +25,9 @@
  *   Attributes are an opaque blob (the caller's encoding, at most SHARD_STORE_ATTRS_MAX bytes).
  *   Named databases: `meta` (schema version, dim, metric, factory, next id, counters, block
  *   size, and caller keys under the "u:" prefix), `ext2int` (ext id -> internal id, version,
- *   tombstone flag), `items` (internal id -> version, flags, ext id, attrs), `vectors`.
+ *   tombstone flag), `items` (internal id -> version, flags, ext id, attrs), `vectors`, and
+ *   `byver` ((version, ext id) of every ext id: what changed after a version, for replica
+ *   repair). A shard written before `byver` existed (schema 1) gets it built at open.
  *
  * VECTOR LAYOUT AND DISK FOOTPRINT
  *   A 512-d fp32 vector is 2,048 bytes; stored as one LMDB value it would take a whole 4 KB
@@ -75,7 +77,7 @@
 
 #include "common/err.h"
 
-#define SHARD_STORE_SCHEMA_VERSION 1
+#define SHARD_STORE_SCHEMA_VERSION 2 /* 2: + the by-version index; 1 is upgraded at open */
 #define SHARD_STORE_EXT_ID_MAX 256       /* bytes of UTF-8, no NUL inside */
 #define SHARD_STORE_ATTRS_MAX (1u << 20) /* bytes of opaque attributes per item */
 #define SHARD_STORE_FACTORY_MAX 1024     /* bytes of the index factory string */
@@ -243,6 +245,38 @@ typedef cr_err (*shard_store_iter_fn)(const shard_store_view *view, void *ctx);
  * item is seen whole). fn must not call into the store. */
 cr_err shard_store_iterate(shard_store *st, int64_t from_id, unsigned flags, shard_store_iter_fn fn,
                            void *ctx);
+
+/* Orders of shard_store_scan. */
+typedef enum shard_store_order {
+    SHARD_STORE_BY_EXT_ID = 1,  /* external id, bytewise (LMDB's key order) */
+    SHARD_STORE_BY_VERSION = 2  /* (version, external id), from the by-version index */
+} shard_store_order;
+
+/* Where a scan stopped: the last external id it passed (and its version). Zero it to start. */
+typedef struct shard_store_pos {
+    int set;
+    uint64_t version;
+    size_t ext_len;
+    char ext_id[SHARD_STORE_EXT_ID_MAX + 1]; /* NUL-terminated */
+} shard_store_pos;
+
+/* Replica repair: visits every external id ONCE with its current state, in `order`, starting
+ * after *pos: a live item (deleted = 0, id its internal id) or a tombstone (deleted = 1,
+ * version = the delete's; id -1 when the id was never stored here). Only versions in
+ * [min_version, max_version] are shown (max_version 0: no bound); by version, min_version is
+ * a seek in the index and the scan ends past max_version, so a scan of what changed after a
+ * version reads only that. With `with_data`, a live item's attrs and vector are filled
+ * (pointers valid during the callback only); otherwise they are NULL. fn returns CR_OK to go
+ * on; any other value stops the scan BEFORE that id (*pos stays on the previous one) and is
+ * returned (e.g. CR_NOTFOUND for "page full"). *pos advances past every id examined, shown
+ * or filtered out. One call examines at most 65,536 ids (one short read transaction);
+ * *at_end = 1 when the order's end (or max_version) was reached. Not a point-in-time view
+ * across calls: an id written between two calls may be seen at its new place or not at all,
+ * which repair tolerates (the write reached that replica itself). fn must not call into the
+ * store. */
+cr_err shard_store_scan(shard_store *st, shard_store_order order, uint64_t min_version,
+                        uint64_t max_version, int with_data, shard_store_pos *pos,
+                        shard_store_iter_fn fn, void *ctx, int *at_end);
 
 /* Number of live items. */
 cr_err shard_store_count(shard_store *st, uint64_t *live);

@@ -67,4 +67,25 @@ start_bg "$WORK/s4.log" "$BIN/cirrus-shard" --dir "$dir" --bind "$ep" --metric l
 pid=$LAST_PID
 ready_or_dead "$pid" "$WORK/s4.log"
 "${C[@]}" stats | grep -q '"count":300' || fail "count with --metric l2"
+kill -TERM "$pid"; wait "$pid" || fail "shard did not exit 0 on SIGTERM"
+
+note "cirrus serve: a catalog made with --metric l2 --index HNSW16 restarts with --data only"
+sep="tcp://127.0.0.1:$(free_port)"
+S=("$BIN/cirrus" --endpoint "$sep" --json)
+start_bg "$WORK/v1.log" "$BIN/cirrus" serve --data "$WORK/serve" --dim 24 --metric l2 \
+  --index HNSW16 --bind "$sep"
+pid=$LAST_PID
+wait_ready "$sep"
+"${S[@]}" load --vectors "$WORK/b.fvecs" --id-prefix r >/dev/null
+kill -TERM "$pid"; wait "$pid" || fail "serve did not exit 0 on SIGTERM"
+start_bg "$WORK/v2.log" "$BIN/cirrus" serve --data "$WORK/serve" --dim 24 --bind "$sep"
+pid=$LAST_PID
+ep=$sep ready_or_dead "$pid" "$WORK/v2.log"
+st=$("${S[@]}" stats)
+echo "$st" | grep -q '"count":300' || fail "serve count after restart: $st"
+"${S[@]}" search --vector "$vec" -k 1 | grep -q '"id":"r5"' || fail "serve: r5 not found (metric?)"
+kill -TERM "$pid"; wait "$pid" || fail "serve did not exit 0 on SIGTERM"
+out=$(timeout 20 "$BIN/cirrus" serve --data "$WORK/serve" --dim 24 --metric ip --bind "$sep" 2>&1) \
+  && fail "serve with a conflicting --metric ip started: $out"
+echo "$out" | grep -q "has metric l2, expected ip" || fail "serve --metric ip: $out"
 echo "1 passed, 0 failed"

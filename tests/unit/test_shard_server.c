@@ -466,6 +466,7 @@ static int upsert_range(cirrus_client *c, int from, int n)
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
     Cirrus__V1__Response *resp = NULL;
+    cr_err rc;
     int ok;
     for (int i = 0; i < n; i++) {
         cirrus__v1__item__init(&it[i]);
@@ -481,8 +482,11 @@ static int upsert_range(cirrus_client *c, int from, int n)
     up.n_items = (size_t)n;
     req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
     req.upsert = &up;
-    ok = cirrus_client_call(c, &req, 10000, &resp) == CR_OK && resp->upsert &&
-         resp->upsert->n_items == (size_t)n;
+    rc = cirrus_client_call(c, &req, 10000, &resp);
+    ok = rc == CR_OK && resp->upsert && resp->upsert->n_items == (size_t)n;
+    if (!ok)
+        fprintf(stderr, "upsert of %d items from %d: %s\n", n, from,
+                rc ? cr_strerror(rc) : resp->status ? resp->status->message : "no result");
     cirrus_response_free(resp);
     return ok;
 }
@@ -491,7 +495,7 @@ typedef struct searcher {
     void *ctx;
     const char *ep;
     atomic_int *stop;
-    int n, failed;
+    int first, n, failed; /* queries start at add_vecs[first]; n searches answered */
 } searcher;
 
 static void *searcher_main(void *arg)
@@ -505,7 +509,8 @@ static void *searcher_main(void *arg)
         return NULL;
     }
     while (!atomic_load(a->stop)) {
-        Cirrus__V1__Response *r = search_q(c, add_vecs[a->n % 997], ADD_DIM, 10, NULL, 1);
+        Cirrus__V1__Response *r =
+            search_q(c, add_vecs[(a->first + a->n) % 997], ADD_DIM, 10, NULL, 1);
         a->failed += !r || !r->search;
         a->n++;
         cirrus_response_free(r);
@@ -566,7 +571,7 @@ static void test_front_during_adds(void *ctx, const char *dir)
     static uint64_t lat[MAXLAT];
     size_t nlat = 0;
     int fresh = 30000, loaded = 0, bad = 0;
-    uint64_t t0, drain_ms, queued;
+    uint64_t t0, drain_ms, queued, prev, last_drop, longest_add = 0;
 
     srand(11);
     for (int i = 0; i < ADD_MAX_ITEMS; i++)
@@ -579,15 +584,24 @@ static void test_front_during_adds(void *ctx, const char *dir)
     for (; loaded < 16000; loaded += ADD_BATCH)
         CR_CHECK(upsert_range(c, loaded, ADD_BATCH));
     memset(sa, 0, sizeof sa);
-    sa[0] = (searcher){ctx, ep, &stop, 0, 0};
+    sa[0] = (searcher){ctx, ep, &stop, 0, 0, 0};
     pthread_create(&st[0], NULL, searcher_main, &sa[0]);
     /* Probe the front while the adds run (and a client searches: the front serves searches
      * too, and must not wait for the index while it does). */
     t0 = cr_clock_mono_ms();
-    while (shard_engine_index_backlog(s.engine) > 0 && nlat + 3 <= MAXLAT &&
-           cr_clock_mono_ms() - t0 < 60000) {
+    last_drop = t0;
+    prev = shard_engine_index_backlog(s.engine);
+    while (prev > 0 && nlat + 3 <= MAXLAT && cr_clock_mono_ms() - t0 < 60000) {
+        uint64_t now;
         bad += !probe(c, fresh++, lat + nlat);
         nlat += 3;
+        now = cr_clock_mono_ms();
+        queued = shard_engine_index_backlog(s.engine);
+        if (queued < prev) { /* a chunk left the queue: one add ended */
+            longest_add = now - last_drop > longest_add ? now - last_drop : longest_add;
+            last_drop = now;
+        }
+        prev = queued;
     }
     atomic_store(&stop, 1);
     pthread_join(st[0], NULL);
@@ -596,12 +610,16 @@ static void test_front_during_adds(void *ctx, const char *dir)
     CR_CHECK_MSG(nlat >= 30, "only %zu probes while indexing", nlat);
     qsort(lat, nlat, sizeof *lat, cmp_u64);
     if (nlat) {
+        /* 100 ms, or a quarter of an add on a machine so loaded that adds take seconds:
+         * a front that waits for adds answers in about one add. */
         uint64_t p99 = lat[nlat * 99 / 100], mx = lat[nlat - 1];
+        uint64_t bound_us = longest_add * 250 > 100000 ? longest_add * 250 : 100000;
         printf("front during adds: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
-               "%d searches alongside; indexing took %llu ms\n",
+               "%d searches alongside; indexing took %llu ms, longest add ~%llu ms\n",
                nlat, lat[nlat / 2] / 1e3, p99 / 1e3, mx / 1e3, sa[0].n,
-               (unsigned long long)(cr_clock_mono_ms() - t0));
-        CR_CHECK_MSG(p99 < 100000, "p99 %.1f ms while the indexer adds", p99 / 1e3);
+               (unsigned long long)(cr_clock_mono_ms() - t0), (unsigned long long)longest_add);
+        CR_CHECK_MSG(p99 < bound_us, "p99 %.1f ms while the indexer adds (bound %.0f ms)",
+                     p99 / 1e3, bound_us / 1e3);
     }
 
     /* Four clients search back to back: the indexer still drains the queue (a reader-
@@ -611,7 +629,7 @@ static void test_front_during_adds(void *ctx, const char *dir)
     queued = shard_engine_index_backlog(s.engine);
     atomic_store(&stop, 0);
     for (int i = 0; i < 4; i++) {
-        sa[i] = (searcher){ctx, ep, &stop, i * 100, 0};
+        sa[i] = (searcher){ctx, ep, &stop, i * 100, 0, 0};
         pthread_create(&st[i], NULL, searcher_main, &sa[i]);
     }
     t0 = cr_clock_mono_ms();
@@ -625,6 +643,8 @@ static void test_front_during_adds(void *ctx, const char *dir)
            "(%d, %d, %d, %d searches)\n",
            (unsigned long long)queued, (unsigned long long)drain_ms, sa[0].n, sa[1].n, sa[2].n,
            sa[3].n);
+    CR_CHECK_MSG(sa[0].failed + sa[1].failed + sa[2].failed + sa[3].failed == 0,
+                 "searches failed while indexing");
     CR_CHECK_MSG(shard_engine_index_backlog(s.engine) == 0,
                  "%llu items still queued after %llu ms of searches",
                  (unsigned long long)shard_engine_index_backlog(s.engine),

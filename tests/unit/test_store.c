@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "common/err.h"
 #include "common/test.h"
 #include "shard/store.h"
@@ -817,6 +819,221 @@ static void measure(int n_items, int batch, const char *name)
     shard_store_close(&st);
 }
 
+/* ---- scans by external id and by version (replica repair) ------------------------------ */
+
+typedef struct scan_rec {
+    char id[32];
+    uint64_t version;
+    int deleted;
+    int has_vector;
+    float v0;
+} scan_rec;
+
+typedef struct scan_acc {
+    scan_rec recs[64];
+    size_t n, cap; /* cap: stop ("page full") after this many */
+} scan_acc;
+
+static cr_err scan_collect(const shard_store_view *v, void *ctx)
+{
+    scan_acc *a = ctx;
+    scan_rec *r;
+    if (a->n >= a->cap || a->n >= 64)
+        return CR_NOTFOUND;
+    r = &a->recs[a->n++];
+    snprintf(r->id, sizeof r->id, "%.*s", (int)v->ext_len, v->ext_id);
+    r->version = v->version;
+    r->deleted = v->deleted;
+    r->has_vector = v->vector != NULL;
+    r->v0 = v->vector ? v->vector[2] : 0;
+    return CR_OK;
+}
+
+/* Scans the whole order in pages of `page`; returns the number of ids collected. */
+static size_t scan_all(shard_store *st, shard_store_order order, uint64_t min_v, uint64_t max_v,
+                       int with_data, size_t page, scan_acc *out)
+{
+    shard_store_pos pos;
+    int at_end = 0, calls = 0;
+    memset(&pos, 0, sizeof pos);
+    out->n = 0;
+    while (!at_end && calls++ < 100) {
+        cr_err rc;
+        out->cap = out->n + page;
+        rc = shard_store_scan(st, order, min_v, max_v, with_data, &pos, scan_collect, out, &at_end);
+        CR_CHECK_MSG(rc == CR_OK || rc == CR_NOTFOUND, "scan: %s", cr_error_message());
+        if (rc < 0)
+            break;
+    }
+    return out->n;
+}
+
+static const scan_rec *find_rec(const scan_acc *a, const char *id)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->recs[i].id, id) == 0)
+            return &a->recs[i];
+    return NULL;
+}
+
+/* Writes: b(10) a(20) c(30); then a replaced (40), c deleted (50), z deleted though never
+ * stored (60), b deleted (70) and stored again (80). */
+static void scan_fill(shard_store *st)
+{
+    float va[DIM], vb[DIM], vc[DIM];
+    shard_store_op ops[8];
+    shard_store_result r[8];
+    fill_vec(va, DIM, 11);
+    fill_vec(vb, DIM, 12);
+    fill_vec(vc, DIM, 13);
+    ops[0] = upsert_op("b", 10, vb, DIM, "x");
+    ops[1] = upsert_op("a", 20, va, DIM, NULL);
+    ops[2] = upsert_op("c", 30, vc, DIM, NULL);
+    CR_CHECK(shard_store_write(st, ops, 3, r) == CR_OK);
+    ops[0] = upsert_op("a", 40, vb, DIM, NULL);
+    ops[1] = delete_op("c", 50);
+    ops[2] = delete_op("z", 60);
+    ops[3] = delete_op("b", 70);
+    ops[4] = upsert_op("b", 80, vc, DIM, "y");
+    ops[5] = upsert_op("a", 35, va, DIM, NULL); /* stale: ignored, index unchanged */
+    CR_CHECK(shard_store_write(st, ops, 6, r) == CR_OK);
+    CR_CHECK(r[5].status == CR_STALE);
+}
+
+static void scan_check_expected(shard_store *st)
+{
+    static const char *by_ver[] = {"a", "c", "z", "b"};
+    static const uint64_t vers[] = {40, 50, 60, 80};
+    float vb[DIM], vc[DIM];
+    scan_acc acc;
+    size_t n;
+
+    fill_vec(vb, DIM, 12);
+    fill_vec(vc, DIM, 13);
+    /* by external id: every id once, with its current state; pages of 1 resume exactly */
+    n = scan_all(st, SHARD_STORE_BY_EXT_ID, 0, 0, 1, 1, &acc);
+    CR_CHECK_MSG(n == 4, "%zu ids by ext id", n);
+    if (n == 4) {
+        CR_CHECK(strcmp(acc.recs[0].id, "a") == 0 && acc.recs[0].version == 40);
+        CR_CHECK(!acc.recs[0].deleted && acc.recs[0].has_vector && acc.recs[0].v0 == vb[2]);
+        CR_CHECK(strcmp(acc.recs[1].id, "b") == 0 && acc.recs[1].version == 80);
+        CR_CHECK(!acc.recs[1].deleted && acc.recs[1].v0 == vc[2]);
+        CR_CHECK(strcmp(acc.recs[2].id, "c") == 0 && acc.recs[2].version == 50);
+        CR_CHECK(acc.recs[2].deleted && !acc.recs[2].has_vector);
+        CR_CHECK(strcmp(acc.recs[3].id, "z") == 0 && acc.recs[3].version == 60);
+        CR_CHECK(acc.recs[3].deleted);
+    }
+    /* keys only: no vectors */
+    n = scan_all(st, SHARD_STORE_BY_EXT_ID, 0, 0, 0, 64, &acc);
+    CR_CHECK(n == 4 && !acc.recs[0].has_vector && !acc.recs[1].has_vector);
+    /* version bounds in external-id order are filters */
+    n = scan_all(st, SHARD_STORE_BY_EXT_ID, 45, 70, 0, 64, &acc);
+    CR_CHECK(n == 2 && find_rec(&acc, "c") && find_rec(&acc, "z"));
+    /* by version: (version, id) order, a seek at min_version, an end at max_version */
+    n = scan_all(st, SHARD_STORE_BY_VERSION, 0, 0, 1, 1, &acc);
+    CR_CHECK_MSG(n == 4, "%zu ids by version", n);
+    for (size_t i = 0; i < 4 && i < n; i++)
+        CR_CHECK_MSG(strcmp(acc.recs[i].id, by_ver[i]) == 0 && acc.recs[i].version == vers[i],
+                     "by version [%zu]: %s %llu", i, acc.recs[i].id,
+                     (unsigned long long)acc.recs[i].version);
+    n = scan_all(st, SHARD_STORE_BY_VERSION, 51, 0, 1, 2, &acc);
+    CR_CHECK(n == 2 && strcmp(acc.recs[0].id, "z") == 0 && strcmp(acc.recs[1].id, "b") == 0);
+    n = scan_all(st, SHARD_STORE_BY_VERSION, 41, 60, 0, 64, &acc);
+    CR_CHECK(n == 2 && strcmp(acc.recs[0].id, "c") == 0 && strcmp(acc.recs[1].id, "z") == 0);
+    n = scan_all(st, SHARD_STORE_BY_VERSION, 81, 0, 0, 64, &acc);
+    CR_CHECK(n == 0);
+}
+
+static void test_scan_orders(void)
+{
+    shard_store *st = make_store("scan", DIM, 0);
+    shard_store_pos pos;
+    scan_acc acc;
+    int at_end = 0;
+    char dir[256];
+    if (!st)
+        return;
+    scan_fill(st);
+    scan_check_expected(st);
+    memset(&pos, 0, sizeof pos);
+    acc.n = 0;
+    acc.cap = 64;
+    CR_CHECK(shard_store_scan(st, (shard_store_order)0, 0, 0, 0, &pos, scan_collect, &acc,
+                              &at_end) == CR_ERR_INVALID);
+    shard_store_close(&st);
+    /* the index is durable: the same after a reopen */
+    path_of(dir, sizeof dir, "scan");
+    CR_CHECK(shard_store_open(&st, dir, NULL, NULL) == CR_OK);
+    if (st)
+        scan_check_expected(st);
+    shard_store_close(&st);
+}
+
+/* A shard written before the by-version index (schema 1: no `byver` database) still opens:
+ * the index is built at open, the shard becomes schema 2, and scans see everything. */
+static void test_scan_index_upgrade(void)
+{
+    shard_store *st = make_store("upgrade", DIM, 0);
+    char dir[256];
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta, byver;
+    uint32_t schema = 1;
+    MDB_val k = {6, "schema"}, d = {sizeof schema, &schema};
+    int rc;
+    if (!st)
+        return;
+    scan_fill(st);
+    shard_store_close(&st);
+    /* Turn it into what the previous release wrote: drop `byver`, schema 1. */
+    path_of(dir, sizeof dir, "upgrade");
+    rc = mdb_env_create(&env);
+    if (!rc)
+        rc = mdb_env_set_maxdbs(env, 8);
+    if (!rc)
+        rc = mdb_env_open(env, dir, 0, 0644);
+    if (!rc)
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "byver", 0, &byver);
+    if (!rc)
+        rc = mdb_drop(txn, byver, 1);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "meta", 0, &meta);
+    if (!rc)
+        rc = mdb_put(txn, meta, &k, &d, 0);
+    if (!rc) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    CR_CHECK_MSG(rc == 0, "making a schema-1 shard: %s", mdb_strerror(rc));
+    rc = shard_store_open(&st, dir, NULL, NULL);
+    CR_CHECK_MSG(rc == CR_OK, "open a schema-1 shard: %s", cr_error_message());
+    if (st) {
+        float v[DIM];
+        shard_store_op op;
+        shard_store_result r;
+        scan_check_expected(st);
+        fill_vec(v, DIM, 14);
+        op = upsert_op("c", 90, v, DIM, NULL); /* the index follows writes after the build */
+        CR_CHECK(shard_store_write(st, &op, 1, &r) == CR_OK && r.status == CR_OK);
+        {
+            scan_acc acc;
+            size_t n = scan_all(st, SHARD_STORE_BY_VERSION, 85, 0, 0, 64, &acc);
+            CR_CHECK(n == 1 && strcmp(acc.recs[0].id, "c") == 0 && acc.recs[0].version == 90);
+            n = scan_all(st, SHARD_STORE_BY_VERSION, 0, 0, 0, 64, &acc);
+            CR_CHECK(n == 4);
+        }
+        shard_store_close(&st);
+    }
+    /* ...and it is now schema 2: reopening does not rebuild (nothing to check but success) */
+    CR_CHECK(shard_store_open(&st, dir, NULL, NULL) == CR_OK);
+    shard_store_close(&st);
+}
+
 int main(int argc, char **argv)
 {
     int measure_n = 20000, batch = 100;
@@ -851,6 +1068,8 @@ int main(int argc, char **argv)
         test_iterate_vectors_reopen();
         test_map_growth();
         test_crash();
+        test_scan_orders();
+        test_scan_index_upgrade();
     }
     measure(measure_n, batch, "measure");
     nftw(base_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
