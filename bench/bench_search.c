@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/filter_parse.h"

@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 
 typedef struct cli_ctx {
     const char *endpoint; /* --endpoint, or CIRRUS_ENDPOINT */

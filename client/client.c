@@ -1,4 +1,4 @@
-#include "client/cirrus.h"
+#include "client/client.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -65,7 +65,7 @@
 
 #include <jansson.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "client/eval.h"
 #include "common/err.h"
 

@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "client/json.h"
 #include "common/clock.h"
 #include "common/config.h"

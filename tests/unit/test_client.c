@@ -8,7 +8,7 @@
 
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/test.h"
 #include "common/wire.h"
 

@@ -12,7 +12,7 @@
 
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/test.h"

@@ -11,7 +11,7 @@
 
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "coordinator/clustermap.h"

@@ -13,7 +13,7 @@
 #include <zlib.h>
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/wire.h"

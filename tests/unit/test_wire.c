@@ -5,7 +5,7 @@
 
 #include <zmq.h>
 
-#include "client/cirrus.h"
+#include "client/client.h"
 #include "common/test.h"
 #include "common/validate.h"
 #include "common/clock.h"
