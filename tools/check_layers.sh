@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# check_layers.sh — every folder includes headers only from itself and the folders below it
+# (DESIGN §2: proto, common, encoder, shard, coordinator, jobs, client, node, gateway, eval,
+# offline, cli, from the bottom up). tests/, bench/ and tools/ sit above all and are not checked.
+# Also: one third-party API per module (FAISS only in shard/index + the compat shim, LMDB only
+# in the stores, libmicrohttpd only in gateway/). Exit 1 and print each violation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LAYERS=(proto common encoder shard coordinator jobs client node gateway eval offline cli)
+declare -A RANK
+for i in "${!LAYERS[@]}"; do RANK[${LAYERS[$i]}]=$i; done
+bad=0
+for dir in "${LAYERS[@]}"; do
+  [ -d "$dir" ] || continue
+  while IFS= read -r -d '' f; do
+    while IFS=: read -r line inc; do
+      top=${inc%%/*}
+      [ -n "${RANK[$top]+x}" ] || continue
+      if [ "${RANK[$top]}" -gt "${RANK[$dir]}" ]; then
+        echo "$f:$line: $dir/ includes $inc from $top/, a layer above it"
+        bad=1
+      fi
+    done < <(grep -n -o '#include "[a-z_]*/[A-Za-z0-9_./-]*"' "$f" | sed 's/#include "\(.*\)"/\1/')
+  done < <(find "$dir" \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) -print0)
+done
+# One third-party API per module.
+check_api() { # HEADER_REGEX ALLOWED_PATH_REGEX WHAT
+  local hits
+  hits=$(grep -rlE "#include <($1)" --include='*.c' --include='*.h' --include='*.cpp' \
+         "${LAYERS[@]}" 2>/dev/null | grep -vE "$2" || true)
+  if [ -n "$hits" ]; then
+    echo "$3 included outside its module: $hits"
+    bad=1
+  fi
+}
+check_api 'faiss/' '^shard/(index\.c|faiss_capi/)' 'FAISS'
+check_api 'lmdb\.h' '^(shard/store\.c|jobs/[a-z_]*store\.c)$' 'LMDB'
+check_api 'microhttpd\.h' '^gateway/' 'libmicrohttpd'
+check_api 'zmq\.h' '^(common/|client/)' 'ZeroMQ'
+if [ "$bad" -ne 0 ]; then echo "layer check: FAILED"; exit 1; fi
+echo "layer check: ok (${LAYERS[*]})"
