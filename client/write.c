@@ -6,52 +6,46 @@
 #include "client/api_impl.h"
 #include "common/validate.h"
 
-cirrus_attr cirrus_attr_string(const char *name, const char *value)
+static cirrus_attr attr_named(const char *name, cirrus_attr_type type)
 {
     cirrus_attr a;
     memset(&a, 0, sizeof a);
     a.name = name;
-    a.type = CIRRUS_ATTR_STRING;
+    a.type = type;
+    return a;
+}
+
+cirrus_attr cirrus_attr_string(const char *name, const char *value)
+{
+    cirrus_attr a = attr_named(name, CIRRUS_ATTR_STRING);
     a.s = value;
     return a;
 }
 
 cirrus_attr cirrus_attr_int(const char *name, int64_t value)
 {
-    cirrus_attr a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.type = CIRRUS_ATTR_INT;
+    cirrus_attr a = attr_named(name, CIRRUS_ATTR_INT);
     a.i = value;
     return a;
 }
 
 cirrus_attr cirrus_attr_double(const char *name, double value)
 {
-    cirrus_attr a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.type = CIRRUS_ATTR_DOUBLE;
+    cirrus_attr a = attr_named(name, CIRRUS_ATTR_DOUBLE);
     a.d = value;
     return a;
 }
 
 cirrus_attr cirrus_attr_bool(const char *name, int value)
 {
-    cirrus_attr a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.type = CIRRUS_ATTR_BOOL;
+    cirrus_attr a = attr_named(name, CIRRUS_ATTR_BOOL);
     a.b = value != 0;
     return a;
 }
 
 cirrus_attr cirrus_attr_strings(const char *name, const char *const *values, size_t n)
 {
-    cirrus_attr a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.type = CIRRUS_ATTR_STRINGS;
+    cirrus_attr a = attr_named(name, CIRRUS_ATTR_STRINGS);
     a.strings = values;
     a.n_strings = n;
     return a;

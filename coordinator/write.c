@@ -444,29 +444,33 @@ send:
 
 /* ---- the ops ------------------------------------------------------------------------------- */
 
-void coord_upsert_start(coord_rq *r)
+/* Validates every item's id and client version, places it, and starts the write; `items`
+ * are Item (upsert) or DeleteItem (delete) pointers. */
+static void write_op_start(coord_rq *r, int is_delete, size_t n, void **items)
 {
-    const Cirrus__V1__UpsertRequest *up = r->req->upsert;
-    size_t n = up ? up->n_items : 0;
     write_op *w;
     cr_err rc = CR_OK;
     if (n == 0 || n > MAX_ITEMS) {
-        coord_rq_fail_end(r, CR_ERR_INVALID, "an upsert holds 1..8192 items");
+        coord_rq_fail_end(r, CR_ERR_INVALID,
+                          is_delete ? "a delete holds 1..8192 items" : "an upsert holds 1..8192 items");
         return;
     }
-    if (!(w = write_new(r, 0, n, (void **)up->items))) {
+    if (!(w = write_new(r, is_delete, n, items))) {
         coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
         return;
     }
     for (size_t i = 0; i < n && !rc; i++) {
-        Cirrus__V1__Item *it = up->items[i];
-        rc = cr_validate_id(it->id);
+        const char *id = is_delete ? ((Cirrus__V1__DeleteItem *)items[i])->id
+                                   : ((Cirrus__V1__Item *)items[i])->id;
+        uint64_t version = is_delete ? ((Cirrus__V1__DeleteItem *)items[i])->version
+                                     : ((Cirrus__V1__Item *)items[i])->version;
+        rc = cr_validate_id(id);
         if (!rc)
-            rc = check_client_version(r, it->id, it->version);
+            rc = check_client_version(r, id, version);
         if (rc)
             break;
-        w->ids[i] = it->id;
-        w->group[i] = coord_map_group_of(r->map, it->id);
+        w->ids[i] = id;
+        w->group[i] = coord_map_group_of(r->map, id);
     }
     if (!rc)
         rc = seed_then_write(w);
@@ -474,32 +478,14 @@ void coord_upsert_start(coord_rq *r)
         coord_rq_fail_end(r, rc, cr_error_message());
 }
 
+void coord_upsert_start(coord_rq *r)
+{
+    const Cirrus__V1__UpsertRequest *up = r->req->upsert;
+    write_op_start(r, 0, up ? up->n_items : 0, up ? (void **)up->items : NULL);
+}
+
 void coord_delete_start(coord_rq *r)
 {
     const Cirrus__V1__DeleteRequest *del = r->req->delete_;
-    size_t n = del ? del->n_items : 0;
-    write_op *w;
-    cr_err rc = CR_OK;
-    if (n == 0 || n > MAX_ITEMS) {
-        coord_rq_fail_end(r, CR_ERR_INVALID, "a delete holds 1..8192 items");
-        return;
-    }
-    if (!(w = write_new(r, 1, n, (void **)del->items))) {
-        coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n && !rc; i++) {
-        Cirrus__V1__DeleteItem *it = del->items[i];
-        rc = cr_validate_id(it->id);
-        if (!rc)
-            rc = check_client_version(r, it->id, it->version);
-        if (rc)
-            break;
-        w->ids[i] = it->id;
-        w->group[i] = coord_map_group_of(r->map, it->id);
-    }
-    if (!rc)
-        rc = seed_then_write(w);
-    if (rc)
-        coord_rq_fail_end(r, rc, cr_error_message());
+    write_op_start(r, 1, del ? del->n_items : 0, del ? (void **)del->items : NULL);
 }

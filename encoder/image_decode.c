@@ -337,18 +337,28 @@ static cr_err decode_webp(const uint8_t *b, size_t n, size_t max_pixels, enc_ima
     return CR_OK;
 }
 
+/* The checks every entry point makes on its arguments; 0 max_pixels = the default. */
+static cr_err check_input(const uint8_t *bytes, size_t n, const void *out, const char *fn,
+                          size_t *max_pixels)
+{
+    if (!out || (!bytes && n))
+        return cr_error_set(CR_ERR_INVALID, "%s: NULL argument", fn);
+    if (n == 0)
+        return cr_error_set(CR_ERR_INVALID, "empty image data");
+    if (*max_pixels == 0)
+        *max_pixels = ENC_IMAGE_DEFAULT_MAX_PIXELS;
+    return CR_OK;
+}
+
 cr_err enc_image_probe(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image_info *out)
 {
     enc_image_info info;
     int req, sixteen_gray;
     cr_err rc;
     fmt f;
-    if (!out || (!bytes && n))
-        return cr_error_set(CR_ERR_INVALID, "enc_image_probe: NULL argument");
-    if (n == 0)
-        return cr_error_set(CR_ERR_INVALID, "empty image data");
-    if (max_pixels == 0)
-        max_pixels = ENC_IMAGE_DEFAULT_MAX_PIXELS;
+    rc = check_input(bytes, n, out, "enc_image_probe", &max_pixels);
+    if (rc)
+        return rc;
     f = detect_format(bytes, n);
     switch (f) {
     case FMT_WEBP: rc = probe_webp(bytes, n, max_pixels, &info); break;
@@ -368,12 +378,9 @@ cr_err enc_image_probe(const uint8_t *bytes, size_t n, size_t max_pixels, enc_im
 cr_err enc_image_decode(const uint8_t *bytes, size_t n, size_t max_pixels, enc_image **out)
 {
     fmt f;
-    if (!out || (!bytes && n))
-        return cr_error_set(CR_ERR_INVALID, "enc_image_decode: NULL argument");
-    if (n == 0)
-        return cr_error_set(CR_ERR_INVALID, "empty image data");
-    if (max_pixels == 0)
-        max_pixels = ENC_IMAGE_DEFAULT_MAX_PIXELS;
+    cr_err rc = check_input(bytes, n, out, "enc_image_decode", &max_pixels);
+    if (rc)
+        return rc;
     f = detect_format(bytes, n);
     switch (f) {
     case FMT_WEBP: return decode_webp(bytes, n, max_pixels, out);

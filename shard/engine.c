@@ -1577,18 +1577,32 @@ static cr_err scan_item(const shard_store_view *v, void *arg)
     return CR_OK;
 }
 
-cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
-                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor)
+/* A scan page holds `limit` items, 512 when 0, at most 4096. */
+static uint32_t scan_page_limit(uint32_t limit)
 {
-    scan_ctx s = {e, out, limit ? (limit > 4096 ? 4096 : limit) : 512, with_vector, -1, CR_OK};
-    cr_err rc;
-    out->items = calloc(s.limit, sizeof *out->items);
-    out->deleted = calloc(s.limit, sizeof *out->deleted);
+    return limit ? (limit > 4096 ? 4096 : limit) : 512;
+}
+
+static cr_err scan_page_alloc(Cirrus__V1__ScanResult *out, uint32_t limit)
+{
+    out->items = calloc(limit, sizeof *out->items);
+    out->deleted = calloc(limit, sizeof *out->deleted);
     out->n_items = out->n_deleted = 0;
     if (!out->items || !out->deleted) {
         shard_engine_scan_clear(out);
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     }
+    return CR_OK;
+}
+
+cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
+                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor)
+{
+    scan_ctx s = {e, out, scan_page_limit(limit), with_vector, -1, CR_OK};
+    cr_err rc;
+    rc = scan_page_alloc(out, s.limit);
+    if (rc)
+        return rc;
     rc = shard_store_iterate(e->store, (int64_t)cursor, SHARD_STORE_ITER_DEAD, scan_item, &s);
     if (s.rc)
         rc = s.rc;
@@ -1675,20 +1689,16 @@ static cr_err oscan_cursor_parse(const shard_engine_scan_req *q, shard_store_pos
 cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
                                  Cirrus__V1__ScanResult *out, char *next_cursor, size_t cap)
 {
-    oscan_ctx s = {e, out, q->limit ? (q->limit > 4096 ? 4096 : q->limit) : 512, q->with_vector,
+    oscan_ctx s = {e, out, scan_page_limit(q->limit), q->with_vector,
                    q->keys_only};
     shard_store_pos pos;
     int at_end = 0;
     cr_err rc = oscan_cursor_parse(q, &pos);
     if (rc)
         return rc;
-    out->items = calloc(s.limit, sizeof *out->items);
-    out->deleted = calloc(s.limit, sizeof *out->deleted);
-    out->n_items = out->n_deleted = 0;
-    if (!out->items || !out->deleted) {
-        shard_engine_scan_clear(out);
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    }
+    rc = scan_page_alloc(out, s.limit);
+    if (rc)
+        return rc;
     rc = shard_store_scan(e->store, q->by_version ? SHARD_STORE_BY_VERSION : SHARD_STORE_BY_EXT_ID,
                           q->min_version, q->max_version, !q->keys_only, &pos, oscan_item, &s,
                           &at_end);

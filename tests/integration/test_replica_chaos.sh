@@ -26,28 +26,11 @@ C=("$BIN/cirrus" --endpoint "$ep" --timeout 3000)
 
 ms() { sleep "$(awk "BEGIN { print $1 / 1000 }")"; }
 between() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
-kill_shard() { # REPLICA
-  local v=SHARD_0_${1}_PID
-  kill -9 "${!v}" 2>/dev/null || true
-  wait "${!v}" 2>/dev/null || true
-  while kill -0 "${!v}" 2>/dev/null; do sleep 0.02; done
-  echo "  kill replica $1"
-}
-start_shard() { # REPLICA
-  local e=SHARD_0_$1
-  "$BIN/cirrus-shard" --dir "$WORK/cl/shard-0-$1" --bind "${!e}" --log-level warn \
-    >>"$WORK/shard-$1.log" 2>&1 &
-  PIDS+=($!)
-  eval "SHARD_0_${1}_PID=$!"
-  wait_ready "${!e}"
-  echo "  restart replica $1"
-}
+# shellcheck source=replicas.sh
+. "$(dirname "$0")/replicas.sh"
+kill_replica() { kill_shard "$1"; echo "  kill replica $1"; }
+restart_replica() { start_shard "$1"; echo "  restart replica $1"; }
 ALL=$WORK/all_ids
-dump() { # ENDPOINT OUT: "id version" (or "id ") per id, sorted
-  sed 's/^/--id /' "$ALL" | xargs -n 2000 "$BIN/cirrus" --endpoint "$1" --json get --no-vector \
-    2>/dev/null | sed -E 's/^\{"id":"([^"]*)",("version":([0-9]+)|"missing":true).*/\1 \3/' |
-    sort >"$2" || true
-}
 
 # verify_at ENDPOINT PREFIX:ACKED...: prints "verified N of M" per set.
 verify_at() {
@@ -111,19 +94,19 @@ for r in $(seq 1 "$ROUNDS"); do
   ms "$(between 0 200)"
   if [ $((RANDOM % 2)) -eq 0 ]; then # both: the second dies before the first returns
     first=$((RANDOM % 2))
-    kill_shard $first
+    kill_replica $first
     down_writes "$r"
-    kill_shard $((1 - first))
+    kill_replica $((1 - first))
     ms "$(between 0 400)"
-    start_shard $first
+    restart_replica $first
     no_missing "replica $first back, its peer down"
     ms "$(between 0 500)"
-    start_shard $((1 - first))
+    restart_replica $((1 - first))
   else
     v=$((RANDOM % 2))
-    kill_shard $v
+    kill_replica $v
     down_writes "$r"
-    start_shard $v
+    restart_replica $v
   fi
   wait "$loader" || true
   no_missing "end of round"

@@ -32,27 +32,10 @@ wait_log() {
   done
   fail "coordinator log: no $count x '$pat' within ${secs}s: $(tail -5 "$CLOG")"
 }
-kill_shard() { # REPLICA
-  local v=SHARD_0_${1}_PID
-  kill -9 "${!v}"
-  wait "${!v}" 2>/dev/null || true # reaps our own children; others are reaped by init
-  while kill -0 "${!v}" 2>/dev/null; do sleep 0.02; done
-}
-start_shard() { # REPLICA
-  local e=SHARD_0_$1
-  "$BIN/cirrus-shard" --dir "$WORK/cl/shard-0-$1" --bind "${!e}" --log-level warn \
-    >>"$WORK/shard-$1.log" 2>&1 &
-  PIDS+=($!)
-  eval "SHARD_0_${1}_PID=$!"
-  wait_ready "${!e}"
-}
+# shellcheck source=replicas.sh
+. "$(dirname "$0")/replicas.sh"
 # Every id ever written, so that a dump shows items, versions and absences alike.
 ALL=$WORK/all_ids
-dump() { # ENDPOINT OUT: "id version" (or "id missing") per id, sorted
-  sed 's/^/--id /' "$ALL" | xargs -n 2000 "$BIN/cirrus" --endpoint "$1" --json get --no-vector \
-    2>/dev/null | sed -E 's/^\{"id":"([^"]*)",("version":([0-9]+)|"missing":true).*/\1 \3/' |
-    sort >"$2" || true
-}
 same_replicas() { # both replicas hold the same items and versions
   dump "$A" "$WORK/a.dump"
   dump "$B" "$WORK/b.dump"
