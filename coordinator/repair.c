@@ -50,6 +50,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "coordinator/repair.h"
+#include "coordinator/request.h"
 
 #define REPAIR_QUEUE (COORD_MAX_GROUPS * COORD_MAX_REPLICAS) /* one job per replica at most */
 #define PULL_PAGE 512      /* items with vectors per scanned page */
@@ -89,23 +90,16 @@ struct coord_repair {
 static cr_err call_replica(coord_repair *rp, coord_caller *w, int g, int rep,
                            Cirrus__V1__Request *req, coord_sub *s)
 {
-    size_t len = protobuf_c_message_get_packed_size(&req->base);
-    uint8_t *body = malloc(len ? len : 1);
+    uint8_t *body = NULL;
+    size_t len = 0;
     cr_err rc;
     memset(s, 0, sizeof *s);
-    if (!body)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    if (atomic_load(&rp->stop)) {
-        free(body);
+    if (atomic_load(&rp->stop))
         return cr_error_set(CR_ERR_UNAVAILABLE, "stopping");
-    }
-    protobuf_c_message_pack(&req->base, body);
-    s->target = COORD_TO_REPLICA;
-    s->group = g;
-    s->replica = rep;
-    s->body = body;
-    s->len = len;
-    s->timeout_ms = CALL_TIMEOUT_MS;
+    rc = coord_pack(&req->base, &body, &len);
+    if (rc)
+        return rc;
+    coord_sub_init(s, COORD_TO_REPLICA, g, rep, body, len, CALL_TIMEOUT_MS, 0);
     rc = coord_caller_call(w, s);
     free(body);
     if (!rc && s->rc)
@@ -116,12 +110,6 @@ static cr_err call_replica(coord_repair *rp, coord_caller *w, int g, int rep,
     return rc;
 }
 
-static void sub_done(coord_sub *s)
-{
-    if (s->resp)
-        cirrus__v1__response__free_unpacked(s->resp, NULL);
-    s->resp = NULL;
-}
 
 /* n = 0 is a barrier: the shard's one writer applies writes in the order they arrive, so
  * when an empty write is acknowledged every write sent to it before is applied. */
@@ -150,7 +138,7 @@ static cr_err write_items(coord_repair *rp, coord_caller *w, int g, int dst,
     rc = call_replica(rp, w, g, dst, &req, &s);
     if (!rc && c)
         count_applied(s.resp->upsert, n, 0, c);
-    sub_done(&s);
+    coord_sub_free(&s);
     return rc;
 }
 
@@ -170,7 +158,7 @@ static cr_err write_tombstones(coord_repair *rp, coord_caller *w, int g, int dst
     rc = call_replica(rp, w, g, dst, &req, &s);
     if (!rc && c)
         count_applied(s.resp->delete_, n, 1, c);
-    sub_done(&s);
+    coord_sub_free(&s);
     return rc;
 }
 
@@ -252,7 +240,7 @@ static cr_err pull(coord_repair *rp, coord_caller *w, int g, int src, int dst, u
                 rc = cr_error_set(CR_ERR_PROTO, "replica %d: scan did not advance", src);
             snprintf(cursor, sizeof cursor, "%s", s.resp->scan->next_cursor);
         }
-        sub_done(&s);
+        coord_sub_free(&s);
         if (rc || done)
             return rc;
     }
@@ -278,7 +266,7 @@ static cr_err stream_peek(coord_repair *rp, coord_caller *w, int g, stream *st,
         cr_err rc;
         if (st->started && st->last_page)
             return CR_OK;
-        sub_done(&st->s);
+        coord_sub_free(&st->s);
         scan.order = CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID;
         scan.after_id = st->cursor;
         scan.limit = KEYS_PAGE;
@@ -337,7 +325,7 @@ static cr_err batch_flush(coord_repair *rp, coord_caller *w, int g, copy_batch *
             rc = cr_error_set(CR_ERR_PROTO, "replica %d: get answer without a result", b->src);
         if (!rc && s.resp->get->n_items)
             rc = write_items(rp, w, g, b->dst, s.resp->get->items, s.resp->get->n_items, c);
-        sub_done(&s);
+        coord_sub_free(&s);
     }
     for (size_t i = 0; i < b->n_dels; i++)
         delp[i] = &b->dels[i];
@@ -422,8 +410,8 @@ out:
         batch_clear(to_p);
     free(to_x);
     free(to_p);
-    sub_done(&sx.s);
-    sub_done(&sp.s);
+    coord_sub_free(&sx.s);
+    coord_sub_free(&sp.s);
     return rc;
 }
 
