@@ -9,7 +9,7 @@
 #include "client/json.h"
 #include "common/attrs_json.h"
 #include "common/config.h"
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 
 #define MAX_IDS 1024
 

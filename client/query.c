@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "client/api_impl.h"
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/validate.h"
 
 _Static_assert((int)CIRRUS_METHOD_SEARLE == (int)CIRRUS__V1__COMPOSE_METHOD__COMPOSE_SEARLE,

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Growable bitsets over ids; words past `nw` read as zero. */

@@ -1,4 +1,4 @@
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 
 #include <errno.h>
 #include <inttypes.h>
