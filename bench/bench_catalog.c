@@ -9,7 +9,7 @@
 
 #include "bench/bench.h"
 #include "common/config.h"
-#include "common/progress.h"
+#include "cli/progress.h"
 #include "encoder/image.h"
 
 #define IMG 96

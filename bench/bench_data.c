@@ -9,7 +9,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/err.h"
-#include "common/vecfile.h"
+#include "offline/vecfile.h"
 #include "shard/engine.h"
 #include "shard/index.h"
 

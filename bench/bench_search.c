@@ -12,8 +12,8 @@
 #include "client/client.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/filter_parse.h"
-#include "common/vecfile.h"
+#include "shard/filter_parse.h"
+#include "offline/vecfile.h"
 #include "shard/index.h"
 
 float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normalize);

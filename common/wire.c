@@ -419,3 +419,25 @@ void cr_wire_inproc_name(char *buf, size_t len, const char *what)
     static _Atomic uint64_t next;
     snprintf(buf, len, "inproc://%s-%llu", what, (unsigned long long)atomic_fetch_add(&next, 1));
 }
+
+cr_err cr_wire_ctx_new(void **out)
+{
+    void *ctx = zmq_ctx_new(), *s = ctx ? zmq_socket(ctx, ZMQ_PAIR) : NULL;
+    if (!s) {
+        cr_err rc = cr_error_set(CR_ERR_NET, "cannot start ZeroMQ: %s", zmq_strerror(errno));
+        if (ctx)
+            zmq_ctx_term(ctx);
+        return rc;
+    }
+    zmq_close(s);
+    *out = ctx;
+    return CR_OK;
+}
+
+void cr_wire_ctx_term(void **ctx)
+{
+    if (ctx && *ctx) {
+        zmq_ctx_term(*ctx);
+        *ctx = NULL;
+    }
+}

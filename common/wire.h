@@ -54,6 +54,13 @@ cr_wire_limits cr_wire_default_limits(void);
  * ZMQ_ROUTER_MANDATORY off (a vanished peer's reply is dropped, not an error). */
 cr_err cr_wire_socket_setup(void *sock, const cr_wire_limits *lim);
 
+/* A ZeroMQ context whose I/O and reaper threads are already running: ZeroMQ starts them with
+ * a context's first socket and aborts the process when it cannot, so a process that starts
+ * them first knows that every later thread start that fails is its own, reported and
+ * survived. CR_ERR_NET when the context or its threads cannot be made. */
+cr_err cr_wire_ctx_new(void **out);
+void cr_wire_ctx_term(void **ctx);
+
 void cr_wire_msg_init(cr_wire_msg *m);
 void cr_wire_msg_close(cr_wire_msg *m);
 

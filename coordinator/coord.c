@@ -7,12 +7,10 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "coordinator/handlers.h"
-#include "coordinator/http.h"
 #include "coordinator/repair.h"
 
 struct coord_server {
     coord_app app;
-    coord_http *http;
     pthread_t reload_tid;
     int reloading;
     volatile sig_atomic_t reload_stop;
@@ -76,8 +74,6 @@ cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
         rc = coord_repair_start(&s->app, &s->app.repair);
     if (!rc) /* the loop reports returning replicas to the repair thread */
         coord_loop_set_up_hook(s->app.loop, coord_repair_enqueue, s->app.repair);
-    if (!rc && o->http_bind)
-        rc = coord_http_start(&s->http, o->http_bind, o->map->bind, &s->app);
     if (!rc) {
         s->reloading = pthread_create(&s->reload_tid, NULL, reload_main, s) == 0;
         if (!s->reloading)
@@ -104,7 +100,6 @@ void coord_server_close(coord_server **pp)
     coord_server *s = pp ? *pp : NULL;
     if (!s)
         return;
-    coord_http_stop(&s->http);
     s->reload_stop = 1;
     if (s->reloading)
         pthread_join(s->reload_tid, NULL);
@@ -129,4 +124,30 @@ cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop)
     rc = coord_server_serve(s, stop);
     coord_server_close(&s);
     return rc;
+}
+
+int coord_server_ready(coord_server *s)
+{
+    const coord_map *m = coord_loop_map(s->app.loop);
+    for (int g = 0; g < m->n_groups; g++) {
+        int any = 0;
+        for (int r = 0; r < m->n_replicas[g]; r++)
+            any |= coord_loop_replica_live(s->app.loop, g, r);
+        if (!any)
+            return 0;
+    }
+    return 1;
+}
+
+static int live_of(void *ctx, int g, int r)
+{
+    return coord_loop_replica_live(ctx, g, r);
+}
+
+cr_err coord_server_metrics(coord_server *s, char **text, size_t *len)
+{
+    if (coord_metrics_render(&s->app.metrics, coord_loop_map(s->app.loop), live_of, s->app.loop,
+                             text, len))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    return CR_OK;
 }

@@ -16,7 +16,8 @@
  * after the write quorum is durable, versions from a hybrid logical clock), gets, stats and
  * health; encoder ops are passed through to an encoder. A group with no live replica makes a
  * search `partial`, listing the missing groups. All of it runs on one event-loop thread
- * (loop.h); replica repair, the SIGHUP reload and the HTTP API have threads of their own.
+ * (loop.h); replica repair and the SIGHUP reload have threads of their own; the HTTP API (gateway/)
+ * is a client of the public endpoint, started beside it by node/.
  */
 #ifndef COORD_COORD_H
 #define COORD_COORD_H
@@ -38,7 +39,6 @@ typedef struct coord_server_opts {
     uint32_t backend_timeout_ms; /* per backend call when the deadline allows (default 5000) */
     const char *map_path;        /* reloaded on SIGHUP when set */
     volatile sig_atomic_t *reload; /* set by the SIGHUP handler; cleared after reloading */
-    const char *http_bind;       /* "HOST:PORT" for the HTTP/JSON API and /metrics; NULL = off */
     unsigned spin_us;            /* busy-poll after traffic before sleeping (default 0) */
     uint64_t version_skew_ms;    /* how far a client-chosen item version may lead the clock
                                     (default CR_HLC_MAX_SKEW_MS); later ones are rejected */
@@ -58,6 +58,11 @@ void coord_server_close(coord_server **pp);
 
 /* The pending table's counters (call between serves or after serve returned). */
 coord_pending_stats coord_server_pending_stats(const coord_server *s);
+
+/* 1 when every shard group has a live replica (/readyz). Any thread. */
+int coord_server_ready(coord_server *s);
+/* The coordinator's metrics in Prometheus text format, malloc'd (/metrics). Any thread. */
+cr_err coord_server_metrics(coord_server *s, char **text, size_t *len);
 
 /* open + serve + close. */
 cr_err coord_server_run(const coord_server_opts *o, volatile sig_atomic_t *stop);

@@ -115,9 +115,6 @@ int coord_metrics_render(const coord_metrics *m, const coord_map *map,
     put(&s, "# HELP cirrus_partial_answers_total Searches answered without every shard group.\n"
             "# TYPE cirrus_partial_answers_total counter\ncirrus_partial_answers_total %llu\n",
         (unsigned long long)atomic_load(&m->partial));
-    put(&s, "# HELP cirrus_http_requests_total Requests on the HTTP API.\n"
-            "# TYPE cirrus_http_requests_total counter\ncirrus_http_requests_total %llu\n",
-        (unsigned long long)atomic_load(&m->http_requests));
     put(&s, "# HELP cirrus_replica_up Whether a shard replica answers and serves reads.\n"
             "# TYPE cirrus_replica_up gauge\n");
     for (int g = 0; g < map->n_groups; g++)

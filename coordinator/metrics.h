@@ -19,7 +19,6 @@ typedef struct coord_metrics {
     _Atomic uint64_t buckets[COORD_METRICS_OPS][COORD_METRICS_BUCKETS + 1]; /* + Inf */
     _Atomic uint64_t sum_us[COORD_METRICS_OPS];
     _Atomic uint64_t partial;
-    _Atomic uint64_t http_requests;
 } coord_metrics;
 
 void coord_metrics_init(coord_metrics *m);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # check_layers.sh — every folder includes headers only from itself and the folders below it
-# (DESIGN §2: proto, common, encoder, shard, coordinator, jobs, client, node, gateway, eval,
+# (DESIGN §2, but with node/ above gateway/: node composes every role, the HTTP API included:
+# proto, common, encoder, shard, coordinator, jobs, client, gateway, node, eval,
 # offline, cli, from the bottom up). tests/, bench/ and tools/ sit above all and are not checked.
 # Also: one third-party API per module (FAISS only in shard/index + the compat shim, LMDB only
 # in the stores, libmicrohttpd only in gateway/). Exit 1 and print each violation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAYERS=(proto common encoder shard coordinator jobs client node gateway eval offline cli)
+LAYERS=(proto common encoder shard coordinator jobs client gateway node eval offline cli)
 declare -A RANK
 for i in "${!LAYERS[@]}"; do RANK[${LAYERS[$i]}]=$i; done
 bad=0

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/test.h"
 #include "shard/attrs.h"
 

@@ -14,7 +14,7 @@
 
 #include "common/clock.h"
 
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "shard/engine.h"

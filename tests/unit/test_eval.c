@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client/eval.h"
+#include "eval/eval.h"
 #include "common/test.h"
 
 static char tmpdir[] = "/tmp/cirrus_test_eval_XXXXXX";

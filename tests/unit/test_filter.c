@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/test.h"
 
 typedef Cirrus__V1__Filter Filter;

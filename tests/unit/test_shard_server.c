@@ -14,7 +14,7 @@
 
 #include "client/client.h"
 #include "common/clock.h"
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/wire.h"

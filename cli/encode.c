@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
-#include "client/cli.h"
+#include "cli/cli.h"
 #include "common/config.h"
 #include "encoder/image.h"
 #include "encoder/server.h"

@@ -66,7 +66,7 @@
 #include <jansson.h>
 
 #include "client/client.h"
-#include "client/eval.h"
+#include "eval/eval.h"
 #include "common/err.h"
 
 typedef enum cirrus_eval_run_dataset {
@@ -76,6 +76,16 @@ typedef enum cirrus_eval_run_dataset {
 } cirrus_eval_run_dataset;
 
 #define CIRRUS_EVAL_RUN_PATH_MAX 4096
+
+#define CIRRUS_EVAL_RUN_MAX_WINDOW 256 /* searches in flight at most */
+
+/* Progress of the two long phases ("index", "queries"); any callback may be NULL. */
+typedef struct cirrus_eval_progress {
+    void *ctx;
+    void (*begin)(void *ctx, const char *label, uint64_t total);
+    void (*add)(void *ctx, uint64_t n);
+    void (*end)(void *ctx);
+} cirrus_eval_progress;
 
 typedef struct cirrus_eval_run_params {
     cirrus_eval_run_dataset dataset;
@@ -88,7 +98,7 @@ typedef struct cirrus_eval_run_params {
     int batch;                /* images per Upsert (default 16) */
     int window;               /* searches in flight (default 16) */
     uint32_t timeout_ms;      /* per request (default 30000) */
-    int quiet;                /* no progress bars */
+    cirrus_eval_progress progress; /* optional: told as images are indexed, queries run */
     FILE *log;                /* per-item problems; NULL = stderr */
 } cirrus_eval_run_params;
 
@@ -135,13 +145,5 @@ json_t *cirrus_eval_run_json(const cirrus_eval_run_report *r);
 
 /* A readable summary and the metrics table. */
 void cirrus_eval_run_print(FILE *out, const cirrus_eval_run_report *r);
-
-/* The `cirrus eval run` command: parses argv (argv[0] = "run"), opens its own client to
- * `endpoint`, runs, prints the summary and metrics (one JSON object with `json`) on stdout and
- * problems on stderr. Returns the exit status: 0 all went well, 1 something failed (a file,
- * the endpoint, an image or a query), 2 bad command line. The request timeout is the larger
- * of timeout_ms and 60 s. */
-int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int argc,
-                        char **argv);
 
 #endif

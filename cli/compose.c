@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/cli.h"
+#include "cli/cli.h"
 #include "encoder/clip_model.h"
 #include "encoder/compose.h"
 #include "encoder/image.h"

@@ -12,12 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client/cli.h"
-#include "common/attrs_json.h"
+#include "cli/cli.h"
+#include "gateway/attrs_json.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/progress.h"
-#include "common/vecfile.h"
+#include "cli/progress.h"
+#include "offline/vecfile.h"
 
 #define LOAD_MAX_WINDOW 64
 #define LOAD_BACKOFF_MIN_MS 50

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/cli.h"
-#include "client/eval.h"
-#include "client/eval_run.h"
+#include "cli/cli.h"
+#include "eval/eval.h"
+#include "eval/run.h"
 
 static int usage_eval(FILE *out)
 {
@@ -77,7 +77,7 @@ int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv)
     if (strcmp(bench, "--help") == 0 || strcmp(bench, "-h") == 0 || strcmp(bench, "help") == 0)
         return usage_eval(stdout);
     if (strcmp(bench, "run") == 0)
-        return cirrus_eval_run_cli(ctx->endpoint, ctx->timeout_ms, ctx->json, argc - 1, argv + 1);
+        return cli_eval_run(ctx->endpoint, ctx->timeout_ms, ctx->json, argc - 1, argv + 1);
     if (strcmp(bench, "circo") != 0 && strcmp(bench, "fashioniq") != 0 &&
         strcmp(bench, "cirr") != 0) {
         cli_error("eval", "unknown benchmark '%s' (circo, fashioniq, cirr, run)", bench);

@@ -1,4 +1,5 @@
-/* http.h — the coordinator's HTTP/JSON API (libmicrohttpd; the only file that includes it).
+/* http.h — the HTTP/JSON API (libmicrohttpd; the only file that includes it), a client of the
+ * coordinator: it calls the coordinator's public ZeroMQ endpoint through libcirrus.
  *
  *   GET  /healthz           200 while the process runs
  *   GET  /readyz            200 when every shard group has a live replica, else 503
@@ -25,19 +26,29 @@
  * (of the accept or the previous answer), the body within 30 s more; 15 s without a byte
  * closes a connection.
  */
-#ifndef COORD_HTTP_H
-#define COORD_HTTP_H
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <stddef.h>
 
 #include "common/err.h"
 
-typedef struct coord_http coord_http;
-struct coord_app;
+typedef struct gw_http gw_http;
+
+/* What the process behind the API reports: /readyz and /metrics ask these (from the HTTP
+ * thread, so they must be thread-safe). Either may be NULL: ready, and no metrics but the
+ * gateway's own. */
+typedef struct gw_hooks {
+    void *ctx;
+    int (*ready)(void *ctx);                               /* 1 = ready */
+    cr_err (*metrics)(void *ctx, char **text, size_t *len); /* malloc'd Prometheus text */
+} gw_hooks;
 
 /* Listens on `bind` ("HOST:PORT", or ":PORT" for 127.0.0.1:PORT: serving every interface
  * takes an explicit 0.0.0.0); `endpoint` is the coordinator's ZeroMQ endpoint the API
  * forwards to. */
-cr_err coord_http_start(coord_http **out, const char *bind, const char *endpoint,
-                        struct coord_app *app);
-void coord_http_stop(coord_http **pp);
+cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
+                     const gw_hooks *hooks);
+void gw_http_stop(gw_http **pp);
 
 #endif

@@ -1,4 +1,4 @@
-#include "coordinator/http.h"
+#include "gateway/http.h"
 
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -13,13 +13,12 @@
 #include <microhttpd.h>
 
 #include "client/client.h"
-#include "client/json.h"
+#include "gateway/json.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/filter_parse.h"
+#include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/validate.h"
-#include "coordinator/handlers.h"
 
 /* The daemon runs one event loop (epoll) that only reads requests and writes responses, and
  * answers /healthz, /readyz and /metrics itself; API requests are suspended and handed to
@@ -37,6 +36,7 @@
 #define BODY_TIMEOUT_MS 30000   /* the body, once the headers are in */
 #define REAP_MS 250             /* how often the receive deadlines are checked */
 #define NUM_MAX 1000000         /* k, offset, group_size, nprobe, ef */
+#define GW_MAX_ENDPOINT 256      /* the coordinator endpoint it calls */
 
 /* One TCP connection: its receive deadline (libmicrohttpd's own timeout is idle-only, so a
  * client trickling a byte at a time would hold a connection forever). */
@@ -65,10 +65,11 @@ typedef struct http_req {
     size_t out_len;
 } http_req;
 
-struct coord_http {
+struct gw_http {
     struct MHD_Daemon *d;
-    coord_app *app;
-    char endpoint[COORD_MAX_ENDPOINT];
+    gw_hooks hooks;
+    _Atomic uint64_t requests; /* cirrus_http_requests_total */
+    char endpoint[GW_MAX_ENDPOINT];
     atomic_int stopping;
     pthread_mutex_t qmu; /* the queue; taken before libmicrohttpd's locks, never after */
     pthread_cond_t qcv;
@@ -153,7 +154,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, cr_err code, const c
 /* ---- calls through libcirrus ------------------------------------------------------------ */
 
 /* cirrus_client_call, in slices so that a shutdown never waits for a hung backend. */
-static cr_err call_stoppable(coord_http *h, cirrus_client *cl, Cirrus__V1__Request *req,
+static cr_err call_stoppable(gw_http *h, cirrus_client *cl, Cirrus__V1__Request *req,
                              Cirrus__V1__Response **resp)
 {
     uint64_t id = 0, deadline = cr_clock_mono_ms() + CALL_TIMEOUT_MS;
@@ -184,7 +185,7 @@ static cr_err call_stoppable(coord_http *h, cirrus_client *cl, Cirrus__V1__Reque
 /* One request on the worker's own client (opened on first use, reopened after a transport
  * failure). CR_OK only with the result `want` in *resp: a status without its result (a
  * backend that timed out: CR_TIMEOUT) is the caller's error, never a NULL to format. */
-static cr_err call(coord_http *h, cirrus_client **cl, Cirrus__V1__Request *req,
+static cr_err call(gw_http *h, cirrus_client **cl, Cirrus__V1__Request *req,
                    Cirrus__V1__Response__ResultCase want, Cirrus__V1__Response **resp)
 {
     cr_err rc = CR_OK;
@@ -450,7 +451,7 @@ static cr_err parse_search(json_t *j, search_req *s)
     return CR_OK;
 }
 
-static void job_search(coord_http *h, cirrus_client **cl, http_req *r)
+static void job_search(gw_http *h, cirrus_client **cl, http_req *r)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
@@ -482,7 +483,7 @@ static void job_search(coord_http *h, cirrus_client **cl, http_req *r)
 
 /* ---- /v1/items/{id} ------------------------------------------------------------------------ */
 
-static void job_item(coord_http *h, cirrus_client **cl, http_req *r)
+static void job_item(gw_http *h, cirrus_client **cl, http_req *r)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
@@ -536,7 +537,7 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 
 static void *worker_main(void *arg)
 {
-    coord_http *h = arg;
+    gw_http *h = arg;
     cirrus_client *cl = NULL;
     for (;;) {
         http_req *r;
@@ -571,7 +572,7 @@ static void *worker_main(void *arg)
 }
 
 /* Queues r for a worker and suspends its connection, or answers 503 (queue full, stopping). */
-static enum MHD_Result submit(coord_http *h, struct MHD_Connection *c, http_req *r)
+static enum MHD_Result submit(gw_http *h, struct MHD_Connection *c, http_req *r)
 {
     pthread_mutex_lock(&h->qmu);
     if (atomic_load(&h->stopping) || h->qn >= QUEUE_MAX) {
@@ -605,7 +606,7 @@ static conn_rec *conn_of(struct MHD_Connection *c)
 }
 
 /* Sets the connection's receive deadline to now + ms (0: none). */
-static void conn_deadline(coord_http *h, struct MHD_Connection *c, uint64_t ms)
+static void conn_deadline(gw_http *h, struct MHD_Connection *c, uint64_t ms)
 {
     conn_rec *cr = conn_of(c);
     if (!cr)
@@ -618,7 +619,7 @@ static void conn_deadline(coord_http *h, struct MHD_Connection *c, uint64_t ms)
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    coord_http *h = cls;
+    gw_http *h = cls;
     conn_rec *cr = *socket_context;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
@@ -656,7 +657,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  * stream and closes them as it closes any other. */
 static void *reaper_main(void *arg)
 {
-    coord_http *h = arg;
+    gw_http *h = arg;
     pthread_mutex_lock(&h->cmu);
     while (!atomic_load(&h->stopping)) {
         struct timespec ts;
@@ -669,7 +670,7 @@ static void *reaper_main(void *arg)
                 cut++;
             }
         if (cut)
-            CR_DEBUG("coordinator", "HTTP: closed %d connections that sent too slowly", cut);
+            CR_DEBUG("gateway", "HTTP: closed %d connections that sent too slowly", cut);
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += REAP_MS * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
@@ -682,34 +683,28 @@ static void *reaper_main(void *arg)
 
 /* ---- operations endpoints ------------------------------------------------------------------ */
 
-static int live_of(void *ctx, int g, int r)
+static int ready(gw_http *h)
 {
-    return coord_loop_replica_live(ctx, g, r);
+    return h->hooks.ready ? h->hooks.ready(h->hooks.ctx) : 1;
 }
 
-static int ready(coord_http *h)
+/* The process's metrics (the hooks') and the gateway's own request counter. */
+static enum MHD_Result do_metrics(gw_http *h, struct MHD_Connection *c)
 {
-    const coord_map *m = coord_loop_map(h->app->loop);
-    for (int g = 0; g < m->n_groups; g++) {
-        int any = 0;
-        for (int r = 0; r < m->n_replicas[g]; r++)
-            any |= coord_loop_replica_live(h->app->loop, g, r);
-        if (!any)
-            return 0;
-    }
-    return 1;
-}
-
-static enum MHD_Result do_metrics(coord_http *h, struct MHD_Connection *c)
-{
-    char *text = NULL;
+    char *text = NULL, *all;
     size_t len = 0;
+    int n;
     enum MHD_Result ok;
-    if (coord_metrics_render(&h->app->metrics, coord_loop_map(h->app->loop), live_of, h->app->loop,
-                             &text, &len))
+    if (h->hooks.metrics && h->hooks.metrics(h->hooks.ctx, &text, &len))
         return send_error(c, CR_ERR_NOMEM, "out of memory");
-    ok = send_text(c, 200, "text/plain; version=0.0.4", text, len);
+    n = asprintf(&all, "%.*s# HELP cirrus_http_requests_total Requests on the HTTP API.\n"
+                 "# TYPE cirrus_http_requests_total counter\ncirrus_http_requests_total %llu\n",
+                 (int)len, text ? text : "", (unsigned long long)atomic_load(&h->requests));
     free(text);
+    if (n < 0)
+        return send_error(c, CR_ERR_NOMEM, "out of memory");
+    ok = send_text(c, 200, "text/plain; version=0.0.4", all, (size_t)n);
+    free(all);
     return ok;
 }
 
@@ -730,7 +725,7 @@ static enum MHD_Result add_upload(http_req *r, const char *upload, size_t n)
     return MHD_YES;
 }
 
-static enum MHD_Result route(coord_http *h, struct MHD_Connection *c, const char *url,
+static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *url,
                              const char *method, http_req *r)
 {
     int get = strcmp(method, "GET") == 0;
@@ -759,7 +754,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    coord_http *h = cls;
+    gw_http *h = cls;
     http_req *r = *con_cls;
     (void)version;
     if (!r) { /* first call: the headers are in; the body has BODY_TIMEOUT_MS */
@@ -778,7 +773,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return ok;
     }
     conn_deadline(h, c, 0); /* received in full: served within CALL_TIMEOUT_MS */
-    atomic_fetch_add(&h->app->metrics.http_requests, 1);
+    atomic_fetch_add(&h->requests, 1);
     if (r->too_big)
         return send_error(c, CR_ERR_INVALID, "request body too large");
     return route(h, c, url, method, r);
@@ -787,7 +782,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    coord_http *h = cls;
+    gw_http *h = cls;
     http_req *r = *con_cls;
     (void)toe;
     conn_deadline(h, c, HEADER_TIMEOUT_MS); /* a kept-alive connection: the next request */
@@ -819,7 +814,7 @@ static cr_err parse_bind(const char *bind, struct sockaddr_in *sa)
     return CR_OK;
 }
 
-static void free_handle(coord_http *h)
+static void free_handle(gw_http *h)
 {
     while (h->conns) {
         conn_rec *cr = h->conns;
@@ -833,10 +828,10 @@ static void free_handle(coord_http *h)
     free(h);
 }
 
-cr_err coord_http_start(coord_http **out, const char *bind, const char *endpoint,
-                        struct coord_app *app)
+cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
+                     const gw_hooks *hooks)
 {
-    coord_http *h = calloc(1, sizeof *h);
+    gw_http *h = calloc(1, sizeof *h);
     struct sockaddr_in sa;
     cr_err rc;
 
@@ -848,7 +843,8 @@ cr_err coord_http_start(coord_http **out, const char *bind, const char *endpoint
     pthread_cond_init(&h->ccv, NULL);
     if ((rc = parse_bind(bind, &sa)))
         goto fail;
-    h->app = app;
+    if (hooks)
+        h->hooks = *hooks;
     snprintf(h->endpoint, sizeof h->endpoint, "%s", endpoint);
     for (; h->n_workers < WORKERS; h->n_workers++)
         if (pthread_create(&h->workers[h->n_workers], NULL, worker_main, h)) {
@@ -870,18 +866,18 @@ cr_err coord_http_start(coord_http **out, const char *bind, const char *endpoint
         rc = cr_error_set(CR_ERR_NET, "cannot listen for HTTP on %s", bind);
         goto fail;
     }
-    CR_INFO("coordinator", "HTTP API on %s (%u connections, %u per client address)", bind,
+    CR_INFO("gateway", "HTTP API on %s (%u connections, %u per client address)", bind,
             CONN_LIMIT, PER_IP_LIMIT);
     *out = h;
     return CR_OK;
 fail:
-    coord_http_stop(&h);
+    gw_http_stop(&h);
     return rc;
 }
 
-void coord_http_stop(coord_http **pp)
+void gw_http_stop(gw_http **pp)
 {
-    coord_http *h = pp ? *pp : NULL;
+    gw_http *h = pp ? *pp : NULL;
     if (!h)
         return;
     /* Workers answer what is queued with 503 and abandon calls in flight within

@@ -1,9 +1,9 @@
-#include "client/json.h"
+#include "gateway/json.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "common/attrs_json.h"
+#include "gateway/attrs_json.h"
 
 /* A string that starts with NUL cannot come from a protobuf or C string, so the mark cannot
  * be confused with data; json_dumps() writes it as the escape below. */

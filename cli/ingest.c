@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "common/fileio.h"
-#include "client/cli.h"
-#include "common/attrs_json.h"
+#include "cli/cli.h"
+#include "gateway/attrs_json.h"
 #include "common/config.h"
-#include "common/progress.h"
+#include "cli/progress.h"
 
 typedef struct ingest_item {
     char *id;

@@ -1,4 +1,4 @@
-/* cli.h — shared pieces of the `cirrus` command-line tool (client/cli_*.c). */
+/* cli.h — shared pieces of the `cirrus` command-line tool in cli/. */
 #ifndef CIRRUS_CLI_H
 #define CIRRUS_CLI_H
 
@@ -80,6 +80,8 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_tokenize(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_compose(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
+/* `cirrus eval run` (cli/eval_run.c): the exit status. */
+int cli_eval_run(const char *endpoint, uint32_t timeout_ms, int json, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv);
 

@@ -1,4 +1,4 @@
-#include "vecfile.h"
+#include "offline/vecfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

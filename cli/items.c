@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/cli.h"
-#include "client/json.h"
-#include "common/attrs_json.h"
+#include "cli/cli.h"
+#include "gateway/json.h"
+#include "gateway/attrs_json.h"
 #include "common/config.h"
 #include "shard/filter_parse.h"
 

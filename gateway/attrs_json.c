@@ -1,4 +1,4 @@
-#include "attrs_json.h"
+#include "gateway/attrs_json.h"
 
 #include <errno.h>
 #include <math.h>

@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
+#include "gateway/http.h"
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -24,6 +25,33 @@ static void on_hup(int sig)
 {
     (void)sig;
     reload_flag = 1;
+}
+
+static int gw_ready(void *ctx)
+{
+    return coord_server_ready(ctx);
+}
+
+static cr_err gw_metrics(void *ctx, char **text, size_t *len)
+{
+    return coord_server_metrics(ctx, text, len);
+}
+
+/* The coordinator and, with --http, the HTTP API in front of its public endpoint. */
+static cr_err serve(const coord_server_opts *o, const char *http)
+{
+    coord_server *s = NULL;
+    gw_http *gw = NULL;
+    cr_err rc = coord_server_open(&s, o);
+    if (!rc && http) {
+        gw_hooks hooks = {.ctx = s, .ready = gw_ready, .metrics = gw_metrics};
+        rc = gw_http_start(&gw, http, o->map->bind, &hooks);
+    }
+    if (!rc)
+        rc = coord_server_serve(s, &stop_flag);
+    gw_http_stop(&gw);
+    coord_server_close(&s);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -92,8 +120,7 @@ int main(int argc, char **argv)
     o.version_skew_ms = (uint64_t)skew_ms;
     o.map_path = map_path;
     o.reload = &reload_flag;
-    o.http_bind = http;
-    rc = coord_server_run(&o, &stop_flag);
+    rc = serve(&o, http);
     if (rc) {
         fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
         goto out;

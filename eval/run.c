@@ -1,10 +1,9 @@
 /* eval_run.c — CIRCO / FashionIQ / CIRR through a live endpoint (see eval_run.h). */
 #include "common/fileio.h"
-#include "client/eval_run.h"
+#include "eval/run.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +12,10 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/jsonfile.h"
 #include "common/log.h"
-#include "common/progress.h"
 
 #define PATH_LEN CIRRUS_EVAL_RUN_PATH_MAX
-#define MAX_WINDOW 256
 #define MAX_LOGGED 20 /* per-item problems printed one by one; then only counted */
 
 static const char *const fiq_cats[CIRRUS_EVAL_FIQ_NCATS] = {"dress", "shirt", "toptee"};
@@ -110,26 +108,10 @@ static cr_err mkdir_p(const char *dir)
     return CR_OK;
 }
 
-static cr_err load_json(const char *path, json_t **out)
-{
-    json_error_t e;
-    json_t *j;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    j = json_loadf(f, JSON_DECODE_ANY, &e);
-    fclose(f);
-    if (!j)
-        return cr_error_set(CR_ERR_INVALID, "%s: malformed JSON at line %d, column %d: %s", path,
-                            e.line, e.column, e.text);
-    *out = j;
-    return CR_OK;
-}
-
 /* Loads r->ann_path (already formatted) into r->ann[0]: a non-empty JSON array of queries. */
 static cr_err load_query_array(run *r, json_t **out)
 {
-    cr_err rc = load_json(r->ann_path, &r->ann[0]);
+    cr_err rc = cr_json_load_file(r->ann_path, &r->ann[0]);
     if (rc)
         return rc;
     if (!json_is_array(r->ann[0]) || json_array_size(r->ann[0]) == 0)
@@ -251,7 +233,7 @@ static cr_err circo_gallery(run *r)
         json_t *imgs;
         size_t i;
         json_t *e;
-        if ((rc = load_json(info, &j)))
+        if ((rc = cr_json_load_file(info, &j)))
             return rc;
         imgs = json_object_get(j, "images");
         if (!json_is_array(imgs)) {
@@ -357,7 +339,7 @@ static cr_err fiq_read(run *r)
         if (!is_file(path))
             continue;
         n_cats++;
-        if ((rc = load_json(path, &r->ann[c])))
+        if ((rc = cr_json_load_file(path, &r->ann[c])))
             goto out;
         if (!json_is_array(r->ann[c])) {
             rc = cr_error_set(CR_ERR_INVALID, "%s: expected a JSON array of queries", path);
@@ -393,7 +375,7 @@ static cr_err fiq_read(run *r)
             continue;
         if ((rc = path_fmt(path, "%s/image_splits/split.%s.%s.json", r->p->root, fiq_cats[c],
                            r->rep->split)) ||
-            (rc = load_json(path, &split)))
+            (rc = cr_json_load_file(path, &split)))
             goto out;
         if (!json_is_array(split)) {
             json_decref(split);
@@ -501,7 +483,7 @@ static cr_err cirr_read(run *r)
         return CR_OK;
 
     if ((rc = path_fmt(path, "%s/image_splits/split.rc2.%s.json", dir, r->rep->split)) ||
-        (rc = load_json(path, &split)))
+        (rc = cr_json_load_file(path, &split)))
         return rc;
     if (!json_is_object(split) || json_object_size(split) == 0) {
         json_decref(split);
@@ -660,18 +642,36 @@ static cr_err upsert_items(run *r, ingest_item *items, size_t n)
     return CR_OK;
 }
 
+/* Progress goes to the caller's callbacks (the tool draws bars), if it gave any. */
+static void prog_begin(run *r, const char *label, uint64_t total)
+{
+    if (r->p->progress.begin)
+        r->p->progress.begin(r->p->progress.ctx, label, total);
+}
+
+static void prog_add(run *r, uint64_t n)
+{
+    if (r->p->progress.add)
+        r->p->progress.add(r->p->progress.ctx, n);
+}
+
+static void prog_end(run *r)
+{
+    if (r->p->progress.end)
+        r->p->progress.end(r->p->progress.ctx);
+}
+
 static cr_err index_gallery(run *r)
 {
     size_t batch = (size_t)r->p->batch, n = 0;
     ingest_item *items = calloc(batch, sizeof *items);
-    cr_progress prog;
     uint64_t t0 = cr_clock_mono_us();
     cr_err rc = CR_OK;
 
     if (!items)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     r->rep->n_images = r->n_imgs;
-    cr_progress_begin(&prog, "index", r->n_imgs, r->p->quiet);
+    prog_begin(r, "index", r->n_imgs);
     for (size_t i = 0; i <= r->n_imgs; i++) {
         if (i < r->n_imgs) {
             rc = item_prepare(r, i, &items[n]);
@@ -681,7 +681,7 @@ static cr_err index_gallery(run *r)
                 item_problem(r, "image %s: %s", r->imgs[i].id, cr_error_message());
                 r->rep->n_index_failed++;
                 free(items[n].image);
-                cr_progress_add(&prog, 1);
+                prog_add(r, 1);
                 rc = CR_OK;
                 continue;
             }
@@ -691,7 +691,7 @@ static cr_err index_gallery(run *r)
             rc = upsert_items(r, items, n);
             for (size_t k = 0; k < n; k++)
                 free(items[k].image);
-            cr_progress_add(&prog, n);
+            prog_add(r, n);
             n = 0;
             if (rc)
                 break;
@@ -699,7 +699,7 @@ static cr_err index_gallery(run *r)
     }
     for (size_t k = 0; k < n; k++)
         free(items[k].image);
-    cr_progress_end(&prog);
+    prog_end(r);
     free(items);
     r->rep->seconds_index = (double)(cr_clock_mono_us() - t0) / 1e6;
     return rc;
@@ -898,13 +898,12 @@ static cr_err run_searches(run *r)
     size_t next = 0, inflight = 0, window = (size_t)r->p->window;
     slot *slots = calloc(window, sizeof *slots);
     int timeouts = 0;
-    cr_progress prog;
     uint64_t t0 = cr_clock_mono_us();
     cr_err rc = CR_OK;
 
     if (!slots)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    cr_progress_begin(&prog, "queries", r->n_qs, r->p->quiet);
+    prog_begin(r, "queries", r->n_qs);
     while (next < n_jobs || inflight > 0) {
         Cirrus__V1__Response *resp = NULL;
         size_t s;
@@ -931,7 +930,7 @@ static cr_err run_searches(run *r)
                     continue;
                 job_failed(r, slots[s].job, msg);
                 if (slots[s].job % per == 0)
-                    cr_progress_add(&prog, 1);
+                    prog_add(r, 1);
                 slots[s].used = 0;
             }
             inflight = 0;
@@ -956,14 +955,14 @@ static cr_err run_searches(run *r)
         rc = job_done(r, slots[s].job, resp);
         cirrus_response_free(resp);
         if (slots[s].job % per == 0)
-            cr_progress_add(&prog, 1);
+            prog_add(r, 1);
         slots[s].used = 0;
         inflight--;
         if (rc)
             goto out;
     }
 out:
-    cr_progress_end(&prog);
+    prog_end(r);
     free(slots);
     r->rep->seconds_search = (double)(cr_clock_mono_us() - t0) / 1e6;
     return rc;
@@ -1160,9 +1159,9 @@ static cr_err check_params(const cirrus_eval_run_params *p, cirrus_eval_run_repo
     if (!is_dir(p->root))
         return cr_error_set(CR_ERR_IO, "%s: no such directory (the dataset root)", p->root);
     if (p->k < 1 || p->k > 999 || p->batch < 1 || p->batch > 256 || p->window < 1 ||
-        p->window > MAX_WINDOW || !p->out_dir || p->timeout_ms == 0)
+        p->window > CIRRUS_EVAL_RUN_MAX_WINDOW || !p->out_dir || p->timeout_ms == 0)
         return cr_error_set(CR_ERR_INVALID, "bad parameters (k 1..999, batch 1..256, window "
-                            "1..%d, out_dir and timeout required)", MAX_WINDOW);
+                            "1..%d, out_dir and timeout required)", CIRRUS_EVAL_RUN_MAX_WINDOW);
     if (strcmp(split, "val") && strcmp(split, "test") && strcmp(split, "train") &&
         strcmp(split, "test1"))
         return cr_error_set(CR_ERR_INVALID, "unknown split '%s' (val, test, train)", split);
@@ -1322,159 +1321,4 @@ void cirrus_eval_run_print(FILE *out, const cirrus_eval_run_report *r)
         cirrus_eval_fiq_print(out, &r->fiq);
     else
         cirrus_eval_cirr_print(out, &r->cirr);
-}
-
-/* ---- the `cirrus eval run` command ---------------------------------------------------- */
-
-static int usage_run(FILE *out)
-{
-    fprintf(out,
-        "Usage: cirrus [--endpoint EP] [--timeout MS] [--json] eval run\n"
-        "           --dataset circo|fashioniq|cirr --root DIR [--split val|test]\n"
-        "           [--method searle|combiner|sum|text|image] [--index-catalog] [--out DIR]\n"
-        "           [--k 50] [--batch 16] [--window 16] [--quiet]\n"
-        "Runs a CIR benchmark through a live endpoint (cirrus serve or a coordinator): every\n"
-        "query is a composed search whose reference is the reference image's catalog id.\n"
-        "Writes the official prediction files into --out and, when the split has ground\n"
-        "truth, prints the metrics (see `cirrus eval --help` for the formats).\n\n"
-        "  --dataset NAME     circo | fashioniq | cirr\n"
-        "  --root DIR         the dataset as its authors publish it:\n"
-        "                       circo: annotations/{val,test}.json,\n"
-        "                              COCO2017_unlabeled/unlabeled2017/<12-digit id>.jpg\n"
-        "                       fashioniq: captions/cap.<cat>.<split>.json,\n"
-        "                              image_splits/split.<cat>.<split>.json, images/<name>.png\n"
-        "                       cirr: cirr/captions/cap.rc2.<split>.json,\n"
-        "                              cirr/image_splits/split.rc2.<split>.json, dev/, test1/\n"
-        "  --split S          val (default) | test (CIRR: test1)\n"
-        "  --method M         composition method (default: the server's)\n"
-        "  --index-catalog    first upsert the split's gallery images (ids = image ids/names)\n"
-        "  --out DIR          where prediction files go (default .)\n"
-        "  --k K              ranking length (default 50)\n"
-        "  --batch N          images per upsert (default 16)\n"
-        "  --window N         searches in flight (default 16)\n"
-        "  --quiet            no progress bars\n"
-        "The request timeout is the larger of --timeout and 60 s. Exit status: 0 when every\n"
-        "image and query succeeded, 1 when anything failed (reported on stderr), 2 on a bad\n"
-        "command line.\n");
-    return out == stdout ? 0 : 2;
-}
-
-int cirrus_eval_run_cli(const char *endpoint, uint32_t timeout_ms, int json, int argc,
-                        char **argv)
-{
-    static const struct option opts[] = {
-        {"dataset", required_argument, NULL, 'd'}, {"root", required_argument, NULL, 'r'},
-        {"split", required_argument, NULL, 's'},   {"method", required_argument, NULL, 'm'},
-        {"index-catalog", no_argument, NULL, 'i'}, {"out", required_argument, NULL, 'o'},
-        {"k", required_argument, NULL, 'k'},       {"batch", required_argument, NULL, 'b'},
-        {"window", required_argument, NULL, 'w'},  {"quiet", no_argument, NULL, 'q'},
-        {"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
-        /* the tool's global options, also accepted after the command (client/cli_util.c) */
-        {"endpoint", required_argument, NULL, 'E'}, {"timeout", required_argument, NULL, 'T'},
-        {"log", required_argument, NULL, 'L'},     {NULL, 0, NULL, 0}};
-    static const char *const methods[] = {"default", "searle", "combiner", "sum", "text",
-                                          "image"};
-    cirrus_eval_run_params p = cirrus_eval_run_default_params();
-    cirrus_eval_run_report rep;
-    cirrus_client *c = NULL;
-    const char *dataset = NULL;
-    long long v;
-    int ch, ret = 1;
-    cr_err rc;
-
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd': dataset = optarg; break;
-        case 'r': p.root = optarg; break;
-        case 's': p.split = optarg; break;
-        case 'o': p.out_dir = optarg; break;
-        case 'i': p.index_catalog = 1; break;
-        case 'q': p.quiet = 1; break;
-        case 'j': json = 1; break;
-        case 'E': endpoint = optarg; break;
-        case 'T':
-            if (cr_parse_ll(optarg, 1, 3600000, &v)) {
-                fprintf(stderr, "cirrus eval run: --timeout: %s\n", cr_error_message());
-                return 2;
-            }
-            timeout_ms = (uint32_t)v;
-            break;
-        case 'L':
-            if (cr_log_level_parse(optarg) < 0) {
-                fprintf(stderr, "cirrus eval run: --log: unknown level '%s'\n", optarg);
-                return 2;
-            }
-            cr_log_set_level((cr_log_level)cr_log_level_parse(optarg));
-            break;
-        case 'm':
-            p.method = -1;
-            for (int i = 0; i < (int)(sizeof methods / sizeof methods[0]); i++)
-                if (strcmp(optarg, methods[i]) == 0)
-                    p.method = i; /* the order of ComposeMethod */
-            if (p.method < 0) {
-                fprintf(stderr, "cirrus eval run: --method must be "
-                                "searle|combiner|sum|text|image\n");
-                return 2;
-            }
-            break;
-        case 'k': case 'b': case 'w':
-            if (cr_parse_ll(optarg, 1, ch == 'k' ? 999 : ch == 'b' ? 256 : MAX_WINDOW, &v)) {
-                fprintf(stderr, "cirrus eval run: --%s: %s\n",
-                        ch == 'k' ? "k" : ch == 'b' ? "batch" : "window", cr_error_message());
-                return 2;
-            }
-            *(ch == 'k' ? &p.k : ch == 'b' ? &p.batch : &p.window) = (int)v;
-            break;
-        case 'h': return usage_run(stdout);
-        default: return usage_run(stderr);
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "cirrus eval run: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    p.timeout_ms = timeout_ms > 60000 ? timeout_ms : 60000;
-    if (!dataset || !p.root) {
-        fprintf(stderr, "cirrus eval run: --dataset and --root are required\n");
-        return usage_run(stderr);
-    }
-    if (cirrus_eval_run_dataset_parse(dataset, &p.dataset)) {
-        fprintf(stderr, "cirrus eval run: %s\n", cr_error_message());
-        return 2;
-    }
-    p.quiet |= json;
-    if ((rc = cirrus_client_open(&c, endpoint, NULL))) {
-        fprintf(stderr, "cirrus eval run: %s (endpoint %s)\n", cr_error_message(), endpoint);
-        return 1;
-    }
-    rc = cirrus_eval_run_execute(c, &p, &rep);
-    if (rc < 0) {
-        if (rc == CR_ERR_UNAVAILABLE || rc == CR_ERR_NET)
-            fprintf(stderr, "cirrus eval run: %s (endpoint %s)\n", cr_error_message(),
-                    endpoint);
-        else
-            fprintf(stderr, "cirrus eval run: %s\n", cr_error_message());
-        goto out;
-    }
-    if (json) {
-        json_t *j = cirrus_eval_run_json(&rep);
-        char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(j);
-    } else {
-        cirrus_eval_run_print(stdout, &rep);
-    }
-    if (rep.n_failed)
-        fprintf(stderr, "cirrus eval run: %zu of %zu queries failed\n", rep.n_failed,
-                rep.n_queries);
-    if (rep.n_index_failed)
-        fprintf(stderr, "cirrus eval run: %zu of %zu gallery images failed\n",
-                rep.n_index_failed, rep.n_images);
-    ret = rep.n_failed || rep.n_index_failed ? 1 : 0;
-out:
-    cirrus_client_close(&c);
-    return ret;
 }

@@ -1,11 +1,13 @@
 /* eval.c — CIRCO, FashionIQ and CIRR metrics from prediction files (see eval.h). */
-#include "client/eval.h"
+#include "eval/eval.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/jsonfile.h"
 
 static const int circo_ranks[CIRRUS_EVAL_CIRCO_NRANKS] = {5, 10, 25, 50};
 static const char *const circo_aspects[CIRRUS_EVAL_CIRCO_NASPECTS] = {
@@ -44,23 +46,6 @@ int cirrus_eval_cirr_subset_rank(int i)
 }
 
 /* ---- shared helpers ------------------------------------------------------------------- */
-
-/* Parses a JSON file, rejecting duplicate keys. */
-static cr_err load_json(const char *path, json_t **out)
-{
-    json_error_t jerr;
-    FILE *f = fopen(path, "rb");
-    json_t *j;
-    if (!f)
-        return cr_error_set(CR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(f);
-    if (!j)
-        return cr_error_set(CR_ERR_INVALID, "%s: malformed JSON at line %d, column %d: %s", path,
-                            jerr.line, jerr.column, jerr.text);
-    *out = j;
-    return CR_OK;
-}
 
 /* Reads a whole file into a NUL-terminated buffer (works on pipes too). */
 static cr_err read_text(const char *path, char **out, size_t *len_out)
@@ -470,10 +455,10 @@ cr_err cirrus_eval_circo_compute(const char *annotations_path, const char *predi
                                  cirrus_eval_circo_result *out)
 {
     json_t *ann = NULL, *pred = NULL;
-    cr_err rc = load_json(annotations_path, &ann);
+    cr_err rc = cr_json_load_file(annotations_path, &ann);
     if (rc)
         goto out;
-    rc = load_json(predictions_path, &pred);
+    rc = cr_json_load_file(predictions_path, &pred);
     if (rc)
         goto out;
     rc = circo_compute(ann, annotations_path, pred, predictions_path, out);
@@ -845,7 +830,7 @@ static cr_err cirr_score(const char *path, int subset, cirr_query *qs, const id_
 
     for (i = 0; i < nq; i++)
         qs[i].seen = 0;
-    rc = load_json(path, &pred);
+    rc = cr_json_load_file(path, &pred);
     if (rc)
         goto out;
     if (!json_is_object(pred)) {
@@ -957,7 +942,7 @@ cr_err cirrus_eval_cirr_compute(const char *annotations_path, const char *predic
     r.avg = NAN;
     if (!predictions_path && !subset_predictions_path)
         return cr_error_set(CR_ERR_INVALID, "give predictions, subset predictions, or both");
-    rc = load_json(annotations_path, &ann);
+    rc = cr_json_load_file(annotations_path, &ann);
     if (rc)
         goto out;
     rc = cirr_load_annotations(ann, annotations_path, subset_predictions_path != NULL, &qs, &tab,

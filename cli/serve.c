@@ -1,0 +1,144 @@
+/* cirrus serve — the embedded mode (node/node.h) from the command line: a coordinator, N
+ * shards and (with --model) an encoder in one process, data in one directory. Clients use the
+ * same Requests on the public endpoint as with a distributed cluster. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "node/node.h"
+
+static volatile sig_atomic_t serve_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    serve_stop = 1;
+}
+
+typedef struct serve_opts {
+    const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http;
+    long long shards, dim, threads, spin_us;
+} serve_opts;
+
+static int usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: cirrus serve --data DIR [--model PATH] [--phi FILE] [--combiner FILE]\n"
+            "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
+            "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
+            "                    [--threads T] [--http HOST:PORT] [--spin-us N]\n"
+            "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
+            "process. The first run creates the shards (dimension from the model, or --dim);\n"
+            "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
+            "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
+            "for CPU; 0 = never). Defaults: --shards 1 --index HNSW32 --bind "
+            "tcp://127.0.0.1:7700 --spin-us 0.\n");
+    return out == stdout ? CLI_OK : CLI_USAGE;
+}
+
+static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},     {"model", required_argument, 0, 'm'},
+        {"phi", required_argument, 0, 'p'},      {"combiner", required_argument, 0, 'c'},
+        {"shards", required_argument, 0, 's'},   {"index", required_argument, 0, 'i'},
+        {"bind", required_argument, 0, 'b'},     {"dim", required_argument, 0, 'D'},
+        {"metric", required_argument, 0, 'M'},   {"preprocess", required_argument, 0, 'P'},
+        {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
+        {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    int c;
+    o->shards = 1;
+    o->index = NULL; /* as the shard was made (HNSW32 for a new one) */
+    o->bind = "tcp://127.0.0.1:7700";
+    o->metric = NULL; /* as the shard was made (ip for a new one) */
+    o->spin_us = 0; /* every node shares the same cores: spinning slows the searches (measured) */
+    while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
+        long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
+                     : c == 'S' ? &o->spin_us : NULL;
+        if (t) {
+            if (cr_parse_ll(optarg, c == 's' ? 1 : 0,
+                            c == 's' ? NODE_MAX_SHARDS : c == 'S' ? 100000 : 65536, t)) {
+                cli_error("serve", "%s", cr_error_message());
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+        case 'd': o->data = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'p': o->phi = optarg; break;
+        case 'c': o->combiner = optarg; break;
+        case 'i': o->index = optarg; break;
+        case 'b': o->bind = optarg; break;
+        case 'M': o->metric = optarg; break;
+        case 'P': o->preprocess = optarg; break;
+        case 'v': o->vocab = optarg; break;
+        case 'H': o->http = optarg; break;
+        case 'h': return usage(stdout);
+        default: return usage(stderr);
+        }
+    }
+    if (!o->data) {
+        cli_error("serve", "--data is required");
+        return usage(stderr);
+    }
+    return -1;
+}
+
+static node_opts node_opts_of(const serve_opts *s)
+{
+    node_opts o = node_default_opts();
+    o.data = s->data;
+    o.model = s->model;
+    o.phi = s->phi;
+    o.combiner = s->combiner;
+    o.vocab = s->vocab;
+    o.preprocess = s->preprocess;
+    o.index = s->index;
+    o.metric = s->metric;
+    o.bind = s->bind;
+    o.http = s->http;
+    o.shards = (int)s->shards;
+    o.dim = (int)s->dim;
+    o.threads = (int)s->threads;
+    o.spin_us = (unsigned)s->spin_us;
+    return o;
+}
+
+int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
+{
+    serve_opts so = {0};
+    node_opts o;
+    node *n = NULL;
+    struct sigaction sa;
+    int ret = parse(ctx, &so, argc, argv);
+    cr_err rc;
+
+    if (ret >= 0)
+        return ret;
+    if (cr_log_threshold > CR_LOG_INFO)
+        cr_log_set_level(CR_LOG_INFO);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    o = node_opts_of(&so);
+    if (node_open(&n, &o)) {
+        cli_error("serve", "%s", cr_error_message());
+        return CLI_FAIL;
+    }
+    rc = node_wait(n, &serve_stop);
+    if (rc)
+        cli_error("serve", "%s", cr_error_message());
+    if (node_close(&n) && !rc) {
+        cli_error("serve", "%s", cr_error_message());
+        rc = CR_ERR_INTERNAL;
+    }
+    return rc ? CLI_FAIL : CLI_OK;
+}

@@ -1,0 +1,348 @@
+#include "node/node.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/wire.h"
+#include "coordinator/coord.h"
+#include "encoder/server.h"
+#include "gateway/http.h"
+#include "shard/engine.h"
+#include "shard/server.h"
+
+#define NODE_DEFAULT_INDEX "HNSW32"
+#define NODE_WAIT_SLICE_MS 50
+
+/* A role run on its own thread. `err` is written by that thread before it ends and read only
+ * after it is joined or `failed` is seen (cr_error_message() is per thread). */
+typedef struct role_thread {
+    pthread_t tid;
+    int started; /* tid is valid: join it */
+    node *n;
+    char what[32];
+    cr_err rc;
+    char err[256];
+} role_thread;
+
+typedef struct shard_role {
+    shard_engine *engine;
+    shard_server_opts o;
+    char bind[64];
+    role_thread th;
+} shard_role;
+
+typedef struct enc_role {
+    enc_service *svc;
+    enc_server_opts o;
+    role_thread th;
+} enc_role;
+
+struct node {
+    node_opts o;
+    void *zctx;
+    shard_role shards[NODE_MAX_SHARDS];
+    enc_role enc;
+    coord_map *map;
+    coord_server *coord;
+    role_thread coord_th;
+    gw_http *gw;
+    volatile sig_atomic_t stop;    /* every role's stop flag */
+    _Atomic(role_thread *) failed; /* the first role that ended with an error */
+};
+
+node_opts node_default_opts(void)
+{
+    node_opts o;
+    memset(&o, 0, sizeof o);
+    o.shards = 1;
+    o.bind = "tcp://127.0.0.1:7700";
+    o.spin_us = 0; /* every role shares the same cores: spinning slows the searches (measured) */
+    return o;
+}
+
+/* A role that ends with an error while the others run would leave its shard group (or the
+ * encoder) down for good: the whole node stops instead, and reports it. */
+static void role_failed(role_thread *t, cr_err rc)
+{
+    role_thread *none = NULL;
+    t->rc = rc;
+    snprintf(t->err, sizeof t->err, "%s", cr_error_message());
+    atomic_compare_exchange_strong(&t->n->failed, &none, t);
+    t->n->stop = 1;
+}
+
+static void *shard_main(void *arg)
+{
+    shard_role *r = arg;
+    cr_err rc = shard_server_run(r->engine, &r->o, &r->th.n->stop);
+    if (rc)
+        role_failed(&r->th, rc);
+    return NULL;
+}
+
+static void *encoder_main(void *arg)
+{
+    enc_role *r = arg;
+    cr_err rc = enc_server_run(r->svc, &r->o, &r->th.n->stop);
+    if (rc)
+        role_failed(&r->th, rc);
+    return NULL;
+}
+
+static void *coord_main(void *arg)
+{
+    node *n = arg;
+    cr_err rc = coord_server_serve(n->coord, &n->stop);
+    if (rc)
+        role_failed(&n->coord_th, rc);
+    return NULL;
+}
+
+/* Starts fn(arg) on a thread; th->started only when it did. */
+static cr_err role_start(node *n, role_thread *th, void *(*fn)(void *), void *arg)
+{
+    int e;
+    th->n = n;
+    e = pthread_create(&th->tid, NULL, fn, arg);
+    if (e != 0)
+        return cr_error_set(CR_ERR_INTERNAL, "cannot start the %s thread: %s", th->what,
+                            strerror(e));
+    th->started = 1;
+    return CR_OK;
+}
+
+static void role_join(role_thread *th)
+{
+    if (th->started)
+        pthread_join(th->tid, NULL);
+    th->started = 0;
+}
+
+static cr_err open_encoder(node *n)
+{
+    const node_opts *o = &n->o;
+    enc_service_opts eo = enc_service_default_opts();
+    eo.model = o->model;
+    eo.phi = o->phi;
+    eo.combiner = o->combiner;
+    eo.vocab = o->vocab;
+    eo.threads = o->threads;
+    if (o->preprocess && enc_preprocess_parse(o->preprocess, &eo.preprocess))
+        return CR_ERR_INVALID;
+    return enc_service_open(&n->enc.svc, &eo);
+}
+
+/* 1 when `dir` holds no shard yet (creation-time flags then take their defaults). */
+static int shard_dir_is_new(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) != 0;
+}
+
+static cr_err open_shard(node *n, int i, int dim)
+{
+    const node_opts *o = &n->o;
+    shard_role *r = &n->shards[i];
+    shard_engine_opts eo = shard_engine_default_opts();
+    char dir[4096];
+    cr_err rc;
+    snprintf(dir, sizeof dir, "%s/shard-%d", o->data, i);
+    eo.create = 1;
+    eo.dim = dim;
+    eo.factory = o->index ? o->index : shard_dir_is_new(dir) ? NODE_DEFAULT_INDEX : NULL;
+    /* An existing shard keeps the metric it was made with; only an explicit metric is checked
+     * against it (a new one is made with ip when none is given). */
+    eo.metric_set = o->metric != NULL;
+    if (eo.metric_set && shard_index_metric_parse(o->metric, &eo.metric))
+        return CR_ERR_INVALID;
+    rc = shard_engine_open(&r->engine, dir, &eo);
+    if (rc)
+        return cr_error_wrap(rc, "shard %d%s", i,
+                             dim ? "" : " (give --model or --dim for a new catalog)");
+    snprintf(r->bind, sizeof r->bind, "inproc://serve-shard-%d", i);
+    snprintf(r->th.what, sizeof r->th.what, "shard %d", i);
+    r->o = shard_server_default_opts();
+    r->o.bind = r->bind;
+    r->o.zmq_ctx = n->zctx;
+    r->o.spin_us = o->spin_us;
+    return CR_OK;
+}
+
+static cr_err open_shards(node *n, int dim)
+{
+    if (mkdir(n->o.data, 0755) != 0 && errno != EEXIST)
+        return cr_error_set(CR_ERR_IO, "cannot create %s", n->o.data);
+    for (int i = 0; i < n->o.shards; i++) {
+        cr_err rc = open_shard(n, i, dim);
+        if (rc)
+            return rc;
+    }
+    return CR_OK;
+}
+
+static cr_err start_backends(node *n)
+{
+    for (int i = 0; i < n->o.shards; i++) {
+        cr_err rc = role_start(n, &n->shards[i].th, shard_main, &n->shards[i]);
+        if (rc)
+            return rc;
+    }
+    if (!n->enc.svc)
+        return CR_OK;
+    n->enc.o = enc_server_default_opts();
+    n->enc.o.bind = "inproc://serve-encoder";
+    n->enc.o.zmq_ctx = n->zctx;
+    snprintf(n->enc.th.what, sizeof n->enc.th.what, "encoder");
+    return role_start(n, &n->enc.th, encoder_main, &n->enc);
+}
+
+static void fill_map(node *n)
+{
+    coord_map *map = n->map;
+    if (n->enc.svc) {
+        snprintf(map->encoders[0], sizeof map->encoders[0], "%s", n->enc.o.bind);
+        map->n_encoders = 1;
+    }
+    snprintf(map->bind, sizeof map->bind, "%s", n->o.bind);
+    map->n_groups = n->o.shards;
+    for (int i = 0; i < n->o.shards; i++) {
+        map->n_replicas[i] = 1;
+        snprintf(map->replicas[i][0], sizeof map->replicas[i][0], "%s", n->shards[i].bind);
+    }
+    map->metric_l2 = shard_engine_metric(n->shards[0].engine) == SHARD_INDEX_METRIC_L2;
+    map->hedge_ms = 1000; /* one replica per group: nothing to hedge to */
+    map->default_method = n->enc.svc ? (int)enc_service_default_method(n->enc.svc) : 3;
+}
+
+static int gw_ready(void *ctx)
+{
+    return coord_server_ready(ctx);
+}
+
+static cr_err gw_metrics(void *ctx, char **text, size_t *len)
+{
+    return coord_server_metrics(ctx, text, len);
+}
+
+static cr_err start_front(node *n)
+{
+    coord_server_opts co = coord_server_default_opts();
+    cr_err rc;
+    fill_map(n);
+    co.map = n->map;
+    co.zmq_ctx = n->zctx;
+    co.spin_us = n->o.spin_us;
+    if ((rc = coord_server_open(&n->coord, &co)))
+        return rc;
+    snprintf(n->coord_th.what, sizeof n->coord_th.what, "coordinator");
+    if ((rc = role_start(n, &n->coord_th, coord_main, n)))
+        return rc;
+    if (n->o.http) {
+        gw_hooks hooks = {.ctx = n->coord, .ready = gw_ready, .metrics = gw_metrics};
+        rc = gw_http_start(&n->gw, n->o.http, n->o.bind, &hooks);
+    }
+    return rc;
+}
+
+static cr_err check_opts(const node_opts *o)
+{
+    if (!o->data)
+        return cr_error_set(CR_ERR_INVALID, "a data directory is required");
+    if (o->shards < 1 || o->shards > NODE_MAX_SHARDS)
+        return cr_error_set(CR_ERR_INVALID, "shards must be 1..%d", NODE_MAX_SHARDS);
+    if (!o->bind)
+        return cr_error_set(CR_ERR_INVALID, "a bind endpoint is required");
+    return CR_OK;
+}
+
+static cr_err node_start(node *n)
+{
+    int dim;
+    cr_err rc;
+    if (n->o.model && (rc = open_encoder(n)))
+        return rc;
+    dim = n->enc.svc ? enc_service_embed_dim(n->enc.svc) : n->o.dim;
+    if (n->o.dim && n->enc.svc && n->o.dim != dim)
+        return cr_error_set(CR_ERR_INVALID, "--dim %d differs from the model's embedding size %d",
+                            n->o.dim, dim);
+    if ((rc = cr_wire_ctx_new(&n->zctx)) || (rc = open_shards(n, dim)) || (rc = start_backends(n)) ||
+        (rc = start_front(n)))
+        return rc;
+    CR_INFO("serve", "cirrus serve: %d shard(s) of dim %d (%s, %s)%s on %s", n->o.shards, dim,
+            shard_engine_factory(n->shards[0].engine), n->map->metric_l2 ? "l2" : "ip",
+            n->enc.svc ? " with a CLIP encoder" : " (vectors only: no --model)", n->o.bind);
+    return CR_OK;
+}
+
+cr_err node_open(node **out, const node_opts *o)
+{
+    node *n;
+    cr_err rc = check_opts(o);
+    if (rc)
+        return rc;
+    n = calloc(1, sizeof *n);
+    if (!n || !(n->map = calloc(1, sizeof *n->map))) {
+        free(n);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    n->o = *o;
+    if ((rc = node_start(n))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", cr_error_message());
+        node_close(&n);
+        return cr_error_set(rc, "%s", why);
+    }
+    *out = n;
+    return CR_OK;
+}
+
+const char *node_endpoint(const node *n)
+{
+    return n->o.bind;
+}
+
+static cr_err failure(node *n)
+{
+    role_thread *t = atomic_load(&n->failed);
+    return t ? cr_error_set(t->rc, "%s: %s", t->what, t->err) : CR_OK;
+}
+
+cr_err node_wait(node *n, volatile sig_atomic_t *stop)
+{
+    while (!*stop && !n->stop)
+        cr_clock_sleep_ms(NODE_WAIT_SLICE_MS);
+    return failure(n);
+}
+
+cr_err node_close(node **pp)
+{
+    node *n = pp ? *pp : NULL;
+    cr_err rc;
+    if (!n)
+        return CR_OK;
+    n->stop = 1; /* the roles started so far stop, finishing queued writes */
+    gw_http_stop(&n->gw);
+    role_join(&n->coord_th);
+    coord_server_close(&n->coord);
+    for (int i = 0; i < NODE_MAX_SHARDS; i++)
+        role_join(&n->shards[i].th);
+    role_join(&n->enc.th);
+    rc = failure(n);
+    for (int i = 0; i < NODE_MAX_SHARDS; i++)
+        shard_engine_close(&n->shards[i].engine);
+    enc_service_close(&n->enc.svc);
+    cr_wire_ctx_term(&n->zctx);
+    free(n->map);
+    free(n);
+    *pp = NULL;
+    return rc;
+}
