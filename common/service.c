@@ -45,7 +45,8 @@ struct cr_svc_call {
     uint64_t recv_us;
     size_t weight;            /* writer requests */
     int on_front;             /* replies go to the ROUTER directly */
-    int replied, kept;
+    int replied;
+    atomic_int refs;          /* the skeleton's, and a holder's after cr_svc_call_keep */
     cr_svc_call *next;
 };
 
@@ -168,6 +169,7 @@ static cr_svc_call *call_new(cr_service *s, cr_wire_msg *m, uint64_t recv_us)
     c->s = s;
     c->recv_us = recv_us;
     c->on_front = 1;
+    atomic_init(&c->refs, 1);
     msg_move(&c->m, m);
     cr_pb_bounded_init(&c->alloc, s->lim.max_alloc);
     atomic_fetch_add(&s->refs, 1);
@@ -275,7 +277,9 @@ const atomic_int *cr_svc_call_cancel(const cr_svc_call *c)
 
 cr_svc_call *cr_svc_call_keep(cr_svc_call *c)
 {
-    c->kept = 1;
+    /* The holder may finish with it before the skeleton's thread is back from the handler:
+     * whichever lets go last frees it. */
+    atomic_fetch_add(&c->refs, 1);
     c->on_front = 0; /* its reply may come from any thread: through the channel */
     return c;
 }
@@ -296,19 +300,24 @@ static void call_free(cr_svc_call *c)
     svc_unref(s);
 }
 
+static void call_unref(cr_svc_call *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        call_free(c);
+}
+
 void cr_svc_call_release(cr_svc_call **pp)
 {
     if (!pp || !*pp)
         return;
-    call_free(*pp);
+    call_unref(*pp);
     *pp = NULL;
 }
 
-/* The skeleton is done with c: freed unless a handler kept it. */
+/* The skeleton is done with c: freed unless a handler kept it (then by its holder). */
 static void call_done(cr_svc_call *c)
 {
-    if (!c->kept)
-        call_free(c);
+    call_unref(c);
 }
 
 /* ---- reading requests ------------------------------------------------------------------ */

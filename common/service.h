@@ -155,7 +155,8 @@ const atomic_int *cr_svc_call_cancel(const cr_svc_call *c);
 /* Takes the call from the skeleton: it is not freed when the handler returns, and the holder
  * replies later from any thread, then releases it. Returns c. */
 cr_svc_call *cr_svc_call_keep(cr_svc_call *c);
-/* Frees a kept call (answering CR_ERR_INTERNAL if it was never answered). NULL-safe. */
+/* Lets go of a kept call; it is freed once the skeleton's thread is done with it too (then
+ * answered CR_ERR_INTERNAL if nobody answered it). NULL-safe; sets *pp to NULL. */
 void cr_svc_call_release(cr_svc_call **pp);
 
 #endif
