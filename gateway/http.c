@@ -19,6 +19,10 @@
 #include "common/log.h"
 #include "common/validate.h"
 
+/* gateway/openapi.json, built in (cmake/embed.cmake). */
+extern const unsigned char gw_openapi_json[];
+extern const size_t gw_openapi_json_len;
+
 /* The daemon runs one event loop (epoll) that only reads requests and writes responses, and
  * answers /healthz, /readyz and /metrics itself; API requests are suspended and handed to
  * WORKERS threads that call the coordinator. So a slow client costs a socket, not a thread,
@@ -335,6 +339,9 @@ static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *u
                         : send_text(c, 503, "text/plain", "not ready\n", 10);
     if (get && strcmp(url, "/metrics") == 0)
         return do_metrics(h, c);
+    if (get && strcmp(url, "/openapi.json") == 0)
+        return send_text(c, 200, "application/json", (const char *)gw_openapi_json,
+                         gw_openapi_json_len);
     rc = gw_api_match(method, url, &r->op, &r->id);
     if (rc)
         return send_error(c, rc, cr_error_message());
