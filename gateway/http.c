@@ -19,9 +19,15 @@
 #include "common/log.h"
 #include "common/validate.h"
 
-/* gateway/openapi.json, built in (cmake/embed.cmake). */
-extern const unsigned char gw_openapi_json[];
-extern const size_t gw_openapi_json_len;
+/* gateway/openapi.json and gateway/web/index.html, built in (cmake/embed.cmake). */
+extern const unsigned char gw_openapi_json[], gw_web_index_html[];
+extern const size_t gw_openapi_json_len, gw_web_index_html_len;
+
+/* The page runs its own inline script and style, talks only to this origin, and shows
+ * images from anywhere (items' image_uri) or picked from disk. */
+#define PAGE_CSP "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
+                 "img-src * data: blob:; connect-src 'self'; form-action 'none'; " \
+                 "frame-ancestors 'none'; base-uri 'none'"
 
 /* The daemon runs one event loop (epoll) that only reads requests and writes responses, and
  * answers /healthz, /readyz and /metrics itself; API requests are suspended and handed to
@@ -94,6 +100,21 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static enum MHD_Result send_page(struct MHD_Connection *c)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        gw_web_index_html_len, (void *)gw_web_index_html, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ok;
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    ok = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     return ok;
 }
@@ -339,6 +360,8 @@ static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *u
                         : send_text(c, 503, "text/plain", "not ready\n", 10);
     if (get && strcmp(url, "/metrics") == 0)
         return do_metrics(h, c);
+    if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0))
+        return send_page(c);
     if (get && strcmp(url, "/openapi.json") == 0)
         return send_text(c, 200, "application/json", (const char *)gw_openapi_json,
                          gw_openapi_json_len);

@@ -4,6 +4,7 @@
  *   GET  /healthz           200 while the process runs
  *   GET  /readyz            200 when every shard group has a live replica, else 503
  *   GET  /metrics           Prometheus text format (requests, errors, latency, replicas up)
+ *   GET  /                  the web page for composed search (gateway/web/index.html)
  *   GET  /openapi.json      the OpenAPI 3 document of every endpoint (gateway/openapi.json)
  *   /v1/...                 the API resources: see api.h (search, items, stats)
  *

@@ -10,6 +10,7 @@ PACKAGES=(
   liblmdb-dev lmdb-utils
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
   libmicrohttpd-dev curl
+  chromium
 )
 # node and npm (the tests' OpenAPI validator): Debian's nodejs and npm unless a node with npm
 # is already installed (a NodeSource nodejs ships its own npm, which Debian's npm conflicts
@@ -29,6 +30,7 @@ npm_deps() {
   local dir
   dir="$(cd "$(dirname "$0")" && pwd)"
   if [ -d "$dir/node_modules/@apidevtools/swagger-parser" ] &&
+     [ -d "$dir/node_modules/playwright-core" ] &&
      [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
     echo "deps: npm packages present"
     return 0
