@@ -17,6 +17,7 @@
 #include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
+#include "shard/convert.h"
 #include "shard/engine.h"
 
 #define DIM 16
@@ -27,31 +28,23 @@ static float vecs[N][DIM];
 
 static void write_batch(shard_engine *e, int from, int n, int is_delete)
 {
-    Cirrus__V1__Item items[BATCH];
-    Cirrus__V1__Vector v[BATCH];
-    Cirrus__V1__Attribute a[BATCH], *ap[BATCH];
-    Cirrus__V1__AttrValue av[BATCH];
+    shard_item items[BATCH];
+    shard_attr a[BATCH];
     shard_engine_write_op ops[BATCH];
     shard_engine_write_result res[BATCH];
     char ids[BATCH][32];
     for (int i = 0; i < n; i++) {
-        cirrus__v1__item__init(&items[i]);
-        cirrus__v1__vector__init(&v[i]);
-        cirrus__v1__attribute__init(&a[i]);
-        cirrus__v1__attr_value__init(&av[i]);
+        memset(&items[i], 0, sizeof items[i]);
         snprintf(ids[i], sizeof ids[i], "it-%d", from + i);
         items[i].id = ids[i];
         if (!is_delete) {
-            v[i].values = vecs[from + i];
-            v[i].n_values = DIM;
-            items[i].vector = &v[i];
-            av[i].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_I;
-            av[i].i = (from + i) % 10;
+            items[i].vector = vecs[from + i];
+            items[i].dim = DIM;
             a[i].name = "bucket";
-            a[i].value = &av[i];
-            ap[i] = &a[i];
-            items[i].attributes = &ap[i];
-            items[i].n_attributes = 1;
+            a[i].value.type = SHARD_VALUE_INT;
+            a[i].value.u.i = (from + i) % 10;
+            items[i].attrs = &a[i];
+            items[i].n_attrs = 1;
         }
         ops[i].is_delete = is_delete;
         ops[i].item = &items[i];
@@ -62,22 +55,21 @@ static void write_batch(shard_engine *e, int from, int n, int is_delete)
 }
 
 /* The external id of the best hit for item i's own vector ("" when none). */
-static void top1(shard_engine *e, int i, const Cirrus__V1__Filter *f, char *out, size_t len)
+static void top1(shard_engine *e, int i, const shard_filter *f, char *out, size_t len)
 {
     shard_engine_query q = {vecs[i], 1, f, 0, 32, 0, 0, 0};
     shard_engine_hit hit;
-    Cirrus__V1__Hit *h = NULL;
+    shard_hit *h = NULL;
     size_t n = 0, nf = 0;
     out[0] = '\0';
     CR_CHECK(shard_engine_search(e, &q, &hit, &n) == CR_OK);
     if (n == 1 && shard_engine_hits_fill(e, &hit, 1, 0, 0, &h, &nf) == CR_OK && nf == 1) {
         snprintf(out, len, "%s", h->id);
-        shard_engine_hit_clear(h);
-        free(h);
+        shard_hit_free(&h);
     }
 }
 
-static int self_found(shard_engine *e, int i, const Cirrus__V1__Filter *f)
+static int self_found(shard_engine *e, int i, const shard_filter *f)
 {
     char want[32], got[64];
     snprintf(want, sizeof want, "it-%d", i);
@@ -149,20 +141,17 @@ static shard_engine *open_small(const char *dir, uint64_t backlog_items)
 /* Writes items [from, from + n) and returns the engine's code; every op's status when OK. */
 static cr_err try_batch(shard_engine *e, int from, int n)
 {
-    Cirrus__V1__Item items[BATCH];
-    Cirrus__V1__Vector v[BATCH];
+    shard_item items[BATCH];
     shard_engine_write_op ops[BATCH];
     shard_engine_write_result res[BATCH];
     char ids[BATCH][32];
     cr_err rc;
     for (int i = 0; i < n; i++) {
-        cirrus__v1__item__init(&items[i]);
-        cirrus__v1__vector__init(&v[i]);
+        memset(&items[i], 0, sizeof items[i]);
         snprintf(ids[i], sizeof ids[i], "it-%d", from + i);
         items[i].id = ids[i];
-        v[i].values = vecs[from + i];
-        v[i].n_values = DIM;
-        items[i].vector = &v[i];
+        items[i].vector = vecs[from + i];
+        items[i].dim = DIM;
         ops[i].is_delete = 0;
         ops[i].item = &items[i];
     }
@@ -220,10 +209,9 @@ static void scenario_add_fails_forever(const char *dir)
     }
     CR_CHECK_MSG(refused > 0, "writes past the full queue were accepted (%d)", accepted);
     {
-        Cirrus__V1__Item *it = NULL; /* a refused write changed nothing */
+        shard_item *it = NULL; /* a refused write changed nothing */
         CR_CHECK(shard_engine_get(e, "it-799", 0, &it) == CR_NOTFOUND);
-        if (it)
-            cirrus__v1__item__free_unpacked(it, NULL);
+        shard_item_free(&it);
     }
     CR_CHECK_MSG(accepted >= 200, "only %d items accepted", accepted);
     CR_CHECK_MSG(missing(e, accepted) == 0, "%d acknowledged items unsearchable",
@@ -304,7 +292,8 @@ int main(void)
     char dir[] = "/tmp/cirrus-test-engine-XXXXXX", cmd[128];
     shard_engine_opts o = shard_engine_default_opts();
     shard_engine *e = NULL;
-    Cirrus__V1__Filter *f = NULL;
+    Cirrus__V1__Filter *pf = NULL;
+    shard_filter *f = NULL;
     int misses = 0, queued_seen = 0;
 
     CR_TEST_BEGIN();
@@ -319,7 +308,8 @@ int main(void)
     o.dim = DIM;
     o.factory = "HNSW16";
     CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
-    CR_CHECK(cr_filter_parse("bucket = 3 or bucket = 4", &f) == CR_OK);
+    CR_CHECK(cr_filter_parse("bucket = 3 or bucket = 4", &pf) == CR_OK);
+    CR_CHECK(shard_conv_filter_compile(pf, &f) == CR_OK);
 
     /* Every acknowledged item is its own nearest neighbour at once, filtered or not, and a
      * delete hides it at once, whether or not the indexer has reached it. */
@@ -366,7 +356,8 @@ int main(void)
                  misses, queued_seen);
     shard_engine_close(&e);
 
-    cirrus__v1__filter__free_unpacked(f, NULL);
+    shard_filter_free(&f);
+    cirrus__v1__filter__free_unpacked(pf, NULL);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CR_CHECK(system(cmd) == 0);
     return CR_TEST_END();
