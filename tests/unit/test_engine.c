@@ -287,6 +287,114 @@ static void failure_scenarios(const char *parent)
     CR_CHECK_MSG(rc == 0, "indexer thread death: %d", rc);
 }
 
+/* ---- a shard directory of the previous format (tests/fixtures/shard_v1, see make.c) ----- */
+
+static size_t fixture_count(shard_engine *e, const char *text)
+{
+    static const float q[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    Cirrus__V1__Filter *pf = NULL;
+    shard_filter *f = NULL;
+    shard_engine_query sq = {q, 50, NULL, 0, 0, 1, 0, 0};
+    shard_engine_hit hits[50];
+    size_t n = 999;
+    if (cr_filter_parse(text, &pf) || shard_conv_filter_compile(pf, &f))
+        return 999;
+    sq.filter = f;
+    if (shard_engine_search(e, &sq, hits, &n))
+        n = 999;
+    shard_filter_free(&f);
+    cirrus__v1__filter__free_unpacked(pf, NULL);
+    return n;
+}
+
+static const shard_attr *find_attr(const shard_item *it, const char *name)
+{
+    for (size_t k = 0; k < it->n_attrs; k++)
+        if (strcmp(it->attrs[k].name, name) == 0)
+            return &it->attrs[k];
+    return NULL;
+}
+
+static void test_old_format(const char *parent)
+{
+    const char *src = getenv("CIRRUS_SOURCE_DIR");
+    char dir[600], cmd[1400];
+    shard_engine_opts o = shard_engine_default_opts();
+    shard_engine *e = NULL;
+    shard_item *it = NULL;
+    shard_stats st;
+    const shard_attr *a;
+    int self = 0;
+    snprintf(dir, sizeof dir, "%s/v1", parent);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/tests/fixtures/shard_v1/data.mdb %s/", dir,
+             src ? src : ".", dir);
+    CR_CHECK(system(cmd) == 0);
+    CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
+    if (!e)
+        return;
+    CR_CHECK(shard_engine_dim(e) == 8 && strcmp(shard_engine_factory(e), "Flat") == 0);
+    CR_CHECK(shard_engine_stats(e, &st) == CR_OK && st.count == 19);
+    CR_CHECK(shard_engine_get(e, "v1-0", 1, &it) == CR_OK);
+    if (it) {
+        CR_CHECK(it->version == 100 && it->n_attrs == 5 && it->dim == 8 && it->vector[0] == 1.0f);
+        CR_CHECK((a = find_attr(it, "color")) && strcmp(a->value.u.s, "red") == 0);
+        CR_CHECK((a = find_attr(it, "size")) && a->value.type == SHARD_VALUE_INT &&
+                 a->value.u.i == -50);
+        CR_CHECK((a = find_attr(it, "price")) && a->value.u.d == 0.25);
+        CR_CHECK((a = find_attr(it, "sale")) && a->value.type == SHARD_VALUE_BOOL && a->value.u.b);
+        CR_CHECK((a = find_attr(it, "tags")) && a->value.u.strings.n == 2 &&
+                 strcmp(a->value.u.strings.v[1], "all") == 0);
+    }
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-7", 0, &it) == CR_OK && it && it->n_attrs == 0);
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-13", 0, &it) == CR_OK && it && it->n_attrs == 7 &&
+             (a = find_attr(it, "big")) && a->value.u.i == INT64_MAX);
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-5", 0, &it) == CR_NOTFOUND);
+    CR_CHECK(shard_engine_get(e, "v1-6", 0, &it) == CR_OK && it && it->version == 600 &&
+             (a = find_attr(it, "color")) && strcmp(a->value.u.s, "black") == 0);
+    shard_item_free(&it);
+    CR_CHECK(fixture_count(e, "color = \"red\"") == 6);
+    CR_CHECK(fixture_count(e, "size >= 100") == 5);
+    CR_CHECK(fixture_count(e, "price < 3") == 3);
+    CR_CHECK(fixture_count(e, "sale = false and tags = \"t1\"") == 4);
+    CR_CHECK(fixture_count(e, "tags = \"all\"") == 18);
+    CR_CHECK(fixture_count(e, "not color = \"red\"") == 13);
+    for (int i = 0; i < 20; i++) {
+        float v[8];
+        shard_engine_query sq = {v, 1, NULL, 0, 0, 1, 0, 0};
+        shard_engine_hit h;
+        shard_hit *hh = NULL;
+        size_t n = 0, nf = 0;
+        char want[16];
+        for (int j = 0; j < 8; j++)
+            v[j] = 0.01f * (float)i;
+        v[i % 8] += 1.0f + (float)(i / 8);
+        snprintf(want, sizeof want, "v1-%d", i);
+        if (shard_engine_search(e, &sq, &h, &n) == CR_OK && n == 1 &&
+            shard_engine_hits_fill(e, &h, 1, 1, 0, &hh, &nf) == CR_OK && nf == 1)
+            self += (strcmp(hh->id, want) == 0) == (i != 5);
+        shard_hit_free(&hh);
+    }
+    CR_CHECK_MSG(self == 20, "%d of 20 old items found as their own neighbour", self);
+    /* new writes beside old records: both read back after a reopen */
+    {
+        float v[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+        shard_attr na = {"color", {.type = SHARD_VALUE_STRING, .u.s = "red"}};
+        shard_item ni = {"v2-new", v, 8, &na, 1, 0};
+        shard_engine_write_op op = {0, &ni};
+        shard_engine_write_result r;
+        CR_CHECK(shard_engine_write(e, &op, 1, &r) == CR_OK && r.status == CR_OK);
+    }
+    shard_engine_close(&e);
+    CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
+    CR_CHECK(fixture_count(e, "color = \"red\"") == 7);
+    CR_CHECK(shard_engine_get(e, "v1-3", 0, &it) == CR_OK && it && it->n_attrs == 5);
+    shard_item_free(&it);
+    shard_engine_close(&e);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cirrus-test-engine-XXXXXX", cmd[128];
@@ -358,6 +466,7 @@ int main(void)
 
     shard_filter_free(&f);
     cirrus__v1__filter__free_unpacked(pf, NULL);
+    test_old_format(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CR_CHECK(system(cmd) == 0);
     return CR_TEST_END();
