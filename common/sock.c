@@ -168,9 +168,23 @@ int cr_poll_wait(cr_poll *p, long timeout_ms, cr_wire_spin *spin)
                 : zmq_poll(p->items, p->n, timeout_ms);
 }
 
+void cr_poll_set_events(cr_poll *p, int i, int events)
+{
+    if (i >= 0 && i < p->n)
+        p->items[i].events = (short)events;
+}
+
 int cr_poll_readable(const cr_poll *p, int i)
 {
     return i >= 0 && i < p->n && (p->items[i].revents & ZMQ_POLLIN);
+}
+
+int cr_poll_next(const cr_poll *p, int from)
+{
+    for (int i = from < 0 ? 0 : from; i < p->n; i++)
+        if (p->items[i].revents & ZMQ_POLLIN)
+            return i;
+    return -1;
 }
 
 int cr_sock_wait_readable(void *sock, long timeout_ms)

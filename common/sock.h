@@ -90,7 +90,7 @@ typedef struct cr_poll cr_poll;
 /* A poll set of at most `capacity` sockets (>= 1). */
 cr_err cr_poll_new(cr_poll **out, int capacity);
 void cr_poll_free(cr_poll **pp);
-/* Empties the set (refill it before each wait when the sockets change). */
+/* Empties the set (refill it when the sockets change; a set is kept from wait to wait). */
 void cr_poll_clear(cr_poll *p);
 /* Adds sock with `events` (CR_POLL_IN, or 0: in the set but not watched); returns its index
  * in the set, -1 when the set is full. */
@@ -99,8 +99,13 @@ int cr_poll_add(cr_poll *p, void *sock, int events);
  * first as `spin` says (wire.h; NULL: never spin). Returns the number of sockets ready, 0 when
  * the time passed, -1 on an error (a signal, a terminated context). */
 int cr_poll_wait(cr_poll *p, long timeout_ms, cr_wire_spin *spin);
+/* Changes the events watched on entry i (a set kept from wait to wait). */
+void cr_poll_set_events(cr_poll *p, int i, int events);
 /* 1 when entry i had CR_POLL_IN at the last wait. */
 int cr_poll_readable(const cr_poll *p, int i);
+/* The first entry >= from that had CR_POLL_IN at the last wait, or -1:
+ *     for (int i = cr_poll_next(p, 0); i >= 0; i = cr_poll_next(p, i + 1)) ... */
+int cr_poll_next(const cr_poll *p, int from);
 
 /* One socket: 1 when a message can be read within timeout_ms, 0 when not, -1 on an error. */
 int cr_sock_wait_readable(void *sock, long timeout_ms);

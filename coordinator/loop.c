@@ -40,7 +40,8 @@ struct coord_loop {
     coord_call *ready_head, *ready_tail;
     size_t active;
     cr_wire_spin spin;
-    cr_poll *poll; /* front, side, then every backend */
+    cr_poll *poll;  /* every backend (by index), the side socket, the front */
+    int poll_stale; /* the backends changed: rebuild the poll set */
 };
 
 /* ---- pending calls ------------------------------------------------------------------------ */
@@ -398,6 +399,7 @@ static void apply_next_map(coord_loop *L)
         L->bs.be[i].ping_id = 0;
     if (coord_backends_build(&L->bs, next))
         CR_ERROR("coordinator", "applying the new map: %s", cr_error_message());
+    L->poll_stale = 1;
     pthread_mutex_lock(&L->map_mu);
     grown = realloc(L->retired, (L->n_retired + 1) * sizeof *grown);
     if (grown) {
@@ -578,25 +580,37 @@ static void before_sleep(coord_loop *L)
     run_ready(L);
 }
 
+/* The poll set, in the order a turn serves them: backend answers first (they finish work),
+ * then calls from other threads, then new requests. */
+static void poll_build(coord_loop *L)
+{
+    cr_poll_clear(L->poll);
+    for (int i = 0; i < L->bs.n; i++) /* index i: backend i */
+        cr_poll_add(L->poll, L->bs.be[i].sock, CR_POLL_IN);
+    cr_poll_add(L->poll, L->side, CR_POLL_IN);  /* bs.n */
+    cr_poll_add(L->poll, L->front, CR_POLL_IN); /* bs.n + 1 */
+    L->poll_stale = 0;
+}
+
 /* One turn: wait for a socket or the next timer, then handle what came. */
 static void turn(coord_loop *L, int reading)
 {
     cr_poll *p = L->poll;
+    int n = L->bs.n;
     before_sleep(L);
-    cr_poll_clear(p);
-    cr_poll_add(p, L->front, reading ? CR_POLL_IN : 0); /* 0 */
-    cr_poll_add(p, L->side, CR_POLL_IN);                 /* 1 */
-    for (int i = 0; i < L->bs.n; i++)                    /* 2 + i */
-        cr_poll_add(p, L->bs.be[i].sock, CR_POLL_IN);
+    if (L->poll_stale)
+        poll_build(L);
+    cr_poll_set_events(p, n + 1, reading ? CR_POLL_IN : 0);
     if (cr_poll_wait(p, wait_ms(L), &L->spin) > 0) {
-        for (int i = 0; i < L->bs.n; i++)
-            if (cr_poll_readable(p, 2 + i))
+        for (int i = cr_poll_next(p, 0); i >= 0; i = cr_poll_next(p, i + 1)) {
+            if (i < n)
                 for (int k = 0; k < BATCH && on_backend(L, i); k++)
                     ;
-        if (cr_poll_readable(p, 1))
-            on_side(L);
-        if (cr_poll_readable(p, 0))
-            on_front(L);
+            else if (i == n)
+                on_side(L);
+            else
+                on_front(L);
+        }
     }
     coord_timers_run(&L->timers, cr_clock_mono_us());
     run_ready(L);
@@ -666,6 +680,7 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
         coord_loop_free(&L);
         return rc;
     }
+    L->poll_stale = 1;
     *out = L;
     return CR_OK;
 }

@@ -1,7 +1,8 @@
 /* common/sock over real ZeroMQ sockets (inproc): open, bind and connect with their errors,
  * a frame gathered from pieces and routed back along a moved route, a one-frame reply
  * received and unpacked (and a malformed one refused), non-blocking reads, poll sets (indexes,
- * capacity, timeouts, unwatched entries), closing NULL-safe. */
+ * capacity, timeouts, unwatched entries, events changed in place, iteration over the ready
+ * ones), closing NULL-safe. */
 #include <string.h>
 
 #include "common/clock.h"
@@ -158,7 +159,16 @@ static void test_poll(void)
     CR_CHECK(cr_poll_wait(p, 2000, &spin) == 1);
     CR_CHECK(!cr_poll_readable(p, ia) && cr_poll_readable(p, ib));
     CR_CHECK(!cr_poll_readable(p, 7) && !cr_poll_readable(p, -1)); /* out of the set */
+    CR_CHECK(cr_poll_next(p, 0) == ib && cr_poll_next(p, ib + 1) == -1);
     CR_CHECK(spin.hot_until_us > 0); /* traffic renews the spin window */
+    /* Watching the server now: b's "x" was read, so only b (still unread) is ready; a new
+     * request from a makes the server ready too. */
+    cr_poll_set_events(p, is, CR_POLL_IN);
+    CR_CHECK(cr_sock_send(a, NULL, (cr_sock_buf[]){{"z", 1}}, 1, 0) == CR_OK);
+    CR_CHECK(cr_sock_wait_readable(srv, 2000) == 1);
+    CR_CHECK(cr_poll_wait(p, 0, NULL) == 2);
+    CR_CHECK(cr_poll_next(p, 0) == ib && cr_poll_next(p, ib + 1) == is);
+    CR_CHECK(cr_poll_next(p, is + 1) == -1);
     cr_poll_clear(p);
     CR_CHECK(cr_poll_add(p, a, CR_POLL_IN) == 0);
 
