@@ -11,18 +11,6 @@
 #define UNPACK_LIMIT (256u << 20)
 #define MAX_REQUESTS 10000 /* in flight; more are answered OVERLOADED at once */
 
-static void move_route(cr_wire_msg *dst, cr_wire_msg *src)
-{
-    cr_wire_msg_init(dst);
-    for (int i = 0; i < src->nroute; i++) {
-        zmq_msg_init(&dst->route[i]);
-        zmq_msg_move(&dst->route[i], &src->route[i]);
-        zmq_msg_close(&src->route[i]);
-    }
-    dst->nroute = src->nroute;
-    src->nroute = 0;
-}
-
 static void dispatch(coord_rq *r)
 {
     switch (r->req->op_case) {
@@ -75,7 +63,7 @@ void coord_request_start(void *ctx, cr_wire_msg *m, uint64_t recv_us)
     app->n_requests++;
     cr_pb_bounded_init(&r->alloc, UNPACK_LIMIT);
     rc = cr_wire_unpack_request(m, &r->alloc, &r->req);
-    move_route(&r->route, m);
+    cr_wire_msg_take_route(&r->route, m);
     if (rc) {
         coord_rq_fail_end(r, rc, cr_error_message());
         return;
