@@ -7,7 +7,7 @@
 # Markdown table: Recall@1/5/10 of the target and mAP@10 over every right answer, per method
 # and per kind of change.
 set -euo pipefail
-BUILD=${1:-build}; MODEL=${2:-models/demo}; N=${3:-700}; Q=${4:-400}
+BUILD=${1:-build}; MODEL=${2:-${1:-build}/models/demo}; N=${3:-700}; Q=${4:-400}
 BIN="$(cd "$BUILD/bin" && pwd)"; SRC="$(cd "$(dirname "$0")/.." && pwd)"
 W=$(mktemp -d /tmp/cirrus-cir-XXXXXX)
 SERVE=""

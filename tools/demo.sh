@@ -24,11 +24,12 @@ DEMO_MODEL=0
 if [ -z "$MODEL" ] && [ -f models/clip-vit-base-patch32/model.safetensors ]; then
   MODEL=models/clip-vit-base-patch32
 fi
-if [ -z "$MODEL" ] && [ -f models/demo/model.safetensors ]; then
+DEMO_DIR="$(dirname "$BIN")/models/demo" # unpacked from models/demo by the build
+if [ -z "$MODEL" ] && [ -f "$DEMO_DIR/model.safetensors" ]; then
   say "Using the demo model (models/demo): a small CLIP trained on synthetic garment images"
   echo "It knows 5 shapes, 7 colors and 4 patterns, nothing else: it is not CLIP (see models/demo/README.md)."
-  MODEL=models/demo
-  PHI=models/demo/phi.safetensors
+  MODEL="$DEMO_DIR"
+  PHI="$DEMO_DIR/phi.safetensors"
   DEMO_MODEL=1
 fi
 if [ -z "$MODEL" ]; then

@@ -7,7 +7,8 @@ garment catalog of `cirrus-bench catalog`, then a SEARLE-style phi head by textu
 
 Reproducible (--seed), CPU only (Debian's python3-torch), a few minutes on 2 cores. The output
 is an ordinary cirrus model directory: model.safetensors (OpenAI names, fp16) + config.json,
-and phi.safetensors. It is trained on synthetic images of 5 garment shapes x 7 colors x 4
+and phi.safetensors; model.tar.gz holds model.safetensors compressed, which is what git keeps
+(the build unpacks it into build/models/demo). It is trained on synthetic images of 5 garment shapes x 7 colors x 4
 patterns: it knows those words and nothing else. It is not CLIP.
 """
 import argparse
@@ -19,6 +20,7 @@ import re
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -445,6 +447,12 @@ def main():
                      {k: v for k, v in phi.state_dict().items()}, np.float32)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config(), f, indent=2)
+    with tarfile.open(os.path.join(args.out, "model.tar.gz"), "w:gz") as tar:
+        info = tar.gettarinfo(os.path.join(args.out, "model.safetensors"), "model.safetensors")
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        with open(os.path.join(args.out, "model.safetensors"), "rb") as f:
+            tar.addfile(info, f)
     log(f"wrote {args.out} ({len(used)} token rows kept)")
 
 

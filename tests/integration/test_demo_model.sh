@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The committed demo model (models/demo) answers composed queries right: through `cirrus serve`
+# The demo model (models/demo, unpacked by the build into build/models/demo) answers composed queries right: through `cirrus serve`
 # over a synthetic catalog, "like sku-N but red" (searle) returns red garments of sku-N's
 # shape and pattern first, for references of every shape; a text query "a blue striped dress"
 # returns blue striped dresses. A random model fails this (about 1 hit in 140 is right).
 . "$(dirname "$0")/lib.sh"
-SRC=${CIRRUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-M="$SRC/models/demo"
-[ -f "$M/model.safetensors" ] || fail "models/demo/model.safetensors missing"
+M="$BIN/../models/demo"
+[ -f "$M/model.safetensors" ] || fail "$M/model.safetensors missing (the build unpacks it)"
 
 "$BIN/cirrus-bench" catalog --out "$WORK/cat" --n 700 >/dev/null 2>&1
 ep="tcp://127.0.0.1:$(free_port)"
