@@ -10,6 +10,7 @@
 #include "common/service.h"
 #include "common/validate.h"
 #include "common/wire.h"
+#include "shard/convert.h"
 
 #define POLL_MS 100      /* the writer's maintenance tick when idle */
 #define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
@@ -74,22 +75,56 @@ static cr_err query_to_engine(shard_engine *e, const Cirrus__V1__Query *q, shard
         return cr_error_set(CR_ERR_UNSUPPORTED, "group_by is applied by the coordinator");
     eq->vector = q->vector->values;
     eq->k = q->k + q->offset;
-    eq->filter = q->filter;
     if (q->params) {
         eq->nprobe = q->params->nprobe;
         eq->ef_search = q->params->ef_search;
         eq->exact = q->params->exact;
     }
     eq->threads = 1;
-    return cr_validate_k(q->k, CR_MAX_K);
+    if (cr_validate_k(q->k, CR_MAX_K))
+        return CR_ERR_INVALID;
+    /* compiled last: the caller frees eq->filter only when this returns CR_OK */
+    return shard_conv_filter_compile(q->filter, (shard_filter **)&eq->filter);
+}
+
+/* Engine hits -> r->hits (one wire block each), freeing the engine hits. */
+static cr_err hits_to_pb(shard_hit **hits, size_t n, Cirrus__V1__SearchResult *r)
+{
+    cr_err rc = CR_OK;
+    for (size_t i = 0; i < n; i++) {
+        Cirrus__V1__Hit *h = rc ? NULL : shard_conv_hit_to_pb(hits[i]);
+        if (h)
+            r->hits[r->n_hits++] = h;
+        else if (!rc)
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        shard_hit_free(&hits[i]);
+    }
+    return rc;
+}
+
+/* shard_engine_hits_fill into the wire result r (room for n). */
+static cr_err fill_hits(shard_engine *e, const shard_engine_hit *hits, size_t n, int with_attrs,
+                        int with_vector, Cirrus__V1__SearchResult *r)
+{
+    shard_hit **eh = calloc(n ? n : 1, sizeof *eh);
+    size_t m = 0;
+    cr_err rc;
+    if (!eh)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = shard_engine_hits_fill(e, hits, n, with_attrs, with_vector, eh, &m);
+    if (rc)
+        for (size_t i = 0; i < m; i++)
+            shard_hit_free(&eh[i]);
+    else
+        rc = hits_to_pb(eh, m, r);
+    free(eh);
+    return rc;
 }
 
 static void result_free(Cirrus__V1__SearchResult *r)
 {
-    for (size_t i = 0; i < r->n_hits; i++) {
-        shard_engine_hit_clear(r->hits[i]);
-        free(r->hits[i]);
-    }
+    for (size_t i = 0; i < r->n_hits; i++)
+        free(r->hits[i]); /* one block each (shard_conv_hit_to_pb) */
     free(r->hits);
     r->hits = NULL;
     r->n_hits = 0;
@@ -112,12 +147,14 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, int nowait,
     r->hits = calloc(eq.k, sizeof *r->hits);
     if (!hits || !r->hits) {
         free(hits);
+        shard_filter_free((shard_filter **)&eq.filter);
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     }
     rc = shard_engine_search(e, &eq, hits, &n);
+    shard_filter_free((shard_filter **)&eq.filter);
     if (!rc && n > q->offset)
-        rc = shard_engine_hits_fill(e, hits + q->offset, n - q->offset, q->include_metadata,
-                                    q->include_vectors, r->hits, &r->n_hits);
+        rc = fill_hits(e, hits + q->offset, n - q->offset, q->include_metadata,
+                       q->include_vectors, r);
     free(hits);
     if (r->timing)
         r->timing->search_us = cr_clock_mono_us() - t0;
@@ -216,8 +253,7 @@ static cr_err run_batch(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b
         if (!r->hits)
             rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         else
-            rc = shard_engine_hits_fill(e, hits + i * k, n[i], q0->include_metadata,
-                                        q0->include_vectors, r->hits, &r->n_hits);
+            rc = fill_hits(e, hits + i * k, n[i], q0->include_metadata, q0->include_vectors, r);
     }
     free(qs);
     free(hits);
@@ -293,20 +329,23 @@ static void do_get(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        Cirrus__V1__Item *it = NULL;
+        shard_item *it = NULL;
         cr_err rc = shard_engine_get(s->engine, req->get->ids[i], req->get->include_vector, &it);
-        if (rc == CR_OK)
-            g.items[g.n_items++] = it;
+        if (rc == CR_OK && (g.items[g.n_items] = shard_conv_item_to_pb(it)))
+            g.n_items++;
+        else if (rc == CR_OK)
+            CR_WARN("shard", "get %s: out of memory", req->get->ids[i]);
         else if (rc == CR_NOTFOUND || rc == CR_ERR_INVALID)
             g.missing[g.n_missing++] = req->get->ids[i];
         else
             CR_WARN("shard", "get %s: %s", req->get->ids[i], cr_error_message());
+        shard_item_free(&it);
     }
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_GET;
     resp.get = &g;
     reply(call, req->id, &resp);
     for (size_t i = 0; i < g.n_items; i++)
-        cirrus__v1__item__free_unpacked(g.items[i], NULL);
+        free(g.items[i]); /* one block each (shard_conv_item_to_pb) */
     free(g.items);
     free(g.missing);
 }
@@ -316,11 +355,13 @@ static void do_stats(void *arg, cr_svc_call *call, const Cirrus__V1__Request *re
     server *s = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
-    cr_err rc = shard_engine_stats(s->engine, &r);
+    shard_stats st;
+    cr_err rc = shard_engine_stats(s->engine, &st);
     if (rc) {
         reply_status(call, req->id, rc, cr_error_message());
         return;
     }
+    shard_conv_stats_to_pb(&st, &r);
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
     resp.stats = &r;
     reply(call, req->id, &resp);
@@ -333,6 +374,7 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
     const Cirrus__V1__ScanRequest *q = req->scan;
     shard_engine_scan_req sq = {0};
+    shard_scan_page page;
     char next[320];
     cr_err rc;
     if (q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID &&
@@ -347,7 +389,11 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     sq.limit = q->limit;
     sq.with_vector = q->include_vector;
     sq.keys_only = q->keys_only;
-    rc = shard_engine_scan_ordered(s->engine, &sq, &r, next, sizeof next);
+    rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
+    if (!rc) {
+        rc = shard_conv_scan_to_pb(&page, &r);
+        shard_scan_page_clear(&page);
+    }
     if (rc) {
         reply_status(call, req->id, rc, cr_error_message());
         return;
@@ -356,7 +402,7 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
     resp.scan = &r;
     reply(call, req->id, &resp);
-    shard_engine_scan_clear(&r);
+    shard_conv_scan_clear(&r);
 }
 
 static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
@@ -365,6 +411,7 @@ static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
     const Cirrus__V1__ScanRequest *q = req->scan;
+    shard_scan_page page;
     long long cursor = 0;
     uint64_t next = 0;
     char next_text[32];
@@ -383,7 +430,12 @@ static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req
         reply_status(call, req->id, CR_ERR_INVALID, "scan: bad cursor");
         return;
     }
-    rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &r, &next);
+    rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &page,
+                           &next);
+    if (!rc) {
+        rc = shard_conv_scan_to_pb(&page, &r);
+        shard_scan_page_clear(&page);
+    }
     if (rc) {
         reply_status(call, req->id, rc, cr_error_message());
         return;
@@ -393,7 +445,7 @@ static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
     resp.scan = &r;
     reply(call, req->id, &resp);
-    shard_engine_scan_clear(&r);
+    shard_conv_scan_clear(&r);
 }
 
 static void do_health(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
@@ -446,32 +498,34 @@ static void commit_jobs(server *s, write_job *jobs)
     size_t total = 0, k = 0;
     shard_engine_write_op *ops;
     shard_engine_write_result *res;
-    Cirrus__V1__Item *del_items;
-    cr_err rc;
+    shard_item *items;
+    shard_attr **attrs;
+    cr_err rc = CR_OK;
 
     for (write_job *j = jobs; j; j = j->next)
         total += job_items(j);
     ops = calloc(total ? total : 1, sizeof *ops);
     res = calloc(total ? total : 1, sizeof *res);
-    del_items = calloc(total ? total : 1, sizeof *del_items);
-    if (!ops || !res || !del_items) {
+    items = calloc(total ? total : 1, sizeof *items);
+    attrs = calloc(total ? total : 1, sizeof *attrs);
+    if (!ops || !res || !items || !attrs) {
         rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         goto reply_all;
     }
-    for (write_job *j = jobs; j; j = j->next) {
-        for (size_t i = 0; i < job_items(j); i++, k++) {
+    for (write_job *j = jobs; j && !rc; j = j->next) {
+        for (size_t i = 0; i < job_items(j) && !rc; i++, k++) {
             if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT) {
-                ops[k].item = j->req->upsert->items[i];
+                rc = shard_conv_item_from_pb(j->req->upsert->items[i], &items[k], &attrs[k]);
             } else {
-                cirrus__v1__item__init(&del_items[k]);
-                del_items[k].id = j->req->delete_->items[i]->id;
-                del_items[k].version = j->req->delete_->items[i]->version;
-                ops[k].item = &del_items[k];
+                items[k].id = j->req->delete_->items[i]->id;
+                items[k].version = j->req->delete_->items[i]->version;
                 ops[k].is_delete = 1;
             }
+            ops[k].item = &items[k];
         }
     }
-    rc = shard_engine_write(s->engine, ops, total, res);
+    if (!rc)
+        rc = shard_engine_write(s->engine, ops, total, res);
 reply_all:
     k = 0;
     for (write_job *j = jobs; j; j = j->next) {
@@ -491,7 +545,7 @@ reply_all:
         }
         for (size_t i = 0; i < n; i++, k++) {
             cirrus__v1__item_status__init(&is[i]);
-            is[i].id = ops[k].item->id;
+            is[i].id = (char *)ops[k].item->id;
             is[i].version = res[k].version;
             cr_wire_status_set(&sts[i], res[k].status, res[k].message);
             is[i].status = &sts[i];
@@ -512,23 +566,28 @@ reply_all:
         free(isp);
         free(sts);
     }
+    for (size_t i = 0; attrs && i < total; i++)
+        free(attrs[i]);
+    free(attrs);
     free(ops);
     free(res);
-    free(del_items);
+    free(items);
 }
 
 static void do_snapshot(server *s, write_job *j)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
+    shard_snapshot_info info;
     /* An asked-for snapshot covers every item, or says why it cannot. */
     cr_err rc = shard_engine_index_drain(s->engine);
     if (!rc)
-        rc = shard_engine_snapshot(s->engine, &r);
+        rc = shard_engine_snapshot(s->engine, &info);
     if (rc) {
         reply_status(j->call, j->req->id, rc, cr_error_message());
         return;
     }
+    shard_conv_snapshot_to_pb(&info, &r);
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SNAPSHOT;
     resp.snapshot = &r;
     reply(j->call, j->req->id, &resp);
