@@ -81,6 +81,10 @@ cr_err cr_wire_recv(void *sock, cr_wire_msg *m, const cr_wire_limits *lim, int f
  * Returns CR_ERR_NET on a socket error, CR_TIMEOUT if the HWM blocks (EAGAIN). */
 cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage *msg, int flags);
 
+/* Sends only the routing frames of `route` (NULL: none), each with ZMQ_SNDMORE | flags: what
+ * precedes a reply's body (cr_wire_send, cr_sock_send). Errors as cr_wire_send. */
+cr_err cr_wire_send_route(void *sock, const cr_wire_msg *route, int flags);
+
 /* Bounded protobuf allocator: refuses allocations past `limit` total bytes. Keep it
  * alive until the message unpacked through it is freed with the same allocator. */
 typedef struct cr_pb_bounded {
