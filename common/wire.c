@@ -269,19 +269,25 @@ cr_err cr_wire_reply_ok(void *sock, const cr_wire_msg *route, uint64_t id,
     return cr_wire_send(sock, route, &resp->base, 0);
 }
 
+void cr_wire_error_init(cr_wire_error *e, uint64_t id, cr_err code, const char *message)
+{
+    Cirrus__V1__Response init = CIRRUS__V1__RESPONSE__INIT;
+
+    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
+    snprintf(e->msg, sizeof e->msg, "%s", message && message[0] ? message : cr_strerror(code));
+    cr_wire_status_set(&e->st, code, e->msg);
+    e->resp = init;
+    e->resp.id = id;
+    e->resp.status = &e->st;
+}
+
 cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
                            const char *message)
 {
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__Status st;
-    char msg[1024];
+    cr_wire_error e;
 
-    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
-    snprintf(msg, sizeof msg, "%s", message && message[0] ? message : cr_strerror(code));
-    cr_wire_status_set(&st, code, msg);
-    resp.id = id;
-    resp.status = &st;
-    return cr_wire_send(sock, route, &resp.base, 0);
+    cr_wire_error_init(&e, id, code, message);
+    return cr_wire_send(sock, route, &e.resp.base, 0);
 }
 
 void cr_wire_forward(void *from, void *to)
