@@ -10,7 +10,10 @@
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/fileio.h"
+#include "encoder/clip_model.h"
+#include "encoder/safetensors.h"
 #include "encoder/server.h"
+#include "encoder/tokenizer.h"
 
 #define TAG_MAX_ATTRS 16
 #define TAG_MAX_VALUES 256
@@ -26,12 +29,65 @@ static int usage_tag(FILE *out)
 {
     fprintf(out,
             "Usage: cirrus tag --model PATH --attribute NAME=V1,V2,... [--attribute ...]\n"
-            "                  [--template T] [--vocab PATH] [--threads T] IMAGE...\n"
+            "                  [--template T | --prompts FILE.safetensors] [--vocab PATH]\n"
+            "                  [--threads T] IMAGE...\n"
             "For each IMAGE prints one JSON object:\n"
             "  {\"image\":FILE,\"attributes\":{NAME:{\"value\":V,\"p\":P,\"probs\":{V1:P1,...}}}}\n"
             "P = softmax over the values of 100 x cos(image, text(T with {} = value)).\n"
-            "--template: a prompt with one '{}' (default \"a photo of a {}.\").\n");
+            "--template: a prompt with one '{}' (default \"a photo of a {}.\").\n"
+            "--prompts: learned context vectors in CoOp's layout, tensor `ctx` [n_ctx, text\n"
+            "width]: each prompt is \"X ... X <value>.\" with the n_ctx placeholders' token\n"
+            "embeddings replaced by ctx (as CoOp / KDPL train them).\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
+}
+
+/* CoOp: prompts "X X ... X value." tokenized, positions 1..n_ctx replaced by ctx; out
+ * normalized rows. */
+static cr_err ctx_texts(enc_service *svc, const char *path, char **values, int n, float *out)
+{
+    const enc_clip *m = enc_service_model(svc);
+    const int d = enc_clip_embed_dim(m);
+    int64_t dims[2] = {-1, enc_clip_text_width(m)};
+    enc_st *st = NULL;
+    float *ctx = NULL;
+    int32_t *ids = malloc((size_t)n * ENC_TOKENIZER_CONTEXT * sizeof *ids);
+    char *text = NULL;
+    cr_err rc = ids ? enc_st_open(&st, path) : cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (!rc)
+        rc = enc_st_get_f32(st, "ctx", 2, dims, &ctx);
+    if (rc)
+        goto out;
+    int n_ctx = (int)enc_st_find(st, "ctx")->shape[0];
+    for (int v = 0; v < n && !rc; v++) {
+        size_t len = 2 * (size_t)n_ctx + strlen(values[v]) + 2;
+        free(text);
+        if (!(text = malloc(len))) {
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int k = 0; k < n_ctx; k++)
+            memcpy(text + 2 * k, "X ", 2);
+        snprintf(text + 2 * n_ctx, len - 2 * (size_t)n_ctx, "%s.", values[v]);
+        rc = enc_tokenizer_encode(enc_service_tokenizer(svc), text,
+                                  ids + (size_t)v * ENC_TOKENIZER_CONTEXT, NULL, NULL);
+    }
+    if (!rc)
+        rc = enc_clip_encode_tokens_ctx(m, ids, n, ctx, n_ctx, out);
+    for (int v = 0; v < n && !rc; v++) {
+        double s = 0;
+        for (int k = 0; k < d; k++)
+            s += (double)out[(size_t)v * d + k] * out[(size_t)v * d + k];
+        for (int k = 0; k < d && s > 0; k++)
+            out[(size_t)v * d + k] = (float)(out[(size_t)v * d + k] / sqrt(s));
+    }
+out:
+    if (rc && strncmp(cr_error_message(), path, strlen(path)) != 0)
+        cr_error_wrap(rc, "%s", path);
+    free(text);
+    free(ctx);
+    free(ids);
+    enc_st_close(&st);
+    return rc;
 }
 
 /* "color=red,blue" -> attr (the copy is owned by attr->name). */
@@ -99,13 +155,13 @@ int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv)
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"vocab", required_argument, 0, 'v'},
         {"attribute", required_argument, 0, 'a'}, {"template", required_argument, 0, 't'},
-        {"threads", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 'T'},   {"prompts", required_argument, 0, 'p'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     enc_service_opts eo = enc_service_default_opts();
     enc_service *svc = NULL;
     tag_attr attrs[TAG_MAX_ATTRS];
-    const char *tmpl = "a photo of a {}.";
-    char **prompts = NULL;
+    const char *tmpl = "a photo of a {}.", *ctx_path = NULL;
+    char **prompts = NULL, **values = NULL; /* values: borrowed from attrs */
     enc_blob *blobs = NULL;
     float *img = NULL, *txt = NULL;
     int na = 0, rc = CLI_USAGE, c, d, nimg = 0, np = 0;
@@ -117,6 +173,7 @@ int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv)
         case 'm': eo.model = optarg; break;
         case 'v': eo.vocab = optarg; break;
         case 't': tmpl = optarg; break;
+        case 'p': ctx_path = optarg; break;
         case 'a':
             if (na == TAG_MAX_ATTRS || parse_attr(optarg, &attrs[na])) {
                 cli_error("tag", "--attribute '%s': NAME=V1,V2,... (at most %d attributes of "
@@ -152,14 +209,15 @@ int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv)
     for (int a = 0; a < na; a++)
         np += attrs[a].n;
     prompts = calloc((size_t)np, sizeof *prompts);
+    values = calloc((size_t)np, sizeof *values);
     blobs = calloc((size_t)nimg, sizeof *blobs);
-    if (!prompts || !blobs) {
+    if (!prompts || !values || !blobs) {
         cli_error("tag", "out of memory");
         goto out;
     }
     for (int a = 0, k = 0; a < na; a++)
-        for (int j = 0; j < attrs[a].n; j++)
-            if (!(prompts[k++] = fill(tmpl, attrs[a].values[j]))) {
+        for (int j = 0; j < attrs[a].n; j++, k++)
+            if (!(values[k] = attrs[a].values[j]) || !(prompts[k] = fill(tmpl, values[k]))) {
                 cli_error("tag", "out of memory");
                 goto out;
             }
@@ -183,7 +241,9 @@ int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv)
     }
     if (enc_service_embed_images(svc, blobs, (size_t)nimg, ENC_SERVICE_PREPROCESS_DEFAULT, 1,
                                  img) ||
-        enc_service_embed_texts(svc, (const char **)prompts, (size_t)np, 1, txt, NULL)) {
+        (ctx_path ? ctx_texts(svc, ctx_path, values, np, txt)
+                  : enc_service_embed_texts(svc, (const char **)prompts, (size_t)np, 1, txt,
+                                            NULL))) {
         cli_error("tag", "%s", cr_error_message());
         goto out;
     }
@@ -205,6 +265,7 @@ out:
     for (int a = 0; a < TAG_MAX_ATTRS; a++)
         free(attrs[a].name);
     free(prompts);
+    free(values);
     free(blobs);
     free(img);
     free(txt);

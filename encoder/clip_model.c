@@ -726,7 +726,7 @@ cr_err enc_clip_encode_tokens(const enc_clip *m, const int32_t *tokens, int n, f
 {
     if (!m || n < 0 || (n && (!tokens || !out)))
         return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens: bad argument");
-    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, out);
+    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, NULL, 0, out);
 }
 
 cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, int n,
@@ -734,5 +734,24 @@ cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, i
 {
     if (!m || n < 0 || (n && (!tokens || !out || !pseudo)))
         return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens_pseudo: bad argument");
-    return enc_fwd_tokens(&m->w, tokens, n, pseudo, pseudo_id, out);
+    return enc_fwd_tokens(&m->w, tokens, n, pseudo, pseudo_id, NULL, 0, out);
+}
+
+cr_err enc_clip_encode_tokens_ctx(const enc_clip *m, const int32_t *tokens, int n,
+                                  const float *ctx, int n_ctx, float *out)
+{
+    if (!m || n < 0 || (n && (!tokens || !out || !ctx)) || n_ctx < 1)
+        return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens_ctx: bad argument");
+    for (int i = 0; i < n; i++) {
+        const int32_t *row = tokens + (size_t)i * m->w.context;
+        int eot = 0;
+        for (int j = 1; j < m->w.context; j++)
+            eot = row[j] > row[eot] ? j : eot;
+        if (eot <= n_ctx)
+            return cr_error_set(CR_ERR_INVALID,
+                                "row %d: the end of text (position %d) is inside the %d context "
+                                "vectors",
+                                i, eot, n_ctx);
+    }
+    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, ctx, n_ctx, out);
 }

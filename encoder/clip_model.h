@@ -129,4 +129,11 @@ cr_err enc_clip_encode_tokens(const enc_clip *m, const int32_t *tokens, int n, f
 cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, int n,
                                      const float *pseudo, int32_t pseudo_id, float *out);
 
+/* Text tower with learned context vectors in CoOp's layout: in every row, the token embeddings
+ * at positions 1 .. n_ctx (the placeholders after the start token) are replaced by the rows of
+ * ctx (n_ctx x text_width, shared by all rows); the rest (class-name tokens, '.', end of text)
+ * are the rows' own. CR_ERR_INVALID when a row's end of text lies within the context. */
+cr_err enc_clip_encode_tokens_ctx(const enc_clip *m, const int32_t *tokens, int n,
+                                  const float *ctx, int n_ctx, float *out);
+
 #endif

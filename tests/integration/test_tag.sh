@@ -48,6 +48,57 @@ print(f"  3 images x 2 attributes: largest probability difference {worst:.2e}")
 sys.exit(0 if ok and worst < 1e-4 else 1)
 PYEOF
 
+TPY=
+for p in "${CIRRUS_PYTHON:-}" python3 /usr/bin/python3; do
+  if [ -n "$p" ] && "$p" -c 'import torch, numpy' >/dev/null 2>&1; then TPY=$p; break; fi
+done
+if [ -n "$TPY" ]; then
+  note "learned context (CoOp layout, random ctx [4, 128]) against tools/torch_peer.py's text tower"
+  "$TPY" - "$WORK/ctx.safetensors" <<'PYEOF'
+import json, struct, sys
+import numpy as np
+ctx = (np.random.default_rng(5).standard_normal((4, 128)) * 0.05).astype("<f4")
+hdr = json.dumps({"ctx": {"dtype": "F32", "shape": [4, 128], "data_offsets": [0, ctx.nbytes]}}).encode()
+hdr += b" " * (-len(hdr) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + ctx.tobytes())
+PYEOF
+  "$BIN/cirrus" tag --model "$MODEL" --threads 1 --attribute color=red,blue,green,black \
+    --prompts "$WORK/ctx.safetensors" "${imgs[@]}" >"$WORK/tagctx.jsonl"
+  for v in red blue green black; do "$BIN/cirrus" tokenize "X X X X $v."; done >"$WORK/ctxtok.jsonl"
+  "$TPY" - "${CIRRUS_SOURCE_DIR:-$(dirname "$0")/../..}/tools" "$MODEL" "$FIX/expected.safetensors" \
+    "$WORK/ctx.safetensors" "$WORK/ctxtok.jsonl" "$WORK/tagctx.jsonl" <<'PYEOF' || fail "tag --prompts"
+import json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import torch_peer
+model = torch_peer.build_model(torch, torch_peer.read_safetensors(sys.argv[2], np))[0]
+img = torch_peer.read_safetensors(sys.argv[3], np)["image_embeds"][[0, 1, 3]].astype(np.float64)
+ctx = torch.from_numpy(torch_peer.read_safetensors(sys.argv[4], np)["ctx"])
+tok = torch.tensor([json.loads(l) for l in open(sys.argv[5])], dtype=torch.long)
+with torch.no_grad():  # CoOp's PromptLearner + TextEncoder: [SOT] ctx [name . EOT ...]
+    x = model.token_embedding(tok)
+    x = torch.cat([x[:, :1], ctx.expand(len(tok), -1, -1), x[:, 5:]], dim=1)
+    x = x + model.positional_embedding
+    mask = torch.full((77, 77), float("-inf")).triu_(1)
+    x = model.ln_final(model.transformer(x.transpose(0, 1), mask).transpose(0, 1))
+    txt = (x[torch.arange(len(tok)), tok.argmax(-1)] @ model.text_projection).double().numpy()
+img /= np.linalg.norm(img, axis=1, keepdims=True)
+txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+values, worst, ok = ["red", "blue", "green", "black"], 0.0, True
+got = [json.loads(l) for l in open(sys.argv[6])]
+for i, row in enumerate(got):
+    logit = 100 * txt @ img[i]
+    p = np.exp(logit - logit.max()); p /= p.sum()
+    g = row["attributes"]["color"]
+    worst = max(worst, float(np.abs(np.array([g["probs"][v] for v in values]) - p).max()))
+    ok &= g["value"] == values[int(p.argmax())]
+print(f"  3 images, 4 values with learned context: largest probability difference {worst:.2e}")
+sys.exit(0 if ok and len(got) == 3 and worst < 1e-4 else 1)
+PYEOF
+else
+  echo "  (no python3 with torch: the learned-context check is skipped)"
+fi
+
 note "bad arguments"
 expect_error "attribute" "$BIN/cirrus" tag --model "$MODEL" --attribute color "${imgs[0]}"
 expect_error "template" "$BIN/cirrus" tag --model "$MODEL" --attribute c=a,b --template "x" "${imgs[0]}"
