@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/validate.h"
 #include "shard/attrs.h"
+#include "shard/schema.h" /* shard_engine_attrs */
 #include "shard/store.h"
 
 #define REPLAY_BATCH 4096
@@ -825,6 +826,11 @@ void shard_engine_close(shard_engine **pp)
 int shard_engine_dim(const shard_engine *e)
 {
     return e->dim;
+}
+
+shard_attrs *shard_engine_attrs(shard_engine *e)
+{
+    return e->attrs;
 }
 
 shard_index_metric shard_engine_metric(const shard_engine *e)
