@@ -20,6 +20,7 @@ static void dispatch(coord_rq *r)
     case CIRRUS__V1__REQUEST__OP_DELETE: coord_delete_start(r); break;
     case CIRRUS__V1__REQUEST__OP_GET: coord_get_start(r); break;
     case CIRRUS__V1__REQUEST__OP_STATS: coord_stats_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_SCHEMA: coord_schema_start(r); break;
     case CIRRUS__V1__REQUEST__OP_HEALTH: coord_health_start(r); break;
     case CIRRUS__V1__REQUEST__OP_SNAPSHOT: coord_snapshot_start(r); break;
     case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE:

@@ -92,6 +92,7 @@ void coord_upsert_start(coord_rq *r);
 void coord_delete_start(coord_rq *r);
 void coord_get_start(coord_rq *r);
 void coord_stats_start(coord_rq *r);
+void coord_schema_start(coord_rq *r); /* schema.c */
 void coord_health_start(coord_rq *r);
 void coord_snapshot_start(coord_rq *r);
 void coord_passthrough_start(coord_rq *r);

@@ -440,6 +440,24 @@ static void serve_stats(gw_caller *g, gw_answer *a)
     cirrus_response_free(resp);
 }
 
+/* ---- GET /v1/schema --------------------------------------------------------------------------- */
+
+static void serve_schema(gw_caller *g, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__SchemaRequest sq = CIRRUS__V1__SCHEMA_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    cr_err rc;
+    req.op_case = CIRRUS__V1__REQUEST__OP_SCHEMA;
+    req.schema = &sq;
+    rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_SCHEMA, &resp);
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else
+        answer_json(a, 200, cirrus_schema_json(resp->schema));
+    cirrus_response_free(resp);
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
@@ -454,6 +472,8 @@ cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
         *op = post ? GW_OP_ITEMS_UPSERT : GW_OP_NONE;
     } else if (strcmp(url, "/v1/stats") == 0) {
         *op = get ? GW_OP_STATS : GW_OP_NONE;
+    } else if (strcmp(url, "/v1/schema") == 0) {
+        *op = get ? GW_OP_SCHEMA : GW_OP_NONE;
     } else if (strncmp(url, "/v1/items/", 10) == 0 && url[10] && (get || del)) {
         if (cr_validate_id(url + 10))
             return CR_ERR_INVALID;
@@ -473,6 +493,7 @@ void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size
     case GW_OP_ITEM_DELETE: serve_item_delete(c, id, a); break;
     case GW_OP_ITEMS_UPSERT: serve_items_upsert(c, body, len, a); break;
     case GW_OP_STATS: serve_stats(c, a); break;
+    case GW_OP_SCHEMA: serve_schema(c, a); break;
     default: gw_answer_error(a, CR_NOTFOUND, "no such endpoint"); break;
     }
 }

@@ -13,6 +13,9 @@
  *                            the others may be written). A body that does not parse, or any
  *                            item with a bad field, is a 400 and nothing is written.
  *   GET    /v1/stats         the coordinator's stats, one entry per shard group
+ *   GET    /v1/schema        the attributes the items hold (json.h), merged over the groups:
+ *                            for each, its types and its 100 most frequent string values or
+ *                            its numeric range, so that a client can build filters
  *
  * Errors: {"error": {"code": n, "message": ".."}} (n a cr_err) with 400 bad input, 404 not
  * found, 503 overloaded/unavailable, 504 a backend or the deadline timed out, 501
@@ -35,7 +38,8 @@ typedef enum gw_op {
     GW_OP_ITEM_GET,
     GW_OP_ITEM_DELETE,
     GW_OP_ITEMS_UPSERT,
-    GW_OP_STATS
+    GW_OP_STATS,
+    GW_OP_SCHEMA
 } gw_op;
 
 /* One worker's way to the coordinator: its own client, opened on first use and reopened

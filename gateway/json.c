@@ -123,3 +123,65 @@ json_t *cirrus_stats_json(const Cirrus__V1__StatsResult *s)
     }
     return o;
 }
+
+/* A range bound: an integer when every number held is one. */
+static json_t *bound_json(double v, int integer)
+{
+    if (integer && v >= -9007199254740992.0 && v <= 9007199254740992.0)
+        return json_integer((json_int_t)v);
+    return json_real(v);
+}
+
+static json_t *schema_attr_json(const Cirrus__V1__SchemaAttribute *a)
+{
+    json_t *o = json_object(), *types = json_array();
+    int n_types = !!a->has_strings + !!a->has_numbers + !!a->has_bools;
+    const char *num = a->has_range && a->integer ? "integer" : "number";
+    if (a->has_strings)
+        json_array_append_new(types, json_string("string"));
+    if (a->has_numbers)
+        json_array_append_new(types, json_string(num));
+    if (a->has_bools)
+        json_array_append_new(types, json_string("bool"));
+    json_object_set_new(o, "name", json_string(a->name));
+    json_object_set_new(o, "type", json_string(n_types > 1 ? "mixed"
+                                               : a->has_strings ? "string"
+                                               : a->has_numbers ? num
+                                                                : "bool"));
+    json_object_set_new(o, "types", types);
+    json_object_set_new(o, "items", json_integer((json_int_t)a->items));
+    if (a->has_strings) {
+        json_t *vals = json_array();
+        for (size_t i = 0; i < a->n_values; i++) {
+            json_t *v = json_object();
+            json_object_set_new(v, "value", json_string(a->values[i]->value));
+            json_object_set_new(v, "count", json_integer((json_int_t)a->values[i]->count));
+            json_array_append_new(vals, v);
+        }
+        json_object_set_new(o, "values", vals);
+        json_object_set_new(o, "distinct", json_integer((json_int_t)a->distinct));
+    }
+    if (a->has_range) {
+        json_object_set_new(o, "min", bound_json(a->min, a->integer));
+        json_object_set_new(o, "max", bound_json(a->max, a->integer));
+    }
+    if (a->has_bools) {
+        json_object_set_new(o, "true", json_integer((json_int_t)a->true_count));
+        json_object_set_new(o, "false", json_integer((json_int_t)a->false_count));
+    }
+    return o;
+}
+
+json_t *cirrus_schema_json(const Cirrus__V1__SchemaResult *s)
+{
+    json_t *o = json_object(), *attrs = json_array(), *missing = json_array();
+    for (size_t i = 0; i < s->n_attributes; i++)
+        json_array_append_new(attrs, schema_attr_json(s->attributes[i]));
+    for (size_t i = 0; i < s->n_missing_groups; i++)
+        json_array_append_new(missing, json_integer(s->missing_groups[i]));
+    json_object_set_new(o, "items", json_integer((json_int_t)s->items));
+    json_object_set_new(o, "attributes", attrs);
+    json_object_set_new(o, "partial", json_boolean(s->partial));
+    json_object_set_new(o, "missing_groups", missing);
+    return o;
+}

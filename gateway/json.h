@@ -2,7 +2,9 @@
  *   search: {"hits":[{"id","score","attributes"}],"partial":bool,"missing_groups":[...],
  *            "timing":{...}}
  *   item:   {"id","version","attributes","vector"?}
- *   stats:  {"role","count","dim","metric","index",...,"groups"?} */
+ *   stats:  {"role","count","dim","metric","index",...,"groups"?}
+ *   schema: {"items","attributes":[{"name","type","types","items","values"?,"distinct"?,
+ *            "min"?,"max"?,"true"?,"false"?}],"partial","missing_groups"} */
 #ifndef CIRRUS_JSON_H
 #define CIRRUS_JSON_H
 
@@ -17,6 +19,10 @@ json_t *cirrus_result_json(const Cirrus__V1__SearchResult *r);
 json_t *cirrus_item_json(const Cirrus__V1__Item *it);
 /* {"role","count","dim","metric","index",...,"encoder"?,"groups"?} (the CLI's `stats`). */
 json_t *cirrus_stats_json(const Cirrus__V1__StatsResult *s);
+/* "type" is "string", "number", "integer" (every number held is an int64), "bool", or
+ * "mixed" ("types" lists them); values (most frequent first) for strings, min/max for
+ * numbers, true/false counts for bools. */
+json_t *cirrus_schema_json(const Cirrus__V1__SchemaResult *s);
 
 /* An unsigned 64-bit number (item versions). jansson's integers are signed, so a value above
  * INT64_MAX becomes a marked string that cirrus_json_dumps() prints as a bare unsigned number

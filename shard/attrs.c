@@ -976,3 +976,165 @@ size_t shard_attrs_memory(shard_attrs *idx)
     pthread_rwlock_unlock(&idx->lock);
     return b;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Schema: what the live items hold, per attribute. Read lock held throughout. */
+
+struct valcount {
+    size_t v;
+    uint64_t n;
+    const char *key;
+};
+
+static int cmp_valcount(const void *pa, const void *pb)
+{
+    const struct valcount *a = pa, *b = pb;
+    if (a->n != b->n)
+        return a->n > b->n ? -1 : 1;
+    return strcmp(a->key, b->key);
+}
+
+/* Live items in one posting, each once (a multi-valued attribute repeats an id in a row). */
+static uint64_t posting_live(const struct posting *p, const struct bitset *live)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if ((i == 0 || p->ids[i] != p->ids[i - 1]) && bs_get(live, p->ids[i]))
+            n++;
+    return n;
+}
+
+static cr_err schema_strings(const struct attr *a, const struct bitset *live, size_t max_values,
+                             shard_schema_attr *out)
+{
+    struct valcount *vc = a->n_vals ? malloc(a->n_vals * sizeof *vc) : NULL;
+    size_t n = 0;
+    if (a->n_vals && !vc)
+        return cr_error_set(CR_ERR_NOMEM, "attrs: out of memory (schema)");
+    for (size_t v = 0; v < a->n_vals; v++) {
+        uint64_t c = posting_live(&a->vals[v].post, live);
+        if (c)
+            vc[n++] = (struct valcount){v, c, a->vals[v].key};
+    }
+    qsort(vc, n, sizeof *vc, cmp_valcount);
+    out->distinct = n;
+    if (n > max_values)
+        n = max_values;
+    if (n && !(out->values = calloc(n, sizeof *out->values))) {
+        free(vc);
+        return cr_error_set(CR_ERR_NOMEM, "attrs: out of memory (schema)");
+    }
+    for (size_t i = 0; i < n; i++) {
+        out->values[i].count = vc[i].n;
+        if (!(out->values[i].value = strdup(vc[i].key))) {
+            free(vc);
+            return cr_error_set(CR_ERR_NOMEM, "attrs: out of memory (schema)");
+        }
+        out->n_values++;
+    }
+    free(vc);
+    return CR_OK;
+}
+
+static double nument_double(const struct nument *e)
+{
+    return e->is_int ? (double)e->v.i : e->v.d;
+}
+
+static void schema_numbers(const struct attr *a, const struct bitset *live,
+                           shard_schema_attr *out)
+{
+    const struct nument *lo = NULL, *hi = NULL;
+    int integer = 1;
+    for (size_t i = 0; i < a->n_num; i++) {
+        const struct nument *e = &a->num[i];
+        struct num k;
+        if (!bs_get(live, e->id))
+            continue;
+        integer &= e->is_int != 0;
+        if (!lo) {
+            lo = hi = e;
+            continue;
+        }
+        k = (struct num){lo->is_int != 0, lo->is_int ? lo->v.i : 0, lo->is_int ? 0 : lo->v.d};
+        if (cmp_ent_num(e, &k) < 0)
+            lo = e;
+        k = (struct num){hi->is_int != 0, hi->is_int ? hi->v.i : 0, hi->is_int ? 0 : hi->v.d};
+        if (cmp_ent_num(e, &k) > 0)
+            hi = e;
+    }
+    if (!lo)
+        return;
+    out->has_range = 1;
+    out->min = nument_double(lo);
+    out->max = nument_double(hi);
+    out->integer = integer;
+}
+
+/* Live items holding the attribute in any type. */
+static uint64_t schema_items(const struct attr *a, const struct bitset *live)
+{
+    uint64_t n = 0;
+    for (size_t w = 0; w < live->nw; w++)
+        n += (uint64_t)__builtin_popcountll(live->w[w] &
+                                            (bs_word(&a->has_str, w) | bs_word(&a->has_num, w) |
+                                             bs_word(&a->btrue, w) | bs_word(&a->bfalse, w)));
+    return n;
+}
+
+static uint64_t bits_live(const struct bitset *b, const struct bitset *live)
+{
+    uint64_t n = 0;
+    for (size_t w = 0; w < b->nw; w++)
+        n += (uint64_t)__builtin_popcountll(b->w[w] & bs_word(live, w));
+    return n;
+}
+
+static cr_err schema_attr(const struct attr *a, const struct bitset *live, size_t max_values,
+                          shard_schema_attr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!(out->name = strdup(a->name)))
+        return cr_error_set(CR_ERR_NOMEM, "attrs: out of memory (schema)");
+    out->has_strings = (a->types & TY_STR) != 0;
+    out->has_numbers = (a->types & TY_NUM) != 0;
+    out->has_bools = (a->types & TY_BOOL) != 0;
+    out->items = schema_items(a, live);
+    out->n_true = bits_live(&a->btrue, live);
+    out->n_false = bits_live(&a->bfalse, live);
+    schema_numbers(a, live, out);
+    return schema_strings(a, live, max_values, out);
+}
+
+static int cmp_schema_attr(const void *pa, const void *pb)
+{
+    return strcmp(((const shard_schema_attr *)pa)->name, ((const shard_schema_attr *)pb)->name);
+}
+
+cr_err shard_attrs_schema(shard_attrs *idx, size_t max_values, shard_schema *out)
+{
+    cr_err rc = CR_OK;
+    memset(out, 0, sizeof *out);
+    if (!idx)
+        return cr_error_set(CR_ERR_INVALID, "attrs: NULL argument");
+    pthread_rwlock_rdlock(&idx->lock);
+    out->items = idx->n_live;
+    if (idx->n_attrs && !(out->attrs = calloc(idx->n_attrs, sizeof *out->attrs)))
+        rc = cr_error_set(CR_ERR_NOMEM, "attrs: out of memory (schema)");
+    for (size_t i = 0; !rc && i < idx->n_attrs; i++) {
+        shard_schema_attr *sa = &out->attrs[out->n++]; /* a failed one is cleared too */
+        rc = schema_attr(&idx->attrs[i], &idx->live, max_values, sa);
+        if (!rc && sa->items == 0) { /* only removed items held it: no use to a filter */
+            free(sa->name);
+            out->n--;
+        }
+    }
+    pthread_rwlock_unlock(&idx->lock);
+    if (rc) {
+        shard_schema_clear(out);
+        return rc;
+    }
+    if (out->n)
+        qsort(out->attrs, out->n, sizeof *out->attrs, cmp_schema_attr);
+    return CR_OK;
+}

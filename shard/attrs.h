@@ -75,6 +75,12 @@ size_t shard_attrs_count_known(shard_attrs *idx);
 /* Number of live items. */
 uint64_t shard_attrs_count_live(shard_attrs *idx);
 
+/* Describes the live items' attributes into *out (shard/types.h; free with
+ * shard_schema_clear): per name the types, the item count, the max_values most frequent
+ * string values with counts, the numeric min/max. O(index size) under the read lock.
+ * Errors: CR_ERR_NOMEM (*out zeroed). */
+cr_err shard_attrs_schema(shard_attrs *idx, size_t max_values, shard_schema *out);
+
 /* Estimated heap bytes held by the index (capacities, not just sizes). */
 size_t shard_attrs_memory(shard_attrs *idx);
 

@@ -364,3 +364,65 @@ void shard_conv_scan_clear(Cirrus__V1__ScanResult *out)
     out->deleted = NULL;
     out->n_items = out->n_deleted = 0;
 }
+
+/* One block per attribute: the message, its value pointers and values (strings borrowed). */
+static Cirrus__V1__SchemaAttribute *schema_attr_to_pb(const shard_schema_attr *a)
+{
+    size_t n = a->n_values;
+    Cirrus__V1__SchemaAttribute *p =
+        malloc(sizeof *p + n * (sizeof(Cirrus__V1__SchemaValue *) + sizeof **p->values));
+    Cirrus__V1__SchemaValue **ptrs;
+    Cirrus__V1__SchemaValue *vals;
+    if (!p)
+        return NULL;
+    ptrs = (Cirrus__V1__SchemaValue **)(void *)(p + 1);
+    vals = (Cirrus__V1__SchemaValue *)(void *)(ptrs + n);
+    cirrus__v1__schema_attribute__init(p);
+    p->name = a->name;
+    p->has_strings = a->has_strings;
+    p->has_numbers = a->has_numbers;
+    p->has_bools = a->has_bools;
+    p->items = a->items;
+    p->distinct = a->distinct;
+    p->has_range = a->has_range;
+    p->min = a->min;
+    p->max = a->max;
+    p->integer = a->integer;
+    p->true_count = a->n_true;
+    p->false_count = a->n_false;
+    for (size_t i = 0; i < n; i++) {
+        cirrus__v1__schema_value__init(&vals[i]);
+        vals[i].value = a->values[i].value;
+        vals[i].count = a->values[i].count;
+        ptrs[i] = &vals[i];
+    }
+    p->values = n ? ptrs : NULL;
+    p->n_values = n;
+    return p;
+}
+
+cr_err shard_conv_schema_to_pb(const shard_schema *s, Cirrus__V1__SchemaResult *out)
+{
+    out->items = s->items;
+    out->n_attributes = 0;
+    out->attributes = calloc(s->n ? s->n : 1, sizeof *out->attributes);
+    if (!out->attributes)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < s->n; i++) {
+        if (!(out->attributes[i] = schema_attr_to_pb(&s->attrs[i]))) {
+            shard_conv_schema_clear(out);
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        }
+        out->n_attributes = i + 1;
+    }
+    return CR_OK;
+}
+
+void shard_conv_schema_clear(Cirrus__V1__SchemaResult *out)
+{
+    for (size_t i = 0; out->attributes && i < out->n_attributes; i++)
+        free(out->attributes[i]);
+    free(out->attributes);
+    out->attributes = NULL;
+    out->n_attributes = 0;
+}

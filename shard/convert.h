@@ -42,4 +42,9 @@ void shard_conv_snapshot_to_pb(const shard_snapshot_info *s, Cirrus__V1__Snapsho
 cr_err shard_conv_scan_to_pb(const shard_scan_page *p, Cirrus__V1__ScanResult *out);
 void shard_conv_scan_clear(Cirrus__V1__ScanResult *out);
 
+/* A schema -> out->attributes / out->items (strings BORROWED from s, which must outlive the
+ * packing; free the arrays with shard_conv_schema_clear). CR_ERR_NOMEM. */
+cr_err shard_conv_schema_to_pb(const shard_schema *s, Cirrus__V1__SchemaResult *out);
+void shard_conv_schema_clear(Cirrus__V1__SchemaResult *out);
+
 #endif

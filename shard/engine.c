@@ -18,6 +18,7 @@
 #include "common/validate.h"
 #include "shard/attrs.h"
 #include "shard/engine_impl.h"
+#include "shard/schema.h" /* shard_engine_attrs */
 #include "shard/store.h"
 
 #define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
@@ -240,6 +241,11 @@ void shard_engine_close(shard_engine **pp)
 int shard_engine_dim(const shard_engine *e)
 {
     return e->dim;
+}
+
+shard_attrs *shard_engine_attrs(shard_engine *e)
+{
+    return e->attrs;
 }
 
 shard_index_metric shard_engine_metric(const shard_engine *e)

@@ -11,6 +11,7 @@
 #include "common/validate.h"
 #include "common/wire.h"
 #include "shard/convert.h"
+#include "shard/schema.h"
 
 #define POLL_MS 100      /* the writer's maintenance tick when idle */
 #define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
@@ -367,6 +368,26 @@ static void do_stats(void *arg, cr_svc_call *call, const Cirrus__V1__Request *re
     reply(call, req->id, &resp);
 }
 
+static void do_schema(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    server *s = arg;
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__SchemaResult r = CIRRUS__V1__SCHEMA_RESULT__INIT;
+    shard_schema sc;
+    cr_err rc = shard_engine_schema(s->engine, req->schema ? req->schema->max_values : 0, &sc);
+    if (!rc)
+        rc = shard_conv_schema_to_pb(&sc, &r);
+    if (rc) {
+        reply_status(call, req->id, rc, cr_error_message());
+    } else {
+        resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCHEMA;
+        resp.schema = &r;
+        reply(call, req->id, &resp);
+    }
+    shard_conv_schema_clear(&r);
+    shard_schema_clear(&sc);
+}
+
 /* Answers a scan: the engine's outcome `rc`, else `page` (cleared here) with its next cursor. */
 static void reply_scan(cr_svc_call *call, uint64_t id, cr_err rc, shard_scan_page *page,
                        char *next_cursor)
@@ -672,6 +693,7 @@ static const cr_svc_op shard_ops[] = {
     {CIRRUS__V1__REQUEST__OP_SEARCH_BATCH, CR_SVC_POOL, do_search_batch, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_GET, CR_SVC_POOL, do_get, get_front, NULL},
     {CIRRUS__V1__REQUEST__OP_STATS, CR_SVC_POOL, do_stats, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_SCHEMA, CR_SVC_POOL, do_schema, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_HEALTH, CR_SVC_FRONT, do_health, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_SCAN, CR_SVC_POOL, do_scan, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_UPSERT, CR_SVC_WRITER, NULL, NULL, admit_write},

@@ -132,6 +132,35 @@ typedef struct shard_scan_page {
 
 void shard_scan_page_clear(shard_scan_page *p);
 
+/* What the live items' attributes look like (shard_engine_schema, shard/schema.h), for
+ * clients building filters. Every string is owned by the schema: shard_schema_clear frees all. */
+typedef struct shard_schema_value {
+    char *value;
+    uint64_t count; /* live items holding it */
+} shard_schema_value;
+
+typedef struct shard_schema_attr {
+    char *name;
+    int has_strings, has_numbers, has_bools; /* types ever held (even by removed items) */
+    uint64_t items;                /* live items holding the attribute */
+    shard_schema_value *values;    /* most frequent string values: by count, then bytewise */
+    size_t n_values;
+    uint64_t distinct;             /* distinct string values held by live items */
+    int has_range;                 /* min/max set: some live item holds a number */
+    double min, max;
+    int integer;                   /* every live number is an int64 */
+    uint64_t n_true, n_false;
+} shard_schema_attr;
+
+typedef struct shard_schema {
+    shard_schema_attr *attrs; /* by name, bytewise */
+    size_t n;
+    uint64_t items;           /* live items */
+} shard_schema;
+
+/* Frees what *s holds and zeroes it. NULL-safe. */
+void shard_schema_clear(shard_schema *s);
+
 /* Checks one attribute as the engine accepts it: a name of 1..128 bytes of UTF-8, a value of
  * a known type, UTF-8 strings, a finite double. CR_ERR_INVALID saying why. */
 cr_err shard_attr_check(const shard_attr *a);
