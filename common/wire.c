@@ -290,22 +290,6 @@ cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr
     return cr_wire_send(sock, route, &e.resp.base, 0);
 }
 
-void cr_wire_forward(void *from, void *to)
-{
-    int more;
-    do {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, from, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return;
-        }
-        more = zmq_msg_more(&part);
-        if (zmq_msg_send(&part, to, more ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&part);
-    } while (more);
-}
-
 /* A Request's id without unpacking it: protobuf-c writes fields in number order, so a set id
  * (field 1, varint) comes first. 0 when absent or malformed. */
 static uint64_t peek_request_id(const zmq_msg_t *body)
@@ -336,38 +320,6 @@ cr_err cr_wire_front_recv(void *front, cr_wire_msg *m, const cr_wire_limits *lim
     return rc;
 }
 
-cr_err cr_wire_hand_off(void *front, void *work, cr_wire_msg *m, uint64_t recv_us)
-{
-    /* The work queue is bounded (its HWM): when the workers are that far behind, say so at
-     * once rather than block the proxy. ZeroMQ checks the HWM on a message's first frame
-     * only, so the rest of it always goes through. */
-    for (int i = 0; i < m->nroute; i++) {
-        zmq_msg_t copy;
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, &m->route[i]);
-        if (zmq_msg_send(&copy, work, ZMQ_SNDMORE | (i == 0 ? ZMQ_DONTWAIT : 0)) < 0) {
-            zmq_msg_close(&copy);
-            cr_wire_reply_error(front, m, peek_request_id(&m->body), CR_ERR_OVERLOADED,
-                                "server overloaded: its request queue is full; retry later");
-            return CR_ERR_OVERLOADED;
-        }
-    }
-    zmq_send(work, &recv_us, sizeof recv_us, ZMQ_SNDMORE);
-    zmq_msg_send(&m->body, work, 0);
-    m->has_body = 0;
-    return CR_OK;
-}
-
-void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim)
-{
-    cr_wire_msg m;
-    uint64_t now = cr_clock_mono_us();
-    cr_wire_msg_init(&m);
-    if (cr_wire_front_recv(front, &m, lim) == CR_OK)
-        cr_wire_hand_off(front, work, &m, now);
-    cr_wire_msg_close(&m);
-}
-
 int cr_wire_poll_spin(zmq_pollitem_t *items, int n, long timeout_ms, cr_wire_spin *spin)
 {
     int rc;
@@ -386,71 +338,6 @@ done:
     if (rc > 0 && spin->spin_us)
         spin->hot_until_us = cr_clock_mono_us() + spin->spin_us;
     return rc;
-}
-
-cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us)
-{
-    int last = m->nroute - 1;
-    if (last < 0 || zmq_msg_size(&m->route[last]) != sizeof *recv_us)
-        return cr_error_set(CR_ERR_PROTO, "request without its receive time");
-    memcpy(recv_us, zmq_msg_data(&m->route[last]), sizeof *recv_us);
-    zmq_msg_close(&m->route[last]);
-    m->nroute = last;
-    return CR_OK;
-}
-
-cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim,
-                           uint32_t default_deadline_ms, cr_pb_bounded *alloc,
-                           Cirrus__V1__Request **req, uint64_t *recv_us)
-{
-    uint32_t budget;
-    cr_err rc;
-    *req = NULL;
-    rc = cr_wire_take_recv_time(m, recv_us);
-    if (rc)
-        return rc;
-    cr_pb_bounded_init(alloc, lim->max_alloc);
-    rc = cr_wire_unpack_request(m, alloc, req);
-    if (rc) {
-        cr_wire_reply_error(sock, m, 0, rc, cr_error_message());
-        return rc;
-    }
-    budget = (*req)->deadline_ms ? (*req)->deadline_ms : default_deadline_ms;
-    if ((cr_clock_mono_us() - *recv_us) / 1000 > budget) {
-        cr_wire_reply_error(sock, m, (*req)->id, CR_ERR_DEADLINE, "deadline passed while queued");
-        cirrus__v1__request__free_unpacked(*req, &alloc->base);
-        *req = NULL;
-        return CR_ERR_DEADLINE;
-    }
-    return CR_OK;
-}
-
-cr_err cr_wire_worker_loop(void *zmq_ctx, const char *endpoint, const cr_wire_limits *lim,
-                           atomic_int *stop, cr_wire_handler fn, void *arg)
-{
-    void *sock = zmq_socket(zmq_ctx, ZMQ_DEALER);
-    cr_wire_limits inner = *lim;
-    cr_wire_msg m;
-
-    inner.max_frame = (size_t)-1 >> 1; /* already checked by the proxy */
-    inner.heartbeat_ivl_ms = 0;         /* inproc */
-    if (!sock || cr_wire_socket_setup(sock, &inner) || zmq_connect(sock, endpoint) != 0) {
-        cr_err rc = cr_error_set(CR_ERR_NET, "worker socket: %s", zmq_strerror(errno));
-        if (sock)
-            zmq_close(sock);
-        return rc;
-    }
-    cr_wire_msg_init(&m);
-    while (!atomic_load(stop)) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 100) <= 0)
-            continue;
-        if (cr_wire_recv(sock, &m, &inner, ZMQ_DONTWAIT) == CR_OK)
-            fn(arg, sock, &m);
-        cr_wire_msg_close(&m);
-    }
-    zmq_close(sock);
-    return CR_OK;
 }
 
 void cr_wire_inproc_name(char *buf, size_t len, const char *what)

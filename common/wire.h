@@ -107,25 +107,12 @@ cr_err cr_wire_unpack_request(const cr_wire_msg *m, cr_pb_bounded *alloc,
 cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
                            const char *message);
 
-/* ---- server proxies: a ROUTER thread handing requests to worker threads --------------- */
-
-/* Moves one whole multipart message from `from` to `to` (non-blocking; a no-op when none). */
-void cr_wire_forward(void *from, void *to);
+/* ---- server fronts: a ROUTER thread receiving requests ----------------------------------- */
 
 /* Receives one message on the public `front` ROUTER without waiting. CR_OK: m holds a
  * well-framed request (not yet unpacked). Framing errors are answered on `front` at once and
  * returned; CR_TIMEOUT when nothing was queued. */
 cr_err cr_wire_front_recv(void *front, cr_wire_msg *m, const cr_wire_limits *lim);
-
-/* Hands a message cr_wire_front_recv accepted to `work` (an inproc DEALER dealing to
- * workers) with `recv_us` appended as a last routing frame; m keeps its routing frames.
- * CR_ERR_OVERLOADED (already answered on `front`) when the work queue is full. */
-cr_err cr_wire_hand_off(void *front, void *work, cr_wire_msg *m, uint64_t recv_us);
-
-/* Receives one request on the public `front` ROUTER and hands it to `work` (an inproc DEALER
- * dealing to workers) with the receive time (monotonic us) appended as a last routing frame,
- * so workers can honour deadlines. Framing errors are answered on `front` right away. */
-void cr_wire_dispatch_timed(void *front, void *work, const cr_wire_limits *lim);
 
 /* Adaptive busy-polling. A thread that blocks in poll pays a scheduler wake-up for each
  * message (30-50 us on small VMs, several per round trip); for spin_us after its last message
@@ -139,30 +126,10 @@ typedef struct cr_wire_spin {
 /* zmq_poll with spinning: returns what zmq_poll returns; a ready item renews the window. */
 int cr_wire_poll_spin(zmq_pollitem_t *items, int n, long timeout_ms, cr_wire_spin *spin);
 
-/* Worker side: removes the receive-time frame cr_wire_dispatch_timed added; the routing
- * frames left in m address the reply. CR_ERR_PROTO when the frame is missing. */
-cr_err cr_wire_take_recv_time(cr_wire_msg *m, uint64_t *recv_us);
-
 /* Writes a fresh "inproc://<what>-N" name into buf. Names are never reused within a process:
  * ZeroMQ releases a closed inproc endpoint asynchronously, so a server restarted in the same
  * process (at, say, the same stack address) must not bind the name its predecessor used. */
 void cr_wire_inproc_name(char *buf, size_t len, const char *what);
-
-/* A worker thread's loop: a DEALER connected to the proxy's inproc `endpoint`, each message
- * handed to fn(arg, sock, m) (which replies on sock), until *stop becomes non-zero (checked
- * every 100 ms). Returns CR_ERR_NET when the socket cannot be set up. */
-typedef void (*cr_wire_handler)(void *arg, void *sock, cr_wire_msg *m);
-cr_err cr_wire_worker_loop(void *zmq_ctx, const char *endpoint, const cr_wire_limits *lim,
-                           atomic_int *stop, cr_wire_handler fn, void *arg);
-
-/* Worker side of a request the proxy dispatched: strips the receive time, unpacks the body
- * through `alloc` (initialised here with lim->max_alloc) and checks the deadline (the request's
- * own, else default_deadline_ms). On failure it has already answered on `sock` (or dropped a
- * message with no receive time) and returns non-zero with *req NULL. On success the caller
- * frees *req with cirrus__v1__request__free_unpacked(*req, &alloc->base). */
-cr_err cr_wire_worker_take(void *sock, cr_wire_msg *m, const cr_wire_limits *lim,
-                           uint32_t default_deadline_ms, cr_pb_bounded *alloc,
-                           Cirrus__V1__Request **req, uint64_t *recv_us);
 
 /* Sends `resp` as the ok answer to request `id`: sets its id and an ok Status, then sends it
  * along `route`. */
