@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,12 @@
 
 #define DEFAULT_MODEL_F16 "/tmp/cirrus-bench-vit-b-32-f16.safetensors"
 #define DEFAULT_MODEL_F32 "/tmp/cirrus-bench-vit-b-32-f32.safetensors"
+#define DEFAULT_RN_F16 "/tmp/cirrus-bench-rn50x4-f16.safetensors"
+#define DEFAULT_RN_F32 "/tmp/cirrus-bench-rn50x4-f32.safetensors"
 
 typedef struct enc_bench_cfg {
     const char *model, *peer_script, *dtype;
+    int rn; /* --shape rn50x4 */
     long long threads;
     double seconds;
     int json, peer; /* peer: -1 auto, 0 off, 1 on */
@@ -235,6 +239,79 @@ static cr_err write_vit_b32(const char *path, int f16)
     return write_clip(path, f16, &b32);
 }
 
+/* conv [cout, cin, k, k] (uniform with unit output variance) + BatchNorm `bn` */
+static int wl_conv_bn(wlist *l, const char *conv, const char *bn, int cout, int cin, int k,
+                      float gamma)
+{
+    static const char *const parts[4] = {"weight", "bias", "running_mean", "running_var"};
+    const float mean[4] = {gamma, 0.f, 0.f, 1.f}, spread[4] = {.1f * gamma, .1f, .1f, .2f};
+    char name[96];
+    if (wl_add(l, conv, 4, cout, cin, k, k, 0.f, sqrtf(3.f / (float)(cin * k * k))))
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", bn, parts[i]);
+        if (wl_add(l, name, 1, cout, 0, 0, 0, mean[i], spread[i]))
+            return -1;
+    }
+    return 0;
+}
+
+/* CLIP's RN50x4 (ModifiedResNet: width 80, blocks 4, 6, 10, 6, 288 px, embedding 640; text
+ * width 640, 12 layers) in OpenAI names, random weights. */
+static cr_err write_rn50x4(const char *path, int f16)
+{
+    const int width = 80, blocks[4] = {4, 6, 10, 6}, embed = 640, tw = 640, C = width * 32;
+    const int grid = 9, vocab = 49408, ctx = 77;
+    char a[96], b[96];
+    wlist l = {0};
+    cr_err rc;
+    int bad = wl_conv_bn(&l, "visual.conv1.weight", "visual.bn1", width / 2, 3, 3, 1.f) ||
+              wl_conv_bn(&l, "visual.conv2.weight", "visual.bn2", width / 2, width / 2, 3, 1.f) ||
+              wl_conv_bn(&l, "visual.conv3.weight", "visual.bn3", width, width / 2, 3, 1.f);
+    for (int s = 0, cin = width; s < 4 && !bad; s++) {
+        int p = width << s;
+        for (int i = 0; i < blocks[s] && !bad; i++) {
+            static const char *const cv[3] = {"conv1", "conv2", "conv3"};
+            const int co[3] = {p, p, 4 * p}, ci[3] = {cin, p, p}, k[3] = {1, 3, 1};
+            for (int j = 0; j < 3 && !bad; j++) {
+                snprintf(a, sizeof a, "visual.layer%d.%d.%s.weight", s + 1, i, cv[j]);
+                snprintf(b, sizeof b, "visual.layer%d.%d.bn%d", s + 1, i, j + 1);
+                /* a small last gamma keeps the residual stream bounded over 26 blocks */
+                bad = wl_conv_bn(&l, a, b, co[j], ci[j], k[j], j == 2 ? .2f : 1.f);
+            }
+            if (!bad && i == 0) {
+                snprintf(a, sizeof a, "visual.layer%d.%d.downsample.0.weight", s + 1, i);
+                snprintf(b, sizeof b, "visual.layer%d.%d.downsample.1", s + 1, i);
+                bad = wl_conv_bn(&l, a, b, 4 * p, cin, 1, 1.f);
+            }
+            cin = 4 * p;
+        }
+    }
+    static const char *const pj[3] = {"q_proj", "k_proj", "v_proj"};
+    for (int j = 0; j < 3 && !bad; j++) {
+        snprintf(a, sizeof a, "visual.attnpool.%s.weight", pj[j]);
+        snprintf(b, sizeof b, "visual.attnpool.%s.bias", pj[j]);
+        bad = wl_add(&l, a, 2, C, C, 0, 0, 0.f, sqrtf(3.f / (float)C)) ||
+              wl_add(&l, b, 1, C, 0, 0, 0, 0.f, .02f);
+    }
+    if (bad || wl_add(&l, "visual.attnpool.positional_embedding", 2, grid * grid + 1, C, 0, 0, 0.f,
+                      .02f) ||
+        wl_add(&l, "visual.attnpool.c_proj.weight", 2, embed, C, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "visual.attnpool.c_proj.bias", 1, embed, 0, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "token_embedding.weight", 2, vocab, tw, 0, 0, 0.f, .02f) ||
+        wl_add(&l, "positional_embedding", 2, ctx, tw, 0, 0, 0.f, .01f) ||
+        wl_tower(&l, "transformer.resblocks.", 12, tw) ||
+        wl_add(&l, "ln_final.weight", 1, tw, 0, 0, 0, 1.f, .1f) ||
+        wl_add(&l, "ln_final.bias", 1, tw, 0, 0, 0, 0.f, .1f) ||
+        wl_add(&l, "text_projection", 2, tw, embed, 0, 0, 0.f, .04f)) {
+        free(l.t);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = wl_write(&l, path, f16);
+    free(l.t);
+    return rc;
+}
+
 /* A random SEARLE phi head for a CLIP of embedding `embed` and text width `tw`. */
 static cr_err write_phi(const char *path, int embed, int hidden, int tw)
 {
@@ -311,17 +388,6 @@ out:
     free(b);
     free(c);
     return best;
-}
-
-/* Multiply-adds x2 of one image through the ViT (GEMMs and attention products). */
-static double image_flops(const enc_clip *m)
-{
-    double w = enc_clip_vision_width(m), layers = enc_clip_vision_layers(m);
-    double p = enc_clip_patch_size(m), g = enc_clip_image_size(m) / enc_clip_patch_size(m);
-    double t = g * g + 1, e = enc_clip_embed_dim(m);
-    double patch = 2.0 * g * g * 3 * p * p * w;
-    double per_layer = 2.0 * t * (3 * w * w + w * w + 8 * w * w) + 4.0 * t * t * w;
-    return patch + layers * per_layer + 2.0 * w * e;
 }
 
 /* Images per second at batch `b`, over at least `seconds` and 3 passes after a warm-up. */
@@ -486,7 +552,8 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
         {"json", no_argument, 0, 'j'},          {"peer", no_argument, 0, 'p'},
         {"no-peer", no_argument, 0, 'P'},       {"peer-script", required_argument, 0, 'S'},
         {"seconds", required_argument, 0, 's'}, {"dtype", required_argument, 0, 'd'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"shape", required_argument, 0, 'x'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int ch;
     c->peer = -1;
     c->seconds = 3;
@@ -504,6 +571,13 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             }
             break;
         case 'j': c->json = 1; break;
+        case 'x':
+            if (strcmp(optarg, "vit-b-32") != 0 && strcmp(optarg, "rn50x4") != 0) {
+                fprintf(stderr, "cirrus-bench encoder: --shape must be vit-b-32 or rn50x4\n");
+                return 2;
+            }
+            c->rn = strcmp(optarg, "rn50x4") == 0;
+            break;
         case 'p': c->peer = 1; break;
         case 'P': c->peer = 0; break;
         case 'S': c->peer_script = optarg; break;
@@ -521,12 +595,14 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             c->dtype = optarg;
             break;
         default:
-            printf("Usage: cirrus-bench encoder [--model PATH] [--threads T] [--seconds S]\n"
-                   "         [--dtype f16|f32] [--peer | --no-peer] [--peer-script PY] [--json]\n"
-                   "Without --model a random ViT-B/32 (OpenAI names) is written once to\n"
-                   "%s (or the f32 one). The PyTorch peer runs when torch\n"
-                   "imports (or with --peer), on the same file in the same run.\n",
-                   DEFAULT_MODEL_F16);
+            printf("Usage: cirrus-bench encoder [--model PATH | --shape vit-b-32|rn50x4]\n"
+                   "         [--threads T] [--seconds S] [--dtype f16|f32]\n"
+                   "         [--peer | --no-peer] [--peer-script PY] [--json]\n"
+                   "Without --model a random model of --shape (OpenAI names; default vit-b-32,\n"
+                   "rn50x4: CLIP's RN50x4 ResNet at 288 px) is written once to\n"
+                   "%s or %s (or the f32 ones). The PyTorch peer\n"
+                   "runs when torch imports (or with --peer), on the same file in the same run.\n",
+                   DEFAULT_MODEL_F16, DEFAULT_RN_F16);
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -552,11 +628,15 @@ int bench_cmd_encoder(int argc, char **argv)
     model = c.model;
     if (!model) {
         int f16 = strcmp(c.dtype, "f16") == 0;
-        model = f16 ? DEFAULT_MODEL_F16 : DEFAULT_MODEL_F32;
+        if (c.rn)
+            model = f16 ? DEFAULT_RN_F16 : DEFAULT_RN_F32;
+        else
+            model = f16 ? DEFAULT_MODEL_F16 : DEFAULT_MODEL_F32;
         if (stat(model, &st) != 0) {
             if (!c.json)
-                printf("writing a random ViT-B/32 (%s) to %s ...\n", c.dtype, model);
-            if (write_vit_b32(model, f16)) {
+                printf("writing a random %s (%s) to %s ...\n", c.rn ? "RN50x4" : "ViT-B/32",
+                       c.dtype, model);
+            if (c.rn ? write_rn50x4(model, f16) : write_vit_b32(model, f16)) {
                 fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
                 return 1;
             }
@@ -573,7 +653,7 @@ int bench_cmd_encoder(int argc, char **argv)
     r.img_s_b1 = images_per_s(m, 1, c.seconds);
     r.img_s_b8 = images_per_s(m, 8, c.seconds);
     r.text_ms_12 = text_ms(m, 12, c.seconds);
-    r.image_gflop = image_flops(m) / 1e9;
+    r.image_gflop = enc_clip_image_flops(m) / 1e9;
     r.image_gflops_b8 = r.image_gflop * r.img_s_b8;
     r.peak_rss_mb = bench_peak_rss_mb();
     enc_clip_close(&m);

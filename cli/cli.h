@@ -79,6 +79,7 @@ int cli_cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_tokenize(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_compose(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 /* `cirrus eval run` (cli/eval_run.c): the exit status. */
 int cli_eval_run(const char *endpoint, uint32_t timeout_ms, int json, int argc, char **argv);

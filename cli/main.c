@@ -21,6 +21,7 @@ static const cli_cmd commands[] = {
     {"verify", cli_cmd_verify, "check that every acknowledged id is stored exactly"},
     {"embed", cli_cmd_embed, "CLIP embeddings of images and texts, in-process (--model)"},
     {"tokenize", cli_cmd_tokenize, "CLIP token ids of texts (77 per text)"},
+    {"tag", cli_cmd_tag, "zero-shot attribute values of images (--model, --attribute k=v1,v2)"},
     {"compose", cli_cmd_compose, "compose an image and a caption into a query vector"},
     {"serve", cli_cmd_serve, "coordinator + shards + encoder in one process (embedded mode)"},
     {"ingest", cli_cmd_ingest, "ingest a JSONL catalog of images and attributes"},

@@ -249,15 +249,9 @@ cr_err cr_svc_reply_ok(cr_svc_call *c, uint64_t id, Cirrus__V1__Response *resp)
 
 cr_err cr_svc_reply_error(cr_svc_call *c, uint64_t id, cr_err code, const char *message)
 {
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__Status st;
-    char msg[1024];
-    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
-    snprintf(msg, sizeof msg, "%s", message && message[0] ? message : cr_strerror(code));
-    cr_wire_status_set(&st, code, msg);
-    resp.id = id;
-    resp.status = &st;
-    return cr_svc_reply(c, &resp);
+    cr_wire_error e;
+    cr_wire_error_init(&e, id, code, message);
+    return cr_svc_reply(c, &e.resp);
 }
 
 const Cirrus__V1__Request *cr_svc_call_request(const cr_svc_call *c)

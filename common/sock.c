@@ -71,19 +71,13 @@ cr_err cr_sock_send(void *sock, const cr_wire_msg *route, const cr_sock_buf *par
 {
     zmq_msg_t frame;
     size_t len = 0, at = 0;
+    cr_err rc;
 
     for (int i = 0; i < n; i++)
         len += parts[i].len;
-    for (int i = 0; route && i < route->nroute; i++) {
-        zmq_msg_t copy;
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, (zmq_msg_t *)&route->route[i]);
-        if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | flags) < 0) {
-            int e = errno;
-            zmq_msg_close(&copy);
-            return send_failed(e);
-        }
-    }
+    rc = cr_wire_send_route(sock, route, flags);
+    if (rc)
+        return rc;
     if (zmq_msg_init_size(&frame, len) != 0)
         return cr_error_set(CR_ERR_NOMEM, "cannot allocate a %zu-byte frame", len);
     for (int i = 0; i < n; i++) {

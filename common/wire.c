@@ -146,11 +146,13 @@ cr_err cr_wire_recv(void *sock, cr_wire_msg *m, const cr_wire_limits *lim, int f
     return CR_OK;
 }
 
-cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage *msg, int flags)
+static cr_err send_failed(int e)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    zmq_msg_t body;
+    return e == EAGAIN ? CR_TIMEOUT : cr_error_set(CR_ERR_NET, "send: %s", zmq_strerror(e));
+}
 
+cr_err cr_wire_send_route(void *sock, const cr_wire_msg *route, int flags)
+{
     for (int i = 0; route && i < route->nroute; i++) {
         zmq_msg_t copy;
         zmq_msg_init(&copy);
@@ -158,17 +160,27 @@ cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage
         if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | flags) < 0) {
             int e = errno;
             zmq_msg_close(&copy);
-            return e == EAGAIN ? CR_TIMEOUT
-                               : cr_error_set(CR_ERR_NET, "send: %s", zmq_strerror(e));
+            return send_failed(e);
         }
     }
+    return CR_OK;
+}
+
+cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage *msg, int flags)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    zmq_msg_t body;
+    cr_err rc = cr_wire_send_route(sock, route, flags);
+
+    if (rc)
+        return rc;
     if (zmq_msg_init_size(&body, len) != 0)
         return cr_error_set(CR_ERR_NOMEM, "cannot allocate a %zu-byte frame", len);
     protobuf_c_message_pack(msg, zmq_msg_data(&body));
     if (zmq_msg_send(&body, sock, flags) < 0) {
         int e = errno;
         zmq_msg_close(&body);
-        return e == EAGAIN ? CR_TIMEOUT : cr_error_set(CR_ERR_NET, "send: %s", zmq_strerror(e));
+        return send_failed(e);
     }
     return CR_OK;
 }
@@ -257,19 +269,25 @@ cr_err cr_wire_reply_ok(void *sock, const cr_wire_msg *route, uint64_t id,
     return cr_wire_send(sock, route, &resp->base, 0);
 }
 
+void cr_wire_error_init(cr_wire_error *e, uint64_t id, cr_err code, const char *message)
+{
+    Cirrus__V1__Response init = CIRRUS__V1__RESPONSE__INIT;
+
+    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
+    snprintf(e->msg, sizeof e->msg, "%s", message && message[0] ? message : cr_strerror(code));
+    cr_wire_status_set(&e->st, code, e->msg);
+    e->resp = init;
+    e->resp.id = id;
+    e->resp.status = &e->st;
+}
+
 cr_err cr_wire_reply_error(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
                            const char *message)
 {
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__Status st;
-    char msg[1024];
+    cr_wire_error e;
 
-    /* Copy first: `message` is often cr_error_message(), which a failing send overwrites. */
-    snprintf(msg, sizeof msg, "%s", message && message[0] ? message : cr_strerror(code));
-    cr_wire_status_set(&st, code, msg);
-    resp.id = id;
-    resp.status = &st;
-    return cr_wire_send(sock, route, &resp.base, 0);
+    cr_wire_error_init(&e, id, code, message);
+    return cr_wire_send(sock, route, &e.resp.base, 0);
 }
 
 void cr_wire_forward(void *from, void *to)

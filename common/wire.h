@@ -81,6 +81,10 @@ cr_err cr_wire_recv(void *sock, cr_wire_msg *m, const cr_wire_limits *lim, int f
  * Returns CR_ERR_NET on a socket error, CR_TIMEOUT if the HWM blocks (EAGAIN). */
 cr_err cr_wire_send(void *sock, const cr_wire_msg *route, const ProtobufCMessage *msg, int flags);
 
+/* Sends only the routing frames of `route` (NULL: none), each with ZMQ_SNDMORE | flags: what
+ * precedes a reply's body (cr_wire_send, cr_sock_send). Errors as cr_wire_send. */
+cr_err cr_wire_send_route(void *sock, const cr_wire_msg *route, int flags);
+
 /* Bounded protobuf allocator: refuses allocations past `limit` total bytes. Keep it
  * alive until the message unpacked through it is freed with the same allocator. */
 typedef struct cr_pb_bounded {
@@ -167,5 +171,17 @@ cr_err cr_wire_reply_ok(void *sock, const cr_wire_msg *route, uint64_t id,
 
 /* Fills `st` (caller's storage) with code + message; message must outlive the send. */
 void cr_wire_status_set(Cirrus__V1__Status *st, cr_err code, const char *message);
+
+/* A Response carrying only a Status, with the storage it points into (so not to be copied):
+ * what cr_wire_reply_error and the service skeleton's error replies send. */
+typedef struct cr_wire_error {
+    Cirrus__V1__Response resp;
+    Cirrus__V1__Status st;
+    char msg[1024];
+} cr_wire_error;
+
+/* Fills *e as the answer `code` to request `id`, with a copy of `message` (cr_strerror(code)
+ * when NULL or empty): it is often cr_error_message(), which a failing send overwrites. */
+void cr_wire_error_init(cr_wire_error *e, uint64_t id, cr_err code, const char *message);
 
 #endif

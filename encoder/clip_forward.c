@@ -147,8 +147,11 @@ cr_err enc_fwd_images(const enc_clip_weights *w, const float *pixels, int n, flo
     return CR_OK;
 }
 
+/* Row embeddings come from the token table, except the first `pseudo_id` of each row (its
+ * pseudo row) and, with ctx, positions 1 .. n_ctx (the shared learned context, CoOp). */
 static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, int nb,
-                           const float *pseudo, int32_t pseudo_id, float *out)
+                           const float *pseudo, int32_t pseudo_id, const float *ctx, int n_ctx,
+                           float *out)
 {
     const enc_clip_tower *t = &wt->txt;
     const int C = wt->context, W = t->width, E = wt->embed;
@@ -188,6 +191,11 @@ static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, in
         for (int j = 0; j < len; j++, r++) {
             const float *ps = t->pos + (size_t)j * W;
             float *xr = s.x + (size_t)r * W;
+            if (ctx && j >= 1 && j <= n_ctx) {
+                for (int c = 0; c < W; c++)
+                    xr[c] = ctx[(size_t)(j - 1) * W + c] + ps[c];
+                continue;
+            }
             if (j != pj && wt->tok_emb_h) {
                 enc_op_from_f16(wt->tok_emb_h + (size_t)row[j] * W, (size_t)W, xr);
                 for (int c = 0; c < W; c++)
@@ -211,13 +219,13 @@ static cr_err tokens_chunk(const enc_clip_weights *wt, const int32_t *tokens, in
 }
 
 cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n, const float *pseudo,
-                      int32_t pseudo_id, float *out)
+                      int32_t pseudo_id, const float *ctx, int n_ctx, float *out)
 {
     for (int b0 = 0; b0 < n; b0 += ENC_CLIP_CHUNK) {
         int nb = n - b0 < ENC_CLIP_CHUNK ? n - b0 : ENC_CLIP_CHUNK;
         cr_err rc = tokens_chunk(w, tokens + (size_t)b0 * w->context, nb,
                                  pseudo ? pseudo + (size_t)b0 * w->txt.width : NULL, pseudo_id,
-                                 out + (size_t)b0 * w->embed);
+                                 ctx, n_ctx, out + (size_t)b0 * w->embed);
         if (rc)
             return rc;
     }

@@ -13,9 +13,11 @@
 #include <sys/stat.h>
 
 #include "encoder/clip_ops.h"
+#include "encoder/clip_resnet.h"
 
 struct enc_clip {
     enc_clip_weights w;
+    enc_rn *rn;     /* the ModifiedResNet image tower, else NULL (ViT: w.vis) */
     float **allocs; /* every weight array, freed at close */
     size_t nallocs, cap;
     size_t weight_bytes;
@@ -423,6 +425,57 @@ static void make_half_copies(enc_clip *m)
     }
 }
 
+static cr_err vit_load(loader *ld, int vw, int np, int vh)
+{
+    enc_clip_weights *w = &ld->m->w;
+    const scheme *sc = ld->sc;
+    cr_err rc = load(ld, &w->cls, sc->cls, vw, 0);
+    if (!rc)
+        rc = load(ld, &w->vis.pos, sc->vpos, np + 1, vw);
+    if (!rc)
+        rc = load_ln(ld, &w->ln_pre_w, &w->ln_pre_b, sc->ln_pre, vw);
+    if (!rc)
+        rc = load_tower(ld, &w->vis, "vision", sc->vblk, vw, vh);
+    if (!rc)
+        rc = load_ln(ld, &w->vis.ln_w, &w->vis.ln_b, sc->ln_post, vw);
+    if (!rc)
+        rc = load_proj(ld, &w->vis.proj, sc->vproj, vw, w->embed);
+    return rc;
+}
+
+/* ViT hyper-parameters from conv1, the positional embedding and the projection. */
+static cr_err vit_geometry(loader *ld, int *vw_out, int *np_out)
+{
+    const enc_st *st = ld->st;
+    const scheme *sc = ld->sc;
+    enc_clip_weights *w = &ld->m->w;
+    const enc_st_tensor *t = NULL;
+    int64_t any4[4] = {-1, 3, -1, -1}, any2[2] = {-1, -1};
+    cr_err rc;
+    rc = enc_st_check(st, sc->conv, 4, any4, &t);
+    if (rc)
+        return rc;
+    if (t->shape[2] != t->shape[3] || t->shape[2] < 1 || t->shape[0] < 1)
+        return cr_error_set(CR_ERR_MODEL, "'%s': patch kernel must be square", sc->conv);
+    int vw = *vw_out = (int)t->shape[0];
+    w->patch = (int)t->shape[2];
+    int64_t posd[2] = {-1, vw};
+    rc = enc_st_check(st, sc->vpos, 2, posd, &t);
+    if (rc)
+        return rc;
+    int np = *np_out = (int)t->shape[0] - 1;
+    w->grid = (int)lround(sqrt((double)(np > 0 ? np : 0)));
+    if (np < 1 || w->grid * w->grid != np)
+        return cr_error_set(CR_ERR_MODEL, "'%s': %d positions is not 1 + a square number of patches",
+                            sc->vpos, np + 1);
+    w->image_size = w->grid * w->patch;
+    rc = enc_st_check(st, sc->vproj, 2, any2, &t);
+    if (rc)
+        return rc;
+    w->embed = (int)(sc->hf ? t->shape[0] : t->shape[1]);
+    return CR_OK;
+}
+
 cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
                      const enc_clip_params *params)
 {
@@ -432,7 +485,7 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
     hf_config cfg;
     loader ld;
     const enc_st_tensor *t = NULL;
-    int64_t any4[4] = {-1, 3, -1, -1}, any2[2] = {-1, -1};
+    int64_t any2[2] = {-1, -1};
 
     memset(&cfg, 0, sizeof cfg);
     cfg.act = -1;
@@ -460,33 +513,23 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
     }
     const scheme *sc = ld.sc;
 
-    /* vision hyper-parameters from conv1 and the positional embedding */
-    rc = enc_st_check(st, sc->conv, 4, any4, &t);
-    if (rc)
-        goto out;
-    if (t->shape[2] != t->shape[3] || t->shape[2] < 1 || t->shape[0] < 1) {
-        rc = cr_error_set(CR_ERR_MODEL, "'%s': patch kernel must be square", sc->conv);
-        goto out;
+    int vw = 0, np = 0;
+    if (enc_rn_detect(st)) {
+        rc = enc_rn_load(&m->rn, st, p.vision_heads);
+        if (rc)
+            goto out;
+        w->embed = enc_rn_embed_dim(m->rn);
+        w->image_size = enc_rn_image_size(m->rn);
+        w->vis.width = enc_rn_width(m->rn);
+        w->vis.heads = enc_rn_heads(m->rn);
+        for (int s4 = 0; s4 < 4; s4++)
+            w->vis.layers += enc_rn_blocks(m->rn, s4);
+        m->weight_bytes += enc_rn_weight_bytes(m->rn);
+    } else {
+        rc = vit_geometry(&ld, &vw, &np);
+        if (rc)
+            goto out;
     }
-    int vw = (int)t->shape[0];
-    w->patch = (int)t->shape[2];
-    int64_t posd[2] = {-1, vw};
-    rc = enc_st_check(st, sc->vpos, 2, posd, &t);
-    if (rc)
-        goto out;
-    int np = (int)t->shape[0] - 1;
-    w->grid = (int)lround(sqrt((double)(np > 0 ? np : 0)));
-    if (np < 1 || w->grid * w->grid != np) {
-        rc = cr_error_set(CR_ERR_MODEL, "'%s': %d positions is not 1 + a square number of patches",
-                          sc->vpos, np + 1);
-        goto out;
-    }
-    w->image_size = w->grid * w->patch;
-    const char *proj_name = sc->vproj;
-    rc = enc_st_check(st, proj_name, 2, any2, &t);
-    if (rc)
-        goto out;
-    w->embed = (int)(sc->hf ? t->shape[0] : t->shape[1]);
 
     /* text hyper-parameters from the token and positional embeddings */
     rc = enc_st_check(st, sc->tok, 2, any2, &t);
@@ -505,7 +548,7 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
     }
 
     int vh = 0, th = 0;
-    rc = pick_heads(&vh, "vision", vw, p.vision_heads, cfg.vis_heads);
+    rc = m->rn ? CR_OK : pick_heads(&vh, "vision", vw, p.vision_heads, cfg.vis_heads);
     if (!rc)
         rc = pick_heads(&th, "text", tw, p.text_heads, cfg.txt_heads);
     if (rc)
@@ -516,8 +559,8 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
         w->act = cfg.act >= 0 ? (enc_act)cfg.act : ENC_ACT_QUICK_GELU;
     w->eps = p.layer_norm_eps > 0 ? p.layer_norm_eps : cfg.eps > 0 ? cfg.eps : 1e-5f;
 
-    /* vision weights */
-    {
+    /* vision weights (a ResNet tower is loaded already) */
+    if (!m->rn) {
         int64_t cd[4] = {vw, 3, w->patch, w->patch};
         float *cw = NULL;
         rc = enc_st_get_f32(st, sc->conv, 4, cd, &cw);
@@ -526,18 +569,8 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
         if (!rc)
             w->conv_w = cw;
     }
-    if (!rc)
-        rc = load(&ld, &w->cls, sc->cls, vw, 0);
-    if (!rc)
-        rc = load(&ld, &w->vis.pos, sc->vpos, np + 1, vw);
-    if (!rc)
-        rc = load_ln(&ld, &w->ln_pre_w, &w->ln_pre_b, sc->ln_pre, vw);
-    if (!rc)
-        rc = load_tower(&ld, &w->vis, "vision", sc->vblk, vw, vh);
-    if (!rc)
-        rc = load_ln(&ld, &w->vis.ln_w, &w->vis.ln_b, sc->ln_post, vw);
-    if (!rc)
-        rc = load_proj(&ld, &w->vis.proj, sc->vproj, vw, w->embed);
+    if (!rc && !m->rn)
+        rc = vit_load(&ld, vw, np, vh);
     /* text weights */
     if (!rc)
         rc = load(&ld, &w->tok_emb, sc->tok, w->vocab, tw);
@@ -629,6 +662,7 @@ void enc_clip_close(enc_clip **pp)
     free(m->allocs);
     free(m->w.vis.blocks);
     free(m->w.txt.blocks);
+    enc_rn_close(&m->rn);
     free(m);
     *pp = NULL;
 }
@@ -645,6 +679,24 @@ int enc_clip_text_heads(const enc_clip *m) { return m->w.txt.heads; }
 int enc_clip_context_length(const enc_clip *m) { return m->w.context; }
 int enc_clip_vocab_size(const enc_clip *m) { return m->w.vocab; }
 size_t enc_clip_weight_bytes(const enc_clip *m) { return m->weight_bytes; }
+
+int enc_clip_is_resnet(const enc_clip *m) { return m->rn != NULL; }
+
+int enc_clip_resnet_blocks(const enc_clip *m, int stage)
+{
+    return m->rn ? enc_rn_blocks(m->rn, stage) : 0;
+}
+
+double enc_clip_image_flops(const enc_clip *m)
+{
+    if (m->rn)
+        return enc_rn_flops(m->rn);
+    /* patch embedding; per block qkv, out, two MLP GEMMs and attention; projection */
+    const enc_clip_weights *w = &m->w;
+    double W = w->vis.width, M = w->vis.mlp, T = (double)w->grid * w->grid + 1;
+    double blk = 2 * T * W * (3 * W + W + 2 * M) + 4 * T * T * W;
+    return 2 * (T - 1) * W * 3.0 * w->patch * w->patch + w->vis.layers * blk + 2 * W * w->embed;
+}
 
 enc_clip_act enc_clip_activation(const enc_clip *m)
 {
@@ -665,6 +717,8 @@ cr_err enc_clip_encode_images(const enc_clip *m, const float *pixels, int n, flo
 {
     if (!m || n < 0 || (n && (!pixels || !out)))
         return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_images: bad argument");
+    if (m->rn)
+        return enc_rn_forward(m->rn, pixels, n, out);
     return enc_fwd_images(&m->w, pixels, n, out);
 }
 
@@ -672,7 +726,7 @@ cr_err enc_clip_encode_tokens(const enc_clip *m, const int32_t *tokens, int n, f
 {
     if (!m || n < 0 || (n && (!tokens || !out)))
         return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens: bad argument");
-    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, out);
+    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, NULL, 0, out);
 }
 
 cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, int n,
@@ -680,5 +734,24 @@ cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, i
 {
     if (!m || n < 0 || (n && (!tokens || !out || !pseudo)))
         return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens_pseudo: bad argument");
-    return enc_fwd_tokens(&m->w, tokens, n, pseudo, pseudo_id, out);
+    return enc_fwd_tokens(&m->w, tokens, n, pseudo, pseudo_id, NULL, 0, out);
+}
+
+cr_err enc_clip_encode_tokens_ctx(const enc_clip *m, const int32_t *tokens, int n,
+                                  const float *ctx, int n_ctx, float *out)
+{
+    if (!m || n < 0 || (n && (!tokens || !out || !ctx)) || n_ctx < 1)
+        return cr_error_set(CR_ERR_INVALID, "enc_clip_encode_tokens_ctx: bad argument");
+    for (int i = 0; i < n; i++) {
+        const int32_t *row = tokens + (size_t)i * m->w.context;
+        int eot = 0;
+        for (int j = 1; j < m->w.context; j++)
+            eot = row[j] > row[eot] ? j : eot;
+        if (eot <= n_ctx)
+            return cr_error_set(CR_ERR_INVALID,
+                                "row %d: the end of text (position %d) is inside the %d context "
+                                "vectors",
+                                i, eot, n_ctx);
+    }
+    return enc_fwd_tokens(&m->w, tokens, n, NULL, 0, ctx, n_ctx, out);
 }

@@ -1,4 +1,5 @@
-/* clip_model.h — a CLIP model (ViT image tower + causal text tower) on the CPU.
+/* clip_model.h — a CLIP model (ViT or ModifiedResNet image tower + causal text tower) on the
+ * CPU.
  *
  *     enc_clip_params p = enc_clip_default_params();
  *     enc_clip *m = NULL;
@@ -8,6 +9,10 @@
  *     enc_clip_encode_images(m, pixels, n, emb);      // pixels: n x 3 x S x S, normalized
  *     enc_clip_encode_tokens(m, tokens, n, emb);      // tokens: n x context_length
  *     enc_clip_close(&m);
+ *
+ * A checkpoint with `visual.layer1.0.conv1.weight` (OpenAI names) has CLIP's ResNet image tower
+ * (RN50, RN50x4, ...; clip_resnet.h): BatchNorm folded at load, convolutions as GEMMs, the same
+ * text tower and entry points.
  *
  * Weights: one .safetensors file (F32, F16 or BF16) with OpenAI/OpenCLIP names
  * (`visual.conv1.weight`, `transformer.resblocks.N...`) or Hugging Face names
@@ -94,6 +99,14 @@ int enc_clip_text_heads(const enc_clip *m);
 int enc_clip_context_length(const enc_clip *m);
 int enc_clip_vocab_size(const enc_clip *m);
 enc_clip_act enc_clip_activation(const enc_clip *m); /* never AUTO */
+/* 1 when the image tower is CLIP's ModifiedResNet (RN50, RN101, RN50x4, RN50x16; see
+ * clip_resnet.h): then patch_size is 0, vision_width is the stem's width (64 for RN50),
+ * vision_layers the number of Bottleneck blocks, vision_heads the attention pool's heads. */
+int enc_clip_is_resnet(const enc_clip *m);
+/* Bottleneck blocks of ResNet stage 0..3 (0 for a ViT). */
+int enc_clip_resnet_blocks(const enc_clip *m, int stage);
+/* Floating-point operations (2 per multiply-add) of one image through the image tower. */
+double enc_clip_image_flops(const enc_clip *m);
 /* Bytes of fp32 weights held by the handle. */
 size_t enc_clip_weight_bytes(const enc_clip *m);
 
@@ -115,5 +128,12 @@ cr_err enc_clip_encode_tokens(const enc_clip *m, const int32_t *tokens, int n, f
  * encode_with_pseudo_tokens does. A row without `pseudo_id` is encoded unchanged. */
 cr_err enc_clip_encode_tokens_pseudo(const enc_clip *m, const int32_t *tokens, int n,
                                      const float *pseudo, int32_t pseudo_id, float *out);
+
+/* Text tower with learned context vectors in CoOp's layout: in every row, the token embeddings
+ * at positions 1 .. n_ctx (the placeholders after the start token) are replaced by the rows of
+ * ctx (n_ctx x text_width, shared by all rows); the rest (class-name tokens, '.', end of text)
+ * are the rows' own. CR_ERR_INVALID when a row's end of text lies within the context. */
+cr_err enc_clip_encode_tokens_ctx(const enc_clip *m, const int32_t *tokens, int n,
+                                  const float *ctx, int n_ctx, float *out);
 
 #endif

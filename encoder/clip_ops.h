@@ -97,6 +97,6 @@ typedef struct enc_clip_weights {
  * (token id out of range). */
 cr_err enc_fwd_images(const enc_clip_weights *w, const float *pixels, int n, float *out);
 cr_err enc_fwd_tokens(const enc_clip_weights *w, const int32_t *tokens, int n, const float *pseudo,
-                      int32_t pseudo_id, float *out);
+                      int32_t pseudo_id, const float *ctx, int n_ctx, float *out);
 
 #endif

@@ -31,82 +31,16 @@
 #define END_STR "</w>"
 
 /* ---------------------------------------------------------------------------------------- */
-/* HTML named character references: the HTML 4 set plus apos and the upper-case legacy names,
- * with the code point HTML5 gives each; `legacy` names are also recognised without ';'.
- * Sorted by strcmp for bsearch. */
+/* HTML named character references: HTML5's full table (2125 names; some stand for two code
+ * points), generated from Python's html.entities.html5 by tools/gen_html5_entities.py;
+ * `legacy` names are also recognised without ';'. Sorted by strcmp for bsearch. */
 struct entity {
     const char *name;
-    int32_t cp;
+    int32_t cp, cp2; /* cp2: the second code point, or 0 */
     int legacy;
 };
 
-static const struct entity entities[] = {
-    {"AElig", 0xC6, 1}, {"AMP", 0x26, 1}, {"Aacute", 0xC1, 1}, {"Acirc", 0xC2, 1},
-    {"Agrave", 0xC0, 1}, {"Alpha", 0x391, 0}, {"Aring", 0xC5, 1}, {"Atilde", 0xC3, 1},
-    {"Auml", 0xC4, 1}, {"Beta", 0x392, 0}, {"COPY", 0xA9, 1}, {"Ccedil", 0xC7, 1},
-    {"Chi", 0x3A7, 0}, {"Dagger", 0x2021, 0}, {"Delta", 0x394, 0}, {"ETH", 0xD0, 1},
-    {"Eacute", 0xC9, 1}, {"Ecirc", 0xCA, 1}, {"Egrave", 0xC8, 1}, {"Epsilon", 0x395, 0},
-    {"Eta", 0x397, 0}, {"Euml", 0xCB, 1}, {"GT", 0x3E, 1}, {"Gamma", 0x393, 0}, {"Iacute", 0xCD, 1},
-    {"Icirc", 0xCE, 1}, {"Igrave", 0xCC, 1}, {"Iota", 0x399, 0}, {"Iuml", 0xCF, 1},
-    {"Kappa", 0x39A, 0}, {"LT", 0x3C, 1}, {"Lambda", 0x39B, 0}, {"Mu", 0x39C, 0},
-    {"Ntilde", 0xD1, 1}, {"Nu", 0x39D, 0}, {"OElig", 0x152, 0}, {"Oacute", 0xD3, 1},
-    {"Ocirc", 0xD4, 1}, {"Ograve", 0xD2, 1}, {"Omega", 0x3A9, 0}, {"Omicron", 0x39F, 0},
-    {"Oslash", 0xD8, 1}, {"Otilde", 0xD5, 1}, {"Ouml", 0xD6, 1}, {"Phi", 0x3A6, 0},
-    {"Pi", 0x3A0, 0}, {"Prime", 0x2033, 0}, {"Psi", 0x3A8, 0}, {"QUOT", 0x22, 1}, {"REG", 0xAE, 1},
-    {"Rho", 0x3A1, 0}, {"Scaron", 0x160, 0}, {"Sigma", 0x3A3, 0}, {"THORN", 0xDE, 1},
-    {"Tau", 0x3A4, 0}, {"Theta", 0x398, 0}, {"Uacute", 0xDA, 1}, {"Ucirc", 0xDB, 1},
-    {"Ugrave", 0xD9, 1}, {"Upsilon", 0x3A5, 0}, {"Uuml", 0xDC, 1}, {"Xi", 0x39E, 0},
-    {"Yacute", 0xDD, 1}, {"Yuml", 0x178, 0}, {"Zeta", 0x396, 0}, {"aacute", 0xE1, 1},
-    {"acirc", 0xE2, 1}, {"acute", 0xB4, 1}, {"aelig", 0xE6, 1}, {"agrave", 0xE0, 1},
-    {"alefsym", 0x2135, 0}, {"alpha", 0x3B1, 0}, {"amp", 0x26, 1}, {"and", 0x2227, 0},
-    {"ang", 0x2220, 0}, {"apos", 0x27, 0}, {"aring", 0xE5, 1}, {"asymp", 0x2248, 0},
-    {"atilde", 0xE3, 1}, {"auml", 0xE4, 1}, {"bdquo", 0x201E, 0}, {"beta", 0x3B2, 0},
-    {"brvbar", 0xA6, 1}, {"bull", 0x2022, 0}, {"cap", 0x2229, 0}, {"ccedil", 0xE7, 1},
-    {"cedil", 0xB8, 1}, {"cent", 0xA2, 1}, {"chi", 0x3C7, 0}, {"circ", 0x2C6, 0},
-    {"clubs", 0x2663, 0}, {"cong", 0x2245, 0}, {"copy", 0xA9, 1}, {"crarr", 0x21B5, 0},
-    {"cup", 0x222A, 0}, {"curren", 0xA4, 1}, {"dArr", 0x21D3, 0}, {"dagger", 0x2020, 0},
-    {"darr", 0x2193, 0}, {"deg", 0xB0, 1}, {"delta", 0x3B4, 0}, {"diams", 0x2666, 0},
-    {"divide", 0xF7, 1}, {"eacute", 0xE9, 1}, {"ecirc", 0xEA, 1}, {"egrave", 0xE8, 1},
-    {"empty", 0x2205, 0}, {"emsp", 0x2003, 0}, {"ensp", 0x2002, 0}, {"epsilon", 0x3B5, 0},
-    {"equiv", 0x2261, 0}, {"eta", 0x3B7, 0}, {"eth", 0xF0, 1}, {"euml", 0xEB, 1},
-    {"euro", 0x20AC, 0}, {"exist", 0x2203, 0}, {"fnof", 0x192, 0}, {"forall", 0x2200, 0},
-    {"frac12", 0xBD, 1}, {"frac14", 0xBC, 1}, {"frac34", 0xBE, 1}, {"frasl", 0x2044, 0},
-    {"gamma", 0x3B3, 0}, {"ge", 0x2265, 0}, {"gt", 0x3E, 1}, {"hArr", 0x21D4, 0},
-    {"harr", 0x2194, 0}, {"hearts", 0x2665, 0}, {"hellip", 0x2026, 0}, {"iacute", 0xED, 1},
-    {"icirc", 0xEE, 1}, {"iexcl", 0xA1, 1}, {"igrave", 0xEC, 1}, {"image", 0x2111, 0},
-    {"infin", 0x221E, 0}, {"int", 0x222B, 0}, {"iota", 0x3B9, 0}, {"iquest", 0xBF, 1},
-    {"isin", 0x2208, 0}, {"iuml", 0xEF, 1}, {"kappa", 0x3BA, 0}, {"lArr", 0x21D0, 0},
-    {"lambda", 0x3BB, 0}, {"lang", 0x27E8, 0}, {"laquo", 0xAB, 1}, {"larr", 0x2190, 0},
-    {"lceil", 0x2308, 0}, {"ldquo", 0x201C, 0}, {"le", 0x2264, 0}, {"lfloor", 0x230A, 0},
-    {"lowast", 0x2217, 0}, {"loz", 0x25CA, 0}, {"lrm", 0x200E, 0}, {"lsaquo", 0x2039, 0},
-    {"lsquo", 0x2018, 0}, {"lt", 0x3C, 1}, {"macr", 0xAF, 1}, {"mdash", 0x2014, 0},
-    {"micro", 0xB5, 1}, {"middot", 0xB7, 1}, {"minus", 0x2212, 0}, {"mu", 0x3BC, 0},
-    {"nabla", 0x2207, 0}, {"nbsp", 0xA0, 1}, {"ndash", 0x2013, 0}, {"ne", 0x2260, 0},
-    {"ni", 0x220B, 0}, {"not", 0xAC, 1}, {"notin", 0x2209, 0}, {"nsub", 0x2284, 0},
-    {"ntilde", 0xF1, 1}, {"nu", 0x3BD, 0}, {"oacute", 0xF3, 1}, {"ocirc", 0xF4, 1},
-    {"oelig", 0x153, 0}, {"ograve", 0xF2, 1}, {"oline", 0x203E, 0}, {"omega", 0x3C9, 0},
-    {"omicron", 0x3BF, 0}, {"oplus", 0x2295, 0}, {"or", 0x2228, 0}, {"ordf", 0xAA, 1},
-    {"ordm", 0xBA, 1}, {"oslash", 0xF8, 1}, {"otilde", 0xF5, 1}, {"otimes", 0x2297, 0},
-    {"ouml", 0xF6, 1}, {"para", 0xB6, 1}, {"part", 0x2202, 0}, {"permil", 0x2030, 0},
-    {"perp", 0x22A5, 0}, {"phi", 0x3C6, 0}, {"pi", 0x3C0, 0}, {"piv", 0x3D6, 0},
-    {"plusmn", 0xB1, 1}, {"pound", 0xA3, 1}, {"prime", 0x2032, 0}, {"prod", 0x220F, 0},
-    {"prop", 0x221D, 0}, {"psi", 0x3C8, 0}, {"quot", 0x22, 1}, {"rArr", 0x21D2, 0},
-    {"radic", 0x221A, 0}, {"rang", 0x27E9, 0}, {"raquo", 0xBB, 1}, {"rarr", 0x2192, 0},
-    {"rceil", 0x2309, 0}, {"rdquo", 0x201D, 0}, {"real", 0x211C, 0}, {"reg", 0xAE, 1},
-    {"rfloor", 0x230B, 0}, {"rho", 0x3C1, 0}, {"rlm", 0x200F, 0}, {"rsaquo", 0x203A, 0},
-    {"rsquo", 0x2019, 0}, {"sbquo", 0x201A, 0}, {"scaron", 0x161, 0}, {"sdot", 0x22C5, 0},
-    {"sect", 0xA7, 1}, {"shy", 0xAD, 1}, {"sigma", 0x3C3, 0}, {"sigmaf", 0x3C2, 0},
-    {"sim", 0x223C, 0}, {"spades", 0x2660, 0}, {"sub", 0x2282, 0}, {"sube", 0x2286, 0},
-    {"sum", 0x2211, 0}, {"sup", 0x2283, 0}, {"sup1", 0xB9, 1}, {"sup2", 0xB2, 1}, {"sup3", 0xB3, 1},
-    {"supe", 0x2287, 0}, {"szlig", 0xDF, 1}, {"tau", 0x3C4, 0}, {"there4", 0x2234, 0},
-    {"theta", 0x3B8, 0}, {"thetasym", 0x3D1, 0}, {"thinsp", 0x2009, 0}, {"thorn", 0xFE, 1},
-    {"tilde", 0x2DC, 0}, {"times", 0xD7, 1}, {"trade", 0x2122, 0}, {"uArr", 0x21D1, 0},
-    {"uacute", 0xFA, 1}, {"uarr", 0x2191, 0}, {"ucirc", 0xFB, 1}, {"ugrave", 0xF9, 1},
-    {"uml", 0xA8, 1}, {"upsih", 0x3D2, 0}, {"upsilon", 0x3C5, 0}, {"uuml", 0xFC, 1},
-    {"weierp", 0x2118, 0}, {"xi", 0x3BE, 0}, {"yacute", 0xFD, 1}, {"yen", 0xA5, 1},
-    {"yuml", 0xFF, 1}, {"zeta", 0x3B6, 0}, {"zwj", 0x200D, 0}, {"zwnj", 0x200C, 0},
-};
-#define ENTITY_NAME_MAX 8 /* longest name in the table */
+#include "encoder/html5_entities.inc"
 #define N_ENTITIES (sizeof(entities) / sizeof(entities[0]))
 
 /* Python's html._invalid_charrefs for 0x80..0x9F (windows-1252 reading); 0 = keep as is. */
@@ -1079,6 +1013,8 @@ static void html_unescape(struct work *w)
         int e = entity_find(c + j, name_len);
         if (e >= 0 && (semi || entities[e].legacy)) {
             c[o++] = entities[e].cp;
+            if (entities[e].cp2) /* "&" + name (+ ";") is at least 3 code points: fits */
+                c[o++] = entities[e].cp2;
             i = end;
             continue;
         }
@@ -1090,7 +1026,7 @@ static void html_unescape(struct work *w)
         for (size_t x = max_x; x >= 2 && !found; x--) {
             e = entity_find(c + j, x);
             if (e >= 0 && entities[e].legacy) {
-                c[o++] = entities[e].cp;
+                c[o++] = entities[e].cp; /* no legacy name has two code points */
                 i = j + x; /* the rest of the match is copied as text */
                 found = 1;
             }

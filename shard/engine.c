@@ -1,3 +1,6 @@
+/* engine.c — the shard engine (engine.h): open and close, writes, searches, gets, snapshots,
+ * stats and scans. The index backlog and the indexer thread are in backlog.c, the replay at
+ * open and index rebuilds in replay.c; what they share is in engine_impl.h. */
 #include "shard/engine.h"
 
 #include <limits.h>
@@ -8,87 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common/clock.h"
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/validate.h"
 #include "shard/attrs.h"
+#include "shard/engine_impl.h"
 #include "shard/schema.h" /* shard_engine_attrs */
 #include "shard/store.h"
 
-#define REPLAY_BATCH 4096
 #define EXACT_FALLBACK_MAX 200000 /* matches scanned exactly when an ANN search falls short */
 #define SNAPSHOT_META_KEY "snapshot"
-#define INDEX_CHUNK 4096 /* items per index add: fewer, larger adds build faster; each holds
-                            the index ~0.4 s (HNSW32, two cores), so no search that must not
-                            wait may queue behind it */
-#define INDEX_RETRY_MIN_MS 20   /* a failed add is retried after this, doubling... */
-#define INDEX_RETRY_MAX_MS 2000 /* ...up to this */
-#define ROOM_WAIT_MS 10000      /* a writer waits at most this long for room in the queue */
-#define DRAIN_STALL_MS 30000    /* a drain gives up after this long without progress, */
-#define DRAIN_FAILS 5           /* or once this many adds in a row have failed */
-#define WRITER_QUEUE_MIN (4 * INDEX_CHUNK) /* queue bound while the writer indexes itself */
 #define SEARCH_RETRIES 2        /* index searches redone before one holds the queue across */
-#define WAIT_SLICE_MS 100
-
-/* Committed items waiting for the ANN index, oldest first: ids ascending (the store hands
- * out ids in order). Searches scan them exactly, so a write is searchable once acknowledged,
- * while durable ingest is not held to the index's build rate (HNSW builds at ~10k/s on two
- * cores; the LMDB commit alone takes several times that). An item leaves the queue only
- * once the index holds it: a failed add leaves it queued (and searched) for a retry. */
-typedef struct backlog {
-    pthread_rwlock_t rw;   /* searches' scans: read; append, mark dead, dequeue: write.
-                              Prefers writers; no search holds it across an index search
-                              (but the last of its retries) */
-    int64_t *ids;
-    float *vecs;           /* normalized as the index holds them */
-    uint8_t *dead;         /* killed before the indexer reached it */
-    size_t head, n, cap;   /* live window [head, n) */
-    _Atomic uint64_t moved; /* dequeues so far: a search that sees it change between its
-                               index search and its scan searches again */
-    int64_t *chunk_ids;    /* the chunk being added (under the engine's ixmu) */
-    float *chunk_vecs;
-    pthread_mutex_t mu;    /* the fields below; with `cv` (monotonic): the indexer's wake-up,
-                              the writer waiting for room, drains */
-    pthread_cond_t cv;
-    int stop;              /* close: the indexer exits */
-    _Atomic int running;   /* an indexer thread is alive: it clears this on its way out, and
-                              without one the writer adds queued items itself */
-    int fails;             /* adds failed in a row */
-    uint64_t retry_ms;     /* no add before this (monotonic): the backoff after a failure */
-    uint64_t chunks;       /* chunks added so far */
-    char err[160];         /* the last failure */
-    pthread_t thread;
-    int inited, started;
-} backlog;
-
-struct shard_engine {
-    shard_store *store;
-    shard_index *index;
-    shard_attrs *attrs;
-    shard_engine_opts o;
-    int dim;
-    shard_index_metric metric;
-    char factory[SHARD_INDEX_FACTORY_MAX];
-    char snap_path[PATH_MAX];
-    cr_hlc hlc;
-    _Atomic uint64_t dirty;
-    _Atomic int64_t last_snapshot_ms;
-    _Atomic int64_t snapshot_hw;
-    uint64_t start_ms;
-    pthread_mutex_t ixmu;          /* index adds/removes, snapshots, rebuilds */
-    _Atomic int64_t indexed_hw;    /* every live id below it is in the index */
-    uint64_t backlog_max;          /* items */
-    backlog bl;
-    struct {                       /* test-only failure injection (CIRRUS_SHARD_FAULTS) */
-        _Atomic int64_t add_fails; /* the next N index adds fail */
-        int64_t exit_after;        /* the indexer thread exits after N chunks (0 = never) */
-        int start;                 /* the indexer thread "fails to start" */
-        int alloc;                 /* ...or to allocate its buffers */
-    } fault;
-};
 
 shard_engine_opts shard_engine_default_opts(void)
 {
@@ -112,7 +47,7 @@ static float l2_norm(const float *x, size_t n)
 }
 
 /* For METRIC_IP the index sees unit vectors; zero vectors cannot be ranked by cosine. */
-static void normalize_rows(float *x, size_t rows, size_t dim)
+void shard_engine_normalize_rows(float *x, size_t rows, size_t dim)
 {
     for (size_t r = 0; r < rows; r++) {
         float *v = x + r * dim, n = l2_norm(v, dim);
@@ -129,447 +64,13 @@ static cr_err fetch_vectors(void *ctx, const int64_t *ids, size_t n, float *out)
     if (rc < 0)
         return rc;
     if (e->metric == SHARD_INDEX_METRIC_IP)
-        normalize_rows(out, n, (size_t)e->dim);
+        shard_engine_normalize_rows(out, n, (size_t)e->dim);
     return CR_OK;
-}
-
-/* ---- failure injection (tests) ------------------------------------------------------------ */
-
-/* CIRRUS_SHARD_FAULTS="index-add=N,indexer-exit=N,indexer-start,indexer-alloc": the next N
- * index adds fail; the indexer thread exits after N chunks; it does not start; it cannot
- * allocate its buffers. Read at open;
- * tests only (the failure paths cannot be reached on demand otherwise). */
-static void faults_load(shard_engine *e)
-{
-    const char *f = getenv("CIRRUS_SHARD_FAULTS"), *p;
-    if (!f || !f[0])
-        return;
-    if ((p = strstr(f, "index-add=")))
-        atomic_store(&e->fault.add_fails, strtoll(p + 10, NULL, 10));
-    if ((p = strstr(f, "indexer-exit=")))
-        e->fault.exit_after = strtoll(p + 13, NULL, 10);
-    e->fault.start = strstr(f, "indexer-start") != NULL;
-    e->fault.alloc = strstr(f, "indexer-alloc") != NULL;
-    CR_WARN("shard", "failure injection active: %s", f);
-}
-
-/* Consumes one injected failure from *n; 1 when there was one. */
-static int fault_take(_Atomic int64_t *n)
-{
-    int64_t v = atomic_load(n);
-    while (v > 0 && !atomic_compare_exchange_weak(n, &v, v - 1))
-        ;
-    return v > 0;
-}
-
-/* ---- the index backlog ------------------------------------------------------------------ */
-
-static uint64_t backlog_len(backlog *b)
-{
-    return b->n - b->head; /* under b->rw */
-}
-
-static uint64_t backlog_pending(backlog *b)
-{
-    uint64_t n;
-    pthread_rwlock_rdlock(&b->rw);
-    n = backlog_len(b);
-    pthread_rwlock_unlock(&b->rw);
-    return n;
-}
-
-/* Waits on b->cv (b->mu held) until a broadcast, the monotonic time `until_ms`, or
- * WAIT_SLICE_MS, whichever comes first: every wait on the backlog is bounded. */
-static void backlog_sleep(backlog *b, uint64_t until_ms)
-{
-    uint64_t now = cr_clock_mono_ms(), ms;
-    struct timespec ts;
-    if (until_ms <= now)
-        return;
-    ms = until_ms - now < WAIT_SLICE_MS ? until_ms - now : WAIT_SLICE_MS;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&b->cv, &b->mu, &ts);
-}
-
-static cr_err backlog_reserve(backlog *b, size_t extra, size_t dim)
-{
-    size_t cap;
-    void *p;
-    if (b->head > 0 && b->n + extra > b->cap) { /* slide the live window to the front */
-        size_t live = b->n - b->head;
-        memmove(b->ids, b->ids + b->head, live * sizeof *b->ids);
-        memmove(b->vecs, b->vecs + b->head * dim, live * dim * sizeof *b->vecs);
-        memmove(b->dead, b->dead + b->head, live);
-        b->n = live;
-        b->head = 0;
-    }
-    if (b->n + extra <= b->cap)
-        return CR_OK;
-    cap = b->cap ? b->cap : 1024;
-    while (cap < b->n + extra)
-        cap *= 2;
-    if (!(p = realloc(b->ids, cap * sizeof *b->ids)))
-        return cr_error_set(CR_ERR_NOMEM, "index backlog");
-    b->ids = p;
-    if (!(p = realloc(b->vecs, cap * dim * sizeof *b->vecs)))
-        return cr_error_set(CR_ERR_NOMEM, "index backlog");
-    b->vecs = p;
-    if (!(p = realloc(b->dead, cap)))
-        return cr_error_set(CR_ERR_NOMEM, "index backlog");
-    b->dead = p;
-    b->cap = cap;
-    return CR_OK;
-}
-
-/* Queues committed items (ascending ids, normalized vectors) for the indexer. */
-static cr_err backlog_append(shard_engine *e, size_t n, const int64_t *ids, const float *vecs)
-{
-    backlog *b = &e->bl;
-    size_t dim = (size_t)e->dim;
-    cr_err rc;
-    pthread_rwlock_wrlock(&b->rw);
-    rc = backlog_reserve(b, n, dim); /* reserved before the commit: no allocation here */
-    if (!rc) {
-        memcpy(b->ids + b->n, ids, n * sizeof *ids);
-        memcpy(b->vecs + b->n * dim, vecs, n * dim * sizeof *vecs);
-        memset(b->dead + b->n, 0, n);
-        b->n += n;
-    }
-    pthread_rwlock_unlock(&b->rw);
-    pthread_mutex_lock(&b->mu);
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    return rc;
-}
-
-/* Marks a queued id dead (it was replaced or deleted before the indexer reached it). */
-static void backlog_kill(backlog *b, int64_t id)
-{
-    size_t lo, hi;
-    pthread_rwlock_wrlock(&b->rw);
-    lo = b->head;
-    hi = b->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (b->ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < b->n && b->ids[lo] == id)
-        b->dead[lo] = 1;
-    pthread_rwlock_unlock(&b->rw);
-}
-
-/* Moves the oldest queued items (one chunk) into the index. When the add fails nothing
- * moves: the items stay queued, searched exactly, for the next attempt. Called by the
- * indexer thread, or by the writer when none runs. */
-static cr_err index_chunk(shard_engine *e)
-{
-    backlog *b = &e->bl;
-    size_t dim = (size_t)e->dim, take, m = 0;
-    int64_t hw;
-    cr_err rc = CR_OK;
-    pthread_mutex_lock(&e->ixmu); /* also owns chunk_ids/chunk_vecs */
-    pthread_rwlock_rdlock(&b->rw);
-    take = backlog_len(b) < INDEX_CHUNK ? backlog_len(b) : INDEX_CHUNK;
-    for (size_t i = b->head; i < b->head + take; i++)
-        if (!b->dead[i]) {
-            b->chunk_ids[m] = b->ids[i];
-            memcpy(b->chunk_vecs + m * dim, b->vecs + i * dim, dim * sizeof *b->vecs);
-            m++;
-        }
-    hw = take ? b->ids[b->head + take - 1] + 1 : atomic_load(&e->indexed_hw);
-    pthread_rwlock_unlock(&b->rw);
-    if (m && fault_take(&e->fault.add_fails))
-        rc = cr_error_set(CR_ERR_INDEX, "injected index add failure");
-    else if (m)
-        rc = shard_index_add(e->index, (int64_t)m, b->chunk_ids, b->chunk_vecs);
-    if (rc == CR_OK) {
-        pthread_rwlock_wrlock(&b->rw);
-        b->head += take;
-        if (b->head == b->n)
-            b->head = b->n = 0;
-        atomic_store(&e->indexed_hw, hw);
-        atomic_fetch_add(&b->moved, 1);
-        pthread_rwlock_unlock(&b->rw);
-    }
-    pthread_mutex_unlock(&e->ixmu);
-    return rc;
-}
-
-/* After an add attempt (b->mu held): the failure streak and its backoff; wakes the
- * writer and drains waiting on the queue. */
-static void note_add(backlog *b, cr_err rc)
-{
-    if (rc) {
-        uint64_t delay = (uint64_t)INDEX_RETRY_MIN_MS << (b->fails < 8 ? b->fails : 8);
-        delay = delay < INDEX_RETRY_MAX_MS ? delay : INDEX_RETRY_MAX_MS;
-        b->fails++;
-        b->retry_ms = cr_clock_mono_ms() + delay;
-        snprintf(b->err, sizeof b->err, "%s", cr_error_message());
-        CR_ERROR("shard", "index add failed (%d in a row; the items stay queued and searched "
-                          "exactly; retry in %llu ms): %s",
-                 b->fails, (unsigned long long)delay, b->err);
-    } else {
-        if (b->fails)
-            CR_INFO("shard", "index add succeeded after %d failures", b->fails);
-        b->fails = 0;
-        b->retry_ms = 0;
-        b->chunks++;
-    }
-    pthread_cond_broadcast(&b->cv);
-}
-
-static void *indexer_main(void *arg)
-{
-    shard_engine *e = arg;
-    backlog *b = &e->bl;
-    int stopped;
-    pthread_mutex_lock(&b->mu);
-    while (!b->stop && !(e->fault.exit_after && (int64_t)b->chunks >= e->fault.exit_after)) {
-        uint64_t now = cr_clock_mono_ms();
-        cr_err rc;
-        if (now < b->retry_ms || backlog_pending(b) == 0) {
-            backlog_sleep(b, now < b->retry_ms ? b->retry_ms : now + WAIT_SLICE_MS);
-            continue;
-        }
-        pthread_mutex_unlock(&b->mu);
-        rc = index_chunk(e);
-        pthread_mutex_lock(&b->mu);
-        note_add(b, rc);
-    }
-    /* Whatever the reason, say so: waiters must not wait for a thread that is gone. */
-    stopped = b->stop;
-    b->running = 0;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    if (!stopped)
-        CR_ERROR("shard", "the indexer thread exited; the writer indexes queued items itself");
-    return NULL;
-}
-
-/* With no indexer thread, the writer adds the queued items itself, honouring the backoff
- * after a failure. CR_OK once the queue is empty; else the failure (CR_TIMEOUT while
- * backing off). No-op while an indexer runs. Writer thread. */
-static cr_err index_on_writer(shard_engine *e)
-{
-    backlog *b = &e->bl;
-    cr_err rc = CR_OK;
-    pthread_mutex_lock(&b->mu);
-    while (!b->running && backlog_pending(b) > 0) {
-        if (cr_clock_mono_ms() < b->retry_ms) {
-            rc = cr_error_set(CR_TIMEOUT, "index add backing off: %s", b->err);
-            break;
-        }
-        pthread_mutex_unlock(&b->mu);
-        rc = index_chunk(e);
-        pthread_mutex_lock(&b->mu);
-        note_add(b, rc);
-        if (rc)
-            break;
-    }
-    pthread_mutex_unlock(&b->mu);
-    return rc;
-}
-
-/* Before a commit that may queue `n` items: waits (at most ROOM_WAIT_MS) for the queue to
- * be within its bound, then reserves room for them, so the append after the commit cannot
- * fail. A full queue whose adds fail refuses at once. On an error nothing may be committed:
- * the caller rejects the write. Writer thread. */
-static cr_err backlog_room(shard_engine *e, size_t n)
-{
-    backlog *b = &e->bl;
-    uint64_t deadline = cr_clock_mono_ms() + ROOM_WAIT_MS, limit = 0, pending = 0;
-    cr_err rc = CR_OK;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        limit = b->running || e->backlog_max > WRITER_QUEUE_MIN ? e->backlog_max
-                                                                 : WRITER_QUEUE_MIN;
-        pending = backlog_pending(b);
-        if (pending <= limit)
-            break;
-        if (!b->running) {
-            pthread_mutex_unlock(&b->mu);
-            rc = index_on_writer(e);
-            pthread_mutex_lock(&b->mu);
-            if (rc == CR_OK)
-                continue;
-            rc = CR_OK;
-        }
-        if (b->fails) {
-            rc = cr_error_set(CR_ERR_INDEX,
-                              "write refused: %llu items wait for the ANN index and its adds "
-                              "fail (%d in a row): %s",
-                              (unsigned long long)pending, b->fails, b->err);
-            break;
-        }
-        if (cr_clock_mono_ms() >= deadline) {
-            rc = cr_error_set(CR_ERR_OVERLOADED,
-                              "write refused: %llu items wait for the ANN index (bound %llu) "
-                              "and the indexer is behind; retry later",
-                              (unsigned long long)pending, (unsigned long long)limit);
-            break;
-        }
-        backlog_sleep(b, deadline);
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (rc == CR_OK) {
-        pthread_rwlock_wrlock(&b->rw);
-        rc = backlog_reserve(b, n, (size_t)e->dim);
-        pthread_rwlock_unlock(&b->rw);
-    }
-    return rc;
-}
-
-cr_err shard_engine_index_drain(shard_engine *e)
-{
-    backlog *b = &e->bl;
-    uint64_t stall = cr_clock_mono_ms() + DRAIN_STALL_MS, seen, pending;
-    cr_err rc = CR_OK;
-    pthread_mutex_lock(&b->mu);
-    seen = b->chunks;
-    while ((pending = backlog_pending(b)) > 0) {
-        uint64_t now = cr_clock_mono_ms();
-        if (b->chunks != seen) {
-            seen = b->chunks;
-            stall = now + DRAIN_STALL_MS;
-        }
-        if (b->fails >= DRAIN_FAILS || now >= stall) {
-            rc = cr_error_set(CR_ERR_INDEX,
-                              "%llu items still wait for the ANN index (%s); they are searched "
-                              "exactly, the add is retried, and the next open indexes them",
-                              (unsigned long long)pending,
-                              b->fails ? b->err : "the indexer made no progress");
-            break;
-        }
-        if (!b->running && now >= b->retry_ms) {
-            pthread_mutex_unlock(&b->mu);
-            index_on_writer(e); /* its outcome is in b->fails */
-            pthread_mutex_lock(&b->mu);
-            continue;
-        }
-        backlog_sleep(b, !b->running ? b->retry_ms : stall);
-    }
-    pthread_mutex_unlock(&b->mu);
-    return rc;
-}
-
-void shard_engine_index_work(shard_engine *e)
-{
-    if (!atomic_load(&e->bl.running) && shard_engine_index_backlog(e) > 0 &&
-        index_on_writer(e) < 0)
-        CR_WARN("shard", "index add on the writer: %s", cr_error_message());
-}
-
-uint64_t shard_engine_index_backlog(shard_engine *e)
-{
-    return backlog_pending(&e->bl);
-}
-
-static uint64_t count_found(const int64_t *ids, uint32_t k)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < k; i++)
-        n += ids[i] >= 0;
-    return n;
-}
-
-/* Merges the queued items matching `bits` (NULL: all) into a sorted top-k (dist, ids), skipping
- * ids already there (the indexer may have added them to the index but not yet dequeued them).
- * The caller holds e->bl.rw for reading (search_then_lock). */
-static void backlog_scan(shard_engine *e, const float *q, uint32_t k, const uint64_t *bits,
-                         uint64_t bits_limit, float *dist, int64_t *ids)
-{
-    backlog *b = &e->bl;
-    size_t dim = (size_t)e->dim;
-    bool ip = e->metric == SHARD_INDEX_METRIC_IP;
-    int64_t cnt = (int64_t)count_found(ids, k); /* found ids come first, -1s after */
-    for (size_t i = b->head; i < b->n; i++) {
-        int64_t id = b->ids[i];
-        float s;
-        int dup = 0;
-        if (b->dead[i] || (bits && ((uint64_t)id >= bits_limit ||
-                                    !(bits[(uint64_t)id / 64] >> ((uint64_t)id % 64) & 1))))
-            continue;
-        s = shard_index_score(ip, q, b->vecs + i * dim, (int)dim);
-        if (cnt == (int64_t)k && !(ip ? s > dist[k - 1] : s < dist[k - 1]))
-            continue; /* cheap rejection before the duplicate check */
-        for (int64_t j = 0; j < cnt && !dup; j++)
-            dup = ids[j] == id;
-        if (!dup)
-            shard_index_topk_push(dist, ids, (int64_t)k, &cnt, ip, s, id);
-    }
-}
-
-/* The queue's locks and the chunk buffers; then the indexer thread (none when the bound is
- * 0: the writer indexes each commit itself). Any failure fails the open. */
-static cr_err backlog_start(shard_engine *e)
-{
-    backlog *b = &e->bl;
-    size_t dim = (size_t)e->dim;
-    pthread_rwlockattr_t ra;
-    pthread_condattr_t ca;
-    pthread_rwlockattr_init(&ra);
-    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&b->rw, &ra);
-    pthread_rwlockattr_destroy(&ra);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&b->mu, NULL);
-    b->inited = 1;
-    e->backlog_max = e->o.index_backlog_bytes / ((uint64_t)e->dim * sizeof(float));
-    if (!e->fault.alloc) {
-        b->chunk_ids = malloc(INDEX_CHUNK * sizeof *b->chunk_ids);
-        b->chunk_vecs = malloc(INDEX_CHUNK * dim * sizeof *b->chunk_vecs);
-    }
-    if (!b->chunk_ids || !b->chunk_vecs)
-        return cr_error_set(CR_ERR_NOMEM, "the indexer's chunk buffers (%zu MiB): out of memory",
-                            (INDEX_CHUNK * dim * sizeof(float)) >> 20);
-    if (e->backlog_max == 0)
-        return CR_OK;
-    b->running = 1; /* before the thread exists: only the thread clears it */
-    if (e->fault.start || pthread_create(&b->thread, NULL, indexer_main, e) != 0) {
-        b->running = 0;
-        return cr_error_set(CR_ERR_INTERNAL, "cannot start the indexer thread");
-    }
-    b->started = 1;
-    return CR_OK;
-}
-
-static void backlog_stop(shard_engine *e)
-{
-    backlog *b = &e->bl;
-    if (!b->inited)
-        return;
-    if (b->started) {
-        pthread_mutex_lock(&b->mu);
-        b->stop = 1;
-        pthread_cond_broadcast(&b->cv);
-        pthread_mutex_unlock(&b->mu);
-        pthread_join(b->thread, NULL);
-    }
-    free(b->ids);
-    free(b->vecs);
-    free(b->dead);
-    free(b->chunk_ids);
-    free(b->chunk_vecs);
-    pthread_rwlock_destroy(&b->rw);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
 }
 
 /* ---- attribute blobs: the store's format (store.h), decoded for the attribute index ---- */
 
-static cr_err attrs_index_blob(shard_engine *e, int64_t id, const void *blob, size_t len)
+cr_err shard_engine_attrs_index(shard_engine *e, int64_t id, const void *blob, size_t len)
 {
     shard_attr *a = NULL;
     size_t n = 0;
@@ -637,79 +138,7 @@ static shard_item *item_block(const char *ext, size_t ext_len, uint64_t version,
     return it;
 }
 
-/* ---- open and replay -------------------------------------------------------------------- */
-
-typedef struct replay_ctx {
-    shard_engine *e;
-    int64_t high_water;
-    int64_t add_ids[REPLAY_BATCH];
-    float *add_vecs;
-    size_t n_add;
-    int64_t del_ids[REPLAY_BATCH];
-    size_t n_del;
-    uint64_t max_version;
-    uint64_t live, added;
-} replay_ctx;
-
-static cr_err replay_flush(replay_ctx *r)
-{
-    cr_err rc = CR_OK;
-    if (r->n_add) {
-        if (r->e->metric == SHARD_INDEX_METRIC_IP)
-            normalize_rows(r->add_vecs, r->n_add, (size_t)r->e->dim);
-        rc = shard_index_add(r->e->index, (int64_t)r->n_add, r->add_ids, r->add_vecs);
-        r->added += r->n_add;
-        r->n_add = 0;
-    }
-    if (!rc && r->n_del) {
-        rc = shard_index_remove(r->e->index, (int64_t)r->n_del, r->del_ids, NULL);
-        r->n_del = 0;
-    }
-    return rc;
-}
-
-static cr_err replay_item(const shard_store_view *v, void *ctx)
-{
-    replay_ctx *r = ctx;
-    cr_err rc = CR_OK;
-    if (v->version > r->max_version)
-        r->max_version = v->version;
-    if (v->deleted) {
-        /* Died after the snapshot was taken: the snapshot still holds it. */
-        if (v->id < r->high_water)
-            r->del_ids[r->n_del++] = v->id;
-    } else {
-        r->live++;
-        rc = attrs_index_blob(r->e, v->id, v->attrs, v->attrs_len);
-        if (!rc && v->id >= r->high_water) {
-            memcpy(r->add_vecs + r->n_add * (size_t)r->e->dim, v->vector,
-                   (size_t)r->e->dim * sizeof(float));
-            r->add_ids[r->n_add++] = v->id;
-        }
-    }
-    if (!rc && (r->n_add == REPLAY_BATCH || r->n_del == REPLAY_BATCH))
-        rc = replay_flush(r);
-    return rc;
-}
-
-static cr_err index_open(shard_engine *e, int64_t *high_water)
-{
-    shard_index_opts io = shard_index_default_opts();
-    cr_err rc;
-    io.dim = e->dim;
-    io.metric = e->metric;
-    io.factory = e->factory;
-    io.train_size = e->o.train_size;
-    io.template_path = e->o.template_path;
-    rc = shard_index_load(&e->index, e->snap_path, &io, high_water);
-    if (rc == CR_OK)
-        return CR_OK;
-    if (rc != CR_NOTFOUND)
-        CR_WARN("shard", "ignoring index snapshot %s (%s): rebuilding from the store",
-                e->snap_path, cr_error_message());
-    *high_water = 0;
-    return shard_index_create(&e->index, &io);
-}
+/* ---- open and close --------------------------------------------------------------------- */
 
 static cr_err store_open(shard_engine *e, const char *dir)
 {
@@ -735,7 +164,7 @@ static cr_err store_open(shard_engine *e, const char *dir)
 cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine_opts *o)
 {
     shard_engine *e = calloc(1, sizeof *e);
-    replay_ctx *r = NULL;
+    shard_replay_stats r = {0};
     const shard_store_params *p;
     uint64_t t0 = cr_clock_mono_ms();
     int64_t hw = 0;
@@ -748,7 +177,7 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     cr_hlc_init(&e->hlc);
     pthread_mutex_init(&e->ixmu, NULL);
     e->bl.stop = 0;
-    faults_load(e);
+    shard_backlog_faults_load(e);
     rc = store_open(e, dir);
     if (rc)
         goto out;
@@ -759,33 +188,22 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     snprintf(e->snap_path, sizeof e->snap_path, "%s/index.snap", dir);
     rc = shard_attrs_new(&e->attrs);
     if (!rc)
-        rc = index_open(e, &hw);
+        rc = shard_replay_run(e, &r);
     if (rc)
         goto out;
-    r = calloc(1, sizeof *r);
-    if (!r || !(r->add_vecs = malloc((size_t)REPLAY_BATCH * (size_t)e->dim * sizeof(float)))) {
-        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    r->e = e;
-    r->high_water = hw;
-    rc = shard_store_iterate(e->store, 0, SHARD_STORE_ITER_DEAD, replay_item, r);
-    if (!rc)
-        rc = replay_flush(r);
-    if (rc)
-        goto out;
-    cr_hlc_observe(&e->hlc, r->max_version);
+    hw = r.high_water;
+    cr_hlc_observe(&e->hlc, r.max_version);
     {
         int64_t next_id = 0;
         rc = shard_store_next_id(e->store, &next_id);
         if (!rc)
-            rc = backlog_start(e);
+            rc = shard_backlog_start(e);
         if (rc)
             goto out;
         atomic_store(&e->indexed_hw, next_id);
     }
     atomic_store(&e->snapshot_hw, hw);
-    atomic_store(&e->dirty, r->added);
+    atomic_store(&e->dirty, r.added);
     {
         int64_t info[2];
         size_t len = 0;
@@ -796,15 +214,12 @@ cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine
     }
     CR_INFO("shard", "opened %s: %llu items, dim %d, %s, %s; snapshot at id %lld, replayed %llu, "
                      "ready in %llu ms",
-            dir, (unsigned long long)r->live, e->dim, shard_index_metric_name(e->metric),
-            e->factory, (long long)hw, (unsigned long long)r->added,
+            dir, (unsigned long long)r.live, e->dim, shard_index_metric_name(e->metric),
+            e->factory, (long long)hw, (unsigned long long)r.added,
             (unsigned long long)(cr_clock_mono_ms() - t0));
     *out = e;
     e = NULL;
 out:
-    if (r)
-        free(r->add_vecs);
-    free(r);
     shard_engine_close(&e);
     return rc;
 }
@@ -814,7 +229,7 @@ void shard_engine_close(shard_engine **pp)
     shard_engine *e = pp ? *pp : NULL;
     if (!e)
         return;
-    backlog_stop(e);
+    shard_backlog_stop(e);
     shard_index_close(&e->index);
     shard_attrs_free(&e->attrs);
     pthread_mutex_destroy(&e->ixmu);
@@ -898,7 +313,7 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
         if (sres[i].new_id >= 0) {
             memcpy(vecs + n_add * (size_t)e->dim, sops[i].vector, (size_t)e->dim * sizeof *vecs);
             add_ids[n_add++] = sres[i].new_id;
-            if (attrs_index_blob(e, sres[i].new_id, sops[i].attrs, sops[i].attrs_len))
+            if (shard_engine_attrs_index(e, sres[i].new_id, sops[i].attrs, sops[i].attrs_len))
                 CR_WARN("shard", "attributes of %.*s: %s", (int)sops[i].ext_len, sops[i].ext_id,
                         cr_error_message());
         }
@@ -906,13 +321,13 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
             del_ids[n_del++] = sres[i].old_id;
     }
     if (e->metric == SHARD_INDEX_METRIC_IP)
-        normalize_rows(vecs, n_add, (size_t)e->dim);
+        shard_engine_normalize_rows(vecs, n_add, (size_t)e->dim);
     /* Adds first: an id added and killed in the same batch must be queued to be killed.
      * Room was reserved before the commit; without an indexer thread the writer indexes. */
-    if (n_add && backlog_append(e, n_add, add_ids, vecs))
+    if (n_add && shard_backlog_append(e, n_add, add_ids, vecs))
         CR_ERROR("shard", "%zu committed items not queued for the index (%s): searchable "
                           "after the next open", n_add, cr_error_message());
-    else if (n_add && !e->bl.running && index_on_writer(e) < 0)
+    else if (n_add && !e->bl.running && shard_backlog_index_on_writer(e) < 0)
         CR_WARN("shard", "index add on the writer: %s (the items stay queued, searched "
                          "exactly; retried)", cr_error_message());
     for (size_t i = 0; i < n_del; i++)
@@ -924,7 +339,7 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
         pthread_mutex_lock(&e->ixmu);
         for (size_t i = 0; i < n_del; i++) {
             if (del_ids[i] >= atomic_load(&e->indexed_hw))
-                backlog_kill(&e->bl, del_ids[i]);
+                shard_backlog_kill(&e->bl, del_ids[i]);
             else
                 del_ids[n_idx++] = del_ids[i];
         }
@@ -990,8 +405,8 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
         size_t n_up = 0;
         for (size_t j = 0; j < m; j++)
             n_up += sops[j].kind == SHARD_STORE_UPSERT;
-        rc = n_up ? backlog_room(e, n_up) : CR_OK; /* before the commit: a refused write
-                                                       changes nothing */
+        rc = n_up ? shard_backlog_room(e, n_up) : CR_OK; /* before the commit: a refused
+                                                             write changes nothing */
     }
     if (rc)
         goto out;
@@ -1023,6 +438,14 @@ out:
 }
 
 /* ---- search ----------------------------------------------------------------------------- */
+
+uint64_t shard_engine_count_found(const int64_t *ids, uint32_t k)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < k; i++)
+        n += ids[i] >= 0;
+    return n;
+}
 
 static cr_err search_candidates(shard_engine *e, const float *q, uint32_t k,
                                 const uint64_t *bits, uint64_t limit, uint64_t matches,
@@ -1130,12 +553,12 @@ static cr_err one_search_index(void *arg)
      * most of which a filter may reject). A filtered page is never left short while matches
      * remain: widen the search, and past that scan the matches exactly. */
     want = o->matches < o->k ? o->matches : o->k;
-    if (count_found(o->ids, o->k) < want) {
+    if (shard_engine_count_found(o->ids, o->k) < want) {
         p.ef_search = p.ef_search > 0 ? p.ef_search * 8 : 256;
         p.nprobe = p.nprobe > 0 ? p.nprobe * 8 : 64;
         rc = shard_index_search(e->index, 1, o->query, o->k, &p, o->dist, o->ids);
     }
-    if (!rc && count_found(o->ids, o->k) < want && o->matches <= EXACT_FALLBACK_MAX)
+    if (!rc && shard_engine_count_found(o->ids, o->k) < want && o->matches <= EXACT_FALLBACK_MAX)
         rc = search_candidates(e, o->query, o->k, o->bits, (uint64_t)o->next_id, o->matches,
                                p.nowait, o->dist, o->ids);
     return rc;
@@ -1170,7 +593,7 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
             rc = cr_error_set(CR_ERR_INVALID, "query vector is zero");
             goto out;
         }
-        normalize_rows(query, 1, (size_t)e->dim);
+        shard_engine_normalize_rows(query, 1, (size_t)e->dim);
     }
     o.p.nprobe = (int)q->nprobe;
     o.p.ef_search = (int)q->ef_search;
@@ -1194,7 +617,7 @@ cr_err shard_engine_search(shard_engine *e, const shard_engine_query *q, shard_e
     rc = search_then_lock(e, q->nowait, one_search_index, &o);
     if (rc)
         goto out;
-    backlog_scan(e, query, q->k, bits, (uint64_t)o.next_id, dist, ids);
+    shard_backlog_scan(e, query, q->k, bits, (uint64_t)o.next_id, dist, ids);
     pthread_rwlock_unlock(&e->bl.rw);
     for (uint32_t i = 0; i < q->k; i++) {
         if (ids[i] < 0)
@@ -1252,7 +675,7 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
                 rc = cr_error_set(CR_ERR_INVALID, "query %zu is a zero vector", i);
                 goto out;
             }
-        normalize_rows(q, nq, dim);
+        shard_engine_normalize_rows(q, nq, dim);
     }
     p.nprobe = (int)common->nprobe;
     p.ef_search = (int)common->ef_search;
@@ -1265,7 +688,7 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
     if (rc)
         goto out;
     for (size_t i = 0; i < nq; i++)
-        backlog_scan(e, q + i * dim, (uint32_t)k, NULL, 0, dist + i * k, ids + i * k);
+        shard_backlog_scan(e, q + i * dim, (uint32_t)k, NULL, 0, dist + i * k, ids + i * k);
     pthread_rwlock_unlock(&e->bl.rw);
     for (size_t i = 0; i < nq; i++) {
         n_hits[i] = 0;
@@ -1385,7 +808,7 @@ out:
     return rc;
 }
 
-/* ---- snapshots, rebuilds, stats ------------------------------------------------------- */
+/* ---- snapshots, stats ----------------------------------------------------------------- */
 
 static cr_err snapshot_locked(shard_engine *e, shard_snapshot_info *out)
 {
@@ -1432,51 +855,6 @@ cr_err shard_engine_snapshot_if_idle(shard_engine *e)
         return CR_TIMEOUT;
     rc = snapshot_locked(e, NULL);
     pthread_mutex_unlock(&e->ixmu);
-    return rc;
-}
-
-static cr_err rebuild_item(const shard_store_view *v, void *ctx)
-{
-    void **c = ctx;
-    shard_engine *e = c[0];
-    float *vec = c[2];
-    if (v->id >= atomic_load(&e->indexed_hw))
-        return CR_OK; /* still queued: the indexer adds it */
-    memcpy(vec, v->vector, (size_t)e->dim * sizeof *vec);
-    if (e->metric == SHARD_INDEX_METRIC_IP)
-        normalize_rows(vec, 1, (size_t)e->dim);
-    return shard_index_builder_add(c[1], 1, &v->id, vec);
-}
-
-static cr_err rebuild_feed(void *ctx, shard_index_builder *b)
-{
-    void **c = ctx;
-    shard_engine *e = c[0];
-    c[1] = b;
-    return shard_store_iterate(e->store, 0, 0, rebuild_item, c);
-}
-
-cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
-{
-    shard_index_stats s;
-    void *c[3];
-    cr_err rc;
-    /* Called often from the writer: never wait behind the indexer's adds for a check. */
-    if (backlog_pending(&e->bl) > 0)
-        return CR_OK;
-    shard_index_stats_get(e->index, &s);
-    if (s.tombstones == 0 || (double)s.tombstones < fraction * (double)(s.ntotal + 1))
-        return CR_OK;
-    c[0] = e;
-    c[2] = malloc((size_t)e->dim * sizeof(float));
-    if (!c[2])
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    pthread_mutex_lock(&e->ixmu);
-    rc = shard_index_rebuild(e->index, rebuild_feed, c);
-    pthread_mutex_unlock(&e->ixmu);
-    free(c[2]);
-    if (!rc)
-        CR_INFO("shard", "index rebuilt: %lld tombstones dropped", (long long)s.tombstones);
     return rc;
 }
 

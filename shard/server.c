@@ -388,11 +388,30 @@ static void do_schema(void *arg, cr_svc_call *call, const Cirrus__V1__Request *r
     shard_schema_clear(&sc);
 }
 
-/* Scan in external-id or version order: every id once, tombstones included. */
-static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Request *req)
+/* Answers a scan: the engine's outcome `rc`, else `page` (cleared here) with its next cursor. */
+static void reply_scan(cr_svc_call *call, uint64_t id, cr_err rc, shard_scan_page *page,
+                       char *next_cursor)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    if (!rc) {
+        rc = shard_conv_scan_to_pb(page, &r);
+        shard_scan_page_clear(page);
+    }
+    if (rc) {
+        reply_status(call, id, rc, cr_error_message());
+        return;
+    }
+    r.next_cursor = next_cursor;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+    resp.scan = &r;
+    reply(call, id, &resp);
+    shard_conv_scan_clear(&r);
+}
+
+/* Scan in external-id or version order: every id once, tombstones included. */
+static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
     const Cirrus__V1__ScanRequest *q = req->scan;
     shard_engine_scan_req sq = {0};
     shard_scan_page page;
@@ -411,26 +430,12 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     sq.with_vector = q->include_vector;
     sq.keys_only = q->keys_only;
     rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
-    if (!rc) {
-        rc = shard_conv_scan_to_pb(&page, &r);
-        shard_scan_page_clear(&page);
-    }
-    if (rc) {
-        reply_status(call, req->id, rc, cr_error_message());
-        return;
-    }
-    r.next_cursor = next;
-    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
-    resp.scan = &r;
-    reply(call, req->id, &resp);
-    shard_conv_scan_clear(&r);
+    reply_scan(call, req->id, rc, &page, next);
 }
 
 static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
     server *s = arg;
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
     const Cirrus__V1__ScanRequest *q = req->scan;
     shard_scan_page page;
     long long cursor = 0;
@@ -453,20 +458,8 @@ static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req
     }
     rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &page,
                            &next);
-    if (!rc) {
-        rc = shard_conv_scan_to_pb(&page, &r);
-        shard_scan_page_clear(&page);
-    }
-    if (rc) {
-        reply_status(call, req->id, rc, cr_error_message());
-        return;
-    }
     snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
-    r.next_cursor = next_text;
-    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
-    resp.scan = &r;
-    reply(call, req->id, &resp);
-    shard_conv_scan_clear(&r);
+    reply_scan(call, req->id, rc, &page, next_text);
 }
 
 static void do_health(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)

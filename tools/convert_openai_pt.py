@@ -1,47 +1,78 @@
 #!/usr/bin/env python3
-"""Convert an OpenAI CLIP checkpoint (.pt: the TorchScript archives that `clip.load` downloads,
-or a plain state dict) to .safetensors with the OpenAI/OpenCLIP tensor names that cirrus loads
-(`visual.conv1.weight`, `transformer.resblocks.N...`, `token_embedding.weight`, ...).
+"""Convert an OpenAI CLIP checkpoint or a CLIP4Cir fine-tuned checkpoint (.pt) to .safetensors
+with the tensor names that cirrus loads.
 
-  tools/convert_openai_pt.py ViT-B-32.pt ViT-B-32.safetensors [--dtype f16|f32|keep]
+  tools/convert_openai_pt.py RN50x4.pt RN50x4.safetensors [--dtype f16|f32|keep]
+  tools/convert_openai_pt.py fiq_clip_RN50x4_fullft.pt fiq-clip-rn50x4.safetensors
+  tools/convert_openai_pt.py fiq_comb_RN50x4_fullft.pt fiq-combiner-rn50x4.safetensors
+
+Inputs:
+- OpenAI CLIP (ViT-B/32, ViT-L/14, RN50, RN101, RN50x4, RN50x16, ...): the TorchScript archives
+  that `clip.load` downloads, or a plain state dict. Written with the OpenAI names
+  (`visual.conv1.weight`, `visual.layer1.0.bn1.running_var`, `transformer.resblocks.N...`).
+- CLIP4Cir (Baldrati et al.) checkpoints, saved by its `save_model` as
+  {"epoch": n, "<class name>": state_dict}: "CLIP" (a fine-tuned CLIP: a cirrus model file)
+  or "Combiner" (the Combiner head: a file for `--combiner`, names kept as in the state dict:
+  `text_projection_layer.weight`, `combiner_layer.weight`, `dynamic_scalar.0.weight`, ...).
+  Other wrappers ({"state_dict": ...}, {"model": ...}, a "module." prefix) are unwrapped too.
 
 Needs torch (Debian: python3-torch; `make bench-deps`). The `safetensors` package is not
 needed: the file is written directly (8-byte header length, JSON header, raw little-endian
-data packed back to back). Only the model's parameters are written; the TorchScript
-attributes `input_resolution`, `context_length` and `vocab_size` are dropped (cirrus reads
-them from the shapes). The weights are never modified except for the dtype conversion asked.
+data packed back to back). Only the model's parameters and BatchNorm running statistics are
+written; the TorchScript attributes `input_resolution`, `context_length` and `vocab_size` and
+the BatchNorm `num_batches_tracked` counters are dropped (cirrus derives everything from the
+shapes). The weights are never modified except for the dtype conversion asked.
 """
 import argparse
 import json
 import sys
 
 SKIP = {"input_resolution", "context_length", "vocab_size"}
+# CLIP4Cir's save_model stores {"epoch": n, model.__class__.__name__: state_dict}
+WRAPPERS = ("CLIP", "Combiner", "state_dict", "model")
+
+
+def unwrap(sd):
+    """The state dict inside a checkpoint, and the wrapper key it was under (or None)."""
+    if hasattr(sd, "state_dict") and not isinstance(sd, dict):
+        return sd.state_dict(), None
+    if isinstance(sd, dict):
+        for key in WRAPPERS:
+            if key in sd and isinstance(sd[key], dict):
+                return sd[key], key
+    return sd, None
+
+
+def kind_of(sd):
+    if "visual.conv1.weight" in sd and "token_embedding.weight" in sd:
+        return "CLIP (ResNet image tower)" if "visual.layer1.0.conv1.weight" in sd else "CLIP (ViT)"
+    if "text_projection_layer.weight" in sd and "combiner_layer.weight" in sd:
+        return "CLIP4Cir Combiner"
+    return None
 
 
 def load_state_dict(torch, path):
+    wrapper = None
     try:
         model = torch.jit.load(path, map_location="cpu")
         sd = model.state_dict()
     except RuntimeError:
-        sd = torch.load(path, map_location="cpu")
-        if hasattr(sd, "state_dict"):
-            sd = sd.state_dict()
-        for key in ("state_dict", "model"):
-            if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-                sd = sd[key]
+        sd, wrapper = unwrap(torch.load(path, map_location="cpu"))
     if not isinstance(sd, dict):
         raise SystemExit(f"{path}: neither a TorchScript model nor a state dict")
     out = {}
     for k, v in sd.items():
         if k.startswith("module."):
             k = k[len("module."):]
-        if k in SKIP or not hasattr(v, "dtype"):
+        if k in SKIP or k.endswith(".num_batches_tracked") or not hasattr(v, "dtype"):
             continue
         out[k] = v
-    if "visual.conv1.weight" not in out or "token_embedding.weight" not in out:
-        raise SystemExit(f"{path}: no OpenAI CLIP tensors (visual.conv1.weight, "
-                         "token_embedding.weight); is this a ResNet CLIP or another model?")
-    return out
+    kind = kind_of(out)
+    if kind is None:
+        raise SystemExit(f"{path}: neither OpenAI CLIP tensors (visual.conv1.weight, "
+                         "token_embedding.weight) nor a CLIP4Cir Combiner "
+                         "(text_projection_layer.weight, combiner_layer.weight)")
+    return out, kind, wrapper
 
 
 def write_safetensors(torch, tensors, path, dtype):
@@ -77,9 +108,9 @@ def write_safetensors(torch, tensors, path, dtype):
 
 def main():
     ap = argparse.ArgumentParser(
-        description="Convert an OpenAI CLIP .pt (TorchScript or state dict) to .safetensors "
-                    "with OpenAI tensor names.")
-    ap.add_argument("src", help="OpenAI CLIP checkpoint, e.g. ViT-B-32.pt")
+        description="Convert an OpenAI CLIP .pt (TorchScript or state dict) or a CLIP4Cir "
+                    "checkpoint (CLIP or Combiner) to .safetensors for cirrus.")
+    ap.add_argument("src", help="checkpoint, e.g. RN50x4.pt or fiq_clip_RN50x4_fullft.pt")
     ap.add_argument("dst", help="output .safetensors")
     ap.add_argument("--dtype", choices=["f16", "f32", "keep"], default="keep",
                     help="floating tensors as fp16, fp32, or as stored (default keep; OpenAI "
@@ -91,9 +122,10 @@ def main():
         print("convert_openai_pt.py: PyTorch is required (Debian: apt-get install "
               "python3-torch, or `make bench-deps`)", file=sys.stderr)
         return 3
-    tensors = load_state_dict(torch, args.src)
+    tensors, kind, wrapper = load_state_dict(torch, args.src)
     n = write_safetensors(torch, tensors, args.dst, args.dtype)
-    print(f"{args.dst}: {len(tensors)} tensors, {n / 1e6:.1f} MB")
+    src = f" (the checkpoint's \"{wrapper}\" entry)" if wrapper else ""
+    print(f"{args.dst}: {kind}{src}, {len(tensors)} tensors, {n / 1e6:.1f} MB")
     return 0
 
 

@@ -43,7 +43,10 @@ def read_safetensors(path, np):
     return out
 
 
-def build_model(torch, weights):
+def build_model(torch, weights, load=True):
+    """The CLIP of `weights` (a ViT or a ModifiedResNet image tower, from the shapes) and its
+    image size; with load=False only the shapes of `weights` are read and the model is returned
+    with uninitialized parameters."""
     nn = torch.nn
 
     class QuickGELU(nn.Module):
@@ -83,16 +86,105 @@ def build_model(torch, weights):
             n += 1
         return n
 
-    vw, _, patch, _ = weights["visual.conv1.weight"].shape
-    grid = int(round(math.sqrt(weights["visual.positional_embedding"].shape[0] - 1)))
     tw = weights["ln_final.weight"].shape[0]
     embed = weights["text_projection"].shape[1]
     ctx = weights["positional_embedding"].shape[0]
     vocab = weights["token_embedding.weight"].shape[0]
 
+    class Bottleneck(nn.Module):
+        # CLIP's anti-aliased Bottleneck: strided blocks average-pool after the 3x3
+        # convolution and before the shortcut's 1x1 convolution.
+        def __init__(self, inplanes, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.downsample = None
+            if stride > 1 or inplanes != planes * 4:
+                self.downsample = nn.Sequential(OrderedDict([
+                    ("-1", nn.AvgPool2d(stride)),
+                    ("0", nn.Conv2d(inplanes, planes * 4, 1, bias=False)),
+                    ("1", nn.BatchNorm2d(planes * 4)),
+                ]))
+
+        def forward(self, x):
+            relu = torch.relu
+            out = relu(self.bn1(self.conv1(x)))
+            out = relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(self.avgpool(out)))
+            idn = x if self.downsample is None else self.downsample(x)
+            return relu(out + idn)
+
+    class AttentionPool2d(nn.Module):
+        def __init__(self, grid, channels, heads, out_dim):
+            super().__init__()
+            self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, channels))
+            self.k_proj = nn.Linear(channels, channels)
+            self.q_proj = nn.Linear(channels, channels)
+            self.v_proj = nn.Linear(channels, channels)
+            self.c_proj = nn.Linear(channels, out_dim)
+            self.heads = heads
+
+        def forward(self, x):
+            x = x.flatten(start_dim=2).permute(2, 0, 1)  # [HW, B, C]
+            x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+            x = x + self.positional_embedding[:, None, :]
+            x, _ = nn.functional.multi_head_attention_forward(
+                query=x[:1], key=x, value=x, embed_dim_to_check=x.shape[-1],
+                num_heads=self.heads, q_proj_weight=self.q_proj.weight,
+                k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight,
+                in_proj_weight=None,
+                in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+                bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+                out_proj_weight=self.c_proj.weight, out_proj_bias=self.c_proj.bias,
+                use_separate_proj_weight=True, training=False, need_weights=False)
+            return x.squeeze(0)
+
+    class ModifiedResNet(nn.Module):
+        # Hyper-parameters from the shapes, as CLIP's build_model derives them.
+        def __init__(self):
+            super().__init__()
+            width = weights["visual.layer1.0.conv1.weight"].shape[0]
+            npos = weights["visual.attnpool.positional_embedding"].shape[0]
+            grid = int(round(math.sqrt(npos - 1)))
+            layers = [len({k.split(".")[2] for k in weights if k.startswith(f"visual.layer{b}.")})
+                      for b in (1, 2, 3, 4)]
+            self.size = grid * 32
+            self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width // 2)
+            self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(width // 2)
+            self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(width)
+            self.avgpool = nn.AvgPool2d(2)
+            inplanes = width
+            for i, n in enumerate(layers):
+                planes = width * 2 ** i
+                blocks = []
+                for j in range(n):
+                    blocks.append(Bottleneck(inplanes, planes, 2 if i > 0 and j == 0 else 1))
+                    inplanes = planes * 4
+                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.attnpool = AttentionPool2d(grid, width * 32, width * 32 // 64, embed)
+
+        def forward(self, x):
+            relu = torch.relu
+            x = relu(self.bn1(self.conv1(x)))
+            x = relu(self.bn2(self.conv2(x)))
+            x = self.avgpool(relu(self.bn3(self.conv3(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.attnpool(x)
+
     class Visual(nn.Module):
         def __init__(self):
             super().__init__()
+            vw, _, patch, _ = weights["visual.conv1.weight"].shape
+            grid = int(round(math.sqrt(weights["visual.positional_embedding"].shape[0] - 1)))
+            self.size = grid * patch
             self.conv1 = nn.Conv2d(3, vw, patch, stride=patch, bias=False)
             self.class_embedding = nn.Parameter(torch.empty(vw))
             self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, vw))
@@ -112,7 +204,8 @@ def build_model(torch, weights):
     class Clip(nn.Module):
         def __init__(self):
             super().__init__()
-            self.visual = Visual()
+            resnet = "visual.layer1.0.conv1.weight" in weights
+            self.visual = ModifiedResNet() if resnet else Visual()
             self.token_embedding = nn.Embedding(vocab, tw)
             self.positional_embedding = nn.Parameter(torch.empty(ctx, tw))
             self.transformer = Tower(tw, count_layers("transformer.resblocks."), tw // 64)
@@ -127,14 +220,22 @@ def build_model(torch, weights):
             x = self.ln_final(x)
             return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ self.text_projection
 
+        def forward(self, image, tokens):
+            return self.visual(image), self.encode_text(tokens)
+
     model = Clip()
+    if not load:
+        return model, model.visual.size
     state = {k: torch.from_numpy(v) for k, v in weights.items() if k in model.state_dict()}
+    for k, v in model.state_dict().items():
+        if k.endswith(".num_batches_tracked"):
+            state[k] = v  # not stored in cirrus files; unused in eval mode
     missing = set(model.state_dict()) - set(state)
     if missing:
         raise SystemExit(f"torch_peer: tensors missing from the model: {sorted(missing)[:5]}")
     model.load_state_dict(state, strict=True)
     model.eval()
-    return model, grid * patch
+    return model, model.visual.size
 
 
 def timed(fn, seconds, min_runs=3):

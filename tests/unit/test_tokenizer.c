@@ -187,6 +187,15 @@ static void test_basics(const enc_tokenizer *tok)
     CR_CHECK(encode_eq(tok, "&nosuch; &#; &#x; & amp", "&nosuch; &#; &#x; & amp"));
     CR_CHECK(encode_eq(tok, "&#150;&#0;", "\xe2\x80\x93\xef\xbf\xbd")); /* cp1252, U+FFFD */
     CR_CHECK(encode_eq(tok, "a&nbsp;&nbsp;b", "a b"));
+    /* HTML5's names beyond HTML 4 (encoder/html5_entities.inc), two-code-point ones too */
+    CR_CHECK(encode_eq(tok, "&CounterClockwiseContourIntegral;", "\xe2\x88\xb3"));
+    CR_CHECK(encode_eq(tok, "a&NotEqualTilde;b", "a\xe2\x89\x82\xcc\xb8" "b"));
+    CR_CHECK(encode_eq(tok, "&amp;NotEqualTilde;", "\xe2\x89\x82\xcc\xb8"));
+    CR_CHECK(encode_eq(tok, "&fjlig;ord &bne;", "fjord =\xe2\x83\xa5"));
+    CR_CHECK(encode_eq(tok, "&rarr;&hearts;&check;&notinva;",
+                       "\xe2\x86\x92\xe2\x99\xa5\xe2\x9c\x93\xe2\x88\x89"));
+    CR_CHECK(encode_eq(tok, "&check &checkmark", "&check &checkmark")); /* ';' required */
+    CR_CHECK(!encode_eq(tok, "&check;", "&check"));
     CR_CHECK(encode_eq(tok, "  Red\t\tDRESS \n", "red dress"));
     CR_CHECK(encode_eq(tok, "Cafe\xcc\x81", "caf\xc3\xa9")); /* e + combining acute → é */
     CR_CHECK(encode_eq(tok, "\xce\x9f\xce\x94\xce\x9f\xce\xa3", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82"));
