@@ -20,7 +20,8 @@ static void on_signal(int sig)
 }
 
 typedef struct serve_opts {
-    const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http;
+    const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
+        *http_cors;
     long long shards, dim, threads, spin_us;
 } serve_opts;
 
@@ -30,12 +31,14 @@ static int usage(FILE *out)
             "Usage: cirrus serve --data DIR [--model PATH] [--phi FILE] [--combiner FILE]\n"
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
-            "                    [--threads T] [--http HOST:PORT] [--spin-us N]\n"
+            "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
+            "                    [--spin-us N]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
             "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
-            "for CPU; 0 = never). Defaults: --shards 1 --index HNSW32 --bind "
+            "for CPU; 0 = never). --http-cors: \"*\" or comma-separated origins the HTTP API\n"
+            "allows (CORS headers, OPTIONS preflights); off by default. Defaults: --shards 1 --index HNSW32 --bind "
             "tcp://127.0.0.1:7700 --spin-us 0.\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
@@ -50,7 +53,8 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"metric", required_argument, 0, 'M'},   {"preprocess", required_argument, 0, 'P'},
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
         {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"http-cors", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     o->shards = 1;
     o->index = NULL; /* as the shard was made (HNSW32 for a new one) */
@@ -79,6 +83,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'P': o->preprocess = optarg; break;
         case 'v': o->vocab = optarg; break;
         case 'H': o->http = optarg; break;
+        case 'C': o->http_cors = optarg; break;
         case 'h': return usage(stdout);
         default: return usage(stderr);
         }
@@ -103,6 +108,7 @@ static node_opts node_opts_of(const serve_opts *s)
     o.metric = s->metric;
     o.bind = s->bind;
     o.http = s->http;
+    o.http_cors = s->http_cors;
     o.shards = (int)s->shards;
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;

@@ -19,14 +19,18 @@
 
 /* ---- answers ---------------------------------------------------------------------------- */
 
+/* switch on int: GW_ERR_TOO_LARGE is no cr_err enumerator (limits.h) */
 unsigned gw_http_status(cr_err code)
 {
-    switch (code) {
+    switch ((int)code) {
     case CR_OK: return 200;
     case CR_ERR_INVALID:
     case CR_ERR_PROTO: return 400;
     case CR_NOTFOUND: return 404;
-    case CR_ERR_OVERLOADED:
+    case CR_STALE: return 409;
+    case GW_ERR_TOO_LARGE: return 413;
+    case CR_ERR_OVERLOADED: return 429;
+    case CR_ERR_NET:
     case CR_ERR_UNAVAILABLE: return 503;
     case CR_TIMEOUT:
     case CR_ERR_DEADLINE: return 504;
@@ -35,13 +39,59 @@ unsigned gw_http_status(cr_err code)
     }
 }
 
+const char *gw_error_name(cr_err code)
+{
+    switch ((int)code) {
+    case CR_OK: return "ok";
+    case CR_ERR_INVALID:
+    case CR_ERR_PROTO: return "invalid_argument";
+    case CR_NOTFOUND: return "not_found";
+    case CR_STALE: return "version_conflict";
+    case GW_ERR_TOO_LARGE: return "too_large";
+    case CR_ERR_OVERLOADED: return "overloaded";
+    case CR_ERR_NET:
+    case CR_ERR_UNAVAILABLE: return "unavailable";
+    case CR_TIMEOUT:
+    case CR_ERR_DEADLINE: return "deadline_exceeded";
+    case CR_ERR_UNSUPPORTED: return "unsupported";
+    case CR_ERR_STORE: return "storage";
+    case CR_ERR_INDEX: return "index";
+    case CR_ERR_MODEL: return "model";
+    case CR_ERR_IO: return "io";
+    default: return "internal";
+    }
+}
+
 json_t *gw_error_json(cr_err code, const char *msg)
 {
     json_t *e = json_object(), *j = json_object();
-    json_object_set_new(e, "code", json_integer(code));
+    json_object_set_new(e, "code", json_string(gw_error_name(code)));
     json_object_set_new(e, "message", json_string(msg && *msg ? msg : cr_strerror(code)));
     json_object_set_new(j, "error", e);
     return j;
+}
+
+cr_err gw_json_depth_check(const char *s, size_t len, int max)
+{
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max)
+                return cr_error_set(CR_ERR_INVALID, "the body nests arrays and objects deeper "
+                                    "than %d levels", max);
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return CR_OK;
 }
 
 /* Serializes j (consumed) as the answer. */
@@ -123,7 +173,12 @@ static cr_err call(gw_caller *g, Cirrus__V1__Request *req,
 static json_t *body_object(const char *body, size_t len, gw_answer *a)
 {
     json_error_t jerr;
-    json_t *j = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    json_t *j;
+    if (body && gw_json_depth_check(body, len, GW_JSON_DEPTH_MAX)) {
+        gw_answer_error(a, CR_ERR_INVALID, cr_error_message());
+        return NULL;
+    }
+    j = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     if (!j) {
         gw_answer_error(a, CR_ERR_INVALID, body ? jerr.text : "empty body");
         return NULL;
@@ -190,19 +245,22 @@ static void serve_item_get(gw_caller *g, const char *id, gw_answer *a)
 }
 
 /* The outcome of a write's items, each with its version and status ("ok", "stale" or the
- * error's message). 200 when every item was written or stale; otherwise the first failure's
- * status with {"error": ..} beside the items: items are written independently (each to its
- * own group), so the others may have been written. */
+ * error's message). 200 when every item was written; otherwise the first failure's status
+ * (or, when the only failures are stale items, 409 version_conflict) with {"error": ..}
+ * beside the items: items are written independently (each to its own group), so the others
+ * may have been written. */
 static void answer_write(gw_answer *a, const Cirrus__V1__WriteResult *w)
 {
     json_t *items = json_array(), *o = NULL;
-    const Cirrus__V1__ItemStatus *failed = NULL;
+    const Cirrus__V1__ItemStatus *failed = NULL, *stale = NULL;
     for (size_t i = 0; i < w->n_items; i++) {
         const Cirrus__V1__ItemStatus *st = w->items[i];
         cr_err code = st->status ? (cr_err)st->status->code : CR_OK;
         json_t *it = json_object();
         if (code != CR_OK && code != CR_STALE && !failed)
             failed = st;
+        if (code == CR_STALE && !stale)
+            stale = st;
         json_object_set_new(it, "id", json_string(st->id));
         json_object_set_new(it, "version", cirrus_json_u64(st->version));
         json_object_set_new(it, "status", json_string(code == CR_OK      ? "ok"
@@ -210,10 +268,14 @@ static void answer_write(gw_answer *a, const Cirrus__V1__WriteResult *w)
                                                                          : st->status->message));
         json_array_append_new(items, it);
     }
-    if (failed) {
+    if (failed || stale) {
         char msg[512];
-        cr_err code = (cr_err)failed->status->code;
-        snprintf(msg, sizeof msg, "item '%s': %s", failed->id, failed->status->message);
+        cr_err code = failed ? (cr_err)failed->status->code : CR_STALE;
+        if (failed)
+            snprintf(msg, sizeof msg, "item '%s': %s", failed->id, failed->status->message);
+        else
+            snprintf(msg, sizeof msg, "item '%s': the stored item's version is as new or newer; "
+                     "nothing was written for it", stale->id);
         o = gw_error_json(code, msg);
         json_object_set_new(o, "items", items);
         answer_json(a, gw_http_status(code), o);
@@ -323,10 +385,10 @@ static cr_err item_attrs(json_t *o, size_t i, Cirrus__V1__Item *it)
     rc = cr_attrs_from_json(all, &it->attributes, &it->n_attributes);
     json_decref(all);
     if (rc)
-        return cr_error_set(rc, "items[%zu].attributes: %s", i, cr_error_message());
+        return cr_error_wrap(rc, "items[%zu].attributes", i);
     for (size_t k = 0; k < it->n_attributes; k++)
         if ((rc = cr_validate_attribute(it->attributes[k])))
-            return cr_error_set(rc, "items[%zu].attributes: %s", i, cr_error_message());
+            return cr_error_wrap(rc, "items[%zu].attributes", i);
     return CR_OK;
 }
 
@@ -335,6 +397,7 @@ static cr_err item_from_json(json_t *o, size_t i, Cirrus__V1__Item **out)
     Cirrus__V1__Item *it = calloc(1, sizeof *it);
     json_t *id = json_object_get(o, "id"), *vec = json_object_get(o, "vector");
     json_t *img = json_object_get(o, "image"), *ver = json_object_get(o, "version");
+    char field[48];
     cr_err rc;
     if (!it)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
@@ -348,7 +411,7 @@ static cr_err item_from_json(json_t *o, size_t i, Cirrus__V1__Item **out)
     if (!json_is_string(id))
         return cr_error_set(CR_ERR_INVALID, "items[%zu].id: expected a string", i);
     if ((rc = cr_validate_id(json_string_value(id))))
-        return cr_error_set(rc, "items[%zu].id: %s", i, cr_error_message());
+        return cr_error_wrap(rc, "items[%zu].id", i);
     if (!(it->id = strdup(json_string_value(id))))
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     if ((vec != NULL) == (img != NULL))
@@ -358,8 +421,10 @@ static cr_err item_from_json(json_t *o, size_t i, Cirrus__V1__Item **out)
         return rc;
     if (img && !json_is_string(img))
         return cr_error_set(CR_ERR_INVALID, "items[%zu].image: expected a base64 string", i);
-    if (img && (rc = gw_base64_decode(json_string_value(img), "image", &it->image)))
-        return cr_error_set(rc, "items[%zu].%s", i, cr_error_message());
+    snprintf(field, sizeof field, "items[%zu].image", i);
+    if (img && (rc = gw_base64_decode(json_string_value(img), field, GW_IMAGE_MAX,
+                                      GW_ERR_TOO_LARGE, &it->image)))
+        return rc;
     if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 0))
         return cr_error_set(CR_ERR_INVALID, "items[%zu].version: expected an integer >= 0", i);
     it->version = ver ? (uint64_t)json_integer_value(ver) : 0;

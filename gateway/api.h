@@ -17,9 +17,17 @@
  *                            for each, its types and its 100 most frequent string values or
  *                            its numeric range, so that a client can build filters
  *
- * Errors: {"error": {"code": n, "message": ".."}} (n a cr_err) with 400 bad input, 404 not
- * found, 503 overloaded/unavailable, 504 a backend or the deadline timed out, 501
- * unsupported, 500 otherwise.
+ * Errors: {"error": {"code": "<name>", "message": ".."}} everywhere (gw_error_name):
+ *   400 invalid_argument   a body that does not parse, nests deeper than GW_JSON_DEPTH_MAX,
+ *                          or has a bad field (the message names it)
+ *   404 not_found          no such item or endpoint
+ *   409 version_conflict   a write whose version is not newer than the stored item's (LWW:
+ *                          nothing was written for that item; its status says "stale")
+ *   413 too_large          a body over the gateway's limit, an image over GW_IMAGE_MAX
+ *   429 overloaded         too many requests waiting (at the gateway or the coordinator);
+ *                          Retry-After says when to retry
+ *   501 unsupported, 503 unavailable (no live backend; Retry-After), 504 deadline_exceeded (a
+ *   backend or the deadline timed out), 500 otherwise (internal, storage, index, model, io).
  */
 #ifndef GW_API_H
 #define GW_API_H
@@ -31,6 +39,7 @@
 
 #include "client/client.h"
 #include "common/err.h"
+#include "gateway/limits.h"
 
 typedef enum gw_op {
     GW_OP_NONE = 0, /* not an API resource */
@@ -68,10 +77,14 @@ cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id);
 void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size_t len,
                   gw_answer *a);
 
-/* The HTTP status of a cr_err, and the error body; both http.c and the handlers answer with
- * them. */
+/* The HTTP status of a cr_err, its error name, and the error body; both http.c and the
+ * handlers answer with them. */
 unsigned gw_http_status(cr_err code);
+const char *gw_error_name(cr_err code);
 json_t *gw_error_json(cr_err code, const char *msg); /* new reference */
+/* CR_OK when s[0..len) nests arrays and objects at most max deep; else CR_ERR_INVALID. A scan
+ * of the raw text (strings skipped), before jansson builds anything. */
+cr_err gw_json_depth_check(const char *s, size_t len, int max);
 void gw_answer_error(gw_answer *a, cr_err code, const char *msg);
 
 #endif

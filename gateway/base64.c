@@ -14,11 +14,17 @@ static int b64val(int c)
     return -1;
 }
 
-cr_err gw_base64_decode(const char *s, const char *field, ProtobufCBinaryData *out)
+cr_err gw_base64_decode(const char *s, const char *field, size_t max, cr_err too_large,
+                        ProtobufCBinaryData *out)
 {
-    size_t n = strlen(s), o = 0;
+    size_t n = strlen(s), o = 0, digits = 0;
     uint32_t acc = 0;
     int bits = 0;
+    for (size_t i = 0; i < n; i++) /* the exact size first: refuse before allocating */
+        digits += s[i] != '=' && s[i] != '\n' && s[i] != '\r';
+    if (digits / 4 * 3 + (digits % 4 ? digits % 4 - 1 : 0) > max)
+        return cr_error_set(too_large, "%s: more than %zu bytes (%zu MiB)", field, max,
+                            max >> 20);
     out->data = malloc(n * 3 / 4 + 3);
     if (!out->data)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");

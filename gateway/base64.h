@@ -7,7 +7,9 @@
 #include "common/err.h"
 
 /* Decodes s (standard or URL-safe alphabet; '=' and line breaks ignored) into out->data
- * (malloc'd; free it). CR_ERR_INVALID "FIELD: not base64" on a character outside both. */
-cr_err gw_base64_decode(const char *s, const char *field, ProtobufCBinaryData *out);
+ * (malloc'd; free it). CR_ERR_INVALID "FIELD: not base64" on a character outside both;
+ * `too_large` (the caller's code) when the bytes would be more than max. */
+cr_err gw_base64_decode(const char *s, const char *field, size_t max, cr_err too_large,
+                        ProtobufCBinaryData *out);
 
 #endif

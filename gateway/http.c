@@ -33,7 +33,6 @@ extern const size_t gw_openapi_json_len, gw_web_index_html_len;
  * answers /healthz, /readyz and /metrics itself; API requests are suspended and handed to
  * WORKERS threads that call the coordinator. So a slow client costs a socket, not a thread,
  * and a hung backend holds workers, never the event loop or the health endpoints. */
-#define BODY_MAX (48u << 20) /* a base64 image and then some */
 #define WORKERS 8            /* API requests served at once */
 #define QUEUE_MAX 64         /* API requests waiting for a worker; past it, 503 */
 #define CONN_LIMIT 512u        /* connections in all */
@@ -43,6 +42,10 @@ extern const size_t gw_openapi_json_len, gw_web_index_html_len;
 #define BODY_TIMEOUT_MS 30000   /* the body, once the headers are in */
 #define REAP_MS 250             /* how often the receive deadlines are checked */
 #define GW_MAX_ENDPOINT 256      /* the coordinator endpoint it calls */
+#define GW_MAX_CORS 1024         /* --http-cors: the allowed origins */
+#define RETRY_AFTER_S "1"        /* with 429 and 503: when to try again */
+#define CORS_METHODS "GET, POST, DELETE, OPTIONS"
+#define CORS_MAX_AGE "600"       /* seconds a browser may cache a preflight's answer */
 
 /* One TCP connection: its receive deadline (libmicrohttpd's own timeout is idle-only, so a
  * client trickling a byte at a time would hold a connection forever). */
@@ -74,6 +77,8 @@ struct gw_http {
     gw_hooks hooks;
     _Atomic uint64_t requests; /* cirrus_http_requests_total */
     char endpoint[GW_MAX_ENDPOINT];
+    char cors[GW_MAX_CORS]; /* "" = CORS off */
+    size_t body_max;
     atomic_int stopping;
     pthread_mutex_t qmu; /* the queue; taken before libmicrohttpd's locks, never after */
     pthread_cond_t qcv;
@@ -90,44 +95,103 @@ struct gw_http {
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
-                                 const char *text, size_t len)
+/* The origin to allow for this request under --http-cors, or NULL: "*" allows any (and no
+ * credentials), a list allows the request's Origin when it is listed. */
+static const char *cors_allow(const gw_http *h, struct MHD_Connection *c)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    const char *origin, *p;
+    size_t n;
+    if (!h->cors[0])
+        return NULL;
+    if (strcmp(h->cors, "*") == 0)
+        return "*";
+    origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || !*origin)
+        return NULL;
+    n = strlen(origin);
+    for (p = h->cors; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, origin, n) == 0)
+            return origin;
+        p += len;
+        p += *p == ',';
+        p += strspn(p, " ");
+    }
+    return NULL;
+}
+
+/* Queues r with the headers every answer gets: CORS (when on and the origin is allowed) and
+ * Retry-After on 429/503. */
+static enum MHD_Result queue(gw_http *h, struct MHD_Connection *c, unsigned status,
+                             struct MHD_Response *r)
+{
+    const char *allow = cors_allow(h, c);
     enum MHD_Result ok;
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", type);
+    if (allow) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", allow);
+        MHD_add_response_header(r, "Access-Control-Expose-Headers", "Retry-After, Location");
+        if (strcmp(allow, "*") != 0)
+            MHD_add_response_header(r, "Vary", "Origin");
+    }
+    if (status == 429 || status == 503)
+        MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
     ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ok;
 }
 
-static enum MHD_Result send_page(struct MHD_Connection *c)
+static enum MHD_Result send_text(gw_http *h, struct MHD_Connection *c, unsigned status,
+                                 const char *type, const char *text, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    return queue(h, c, status, r);
+}
+
+static enum MHD_Result send_page(gw_http *h, struct MHD_Connection *c)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         gw_web_index_html_len, (void *)gw_web_index_html, MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result ok;
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
     MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    ok = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    return ok;
+    return queue(h, c, 200, r);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, cr_err code, const char *msg)
+static enum MHD_Result send_error(gw_http *h, struct MHD_Connection *c, cr_err code,
+                                  const char *msg)
 {
     json_t *j = gw_error_json(code, msg);
     char *s = cirrus_json_dumps(j, JSON_COMPACT);
-    enum MHD_Result ok = send_text(c, gw_http_status(code), "application/json", s ? s : "{}",
-                                   s ? strlen(s) : 2);
+    enum MHD_Result ok = send_text(h, c, gw_http_status(code), "application/json",
+                                   s ? s : "{}", s ? strlen(s) : 2);
     free(s);
     json_decref(j);
     return ok;
+}
+
+/* A CORS preflight (OPTIONS with Access-Control-Request-Method) when CORS is on: 204 with
+ * the methods and the headers asked for; otherwise OPTIONS is no endpoint (404). */
+static enum MHD_Result send_preflight(gw_http *h, struct MHD_Connection *c)
+{
+    const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   "Access-Control-Request-Headers");
+    struct MHD_Response *r;
+    if (!cors_allow(h, c))
+        return send_error(h, c, CR_NOTFOUND, "no such endpoint (CORS is off, or this origin "
+                          "is not allowed: --http-cors)");
+    if (!(r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)))
+        return MHD_NO;
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", CORS_METHODS);
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            want && *want ? want : "Content-Type");
+    MHD_add_response_header(r, "Access-Control-Max-Age", CORS_MAX_AGE);
+    return queue(h, c, 204, r);
 }
 
 /* libmicrohttpd's URL decoding, except that %00 becomes 0xFF: a NUL would silently cut the
@@ -201,7 +265,7 @@ static enum MHD_Result submit(gw_http *h, struct MHD_Connection *c, http_req *r)
     if (atomic_load(&h->stopping) || h->qn >= QUEUE_MAX) {
         int stopping = atomic_load(&h->stopping);
         pthread_mutex_unlock(&h->qmu);
-        return send_error(c, stopping ? CR_ERR_UNAVAILABLE : CR_ERR_OVERLOADED,
+        return send_error(h, c, stopping ? CR_ERR_UNAVAILABLE : CR_ERR_OVERLOADED,
                           stopping ? "the coordinator is shutting down"
                                    : "too many HTTP API requests waiting");
     }
@@ -319,23 +383,23 @@ static enum MHD_Result do_metrics(gw_http *h, struct MHD_Connection *c)
     int n;
     enum MHD_Result ok;
     if (h->hooks.metrics && h->hooks.metrics(h->hooks.ctx, &text, &len))
-        return send_error(c, CR_ERR_NOMEM, "out of memory");
+        return send_error(h, c, CR_ERR_NOMEM, "out of memory");
     n = asprintf(&all, "%.*s# HELP cirrus_http_requests_total Requests on the HTTP API.\n"
                  "# TYPE cirrus_http_requests_total counter\ncirrus_http_requests_total %llu\n",
                  (int)len, text ? text : "", (unsigned long long)atomic_load(&h->requests));
     free(text);
     if (n < 0)
-        return send_error(c, CR_ERR_NOMEM, "out of memory");
-    ok = send_text(c, 200, "text/plain; version=0.0.4", all, (size_t)n);
+        return send_error(h, c, CR_ERR_NOMEM, "out of memory");
+    ok = send_text(h, c, 200, "text/plain; version=0.0.4", all, (size_t)n);
     free(all);
     return ok;
 }
 
 /* ---- the request handler -------------------------------------------------------------------- */
 
-static enum MHD_Result add_upload(http_req *r, const char *upload, size_t n)
+static enum MHD_Result add_upload(const gw_http *h, http_req *r, const char *upload, size_t n)
 {
-    if (r->len + n > BODY_MAX) {
+    if (r->len + n > h->body_max) {
         r->too_big = 1;
     } else if (!r->too_big) {
         char *g = realloc(r->body, r->len + n + 1);
@@ -353,24 +417,26 @@ static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *u
 {
     int get = strcmp(method, "GET") == 0;
     cr_err rc;
+    if (strcmp(method, "OPTIONS") == 0)
+        return send_preflight(h, c);
     if (get && strcmp(url, "/healthz") == 0)
-        return send_text(c, 200, "text/plain", "ok\n", 3);
+        return send_text(h, c, 200, "text/plain", "ok\n", 3);
     if (get && strcmp(url, "/readyz") == 0)
-        return ready(h) ? send_text(c, 200, "text/plain", "ready\n", 6)
-                        : send_text(c, 503, "text/plain", "not ready\n", 10);
+        return ready(h) ? send_text(h, c, 200, "text/plain", "ready\n", 6)
+                        : send_text(h, c, 503, "text/plain", "not ready\n", 10);
     if (get && strcmp(url, "/metrics") == 0)
         return do_metrics(h, c);
     if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0))
-        return send_page(c);
+        return send_page(h, c);
     if (get && strcmp(url, "/openapi.json") == 0)
-        return send_text(c, 200, "application/json", (const char *)gw_openapi_json,
+        return send_text(h, c, 200, "application/json", (const char *)gw_openapi_json,
                          gw_openapi_json_len);
     rc = gw_api_match(method, url, &r->op, &r->id);
     if (rc)
-        return send_error(c, rc, cr_error_message());
+        return send_error(h, c, rc, cr_error_message());
     if (r->op != GW_OP_NONE)
         return submit(h, c, r);
-    return send_error(c, CR_NOTFOUND, "no such endpoint");
+    return send_error(h, c, CR_NOTFOUND, "no such endpoint");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -388,17 +454,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (atomic_load_explicit(&r->state, memory_order_acquire) == REQ_DONE) /* resumed */
-        return send_text(c, r->ans.status, "application/json", r->ans.out ? r->ans.out : "{}",
-                         r->ans.out ? r->ans.out_len : 2);
+        return send_text(h, c, r->ans.status, "application/json",
+                         r->ans.out ? r->ans.out : "{}", r->ans.out ? r->ans.out_len : 2);
     if (*upload_size) {
-        enum MHD_Result ok = add_upload(r, upload, *upload_size);
+        enum MHD_Result ok = add_upload(h, r, upload, *upload_size);
         *upload_size = 0;
         return ok;
     }
     conn_deadline(h, c, 0); /* received in full: a worker answers within its call timeout */
     atomic_fetch_add(&h->requests, 1);
-    if (r->too_big)
-        return send_error(c, CR_ERR_INVALID, "request body too large");
+    if (r->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (%zu MiB)",
+                 h->body_max, h->body_max >> 20);
+        return send_error(h, c, GW_ERR_TOO_LARGE, msg);
+    }
     return route(h, c, url, method, r);
 }
 
@@ -451,8 +521,14 @@ static void free_handle(gw_http *h)
     free(h);
 }
 
+gw_http_opts gw_http_default_opts(void)
+{
+    gw_http_opts o = {NULL, GW_BODY_MAX_DEFAULT};
+    return o;
+}
+
 cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
-                     const gw_hooks *hooks)
+                     const gw_hooks *hooks, const gw_http_opts *o)
 {
     gw_http *h = calloc(1, sizeof *h);
     struct sockaddr_in sa;
@@ -468,6 +544,13 @@ cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
         goto fail;
     if (hooks)
         h->hooks = *hooks;
+    h->body_max = o && o->body_max ? o->body_max : GW_BODY_MAX_DEFAULT;
+    if (o && o->cors_origin && strlen(o->cors_origin) >= sizeof h->cors) {
+        rc = cr_error_set(CR_ERR_INVALID, "--http-cors: at most %d bytes of origins",
+                          GW_MAX_CORS - 1);
+        goto fail;
+    }
+    snprintf(h->cors, sizeof h->cors, "%s", o && o->cors_origin ? o->cors_origin : "");
     snprintf(h->endpoint, sizeof h->endpoint, "%s", endpoint);
     for (; h->n_workers < WORKERS; h->n_workers++)
         if (pthread_create(&h->workers[h->n_workers], NULL, worker_main, h)) {
@@ -489,8 +572,8 @@ cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
         rc = cr_error_set(CR_ERR_NET, "cannot listen for HTTP on %s", bind);
         goto fail;
     }
-    CR_INFO("gateway", "HTTP API on %s (%u connections, %u per client address)", bind,
-            CONN_LIMIT, PER_IP_LIMIT);
+    CR_INFO("gateway", "HTTP API on %s (%u connections, %u per client address; CORS %s)", bind,
+            CONN_LIMIT, PER_IP_LIMIT, h->cors[0] ? h->cors : "off");
     *out = h;
     return CR_OK;
 fail:

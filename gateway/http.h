@@ -9,7 +9,7 @@
  *   /v1/...                 the API resources: see api.h (search, items, stats)
  *
  * Serving: one event-loop thread reads requests and answers the operations endpoints itself;
- * API requests go to 8 worker threads (64 more may wait; past that, 503), which call the
+ * API requests go to 8 worker threads (64 more may wait; past that, 429), which call the
  * coordinator's own public endpoint through libcirrus, so they take exactly the path ZeroMQ
  * clients take. A slow or hung backend holds workers, never the health endpoints. Limits: 512
  * connections, 128 per client address; the request line and headers must arrive within 10 s
@@ -34,11 +34,23 @@ typedef struct gw_hooks {
     cr_err (*metrics)(void *ctx, char **text, size_t *len); /* malloc'd Prometheus text */
 } gw_hooks;
 
+/* Options (gw_http_default_opts; NULL to gw_http_start means those). */
+typedef struct gw_http_opts {
+    /* --http-cors: NULL or "" = CORS off (no Access-Control-* headers; OPTIONS is a 404);
+     * "*" = any origin; else a comma-separated list of origins ("https://a.example,
+     * http://localhost:8080"), each allowed by echoing it. When on, every answer to an allowed
+     * origin carries Access-Control-Allow-Origin and OPTIONS preflights are answered 204. */
+    const char *cors_origin;
+    size_t body_max; /* bytes of a request body; past it 413 (0 = GW_BODY_MAX_DEFAULT) */
+} gw_http_opts;
+
+gw_http_opts gw_http_default_opts(void);
+
 /* Listens on `bind` ("HOST:PORT", or ":PORT" for 127.0.0.1:PORT: serving every interface
  * takes an explicit 0.0.0.0); `endpoint` is the coordinator's ZeroMQ endpoint the API
  * forwards to. */
 cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
-                     const gw_hooks *hooks);
+                     const gw_hooks *hooks, const gw_http_opts *o);
 void gw_http_stop(gw_http **pp);
 
 #endif

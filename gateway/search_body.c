@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "gateway/base64.h"
+#include "gateway/limits.h"
 #include "shard/filter_parse.h"
 
 #define NUM_MAX 1000000 /* k, offset, group_size, nprobe, ef */
@@ -183,7 +184,8 @@ cr_err gw_search_parse(json_t *j, gw_search *s)
         return cr_error_set(CR_ERR_INVALID, "the body must be a JSON object");
     if ((rc = check_fields(j)))
         return rc;
-    if (img && (rc = gw_base64_decode(img, "image", &s->image)))
+    if (img && (rc = gw_base64_decode(img, "image", GW_IMAGE_MAX, GW_ERR_TOO_LARGE,
+                                      &s->image)))
         return rc;
     rc = json_object_get(j, "caption") || json_object_get(j, "ref_id") ? composed_kind(j, s)
                                                                         : plain_kind(j, s);

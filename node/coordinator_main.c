@@ -23,14 +23,16 @@ static cr_err gw_metrics(void *ctx, char **text, size_t *len)
 }
 
 /* The coordinator and, with --http, the HTTP API in front of its public endpoint. */
-static cr_err serve(const coord_server_opts *o, const char *http)
+static cr_err serve(const coord_server_opts *o, const char *http, const char *cors)
 {
     coord_server *s = NULL;
     gw_http *gw = NULL;
     cr_err rc = coord_server_open(&s, o);
     if (!rc && http) {
         gw_hooks hooks = {.ctx = s, .ready = gw_ready, .metrics = gw_metrics};
-        rc = gw_http_start(&gw, http, o->map->bind, &hooks);
+        gw_http_opts ho = gw_http_default_opts();
+        ho.cors_origin = cors;
+        rc = gw_http_start(&gw, http, o->map->bind, &hooks, &ho);
     }
     if (!rc)
         rc = coord_server_serve(s, cr_daemon_stop_flag());
@@ -41,7 +43,7 @@ static cr_err serve(const coord_server_opts *o, const char *http)
 
 int main(int argc, char **argv)
 {
-    char *map_path, *bind, *log_level, *http;
+    char *map_path, *bind, *log_level, *http, *cors;
     long long workers, deadline, backend_timeout, spin_us, skew_ms;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
@@ -54,6 +56,8 @@ int main(int argc, char **argv)
          "longest wait for one backend answer"},
         {"http", CR_OPT_STRING, &http, NULL, 0, 0, 0,
          "HOST:PORT for the HTTP/JSON API, /metrics, /healthz, /readyz"},
+        {"http-cors", CR_OPT_STRING, &cors, NULL, 0, 0, 0,
+         "CORS for the HTTP API: \"*\" or comma-separated origins allowed (default: off)"},
         {"spin-us", CR_OPT_INT, &spin_us, "0", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"version-skew-ms", CR_OPT_INT, &skew_ms, SKEW_DEFAULT, 0, 86400000, 0,
@@ -88,7 +92,7 @@ int main(int argc, char **argv)
     o.version_skew_ms = (uint64_t)skew_ms;
     o.map_path = map_path;
     o.reload = cr_daemon_reload_flag();
-    ret = serve(&o, http) ? cr_daemon_fail("%s", cr_error_message()) : 0;
+    ret = serve(&o, http, cors) ? cr_daemon_fail("%s", cr_error_message()) : 0;
 out:
     free(map);
     return cr_daemon_end("coordinator", ret);

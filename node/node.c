@@ -232,7 +232,9 @@ static cr_err start_front(node *n)
         return rc;
     if (n->o.http) {
         gw_hooks hooks = {.ctx = n->coord, .ready = gw_ready, .metrics = gw_metrics};
-        rc = gw_http_start(&n->gw, n->o.http, n->o.bind, &hooks);
+        gw_http_opts ho = gw_http_default_opts();
+        ho.cors_origin = n->o.http_cors;
+        rc = gw_http_start(&n->gw, n->o.http, n->o.bind, &hooks, &ho);
     }
     return rc;
 }

@@ -33,6 +33,7 @@ typedef struct node_opts {
     const char *metric;     /* "ip" | "l2"; NULL = as the shard was made (ip when new) */
     const char *bind;       /* public endpoint (default tcp://127.0.0.1:7700) */
     const char *http;       /* HOST:PORT for the HTTP API; NULL = none */
+    const char *http_cors;  /* allowed origins of the HTTP API (gateway/http.h); NULL = off */
     int shards;             /* 1..NODE_MAX_SHARDS (default 1) */
     int dim;                /* for a new catalog without a model; 0 = the model's */
     int threads;            /* encoder threads; 0 = default */

@@ -59,7 +59,7 @@ grep -q "column" "$WORK/body" || fail "filter error without a position"
 [ "$(code -X POST "$H/v1/search" -d '{"vector":[1,2],"text":"x"}')" = 400 ] || fail "two kinds"
 [ "$(code "$H/v1/items/no-such")" = 404 ] || fail "missing item not 404"
 [ "$(code "$H/nowhere")" = 404 ] || fail "unknown endpoint not 404"
-grep -Eq '^\{"error":\{"code":1,"message":"no such endpoint"\}\}$' "$WORK/body" ||
+grep -Eq '^\{"error":\{"code":"not_found","message":"no such endpoint"\}\}$' "$WORK/body" ||
   fail "error body: $(cat "$WORK/body")"
 
 note "a wrong type or an unknown key is a 400 naming the field"

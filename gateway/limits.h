@@ -1,0 +1,15 @@
+/* limits.h — the HTTP API's request limits, and the one outcome of its own beside cr_err's. */
+#ifndef GW_LIMITS_H
+#define GW_LIMITS_H
+
+#include "common/err.h"
+
+/* What the gateway itself refuses before any call: a body or image over its limit (413). Never
+ * on the wire; gw_http_status / gw_error_name know it. */
+#define GW_ERR_TOO_LARGE ((cr_err)-100)
+
+#define GW_BODY_MAX_DEFAULT (48u << 20) /* bytes of a request body (a batch of base64 images) */
+#define GW_IMAGE_MAX (16u << 20)        /* bytes of one decoded image (item or query) */
+#define GW_JSON_DEPTH_MAX 32            /* arrays and objects nested in a request body */
+
+#endif
