@@ -8,32 +8,9 @@
 
 #include "cirrus.pb-c.h"
 
-uint64_t coord_fnv1a64(const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-/* Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm". */
-int32_t coord_jump_hash(uint64_t key, int32_t buckets)
-{
-    int64_t b = -1, j = 0;
-    while (j < buckets) {
-        b = j;
-        key = key * 2862933555777941757ull + 1;
-        j = (int64_t)((double)(b + 1) * ((double)(1ll << 31) / (double)((key >> 33) + 1)));
-    }
-    return (int32_t)b;
-}
-
 int coord_map_group_of(const coord_map *m, const char *ext_id)
 {
-    return coord_jump_hash(coord_fnv1a64(ext_id, strlen(ext_id)), m->n_groups);
+    return coord_placement_group(m->placement, ext_id, strlen(ext_id), m->n_groups);
 }
 
 static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
@@ -111,7 +88,7 @@ cr_err coord_map_parse(const char *text, coord_map *out)
     {
         static const char *const known[] = {"bind",     "groups",       "encoders",
                                             "metric",   "write_quorum", "hedge_ms",
-                                            "default_method"};
+                                            "default_method", "placement"};
         int ok = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             ok |= strcmp(key, known[i]) == 0;
@@ -179,6 +156,13 @@ cr_err coord_map_parse(const char *text, coord_map *out)
     if (v && (!json_is_string(v) || (rc = parse_method(json_string_value(v), &m->default_method)))) {
         if (!rc)
             rc = cr_error_set(CR_ERR_INVALID, "cluster map: default_method must be a string");
+        goto out;
+    }
+    v = json_object_get(root, "placement");
+    if (v && (!json_is_string(v) ||
+              (rc = coord_placement_parse(json_string_value(v), &m->placement)))) {
+        rc = cr_error_set(CR_ERR_INVALID, "cluster map: placement must be \"%s\" or \"%s\"",
+                          COORD_PLACEMENT_NAME_FNV1A64_JUMP, COORD_PLACEMENT_NAME_LEGACY);
         goto out;
     }
 out:

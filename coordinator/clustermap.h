@@ -8,13 +8,15 @@
  *     "metric": "ip",            // how shard scores order: ip (higher first) or l2
  *     "write_quorum": 0,         // replicas that must be durable per write; 0 = all live, >= 1
  *     "hedge_ms": 30,            // re-send a search to another replica after this long
- *     "default_method": "searle" // composition method when a query names none
- *   }
+ *     "default_method": "searle", // composition method when a query names none
+ *     "placement": "fnv1a64-jump" // item -> group function (coordinator/placement.h); a map
+ *   }                             // without it means "legacy-fnv-jump" (written before names)
  *
- * Item placement: group = jump_consistent_hash(fnv1a64(external id), number of groups). It
- * depends only on the id and the NUMBER of groups — never on replicas or their addresses — so
- * adding, removing or replacing replicas moves nothing, and growing from N to N+1 groups moves
- * only about 1/(N+1) of the items (to the new group).
+ * Item placement: group = jump_consistent_hash(hash(external id), number of groups), the hash
+ * named by "placement" (see coordinator/placement.h). It depends only on the id and the NUMBER
+ * of groups — never on replicas or their addresses — so adding, removing or replacing
+ * replicas moves nothing, and growing from N to N+1 groups moves only about 1/(N+1) of the
+ * items (to the new group).
  */
 #ifndef COORD_CLUSTERMAP_H
 #define COORD_CLUSTERMAP_H
@@ -23,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "coordinator/placement.h"
 
 #define COORD_MAX_GROUPS 256
 #define COORD_MAX_REPLICAS 8
@@ -40,6 +43,7 @@ typedef struct coord_map {
     int write_quorum;   /* 0 = all live replicas (at least one) */
     int hedge_ms;
     int default_method; /* Cirrus__V1__ComposeMethod */
+    coord_placement placement; /* COORD_PLACEMENT_LEGACY when the map names none */
 } coord_map;
 
 /* Parses and validates a map from JSON text / a file. *out is written only on success;
@@ -47,10 +51,7 @@ typedef struct coord_map {
 cr_err coord_map_parse(const char *json, coord_map *out);
 cr_err coord_map_load(const char *path, coord_map *out);
 
-/* The group that owns an external id. */
+/* The group that owns an external id, under the map's placement. */
 int coord_map_group_of(const coord_map *m, const char *ext_id);
-
-uint64_t coord_fnv1a64(const void *data, size_t len);
-int32_t coord_jump_hash(uint64_t key, int32_t buckets);
 
 #endif
