@@ -393,8 +393,10 @@ cr_err offline_build_run(const offline_build_opts *o, const offline_build_events
         rc = index_stage(&b);
     if (!rc)
         rc = map_stage(&b);
-    if (!rc)
+    if (!rc) {
         summarize(&b);
+        build_encode_cleanup(&b);
+    }
     run_free(&b);
     return rc;
 }

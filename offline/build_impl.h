@@ -52,7 +52,8 @@ void build_stage_end(build_run *b, offline_stage_report *r, uint64_t t0_us);
 /* A record's failure: into the group's error log (and the `bad` event). */
 cr_err build_record_bad(build_run *b, build_group *bg, uint64_t line, const char *id,
                         const char *why);
-/* Called after each shard commit: the test fault hook. */
+/* Called after each shard commit and each encode progress record: the test fault hook
+ * (CIRRUS_BUILD_FAULTS=kill-after-puts=N: SIGKILL at the N-th). */
 void build_fault_point(build_run *b);
 
 /* The write stage (build_write.c). */
@@ -67,5 +68,7 @@ cr_err build_encode_open(build_run *b);
 cr_err build_encode_sample(build_run *b, uint64_t want, float *x, uint64_t *got);
 cr_err build_encode_stage(build_run *b);
 void build_encode_close(build_run *b);
+/* Removes the spill once every group built is finished. */
+void build_encode_cleanup(build_run *b);
 
 #endif

@@ -174,6 +174,9 @@ cr_err offline_input_load(offline_input *in, float *vec, Cirrus__V1__Attribute *
             return cr_error_set(CR_ERR_INVALID, "bad JSON: %s", err.text);
         obj = j;
     }
+    if (in->items_mode && json_is_string(json_object_get(in->parsed, "error")))
+        return cr_error_set(CR_ERR_INVALID, "%s",
+                            json_string_value(json_object_get(in->parsed, "error")));
     if (obj)
         rc = cr_attrs_from_json(obj, attrs, n_attrs);
     json_decref(j);

@@ -2,7 +2,9 @@
  * file (.fvecs / .npy) with, optionally, one JSONL line of attributes per row (row i = line
  * i + 1), ids PREFIX + row number as `cirrus load` names them. Or, in "items" mode, a vector
  * file whose side file names each row itself: {"id": "...", "line": N, "attributes": {...}}
- * (the encoded spill of a catalog build; N is the catalog line).
+ * (the encoded spill of a catalog build; N is the catalog line), or records a line that could
+ * not be encoded: {"id": "..." (may be ""), "line": N, "error": "why"} (its row is zeros;
+ * offline_input_load fails with that message).
  *
  *     offline_input *in;
  *     rc = offline_input_open(&in, "v.fvecs", "attrs.jsonl", "sku-", 0);

@@ -153,12 +153,13 @@ cr_err build_write_stage(build_run *b)
             return cr_error_wrap(rc, "group %d", b->groups[i].g);
     }
     resume_point(b, &from, &offset);
-    rc = offline_input_seek(b->in, from, offset);
-    if (rc)
+    if (!b->in) /* a catalog without a line for the groups built */
+        from = offset = 0;
+    else if ((rc = offline_input_seek(b->in, from, offset)))
         return rc;
     r.resumed_at = from;
     build_stage_begin(b, "write", b->records - from);
-    while (!rc && (rc = offline_input_next(b->in, &rec)) == CR_OK) {
+    while (!rc && b->in && (rc = offline_input_next(b->in, &rec)) == CR_OK) {
         build_group *bg = owner(b, &rec);
         if (bg)
             rc = take(b, bg, &rec);
@@ -167,8 +168,8 @@ cr_err build_write_stage(build_run *b)
         r.items++;
         build_stage_advance(b, 1);
     }
-    if (rc == CR_NOTFOUND)
-        rc = checkpoint(b, b->records, offline_input_offset(b->in));
+    if (rc == CR_NOTFOUND || !b->in)
+        rc = checkpoint(b, b->records, b->in ? offline_input_offset(b->in) : 0);
     if (rc)
         return rc;
     for (int i = 0; i < b->n_groups; i++)
