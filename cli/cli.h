@@ -86,5 +86,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_build(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_backup(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_restore(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -122,3 +122,18 @@ cr_err offline_shard_count(offline_shard *s, uint64_t *count)
         *count = st.count;
     return rc;
 }
+
+cr_err offline_shard_verify(const char *dir, uint64_t *items, int *dim, char *factory,
+                            size_t cap)
+{
+    shard_engine_opts o = shard_engine_default_opts();
+    offline_shard s = {0};
+    cr_err rc = shard_engine_open(&s.e, dir, &o);
+    if (rc)
+        return cr_error_wrap(rc, "shard %s", dir);
+    rc = offline_shard_count(&s, items);
+    *dim = shard_engine_dim(s.e);
+    snprintf(factory, cap, "%s", shard_engine_factory(s.e));
+    shard_engine_close(&s.e);
+    return rc;
+}

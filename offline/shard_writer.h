@@ -69,4 +69,9 @@ cr_err offline_shard_finish(offline_shard *s);
 /* Live items stored. */
 cr_err offline_shard_count(offline_shard *s, uint64_t *count);
 
+/* Opens an existing shard directory (never creates one), as a server would, and reports
+ * its live items, dimension and index factory (cap bytes); closes it. A restore's check. */
+cr_err offline_shard_verify(const char *dir, uint64_t *items, int *dim, char *factory,
+                            size_t cap);
+
 #endif

@@ -407,6 +407,39 @@ static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirru
     shard_engine_scan_clear(&r);
 }
 
+/* A consistent copy of the shard into req->backup->dir, on this worker thread: the writer
+ * and the other workers go on serving meanwhile. */
+static void do_backup(server *s, void *sock, const cr_wire_msg *route,
+                      const Cirrus__V1__Request *req)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__BackupResult r = CIRRUS__V1__BACKUP_RESULT__INIT;
+    Cirrus__V1__StatsResult st = CIRRUS__V1__STATS_RESULT__INIT;
+    uint64_t t0 = cr_clock_mono_ms();
+    const char *dir = req->backup ? req->backup->dir : NULL;
+    cr_err rc;
+    if (!dir || dir[0] != '/') {
+        reply_status(sock, route, req->id, CR_ERR_INVALID,
+                     "backup: an absolute directory on the shard's file system is required");
+        return;
+    }
+    rc = shard_engine_stats(s->engine, &st);
+    if (!rc)
+        rc = shard_engine_backup(s->engine, dir, &r.bytes);
+    if (rc) {
+        reply_status(sock, route, req->id, rc, cr_error_message());
+        return;
+    }
+    CR_INFO("shard", "backup of %llu items to %s (%llu bytes)", (unsigned long long)st.count,
+            dir, (unsigned long long)r.bytes);
+    r.dir = (char *)dir;
+    r.items = st.count;
+    r.duration_ms = cr_clock_mono_ms() - t0;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_BACKUP;
+    resp.backup = &r;
+    reply(sock, route, req->id, &resp);
+}
+
 static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
@@ -699,6 +732,7 @@ static void handle_request(server *s, void *sock, cr_wire_msg *m, cr_pb_bounded 
     case CIRRUS__V1__REQUEST__OP_STATS: do_stats(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_HEALTH: do_health(sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_SCAN: do_scan(s, sock, m, req); break;
+    case CIRRUS__V1__REQUEST__OP_BACKUP: do_backup(s, sock, m, req); break;
     case CIRRUS__V1__REQUEST__OP_UPSERT:
     case CIRRUS__V1__REQUEST__OP_DELETE:
     case CIRRUS__V1__REQUEST__OP_SNAPSHOT:
