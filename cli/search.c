@@ -233,45 +233,6 @@ static int simple_op(cli_ctx *ctx, const char *cmd, Cirrus__V1__Request *req,
     return cli_call(ctx, cmd, req, resp) ? CLI_FAIL : -1;
 }
 
-static json_t *stats_json(const Cirrus__V1__StatsResult *s)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "role", json_string(s->role));
-    json_object_set_new(o, "count", json_integer((json_int_t)s->count));
-    json_object_set_new(o, "dim", json_integer(s->dim));
-    json_object_set_new(o, "metric", json_string(s->metric == CIRRUS__V1__METRIC__METRIC_L2
-                                                     ? "l2" : "ip"));
-    json_object_set_new(o, "index", json_string(s->index));
-    json_object_set_new(o, "trained", json_boolean(s->trained));
-    json_object_set_new(o, "bytes_on_disk", json_integer((json_int_t)s->bytes_on_disk));
-    json_object_set_new(o, "last_snapshot_unix_ms", json_integer(s->last_snapshot_unix_ms));
-    json_object_set_new(o, "snapshot_high_water",
-                        json_integer((json_int_t)s->snapshot_high_water));
-    json_object_set_new(o, "uptime_s", json_integer((json_int_t)s->uptime_s));
-    json_object_set_new(o, "tombstones", json_integer((json_int_t)s->tombstones));
-    json_object_set_new(o, "max_version", cirrus_json_u64(s->max_version));
-    if (s->encoder) {
-        const Cirrus__V1__EncoderStats *e = s->encoder;
-        json_t *eo = json_object();
-        json_object_set_new(eo, "model", json_string(e->model));
-        json_object_set_new(eo, "embed_dim", json_integer(e->embed_dim));
-        json_object_set_new(eo, "queue_depth", json_integer(e->queue_depth));
-        json_object_set_new(eo, "batches", json_integer((json_int_t)e->batches));
-        json_object_set_new(eo, "requests", json_integer((json_int_t)e->requests));
-        json_object_set_new(eo, "mean_batch_size", json_real(e->mean_batch_size));
-        json_object_set_new(eo, "p50_ms", json_real(e->p50_ms));
-        json_object_set_new(eo, "p99_ms", json_real(e->p99_ms));
-        json_object_set_new(o, "encoder", eo);
-    }
-    if (s->n_groups) {
-        json_t *g = json_array();
-        for (size_t i = 0; i < s->n_groups; i++)
-            json_array_append_new(g, stats_json(s->groups[i]));
-        json_object_set_new(o, "groups", g);
-    }
-    return o;
-}
-
 int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
@@ -289,7 +250,7 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
         cli_error("stats", "reply without a result");
         return CLI_FAIL;
     }
-    o = stats_json(resp->stats);
+    o = cirrus_stats_json(resp->stats);
     if (ctx->json) {
         cli_print_json(o);
     } else {

@@ -72,6 +72,28 @@ void cr_wire_msg_close(cr_wire_msg *m)
     m->has_body = 0;
 }
 
+const uint8_t *cr_wire_msg_body(const cr_wire_msg *m, size_t *len)
+{
+    if (!m->has_body) {
+        *len = 0;
+        return NULL;
+    }
+    *len = zmq_msg_size((zmq_msg_t *)&m->body);
+    return zmq_msg_data((zmq_msg_t *)&m->body);
+}
+
+void cr_wire_msg_take_route(cr_wire_msg *dst, cr_wire_msg *src)
+{
+    cr_wire_msg_init(dst);
+    for (int i = 0; i < src->nroute; i++) {
+        zmq_msg_init(&dst->route[i]);
+        zmq_msg_move(&dst->route[i], &src->route[i]);
+        zmq_msg_close(&src->route[i]);
+    }
+    dst->nroute = src->nroute;
+    src->nroute = 0;
+}
+
 static void drain_parts(void *sock)
 {
     int more = 1;

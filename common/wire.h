@@ -64,6 +64,14 @@ void cr_wire_ctx_term(void **ctx);
 void cr_wire_msg_init(cr_wire_msg *m);
 void cr_wire_msg_close(cr_wire_msg *m);
 
+/* m's body frame: its bytes (valid until m is closed or received into) and *len; NULL (and
+ * *len = 0) when m has no body. */
+const uint8_t *cr_wire_msg_body(const cr_wire_msg *m, size_t *len);
+
+/* Moves src's routing frames into dst (initialised here), leaving src without any; src keeps
+ * its body. For a request answered after its message is gone. */
+void cr_wire_msg_take_route(cr_wire_msg *dst, cr_wire_msg *src);
+
 /* Receives one whole multipart message. `flags` may be ZMQ_DONTWAIT (then CR_TIMEOUT
  * when nothing is queued). Framing errors (too many parts, body over the limit) drain the
  * remaining parts and return CR_ERR_PROTO with m's route kept, so the caller can reply. */

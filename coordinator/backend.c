@@ -1,14 +1,12 @@
 #include "coordinator/backend.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sock.h"
 
 cr_err coord_backends_init(coord_backends *s, void *zmq_ctx, const cr_wire_limits *lim)
 {
@@ -25,8 +23,7 @@ cr_err coord_backends_init(coord_backends *s, void *zmq_ctx, const cr_wire_limit
 void coord_backends_free(coord_backends *s)
 {
     for (int i = 0; s->be && i < s->n; i++)
-        if (s->be[i].sock)
-            zmq_close(s->be[i].sock);
+        cr_sock_close(&s->be[i].sock);
     if (s->be)
         pthread_mutex_destroy(&s->state_mu);
     free(s->be);
@@ -40,13 +37,8 @@ static cr_err backend_open(coord_backends *s, coord_backend *b, const char *ep)
     snprintf(b->ep, sizeof b->ep, "%s", ep);
     if (strncmp(ep, "inproc://", 9) == 0)
         lim.heartbeat_ivl_ms = 0;
-    b->sock = zmq_socket(s->ctx, ZMQ_DEALER);
-    if (!b->sock)
-        return cr_error_set(CR_ERR_NET, "socket: %s", zmq_strerror(errno));
-    if (cr_wire_socket_setup(b->sock, &lim))
+    if (cr_sock_open(s->ctx, CR_SOCK_DEALER, &lim, &b->sock) || cr_sock_connect(b->sock, ep))
         return CR_ERR_NET;
-    if (zmq_connect(b->sock, ep) != 0)
-        return cr_error_set(CR_ERR_NET, "connect %s: %s", ep, zmq_strerror(errno));
     b->up = 1; /* optimistic until pings say otherwise */
     /* Nothing is known of a replica's contents until a repair compared it with its peers
      * (single-replica groups are exempt: fresh_publish). */
@@ -145,31 +137,28 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
     s->n = n;
     pthread_mutex_unlock(&s->state_mu);
     for (int i = 0; i < n_old; i++)
-        if (old[i].sock)
-            zmq_close(old[i].sock);
+        cr_sock_close(&old[i].sock);
     free(old);
     return rc;
 }
 
 cr_err coord_backend_send(coord_backend *b, const uint8_t *body, size_t len, uint64_t id)
 {
-    zmq_msg_t m;
     uint8_t tail[11];
     size_t n = 0;
+    cr_err rc;
     tail[n++] = 0x08; /* field 1, varint */
     do {
         uint8_t byte = id & 0x7f;
         id >>= 7;
         tail[n++] = byte | (id ? 0x80 : 0);
     } while (id);
-    if (zmq_msg_init_size(&m, len + n) != 0)
+    rc = cr_sock_send(b->sock, NULL, (cr_sock_buf[]){{body, len}, {tail, n}}, 2,
+                      CR_SOCK_DONTWAIT);
+    if (rc == CR_ERR_NOMEM)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    memcpy(zmq_msg_data(&m), body, len);
-    memcpy((uint8_t *)zmq_msg_data(&m) + len, tail, n);
-    if (zmq_msg_send(&m, b->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
+    if (rc)
         return cr_error_set(CR_ERR_OVERLOADED, "%s: send queue full", b->ep);
-    }
     return CR_OK;
 }
 

@@ -10,7 +10,7 @@
 
 int coord_map_group_of(const coord_map *m, const char *ext_id)
 {
-    return coord_placement_group(m->placement, ext_id, strlen(ext_id), m->n_groups);
+    return coord_placement_group(m->placement, ext_id, m->n_groups);
 }
 
 static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
@@ -159,10 +159,8 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         goto out;
     }
     v = json_object_get(root, "placement");
-    if (v && (!json_is_string(v) ||
-              (rc = coord_placement_parse(json_string_value(v), &m->placement)))) {
-        rc = cr_error_set(CR_ERR_INVALID, "cluster map: placement must be \"%s\" or \"%s\"",
-                          COORD_PLACEMENT_NAME_FNV1A64_JUMP, COORD_PLACEMENT_NAME_LEGACY);
+    if (v && (rc = coord_placement_parse(json_string_value(v), &m->placement))) {
+        rc = cr_error_wrap(rc, "cluster map: placement");
         goto out;
     }
 out:

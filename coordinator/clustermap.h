@@ -9,14 +9,11 @@
  *     "write_quorum": 0,         // replicas that must be durable per write; 0 = all live, >= 1
  *     "hedge_ms": 30,            // re-send a search to another replica after this long
  *     "default_method": "searle", // composition method when a query names none
- *     "placement": "fnv1a64-jump" // item -> group function (coordinator/placement.h); a map
- *   }                             // without it means "legacy-fnv-jump" (written before names)
+ *     "placement": "fnv1a64-jump" // item -> group function; absent = "legacy-fnv-jump"
+ *   }
  *
- * Item placement: group = jump_consistent_hash(hash(external id), number of groups), the hash
- * named by "placement" (see coordinator/placement.h). It depends only on the id and the NUMBER
- * of groups — never on replicas or their addresses — so adding, removing or replacing
- * replicas moves nothing, and growing from N to N+1 groups moves only about 1/(N+1) of the
- * items (to the new group).
+ * Item placement: see placement.h. It depends only on the id and the NUMBER of groups — never
+ * on replicas or their addresses — so adding, removing or replacing replicas moves nothing.
  */
 #ifndef COORD_CLUSTERMAP_H
 #define COORD_CLUSTERMAP_H
@@ -43,7 +40,7 @@ typedef struct coord_map {
     int write_quorum;   /* 0 = all live replicas (at least one) */
     int hedge_ms;
     int default_method; /* Cirrus__V1__ComposeMethod */
-    coord_placement placement; /* COORD_PLACEMENT_LEGACY when the map names none */
+    coord_placement placement; /* absent from the JSON: legacy (see placement.h) */
 } coord_map;
 
 /* Parses and validates a map from JSON text / a file. *out is written only on success;
@@ -51,7 +48,8 @@ typedef struct coord_map {
 cr_err coord_map_parse(const char *json, coord_map *out);
 cr_err coord_map_load(const char *path, coord_map *out);
 
-/* The group that owns an external id, under the map's placement. */
+/* The group that owns an external id. */
 int coord_map_group_of(const coord_map *m, const char *ext_id);
+
 
 #endif

@@ -1,7 +1,7 @@
 /* handlers.h — the coordinator's request handlers and the state they share.
  *
- * Every client request is a small state machine run by the event loop (loop.h): request.c
- * takes it in and dispatches it by op; resolve.c turns a query into a vector (fetch the
+ * Every client request is a small state machine run by the event loop (loop.h): intake.c
+ * takes it in and dispatches it by op; request.c holds the helpers every handler shares; resolve.c turns a query into a vector (fetch the
  * reference, encode, compose); search.c scatters to one replica of every group, gathers and
  * merges; write.c routes upserts and deletes to every replica and counts the quorum; ops.c
  * serves get, stats, health, snapshot and the encoder pass-through.

@@ -1,16 +1,14 @@
 #include "coordinator/loop.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sock.h"
 
 #define TICK_US 20000         /* the health heartbeat's resolution */
 #define MAX_WAIT_MS 100       /* longest poll: the stop flag is checked at least this often */
@@ -42,6 +40,8 @@ struct coord_loop {
     coord_call *ready_head, *ready_tail;
     size_t active;
     cr_wire_spin spin;
+    cr_poll *poll;  /* every backend (by index), the side socket, the front */
+    int poll_stale; /* the backends changed: rebuild the poll set */
 };
 
 /* ---- pending calls ------------------------------------------------------------------------ */
@@ -298,17 +298,15 @@ static int on_backend(coord_loop *L, int bi)
 {
     coord_backend *b = &L->bs.be[bi];
     Cirrus__V1__Response *resp;
+    ProtobufCMessage *msg = NULL;
     coord_pending_entry *p;
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, b->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        return 0;
-    }
-    resp = cirrus__v1__response__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
-    zmq_msg_close(&m);
-    if (!resp)
+    cr_err rc = cr_sock_recv_unpack(b->sock, &cirrus__v1__response__descriptor, NULL,
+                                    CR_SOCK_DONTWAIT, &msg);
+    if (rc == CR_ERR_PROTO) /* read, but not a Response: skip it */
         return 1;
+    if (rc)
+        return 0;
+    resp = (Cirrus__V1__Response *)msg;
     coord_backends_mark(&L->bs, b, 1);
     p = coord_pending_find(L->pend, resp->id);
     if (!p || p->backend != bi) { /* late, stale or foreign */
@@ -401,6 +399,7 @@ static void apply_next_map(coord_loop *L)
         L->bs.be[i].ping_id = 0;
     if (coord_backends_build(&L->bs, next))
         CR_ERROR("coordinator", "applying the new map: %s", cr_error_message());
+    L->poll_stale = 1;
     pthread_mutex_lock(&L->map_mu);
     grown = realloc(L->retired, (L->n_retired + 1) * sizeof *grown);
     if (grown) {
@@ -422,7 +421,7 @@ typedef struct side_call {
     _Atomic int submitted, finished;
     coord_call call;
     coord_sub *sub;
-    zmq_msg_t who; /* the caller's routing identity */
+    cr_wire_msg who; /* the caller's routing identity */
     coord_loop *L;
 } side_call;
 
@@ -435,38 +434,37 @@ static void side_done(void *arg)
 {
     side_call *sc = arg;
     void *side = sc->L->side;
-    zmq_msg_t done;
+    static const uint8_t done = 0;
+    cr_wire_msg who;
+    /* Out of sc first: once the caller has its answer it may free sc. */
+    cr_wire_msg_take_route(&who, &sc->who);
     atomic_store_explicit(&sc->finished, 1, memory_order_release);
-    zmq_msg_init_size(&done, 1);
-    if (zmq_msg_send(&sc->who, side, ZMQ_SNDMORE) < 0)
-        zmq_msg_close(&sc->who);
-    if (zmq_msg_send(&done, side, 0) < 0) /* sc may be freed from here on */
-        zmq_msg_close(&done);
+    (void)cr_sock_send(side, &who, &(cr_sock_buf){&done, 1}, 1, 0); /* sc may be freed */
+    cr_wire_msg_close(&who);
 }
 
 static void on_side(coord_loop *L)
 {
     for (int k = 0; k < BATCH; k++) {
-        zmq_msg_t id, body;
+        cr_wire_msg m;
+        const uint8_t *body;
+        size_t len;
         side_call *sc;
-        zmq_msg_init(&id);
-        zmq_msg_init(&body);
-        if (zmq_msg_recv(&id, L->side, ZMQ_DONTWAIT) < 0 ||
-            zmq_msg_recv(&body, L->side, ZMQ_DONTWAIT) < 0 || zmq_msg_size(&body) != sizeof sc) {
-            int more = zmq_msg_size(&id) > 0;
-            zmq_msg_close(&id);
-            zmq_msg_close(&body);
-            if (!more)
+        cr_err rc;
+        cr_wire_msg_init(&m);
+        rc = cr_wire_recv(L->side, &m, &L->lim, CR_SOCK_DONTWAIT);
+        body = cr_wire_msg_body(&m, &len);
+        if (rc || m.nroute != 1 || len != sizeof sc) { /* not one of our callers' hand-overs */
+            cr_wire_msg_close(&m);
+            if (rc == CR_TIMEOUT || rc == CR_ERR_NET)
                 return;
             continue;
         }
-        memcpy(&sc, zmq_msg_data(&body), sizeof sc);
-        zmq_msg_close(&body);
+        memcpy(&sc, body, sizeof sc);
         (void)atomic_load_explicit(&sc->submitted, memory_order_acquire);
         sc->L = L;
-        zmq_msg_init(&sc->who);
-        zmq_msg_move(&sc->who, &id);
-        zmq_msg_close(&id);
+        cr_wire_msg_take_route(&sc->who, &m);
+        cr_wire_msg_close(&m);
         coord_loop_call(L, &sc->call, sc->sub, 1, side_done, sc);
     }
 }
@@ -474,15 +472,14 @@ static void on_side(coord_loop *L)
 cr_err coord_caller_open(coord_loop *L, coord_caller **out)
 {
     coord_caller *c = calloc(1, sizeof *c);
-    int zero = 0;
     if (!c)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     c->L = L;
-    c->sock = zmq_socket(L->ctx, ZMQ_DEALER);
-    if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
-        zmq_connect(c->sock, L->side_ep) != 0) {
+    if (cr_sock_open(L->ctx, CR_SOCK_DEALER, NULL, &c->sock) || cr_sock_set_linger(c->sock, 0) ||
+        cr_sock_connect(c->sock, L->side_ep)) {
+        cr_err rc = cr_error_wrap(CR_ERR_NET, "caller socket");
         coord_caller_close(&c);
-        return cr_error_set(CR_ERR_NET, "caller socket: %s", zmq_strerror(errno));
+        return rc;
     }
     *out = c;
     return CR_OK;
@@ -493,8 +490,7 @@ void coord_caller_close(coord_caller **pp)
     coord_caller *c = pp ? *pp : NULL;
     if (!c)
         return;
-    if (c->sock)
-        zmq_close(c->sock);
+    cr_sock_close(&c->sock);
     free(c);
     *pp = NULL;
 }
@@ -502,10 +498,9 @@ void coord_caller_close(coord_caller **pp)
 /* Waits for the loop's answer in slices, so that a caller outliving the loop stops at once. */
 static int caller_wait(coord_caller *c, uint32_t wait_ms)
 {
-    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
     uint64_t until = cr_clock_mono_ms() + wait_ms;
     while (cr_clock_mono_ms() < until) {
-        if (zmq_poll(&it, 1, 100) > 0)
+        if (cr_sock_wait_readable(c->sock, 100) > 0)
             return 1;
         if (atomic_load(&c->L->callers_closed))
             return -1;
@@ -516,7 +511,7 @@ static int caller_wait(coord_caller *c, uint32_t wait_ms)
 cr_err coord_caller_call(coord_caller *c, coord_sub *s)
 {
     side_call *sc;
-    char done[8];
+    cr_wire_msg done;
     int ready;
     if (atomic_load(&c->L->callers_closed))
         return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is stopping");
@@ -524,7 +519,7 @@ cr_err coord_caller_call(coord_caller *c, coord_sub *s)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     sc->sub = s;
     atomic_store_explicit(&sc->submitted, 1, memory_order_release);
-    if (zmq_send(c->sock, &sc, sizeof sc, 0) < 0) {
+    if (cr_sock_send(c->sock, NULL, &(cr_sock_buf){&sc, sizeof sc}, 1, 0)) {
         free(sc);
         return cr_error_set(CR_ERR_NET, "cannot reach the event loop");
     }
@@ -533,9 +528,13 @@ cr_err coord_caller_call(coord_caller *c, coord_sub *s)
         free(sc);
         return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is stopping");
     }
-    if (!ready || zmq_recv(c->sock, done, sizeof done, ZMQ_DONTWAIT) < 0)
+    cr_wire_msg_init(&done);
+    if (!ready || cr_wire_recv(c->sock, &done, &c->L->lim, CR_SOCK_DONTWAIT)) {
+        cr_wire_msg_close(&done);
         return cr_error_set(CR_ERR_INTERNAL, "the event loop did not answer"); /* sc leaks:
                                                                                  it may be in use */
+    }
+    cr_wire_msg_close(&done);
     (void)atomic_load_explicit(&sc->finished, memory_order_acquire);
     free(sc);
     return CR_OK;
@@ -581,24 +580,37 @@ static void before_sleep(coord_loop *L)
     run_ready(L);
 }
 
-/* One turn: wait for a socket or the next timer, then handle what came. */
-static void turn(coord_loop *L, zmq_pollitem_t *items, int reading)
+/* The poll set, in the order a turn serves them: backend answers first (they finish work),
+ * then calls from other threads, then new requests. */
+static void poll_build(coord_loop *L)
 {
-    int n = 0;
+    cr_poll_clear(L->poll);
+    for (int i = 0; i < L->bs.n; i++) /* index i: backend i */
+        cr_poll_add(L->poll, L->bs.be[i].sock, CR_POLL_IN);
+    cr_poll_add(L->poll, L->side, CR_POLL_IN);  /* bs.n */
+    cr_poll_add(L->poll, L->front, CR_POLL_IN); /* bs.n + 1 */
+    L->poll_stale = 0;
+}
+
+/* One turn: wait for a socket or the next timer, then handle what came. */
+static void turn(coord_loop *L, int reading)
+{
+    cr_poll *p = L->poll;
+    int n = L->bs.n;
     before_sleep(L);
-    items[n++] = (zmq_pollitem_t){L->front, 0, reading ? ZMQ_POLLIN : 0, 0};
-    items[n++] = (zmq_pollitem_t){L->side, 0, ZMQ_POLLIN, 0};
-    for (int i = 0; i < L->bs.n; i++)
-        items[n++] = (zmq_pollitem_t){L->bs.be[i].sock, 0, ZMQ_POLLIN, 0};
-    if (cr_wire_poll_spin(items, n, wait_ms(L), &L->spin) > 0) {
-        for (int i = 0; i < L->bs.n; i++)
-            if (items[2 + i].revents & ZMQ_POLLIN)
+    if (L->poll_stale)
+        poll_build(L);
+    cr_poll_set_events(p, n + 1, reading ? CR_POLL_IN : 0);
+    if (cr_poll_wait(p, wait_ms(L), &L->spin) > 0) {
+        for (int i = cr_poll_next(p, 0); i >= 0; i = cr_poll_next(p, i + 1)) {
+            if (i < n)
                 for (int k = 0; k < BATCH && on_backend(L, i); k++)
                     ;
-        if (items[1].revents & ZMQ_POLLIN)
-            on_side(L);
-        if (items[0].revents & ZMQ_POLLIN)
-            on_front(L);
+            else if (i == n)
+                on_side(L);
+            else
+                on_front(L);
+        }
     }
     coord_timers_run(&L->timers, cr_clock_mono_us());
     run_ready(L);
@@ -606,24 +618,18 @@ static void turn(coord_loop *L, zmq_pollitem_t *items, int reading)
 
 cr_err coord_loop_run(coord_loop *L, volatile sig_atomic_t *stop)
 {
-    zmq_pollitem_t *items = calloc(2 + COORD_MAX_BACKENDS, sizeof *items);
     uint64_t until;
-    if (!items)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    if (coord_timers_arm(&L->timers, &L->tick, cr_clock_mono_us())) {
-        free(items);
+    if (coord_timers_arm(&L->timers, &L->tick, cr_clock_mono_us()))
         return CR_ERR_NOMEM;
-    }
     CR_INFO("coordinator", "serving on %s: %d shard groups, %d encoders, one event loop",
             L->o.bind, L->map->n_groups, L->map->n_encoders);
     while (!*stop)
-        turn(L, items, 1);
+        turn(L, 1);
     until = cr_clock_mono_ms() + DRAIN_MS;
     while ((L->active || L->ready_head) && cr_clock_mono_ms() < until)
-        turn(L, items, 0);
+        turn(L, 0);
     coord_timers_cancel(&L->timers, &L->tick);
     coord_loop_close_callers(L);
-    free(items);
     return CR_OK;
 }
 
@@ -644,9 +650,13 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
     if (strncmp(o->bind, "inproc://", 9) == 0)
         L->lim.heartbeat_ivl_ms = 0;
     L->own_ctx = !o->zmq_ctx;
-    L->ctx = o->zmq_ctx ? o->zmq_ctx : zmq_ctx_new();
+    L->ctx = o->zmq_ctx;
     L->map = malloc(sizeof *L->map);
-    rc = L->map && L->ctx ? CR_OK : cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = L->map ? CR_OK : cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (!rc && L->own_ctx)
+        rc = cr_wire_ctx_new(&L->ctx);
+    if (!rc)
+        rc = cr_poll_new(&L->poll, 2 + COORD_MAX_BACKENDS);
     if (!rc) {
         *L->map = *map;
         rc = coord_pending_new(&L->pend, o->max_calls ? o->max_calls : 1u << 20);
@@ -658,18 +668,19 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
         L->bs.up_ctx = o->up_ctx;
         rc = coord_backends_build(&L->bs, L->map);
     }
-    if (!rc && (!(L->front = zmq_socket(L->ctx, ZMQ_ROUTER)) ||
-                cr_wire_socket_setup(L->front, &L->lim)))
-        rc = cr_error_set(CR_ERR_NET, "coordinator socket: %s", zmq_strerror(errno));
-    if (!rc && zmq_bind(L->front, o->bind) != 0)
-        rc = cr_error_set(CR_ERR_NET, "cannot bind %s: %s", o->bind, zmq_strerror(errno));
+    if (!rc && cr_sock_open(L->ctx, CR_SOCK_ROUTER, &L->lim, &L->front))
+        rc = cr_error_wrap(CR_ERR_NET, "coordinator socket");
+    if (!rc)
+        rc = cr_sock_bind(L->front, o->bind);
     cr_wire_inproc_name(L->side_ep, sizeof L->side_ep, "coord-callers");
-    if (!rc && (!(L->side = zmq_socket(L->ctx, ZMQ_ROUTER)) || zmq_bind(L->side, L->side_ep)))
-        rc = cr_error_set(CR_ERR_NET, "inproc bind: %s", zmq_strerror(errno));
+    if (!rc && (cr_sock_open(L->ctx, CR_SOCK_ROUTER, NULL, &L->side) ||
+                cr_sock_bind(L->side, L->side_ep)))
+        rc = cr_error_wrap(CR_ERR_NET, "inproc bind");
     if (rc) {
         coord_loop_free(&L);
         return rc;
     }
+    L->poll_stale = 1;
     *out = L;
     return CR_OK;
 }
@@ -679,13 +690,12 @@ void coord_loop_free(coord_loop **pp)
     coord_loop *L = pp ? *pp : NULL;
     if (!L)
         return;
-    if (L->front)
-        zmq_close(L->front);
-    if (L->side)
-        zmq_close(L->side);
+    cr_sock_close(&L->front);
+    cr_sock_close(&L->side);
     coord_backends_free(&L->bs);
-    if (L->own_ctx && L->ctx)
-        zmq_ctx_term(L->ctx);
+    if (L->own_ctx)
+        cr_wire_ctx_term(&L->ctx);
+    cr_poll_free(&L->poll);
     coord_pending_free(&L->pend);
     coord_timers_free(&L->timers);
     pthread_mutex_destroy(&L->map_mu);

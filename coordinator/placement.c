@@ -2,12 +2,11 @@
 
 #include <string.h>
 
-#define FNV64_PRIME 0x100000001b3ull
-#define FNV64_OFFSET 0xcbf29ce484222325ull /* 14695981039346656037 */
-#define FNV64_LEGACY_OFFSET 1469598103934665603ull
+#define FNV64_PRIME 1099511628211ull
 
-static uint64_t fnv1a_from(uint64_t h, const unsigned char *p, size_t len)
+static uint64_t fnv1a_from(uint64_t h, const void *data, size_t len)
 {
+    const unsigned char *p = data;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= FNV64_PRIME;
@@ -17,14 +16,15 @@ static uint64_t fnv1a_from(uint64_t h, const unsigned char *p, size_t len)
 
 uint64_t coord_fnv1a64(const void *data, size_t len)
 {
-    return fnv1a_from(FNV64_OFFSET, data, len);
+    return fnv1a_from(0xcbf29ce484222325ull, data, len);
 }
 
-uint64_t coord_fnv_legacy64(const void *data, size_t len)
+uint64_t coord_legacy_fnv64(const void *data, size_t len)
 {
-    return fnv1a_from(FNV64_LEGACY_OFFSET, data, len);
+    return fnv1a_from(1469598103934665603ull, data, len);
 }
 
+/* Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm". */
 int32_t coord_jump_hash(uint64_t key, int32_t buckets)
 {
     int64_t b = -1, j = 0;
@@ -36,30 +36,29 @@ int32_t coord_jump_hash(uint64_t key, int32_t buckets)
     return (int32_t)b;
 }
 
-int coord_placement_group(coord_placement p, const char *id, size_t len, int n_groups)
+int coord_placement_group(coord_placement p, const char *ext_id, int groups)
 {
-    uint64_t h = p == COORD_PLACEMENT_FNV1A64_JUMP ? coord_fnv1a64(id, len)
-                                                   : coord_fnv_legacy64(id, len);
-    return coord_jump_hash(h, n_groups);
+    size_t len = strlen(ext_id);
+    uint64_t h = p == COORD_PLACEMENT_FNV1A64_JUMP ? coord_fnv1a64(ext_id, len)
+                                                   : coord_legacy_fnv64(ext_id, len);
+    return coord_jump_hash(h, groups);
 }
 
 const char *coord_placement_name(coord_placement p)
 {
-    return p == COORD_PLACEMENT_FNV1A64_JUMP ? COORD_PLACEMENT_NAME_FNV1A64_JUMP
-                                             : COORD_PLACEMENT_NAME_LEGACY;
+    return p == COORD_PLACEMENT_FNV1A64_JUMP ? COORD_PLACEMENT_STANDARD_NAME
+                                             : COORD_PLACEMENT_LEGACY_NAME;
 }
 
 cr_err coord_placement_parse(const char *name, coord_placement *out)
 {
-    if (name && strcmp(name, COORD_PLACEMENT_NAME_FNV1A64_JUMP) == 0) {
+    if (name && strcmp(name, COORD_PLACEMENT_STANDARD_NAME) == 0)
         *out = COORD_PLACEMENT_FNV1A64_JUMP;
-        return CR_OK;
-    }
-    if (name && strcmp(name, COORD_PLACEMENT_NAME_LEGACY) == 0) {
+    else if (name && strcmp(name, COORD_PLACEMENT_LEGACY_NAME) == 0)
         *out = COORD_PLACEMENT_LEGACY;
-        return CR_OK;
-    }
-    return cr_error_set(CR_ERR_INVALID, "unknown placement '%s' (known: \"%s\", \"%s\")",
-                        name ? name : "(null)", COORD_PLACEMENT_NAME_FNV1A64_JUMP,
-                        COORD_PLACEMENT_NAME_LEGACY);
+    else
+        return cr_error_set(CR_ERR_INVALID, "unknown placement '%s' (known: %s, %s)",
+                            name ? name : "", COORD_PLACEMENT_STANDARD_NAME,
+                            COORD_PLACEMENT_LEGACY_NAME);
+    return CR_OK;
 }

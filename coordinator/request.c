@@ -1,4 +1,5 @@
-/* Taking in a client request, dispatching it by op, and the helpers its handlers share. */
+/* The helpers every request handler shares: replies, deadlines, sub-calls (intake.c takes
+ * requests in and dispatches them). */
 #include "coordinator/request.h"
 
 #include <stdio.h>
@@ -7,9 +8,6 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-
-#define UNPACK_LIMIT (256u << 20)
-#define MAX_REQUESTS 10000 /* in flight; more are answered OVERLOADED at once */
 
 cr_err coord_status_keep(coord_status *st, cr_err rc)
 {
@@ -152,100 +150,4 @@ void coord_one_free(coord_one *o)
     coord_sub_free(&o->sub);
     free(o->body);
     o->body = NULL;
-}
-
-/* ---- intake ---------------------------------------------------------------------------- */
-
-static void move_route(cr_wire_msg *dst, cr_wire_msg *src)
-{
-    cr_wire_msg_init(dst);
-    for (int i = 0; i < src->nroute; i++) {
-        zmq_msg_init(&dst->route[i]);
-        zmq_msg_move(&dst->route[i], &src->route[i]);
-        zmq_msg_close(&src->route[i]);
-    }
-    dst->nroute = src->nroute;
-    src->nroute = 0;
-}
-
-static void dispatch(coord_rq *r)
-{
-    switch (r->req->op_case) {
-    case CIRRUS__V1__REQUEST__OP_SEARCH: coord_search_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: coord_search_batch_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_UPSERT: coord_upsert_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_DELETE: coord_delete_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_GET: coord_get_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_STATS: coord_stats_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_HEALTH: coord_health_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_SNAPSHOT: coord_snapshot_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE:
-    case CIRRUS__V1__REQUEST__OP_ENCODE_TEXT:
-    case CIRRUS__V1__REQUEST__OP_COMPOSE: coord_passthrough_start(r); break;
-    case CIRRUS__V1__REQUEST__OP_BACKUP:
-        coord_rq_fail_end(r, CR_ERR_UNSUPPORTED,
-                          "backup is a shard operation: back up one replica of each group "
-                          "(cirrus backup --map MAP)");
-        break;
-    case CIRRUS__V1__REQUEST__OP__NOT_SET:
-        coord_rq_fail_end(r, CR_ERR_INVALID, "request without an operation");
-        break;
-    default:
-        coord_rq_fail_end(r, CR_ERR_UNSUPPORTED,
-                          "operation not served by this coordinator (generation jobs need a "
-                          "worker endpoint, which this build does not run)");
-        break;
-    }
-}
-
-void coord_request_start(void *ctx, cr_wire_msg *m, uint64_t recv_us)
-{
-    coord_app *app = ctx;
-    coord_rq *r;
-    uint32_t budget;
-    cr_err rc;
-
-    if (app->n_requests >= MAX_REQUESTS) {
-        coord_loop_reply_error(app->loop, m, 0, CR_ERR_OVERLOADED,
-                               "coordinator overloaded: too many requests in flight; retry later");
-        return;
-    }
-    r = calloc(1, sizeof *r);
-    if (!r) {
-        coord_loop_reply_error(app->loop, m, 0, CR_ERR_NOMEM, "out of memory");
-        return;
-    }
-    r->app = app;
-    r->loop = app->loop;
-    r->recv_us = recv_us;
-    r->next = app->requests;
-    if (app->requests)
-        app->requests->prev = r;
-    app->requests = r;
-    app->n_requests++;
-    cr_pb_bounded_init(&r->alloc, UNPACK_LIMIT);
-    rc = cr_wire_unpack_request(m, &r->alloc, &r->req);
-    move_route(&r->route, m);
-    if (rc) {
-        coord_rq_fail_end(r, rc, cr_error_message());
-        return;
-    }
-    r->map = coord_loop_map(app->loop);
-    budget = r->req->deadline_ms ? r->req->deadline_ms : app->o.default_deadline_ms;
-    r->deadline_ms = recv_us / 1000 + budget;
-    if (cr_clock_mono_ms() >= r->deadline_ms) {
-        coord_rq_fail_end(r, CR_ERR_DEADLINE, "deadline passed while queued");
-        return;
-    }
-    dispatch(r);
-}
-
-void coord_requests_abort(coord_app *app)
-{
-    while (app->requests) {
-        coord_rq *r = app->requests;
-        if (!r->replied)
-            coord_rq_fail(r, CR_ERR_UNAVAILABLE, "coordinator stopping");
-        coord_rq_end(r); /* state_free cancels the request's calls */
-    }
 }

@@ -1,34 +1,18 @@
-/* server.h — the encoder service (CLIP model + tokenizer + composition heads behind one
- * dynamic batcher) and its network front (ROUTER proxy + worker threads).
+/* server.h — the encoder's network front: EncodeImage, EncodeText, Compose, Health and Stats
+ * over ZeroMQ, on the service skeleton (common/service.h), in front of the batching service
+ * (encoder/batcher.h, included here).
  *
- *     enc_service_opts o = enc_service_default_opts();
- *     o.model = "ViT-B-32.safetensors";
- *     enc_service *svc = NULL;
- *     if (enc_service_open(&svc, &o)) die(cr_error_message());
- *
- *     // in-process, no sockets (blocks until the batch holding the call has run):
- *     rc = enc_service_embed_texts(svc, texts, n, 1, out, truncated);
- *
- *     // or serve EncodeImage / EncodeText / Compose / Health / Stats until *stop:
  *     enc_server_opts so = enc_server_default_opts();
- *     so.bind = "tcp://127.0.0.1:7702";          // or inproc://encoder with so.zmq_ctx set
- *     rc = enc_server_run(svc, &so, &stop);
+ *     so.bind = "tcp://127.0.0.1:0";              // or inproc://encoder with so.zmq_ctx set
+ *     enc_server *srv;
+ *     if (enc_server_open(&srv, svc, &so)) die(cr_error_message());
+ *     ... clients connect to enc_server_endpoint(srv) (the real port) ...
+ *     rc = enc_server_close(&srv);
  *     enc_service_close(&svc);
  *
- * Threads. The service owns ONE inference thread: every forward pass (image tower, text
- * tower, composition) runs there, with `threads` OpenBLAS threads (process-wide, set at open),
- * so that the inference never oversubscribes the cores. Callers (server workers or in-process
- * callers) decode, preprocess and tokenize on their own threads, then queue a request and the
- * inference thread groups queued requests of the same kind — up to `max_batch` images / texts /
- * queries, or until the oldest has waited `batch_wait_ms` — into one forward pass. The queue
- * holds at most `queue` requests; past that a request fails at once with CR_ERR_OVERLOADED.
- * enc_server_run's calling thread runs the proxy loop: it owns the ROUTER, hands requests to
- * `workers` threads over inproc, and sends the replies the inference thread completes (it is
- * woken through an eventfd), so it never waits for a forward pass.
- *
- * Every enc_service_* call below is thread-safe, except open/close. Several servers may run
- * on one service at once (e.g. tcp:// and inproc://). enc_service_close() must not race with
- * any other call on the handle: stop every server first.
+ * Threads. The front thread owns the ROUTER and answers Health itself; `workers` pool threads
+ * decode, preprocess and tokenize a request and queue it for the service's inference thread,
+ * whose completed replies the front thread forwards, so it never waits for a forward pass.
  */
 #ifndef ENC_SERVER_H
 #define ENC_SERVER_H
@@ -38,143 +22,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "encoder/clip_model.h"
-#include "encoder/compose.h"
-#include "encoder/image.h"
-#include "encoder/tokenizer.h"
-
-/* Per-request bounds (bad requests past them get CR_ERR_INVALID). */
-#define ENC_SERVICE_MAX_IMAGES 256   /* images in one EncodeImage */
-#define ENC_SERVICE_MAX_TEXTS 1024   /* texts in one EncodeText */
-#define ENC_SERVICE_MAX_QUERIES 256  /* queries in one Compose */
-#define ENC_SERVICE_MAX_TEXT_BYTES 16384 /* one text, caption or template */
-
-/* For the `preprocess` argument of the embed/compose calls: the service's configured mode. */
-#define ENC_SERVICE_PREPROCESS_DEFAULT (-1)
-
-/* Default work limits, in pixel samples (enc_image_preprocess_cost(): decoded pixels plus
- * the samples the resize reads; ~2-10 ns each on one core). One image: above what the
- * largest image under the pixel limit costs (9459 x 9459 RGB: ~4.5e8); one request: ~2
- * such images, or ~40 photos of 12 Mpx, or ~350 of 1 Mpx. */
-#define ENC_SERVICE_DEFAULT_IMAGE_WORK ((uint64_t)1 << 30)
-#define ENC_SERVICE_DEFAULT_REQUEST_WORK ((uint64_t)1 << 31)
-
-typedef struct enc_service_opts {
-    const char *model;         /* .safetensors file or Hugging Face directory; required */
-    const char *vocab;         /* tokenizer vocabulary; NULL = the default one */
-    const char *phi;           /* SEARLE phi head (.safetensors); NULL = no searle */
-    const char *combiner;      /* CLIP4Cir combiner head; NULL = no combiner */
-    enc_clip_act activation;   /* default ENC_CLIP_ACT_AUTO (see clip_model.h) */
-    enc_preprocess preprocess; /* default ENC_PREPROCESS_CLIP */
-    int method;                /* default compose method (an enc_compose_method); 0 = searle
-                                  when phi is loaded, else combiner when loaded, else sum */
-    int threads;               /* OpenBLAS threads of the inference thread; 0 = online CPUs */
-    int max_batch;             /* images / texts / queries per forward (default 8) */
-    int batch_wait_ms;         /* longest wait for a batch to fill (default 2; 0 = none) */
-    int queue;                 /* queued requests before "overloaded" (default 64) */
-    size_t max_pixels;         /* decode limit per image; 0 = ENC_IMAGE_DEFAULT_MAX_PIXELS.
-                                  Also bounds an image's resize scratch: 4 x max_pixels bytes */
-    uint64_t max_image_work;   /* preprocessing work of one image, in pixel samples; 0 =
-                                  ENC_SERVICE_DEFAULT_IMAGE_WORK */
-    uint64_t max_request_work; /* the same summed over the images of one request; 0 =
-                                  ENC_SERVICE_DEFAULT_REQUEST_WORK */
-    unsigned allow_preprocess; /* pipelines a request may ask for besides `preprocess`: bit
-                                  (1u << enc_preprocess) each (enc_preprocess_parse_list);
-                                  0 = only `preprocess` */
-} enc_service_opts;
-
-enc_service_opts enc_service_default_opts(void);
-
-typedef struct enc_service enc_service;
-
-/* Loads the model, the tokenizer and the composition heads given, sets the OpenBLAS threads
- * and starts the inference thread. Writes *out only on success. Errors: CR_ERR_INVALID (bad
- * options), CR_ERR_IO / CR_ERR_MODEL (files; the message names the file), CR_ERR_NOMEM,
- * CR_ERR_INTERNAL (thread). The option strings are copied. */
-cr_err enc_service_open(enc_service **out, const enc_service_opts *o);
-
-/* Stops the inference thread (queued requests are completed first, those past their
- * deadline dropped) and frees everything. Waits at most 60 s for the thread; past that it
- * logs an error and leaves the handle to the thread (never frees what it still uses).
- * NULL-safe; sets *pp to NULL. */
-void enc_service_close(enc_service **pp);
-
-/* The loaded parts; borrowed, valid until enc_service_close(). The model and tokenizer are
- * read-only: callers may run forwards on them directly (outside the batcher, at the cost of
- * sharing the cores with the inference thread). */
-int enc_service_embed_dim(const enc_service *s);
-const char *enc_service_model_name(const enc_service *s); /* file name of the model */
-const enc_clip *enc_service_model(const enc_service *s);
-const enc_tokenizer *enc_service_tokenizer(const enc_service *s);
-enc_preprocess enc_service_preprocess(const enc_service *s);
-/* 1 when compose method m can run; enc_service_default_method() is the resolved default. */
-int enc_service_has_method(const enc_service *s, enc_compose_method m);
-enc_compose_method enc_service_default_method(const enc_service *s);
-
-/* Encoded image bytes (JPEG, PNG, WebP, ...), borrowed. */
-typedef struct enc_blob {
-    const uint8_t *data;
-    size_t len;
-} enc_blob;
-
-/* Embeds n >= 1 images: decode (with the service's pixel limit) and preprocess on the calling
- * thread, then one queued request through the batcher. `preprocess` is an enc_preprocess or
- * ENC_SERVICE_PREPROCESS_DEFAULT; another pipeline than the service's own must be allowed
- * (allow_preprocess). Before anything is decoded or allocated, every image's header is read
- * and the request's cost checked against the limits (max_pixels, max_image_work,
- * max_request_work). out: n x embed_dim floats, L2-normalized when `normalize`, else the
- * raw projected embedding. Errors: CR_ERR_INVALID for a bad image, a pipeline not allowed
- * or a limit passed (the message names the input index and the limit: "image 2:
- * unsupported image format", "... over the per-request limit of N (--max-request-work)"),
- * CR_ERR_OVERLOADED (queue full), CR_ERR_MODEL (forward failed), CR_ERR_NOMEM. Blocks the
- * caller until done. */
-cr_err enc_service_embed_images(enc_service *s, const enc_blob *images, size_t n,
-                                int preprocess, int normalize, float *out);
-
-/* Embeds already preprocessed pixels (n x 3 x S x S, S = enc_clip_image_size()). Same
- * contract as enc_service_embed_images(). */
-cr_err enc_service_embed_pixels(enc_service *s, const float *pixels, size_t n, int normalize,
-                                float *out);
-
-/* Embeds n >= 1 UTF-8 texts (tokenized as clip.tokenize(truncate=True)). truncated (may be
- * NULL) receives 1 for each text cut to 77 tokens. Errors: CR_ERR_INVALID naming the text
- * index (not UTF-8, longer than ENC_SERVICE_MAX_TEXT_BYTES), CR_ERR_OVERLOADED, ... */
-cr_err enc_service_embed_texts(enc_service *s, const char *const *texts, size_t n,
-                               int normalize, float *out, int *truncated);
-
-/* One composed query. The reference is `image` (encoded bytes, when image.len > 0) or `ref`
- * (a raw, unnormalized image embedding of embed_dim floats). method 0 = the default. */
-typedef struct enc_service_query {
-    enc_blob image;
-    const float *ref;
-    const char *caption;         /* NULL = "" */
-    const char *caption2;        /* NULL, or FashionIQ's second caption */
-    const char *prompt_template; /* NULL = ENC_COMPOSE_DEFAULT_TEMPLATE */
-    int method;                  /* enc_compose_method, or 0 */
-} enc_service_query;
-
-/* Composes n >= 1 queries into out (n x embed_dim, L2-normalized); truncated (may be NULL) as
- * for texts. Reference images are embedded in the same forward pass as the other queued
- * references. CR_ERR_UNSUPPORTED for a method whose head is not loaded, CR_ERR_INVALID for a
- * query without a reference, a bad image or a non-finite vector (the message names the
- * query index). */
-cr_err enc_service_compose(enc_service *s, const enc_service_query *q, size_t n,
-                           int preprocess, float *out, int *truncated);
-
-typedef struct enc_service_stats {
-    uint32_t embed_dim;
-    uint32_t queue_depth;  /* requests queued now */
-    uint64_t batches;      /* forward passes run */
-    uint64_t requests;     /* requests completed (ok or failed) */
-    uint64_t items;        /* images + texts + queries in those passes */
-    double mean_batch_size; /* items / batches */
-    double p50_ms, p99_ms; /* latency, queueing included, over the last 4096 requests */
-    uint64_t rejected;     /* requests refused as overloaded */
-} enc_service_stats;
-
-void enc_service_stats_get(enc_service *s, enc_service_stats *st);
-
-/* ---- the network front --------------------------------------------------------------- */
+#include "encoder/batcher.h"
 
 typedef struct enc_server_opts {
     const char *bind;             /* e.g. tcp://127.0.0.1:7702 or inproc://encoder */
@@ -182,22 +30,35 @@ typedef struct enc_server_opts {
     int workers;                  /* decode / tokenize threads (default 2) */
     uint32_t default_deadline_ms; /* for requests without one (default 30000) */
     size_t max_frame;             /* largest request; 0 = CR_WIRE_DEFAULT_MAX_FRAME */
-    uint32_t drain_ms;            /* longest wait for in-flight requests at stop (default
+    uint32_t drain_ms;            /* longest wait for in-flight requests at close (default
                                      30000; 0 = the default) */
 } enc_server_opts;
 
 enc_server_opts enc_server_default_opts(void);
 
-/* Serves EncodeImage, EncodeText, Compose, Health and Stats until *stop becomes non-zero;
- * then stops intake, lets queued requests finish and forwards their replies, for at most
- * drain_ms: what is still in flight then is dropped unanswered (it completes later without
- * touching the server's sockets; the server's state is freed by the last of it). The
- * service is borrowed. Every request gets a reply: results, or a Status naming what was
- * wrong. A request's deadline (its deadline_ms, or default_deadline_ms) holds from when a
- * worker takes it: it is checked before each image is decoded and before each forward
- * pass, and a request past it is answered CR_ERR_DEADLINE without further work. Compose
- * references given as item ids are refused (CR_ERR_INVALID): the coordinator resolves them.
- * Returns CR_ERR_NET when the endpoint cannot be bound. */
+typedef struct enc_server enc_server;
+
+/* Serves the service s (borrowed; it must outlive the server) on o->bind and returns once
+ * bound and every thread runs; *out only on success, nothing left running on failure. Every
+ * request gets a reply: results, or a Status naming what was wrong. A request's deadline (its
+ * deadline_ms, or default_deadline_ms) holds from when the front received it: it is checked
+ * when a worker takes it, before each image is decoded and before each forward pass, and a
+ * request past it is answered CR_ERR_DEADLINE without further work. Compose references given
+ * as item ids are refused (CR_ERR_INVALID): the coordinator resolves them. Errors:
+ * CR_ERR_INVALID, CR_ERR_NET ("cannot bind ..."), CR_ERR_INTERNAL ("cannot start worker
+ * thread 2 of 2"). */
+cr_err enc_server_open(enc_server **out, enc_service *s, const enc_server_opts *o);
+
+/* The endpoint bound (tcp://...:0 gives the port chosen); valid until close. */
+const char *enc_server_endpoint(const enc_server *srv);
+
+/* Stops intake, lets queued requests finish and forwards their replies, for at most drain_ms:
+ * what is still in flight then is cancelled (dropped at its next step) and its reply dropped;
+ * it completes later without touching the server. CR_TIMEOUT when a worker did not stop (it is
+ * left running). NULL-safe; sets *pp to NULL. */
+cr_err enc_server_close(enc_server **pp);
+
+/* open, serve until *stop becomes non-zero, close: for a caller that gives a thread to it. */
 cr_err enc_server_run(enc_service *s, const enc_server_opts *o, volatile sig_atomic_t *stop);
 
 #endif

@@ -1,4 +1,4 @@
-/* eval.h — composed-image-retrieval benchmark metrics from prediction files (part of libcirrus).
+/* eval.h — composed-image-retrieval benchmark metrics from prediction files (on libcirrus; not installed).
  *
  * Three benchmarks, each computed the way its official evaluation computes it:
  *

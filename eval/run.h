@@ -1,4 +1,4 @@
-/* eval_run.h — runs a composed-image-retrieval benchmark through a live cirrus endpoint
+/* run.h — runs a composed-image-retrieval benchmark through a live cirrus endpoint
  * (part of libcirrus; what `cirrus eval run` calls).
  *
  * Reads CIRCO, FashionIQ or CIRR from the directory layout their authors publish, optionally

@@ -12,13 +12,22 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "client/client.h"
+#include "gateway/api.h"
 #include "gateway/json.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/validate.h"
+
+/* gateway/openapi.json and gateway/web/index.html, built in (cmake/embed.cmake). */
+extern const unsigned char gw_openapi_json[], gw_web_index_html[];
+extern const size_t gw_openapi_json_len, gw_web_index_html_len;
+
+/* The page runs its own inline script and style, talks only to this origin, and shows
+ * images from anywhere (items' image_uri) or picked from disk. */
+#define PAGE_CSP "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
+                 "img-src * data: blob:; connect-src 'self'; form-action 'none'; " \
+                 "frame-ancestors 'none'; base-uri 'none'"
 
 /* The daemon runs one event loop (epoll) that only reads requests and writes responses, and
  * answers /healthz, /readyz and /metrics itself; API requests are suspended and handed to
@@ -27,15 +36,12 @@
 #define BODY_MAX (48u << 20) /* a base64 image and then some */
 #define WORKERS 8            /* API requests served at once */
 #define QUEUE_MAX 64         /* API requests waiting for a worker; past it, 503 */
-#define CALL_TIMEOUT_MS 30000
-#define CALL_SLICE_MS 200      /* a worker waiting for a reply checks for shutdown this often */
 #define CONN_LIMIT 512u        /* connections in all */
 #define PER_IP_LIMIT 128u      /* connections from one client address */
 #define IDLE_TIMEOUT_S 15u     /* no byte moved for this long: closed (libmicrohttpd) */
 #define HEADER_TIMEOUT_MS 10000 /* request line and headers, from accept or the last answer */
 #define BODY_TIMEOUT_MS 30000   /* the body, once the headers are in */
 #define REAP_MS 250             /* how often the receive deadlines are checked */
-#define NUM_MAX 1000000         /* k, offset, group_size, nprobe, ef */
 #define GW_MAX_ENDPOINT 256      /* the coordinator endpoint it calls */
 
 /* One TCP connection: its receive deadline (libmicrohttpd's own timeout is idle-only, so a
@@ -57,12 +63,10 @@ typedef struct http_req {
     char *body;
     size_t len;
     int too_big;
-    int is_search;         /* else GET /v1/items/{id} */
-    char *id;
+    gw_op op;              /* the API resource (api.h) */
+    char *id;              /* its {id}, if it has one */
     atomic_int state;      /* req_state; REQ_DONE is stored with release after the answer */
-    unsigned status;       /* the answer */
-    char *out;
-    size_t out_len;
+    gw_answer ans;
 } http_req;
 
 struct gw_http {
@@ -100,409 +104,30 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
     return ok;
 }
 
-static unsigned http_status(cr_err code)
+static enum MHD_Result send_page(struct MHD_Connection *c)
 {
-    switch (code) {
-    case CR_OK: return 200;
-    case CR_ERR_INVALID:
-    case CR_ERR_PROTO: return 400;
-    case CR_NOTFOUND: return 404;
-    case CR_ERR_OVERLOADED:
-    case CR_ERR_UNAVAILABLE: return 503;
-    case CR_TIMEOUT:
-    case CR_ERR_DEADLINE: return 504;
-    case CR_ERR_UNSUPPORTED: return 501;
-    default: return 500;
-    }
-}
-
-/* {"error": {"code": n, "message": "..."}}; new reference. */
-static json_t *error_json(cr_err code, const char *msg)
-{
-    json_t *e = json_object(), *j = json_object();
-    json_object_set_new(e, "code", json_integer(code));
-    json_object_set_new(e, "message", json_string(msg && *msg ? msg : cr_strerror(code)));
-    json_object_set_new(j, "error", e);
-    return j;
-}
-
-/* Serializes j (consumed) as r's answer; a worker calls it. */
-static void answer_json(http_req *r, unsigned status, json_t *j)
-{
-    r->out = cirrus_json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    r->out_len = r->out ? strlen(r->out) : 0;
-    r->status = r->out ? status : 500;
-    json_decref(j);
-}
-
-static void answer_error(http_req *r, cr_err code, const char *msg)
-{
-    answer_json(r, http_status(code), error_json(code, msg));
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        gw_web_index_html_len, (void *)gw_web_index_html, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ok;
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, cr_err code, const char *msg)
 {
-    json_t *j = error_json(code, msg);
+    json_t *j = gw_error_json(code, msg);
     char *s = cirrus_json_dumps(j, JSON_COMPACT);
-    enum MHD_Result ok = send_text(c, http_status(code), "application/json", s ? s : "{}",
+    enum MHD_Result ok = send_text(c, gw_http_status(code), "application/json", s ? s : "{}",
                                    s ? strlen(s) : 2);
     free(s);
     json_decref(j);
     return ok;
-}
-
-/* ---- calls through libcirrus ------------------------------------------------------------ */
-
-/* cirrus_client_call, in slices so that a shutdown never waits for a hung backend. */
-static cr_err call_stoppable(gw_http *h, cirrus_client *cl, Cirrus__V1__Request *req,
-                             Cirrus__V1__Response **resp)
-{
-    uint64_t id = 0, deadline = cr_clock_mono_ms() + CALL_TIMEOUT_MS;
-    cr_err rc;
-    req->deadline_ms = CALL_TIMEOUT_MS;
-    rc = cirrus_client_send(cl, req, &id);
-    while (!rc) {
-        Cirrus__V1__Response *r = NULL;
-        uint64_t now = cr_clock_mono_ms();
-        if (atomic_load(&h->stopping))
-            return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is shutting down");
-        if (now >= deadline)
-            return cr_error_set(CR_TIMEOUT, "no reply within %d ms", CALL_TIMEOUT_MS);
-        rc = cirrus_client_recv(cl, deadline - now < CALL_SLICE_MS ? (uint32_t)(deadline - now)
-                                                                    : CALL_SLICE_MS, &r);
-        if (rc == CR_TIMEOUT) {
-            rc = CR_OK;
-        } else if (!rc && r->id == id) {
-            *resp = r;
-            return CR_OK;
-        } else {
-            cirrus_response_free(r); /* a late reply to an abandoned request */
-        }
-    }
-    return rc;
-}
-
-/* One request on the worker's own client (opened on first use, reopened after a transport
- * failure). CR_OK only with the result `want` in *resp: a status without its result (a
- * backend that timed out: CR_TIMEOUT) is the caller's error, never a NULL to format. */
-static cr_err call(gw_http *h, cirrus_client **cl, Cirrus__V1__Request *req,
-                   Cirrus__V1__Response__ResultCase want, Cirrus__V1__Response **resp)
-{
-    cr_err rc = CR_OK;
-    *resp = NULL;
-    if (!*cl)
-        rc = cirrus_client_open(cl, h->endpoint, NULL);
-    if (!rc)
-        rc = call_stoppable(h, *cl, req, resp);
-    if (rc) {
-        if (rc == CR_TIMEOUT || rc == CR_ERR_NET)
-            cirrus_client_close(cl);
-        return rc;
-    }
-    rc = cirrus_response_expect(*resp, want);
-    if (rc) {
-        cirrus_response_free(*resp);
-        *resp = NULL;
-    }
-    return rc;
-}
-
-/* ---- /v1/search: the body, checked field by field ------------------------------------------ */
-
-typedef enum field_type { F_STRING, F_NUM, F_BOOL, F_VECTOR } field_type;
-
-static const struct {
-    const char *name;
-    field_type type;
-} search_fields[] = {
-    {"vector", F_VECTOR},  {"text", F_STRING},    {"image", F_STRING},    {"item_id", F_STRING},
-    {"ref_id", F_STRING},  {"caption", F_STRING}, {"caption2", F_STRING}, {"method", F_STRING},
-    {"k", F_NUM},          {"offset", F_NUM},     {"group_by", F_STRING}, {"group_size", F_NUM},
-    {"nprobe", F_NUM},     {"ef", F_NUM},         {"exact", F_BOOL},
-    {"include_metadata", F_BOOL},                 {"filter", F_STRING},
-};
-
-/* Every key known and of its type (null is no value of any type): fail closed, since a
- * misspelt or mistyped "filter" silently ignored would return unfiltered results. */
-static cr_err check_fields(json_t *j)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(j, key, v)
-    {
-        size_t i, n = sizeof search_fields / sizeof search_fields[0];
-        for (i = 0; i < n && strcmp(key, search_fields[i].name) != 0; i++)
-            ;
-        if (i == n)
-            return cr_error_set(CR_ERR_INVALID, "%.64s: unknown field", key);
-        switch (search_fields[i].type) {
-        case F_STRING:
-            if (!json_is_string(v))
-                return cr_error_set(CR_ERR_INVALID, "%s: expected a string", key);
-            break;
-        case F_NUM:
-            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-                json_integer_value(v) > NUM_MAX)
-                return cr_error_set(CR_ERR_INVALID, "%s: expected an integer in 0..%d", key,
-                                    NUM_MAX);
-            break;
-        case F_BOOL:
-            if (!json_is_boolean(v))
-                return cr_error_set(CR_ERR_INVALID, "%s: expected true or false", key);
-            break;
-        case F_VECTOR:
-            if (!json_is_array(v) || !json_array_size(v))
-                return cr_error_set(CR_ERR_INVALID, "%s: expected a non-empty array of numbers",
-                                    key);
-            break;
-        }
-    }
-    return CR_OK;
-}
-
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-static cr_err b64_decode(const char *s, ProtobufCBinaryData *out)
-{
-    size_t n = strlen(s), o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    out->data = malloc(n * 3 / 4 + 3);
-    if (!out->data)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        int v;
-        if (s[i] == '=' || s[i] == '\n' || s[i] == '\r')
-            continue;
-        if ((v = b64val((unsigned char)s[i])) < 0) {
-            free(out->data);
-            out->data = NULL;
-            return cr_error_set(CR_ERR_INVALID, "image: not base64");
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    out->len = o;
-    return CR_OK;
-}
-
-static int method_of(const char *s, Cirrus__V1__ComposeMethod *m)
-{
-    static const char *const names[] = {"default", "searle", "combiner", "sum", "text", "image"};
-    for (int i = 0; i < 6; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *m = (Cirrus__V1__ComposeMethod)i;
-            return 0;
-        }
-    return -1;
-}
-
-typedef struct search_req {
-    Cirrus__V1__Query q;
-    Cirrus__V1__Vector v;
-    Cirrus__V1__Composed composed;
-    Cirrus__V1__Reference ref;
-    Cirrus__V1__SearchParams params;
-    ProtobufCBinaryData image;
-    Cirrus__V1__Filter *filter;
-} search_req;
-
-static void search_req_free(search_req *s)
-{
-    free(s->v.values);
-    free(s->image.data);
-    if (s->filter)
-        cirrus__v1__filter__free_unpacked(s->filter, NULL);
-}
-
-static const char *str_of(json_t *j, const char *key)
-{
-    return json_string_value(json_object_get(j, key));
-}
-
-/* The first of `keys` present in j, or NULL. */
-static const char *first_present(json_t *j, const char *const *keys, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (json_object_get(j, keys[i]))
-            return keys[i];
-    return NULL;
-}
-
-static cr_err composed_kind(json_t *j, search_req *s)
-{
-    static const char *const plain[] = {"vector", "text", "item_id"};
-    const char *ref = str_of(j, "ref_id"), *m = str_of(j, "method"), *bad;
-    if ((bad = first_present(j, plain, 3)))
-        return cr_error_set(CR_ERR_INVALID, "%s: not allowed in a composed query (with "
-                                            "\"caption\" or \"ref_id\")", bad);
-    if (ref && s->image.data)
-        return cr_error_set(CR_ERR_INVALID, "image: a composed query takes \"ref_id\" or "
-                                            "\"image\" as its reference, not both");
-    if (ref) {
-        s->ref.ref_case = CIRRUS__V1__REFERENCE__REF_ITEM_ID;
-        s->ref.item_id = (char *)ref;
-    } else if (s->image.data) {
-        s->ref.ref_case = CIRRUS__V1__REFERENCE__REF_IMAGE;
-        s->ref.image = s->image;
-    } else {
-        return cr_error_set(CR_ERR_INVALID, "caption: a composed query needs \"ref_id\" or "
-                                            "\"image\"");
-    }
-    if (m && method_of(m, &s->composed.method))
-        return cr_error_set(CR_ERR_INVALID, "method: unknown method '%.32s'", m);
-    s->composed.reference = &s->ref;
-    s->composed.caption = (char *)(str_of(j, "caption") ? str_of(j, "caption") : "");
-    s->composed.caption2 = (char *)str_of(j, "caption2");
-    s->q.kind_case = CIRRUS__V1__QUERY__KIND_COMPOSED;
-    s->q.composed = &s->composed;
-    return CR_OK;
-}
-
-static cr_err plain_kind(json_t *j, search_req *s)
-{
-    static const char *const composed_only[] = {"caption2", "method"};
-    json_t *vec = json_object_get(j, "vector"), *x;
-    const char *text = str_of(j, "text"), *item = str_of(j, "item_id"), *bad;
-    size_t i;
-    if ((bad = first_present(j, composed_only, 2)))
-        return cr_error_set(CR_ERR_INVALID, "%s: only with \"caption\" or \"ref_id\"", bad);
-    if ((vec != NULL) + (text != NULL) + (s->image.data != NULL) + (item != NULL) != 1)
-        return cr_error_set(CR_ERR_INVALID, "give exactly one of \"vector\", \"text\", \"image\", "
-                                            "\"item_id\", \"ref_id\"");
-    if (text) {
-        s->q.kind_case = CIRRUS__V1__QUERY__KIND_TEXT;
-        s->q.text = (char *)text;
-    } else if (s->image.data) {
-        s->q.kind_case = CIRRUS__V1__QUERY__KIND_IMAGE;
-        s->q.image = s->image;
-    } else if (item) {
-        s->q.kind_case = CIRRUS__V1__QUERY__KIND_ITEM_ID;
-        s->q.item_id = (char *)item;
-    } else {
-        s->v.values = malloc(json_array_size(vec) * sizeof(float));
-        if (!s->v.values)
-            return cr_error_set(CR_ERR_NOMEM, "out of memory");
-        json_array_foreach(vec, i, x)
-        {
-            if (!json_is_number(x))
-                return cr_error_set(CR_ERR_INVALID, "vector[%zu]: expected a number", i);
-            s->v.values[i] = (float)json_number_value(x);
-        }
-        s->v.n_values = json_array_size(vec);
-        s->q.kind_case = CIRRUS__V1__QUERY__KIND_VECTOR;
-        s->q.vector = &s->v;
-    }
-    return CR_OK;
-}
-
-static uint32_t num_of(json_t *j, const char *key, uint32_t dflt)
-{
-    json_t *v = json_object_get(j, key);
-    return v ? (uint32_t)json_integer_value(v) : dflt; /* range checked by check_fields */
-}
-
-/* j's strings are borrowed by s: keep j alive while s is used. */
-static cr_err parse_search(json_t *j, search_req *s)
-{
-    const char *filter = str_of(j, "filter"), *img = str_of(j, "image");
-    json_t *meta = json_object_get(j, "include_metadata");
-    cr_err rc;
-    memset(s, 0, sizeof *s);
-    cirrus__v1__query__init(&s->q);
-    cirrus__v1__vector__init(&s->v);
-    cirrus__v1__composed__init(&s->composed);
-    cirrus__v1__reference__init(&s->ref);
-    cirrus__v1__search_params__init(&s->params);
-    if (!json_is_object(j))
-        return cr_error_set(CR_ERR_INVALID, "the body must be a JSON object");
-    if ((rc = check_fields(j)))
-        return rc;
-    if (img && (rc = b64_decode(img, &s->image)))
-        return rc;
-    rc = json_object_get(j, "caption") || json_object_get(j, "ref_id") ? composed_kind(j, s)
-                                                                        : plain_kind(j, s);
-    if (rc)
-        return rc;
-    if (filter && (rc = cr_filter_parse(filter, &s->filter)))
-        return rc; /* its message starts "filter: " */
-    s->q.k = num_of(j, "k", 10);
-    s->q.offset = num_of(j, "offset", 0);
-    s->q.group_size = num_of(j, "group_size", 0);
-    s->params.nprobe = num_of(j, "nprobe", 0);
-    s->params.ef_search = num_of(j, "ef", 0);
-    s->params.exact = json_is_true(json_object_get(j, "exact"));
-    s->q.group_by = (char *)str_of(j, "group_by");
-    s->q.include_metadata = meta ? json_is_true(meta) : 1;
-    s->q.filter = s->filter;
-    s->q.params = &s->params;
-    return CR_OK;
-}
-
-static void job_search(gw_http *h, cirrus_client **cl, http_req *r)
-{
-    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
-    Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
-    Cirrus__V1__Response *resp = NULL;
-    json_error_t jerr;
-    json_t *j = r->body ? json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    search_req s;
-    cr_err rc;
-
-    if (!j) {
-        answer_error(r, CR_ERR_INVALID, r->body ? jerr.text : "empty body");
-        return;
-    }
-    rc = parse_search(j, &s);
-    if (!rc) {
-        sr.query = &s.q;
-        req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
-        req.search = &sr;
-        rc = call(h, cl, &req, CIRRUS__V1__RESPONSE__RESULT_SEARCH, &resp);
-    }
-    if (rc)
-        answer_error(r, rc, cr_error_message());
-    else
-        answer_json(r, 200, cirrus_result_json(resp->search));
-    cirrus_response_free(resp);
-    search_req_free(&s);
-    json_decref(j);
-}
-
-/* ---- /v1/items/{id} ------------------------------------------------------------------------ */
-
-static void job_item(gw_http *h, cirrus_client **cl, http_req *r)
-{
-    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
-    Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
-    Cirrus__V1__Response *resp = NULL;
-    char *ids[1] = {r->id};
-    cr_err rc;
-    get.ids = ids;
-    get.n_ids = 1;
-    get.include_vector = 1;
-    req.op_case = CIRRUS__V1__REQUEST__OP_GET;
-    req.get = &get;
-    rc = call(h, cl, &req, CIRRUS__V1__RESPONSE__RESULT_GET, &resp);
-    if (rc)
-        answer_error(r, rc, cr_error_message());
-    else if (resp->get->n_items == 0)
-        answer_error(r, CR_NOTFOUND, "no such item");
-    else
-        answer_json(r, 200, cirrus_item_json(resp->get->items[0]));
-    cirrus_response_free(resp);
 }
 
 /* libmicrohttpd's URL decoding, except that %00 becomes 0xFF: a NUL would silently cut the
@@ -538,7 +163,7 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 static void *worker_main(void *arg)
 {
     gw_http *h = arg;
-    cirrus_client *cl = NULL;
+    gw_caller caller = {.endpoint = h->endpoint, .stopping = &h->stopping};
     for (;;) {
         http_req *r;
         pthread_mutex_lock(&h->qmu);
@@ -559,15 +184,13 @@ static void *worker_main(void *arg)
         if (!r)
             break; /* stopping, and the queue is empty */
         if (atomic_load(&h->stopping))
-            answer_error(r, CR_ERR_UNAVAILABLE, "the coordinator is shutting down");
-        else if (r->is_search)
-            job_search(h, &cl, r);
+            gw_answer_error(&r->ans, CR_ERR_UNAVAILABLE, "the coordinator is shutting down");
         else
-            job_item(h, &cl, r);
+            gw_api_serve(&caller, r->op, r->id, r->body, r->len, &r->ans);
         atomic_store_explicit(&r->state, REQ_DONE, memory_order_release);
         MHD_resume_connection(r->c);
     }
-    cirrus_client_close(&cl);
+    gw_caller_close(&caller);
     return NULL;
 }
 
@@ -729,6 +352,7 @@ static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *u
                              const char *method, http_req *r)
 {
     int get = strcmp(method, "GET") == 0;
+    cr_err rc;
     if (get && strcmp(url, "/healthz") == 0)
         return send_text(c, 200, "text/plain", "ok\n", 3);
     if (get && strcmp(url, "/readyz") == 0)
@@ -736,17 +360,16 @@ static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *u
                         : send_text(c, 503, "text/plain", "not ready\n", 10);
     if (get && strcmp(url, "/metrics") == 0)
         return do_metrics(h, c);
-    if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/search") == 0) {
-        r->is_search = 1;
+    if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0))
+        return send_page(c);
+    if (get && strcmp(url, "/openapi.json") == 0)
+        return send_text(c, 200, "application/json", (const char *)gw_openapi_json,
+                         gw_openapi_json_len);
+    rc = gw_api_match(method, url, &r->op, &r->id);
+    if (rc)
+        return send_error(c, rc, cr_error_message());
+    if (r->op != GW_OP_NONE)
         return submit(h, c, r);
-    }
-    if (get && strncmp(url, "/v1/items/", 10) == 0 && url[10]) {
-        if (cr_validate_id(url + 10))
-            return send_error(c, CR_ERR_INVALID, cr_error_message());
-        if (!(r->id = strdup(url + 10)))
-            return send_error(c, CR_ERR_NOMEM, "out of memory");
-        return submit(h, c, r);
-    }
     return send_error(c, CR_NOTFOUND, "no such endpoint");
 }
 
@@ -765,14 +388,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (atomic_load_explicit(&r->state, memory_order_acquire) == REQ_DONE) /* resumed */
-        return send_text(c, r->status, "application/json", r->out ? r->out : "{}",
-                         r->out ? r->out_len : 2);
+        return send_text(c, r->ans.status, "application/json", r->ans.out ? r->ans.out : "{}",
+                         r->ans.out ? r->ans.out_len : 2);
     if (*upload_size) {
         enum MHD_Result ok = add_upload(r, upload, *upload_size);
         *upload_size = 0;
         return ok;
     }
-    conn_deadline(h, c, 0); /* received in full: served within CALL_TIMEOUT_MS */
+    conn_deadline(h, c, 0); /* received in full: a worker answers within its call timeout */
     atomic_fetch_add(&h->requests, 1);
     if (r->too_big)
         return send_error(c, CR_ERR_INVALID, "request body too large");
@@ -789,7 +412,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r) {
         free(r->body);
         free(r->id);
-        free(r->out);
+        free(r->ans.out);
         free(r);
         *con_cls = NULL;
     }
@@ -881,7 +504,7 @@ void gw_http_stop(gw_http **pp)
     if (!h)
         return;
     /* Workers answer what is queued with 503 and abandon calls in flight within
-     * CALL_SLICE_MS, resuming every suspended connection: libmicrohttpd must not be stopped
+     * a call slice (api.c), resuming every suspended connection: libmicrohttpd must not be stopped
      * with one still suspended. */
     pthread_mutex_lock(&h->qmu);
     atomic_store(&h->stopping, 1);

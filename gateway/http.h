@@ -4,19 +4,9 @@
  *   GET  /healthz           200 while the process runs
  *   GET  /readyz            200 when every shard group has a live replica, else 503
  *   GET  /metrics           Prometheus text format (requests, errors, latency, replicas up)
- *   POST /v1/search         JSON query in, the CLI's --json search shape out
- *   GET  /v1/items/{id}     one item (attributes and vector), 404 when absent
- *
- * Search body: exactly one of "vector": [..], "text": "..", "image": "<base64>",
- * "item_id": "..", or a composed query "ref_id": ".." (or "image") with "caption",
- * optional "caption2" and "method" (searle|combiner|sum|text|image); plus optional "k" (10),
- * "filter" (the text filter language), "group_by", "group_size", "offset", "nprobe", "ef",
- * "exact", "include_metadata" (true). An unknown key, a value of the wrong type (null
- * included) or a duplicate key is a 400 whose message names the field ("filter: expected a
- * string"). Ids longer than 256 bytes or not UTF-8 are a 400.
- * Errors: {"error": {"code": n, "message": ".."}} (n a cr_err) with 400 for bad input, 404
- * not found, 503 overloaded/unavailable, 504 a backend or the deadline timed out, 500
- * otherwise.
+ *   GET  /                  the web page for composed search (gateway/web/index.html)
+ *   GET  /openapi.json      the OpenAPI 3 document of every endpoint (gateway/openapi.json)
+ *   /v1/...                 the API resources: see api.h (search, items, stats)
  *
  * Serving: one event-loop thread reads requests and answers the operations endpoints itself;
  * API requests go to 8 worker threads (64 more may wait; past that, 503), which call the

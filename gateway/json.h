@@ -1,7 +1,8 @@
 /* json.h — cirrus results as JSON (jansson), the shapes the CLI's --json and the HTTP API print:
  *   search: {"hits":[{"id","score","attributes"}],"partial":bool,"missing_groups":[...],
  *            "timing":{...}}
- *   item:   {"id","version","attributes","vector"?} */
+ *   item:   {"id","version","attributes","vector"?}
+ *   stats:  {"role","count","dim","metric","index",...,"groups"?} */
 #ifndef CIRRUS_JSON_H
 #define CIRRUS_JSON_H
 
@@ -14,6 +15,8 @@
 /* New references; the caller owns them. */
 json_t *cirrus_result_json(const Cirrus__V1__SearchResult *r);
 json_t *cirrus_item_json(const Cirrus__V1__Item *it);
+/* {"role","count","dim","metric","index",...,"encoder"?,"groups"?} (the CLI's `stats`). */
+json_t *cirrus_stats_json(const Cirrus__V1__StatsResult *s);
 
 /* An unsigned 64-bit number (item versions). jansson's integers are signed, so a value above
  * INT64_MAX becomes a marked string that cirrus_json_dumps() prints as a bare unsigned number

@@ -1,10 +1,9 @@
 /* cirrus-coordinator — the public endpoint of a cirrus cluster. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
 #include "gateway/http.h"
@@ -12,20 +11,6 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SKEW_DEFAULT STRINGIFY(CR_HLC_MAX_SKEW_MS)
-
-static volatile sig_atomic_t stop_flag, reload_flag;
-
-static void on_stop(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
-static void on_hup(int sig)
-{
-    (void)sig;
-    reload_flag = 1;
-}
 
 static int gw_ready(void *ctx)
 {
@@ -48,7 +33,7 @@ static cr_err serve(const coord_server_opts *o, const char *http)
         rc = gw_http_start(&gw, http, o->map->bind, &hooks);
     }
     if (!rc)
-        rc = coord_server_serve(s, &stop_flag);
+        rc = coord_server_serve(s, cr_daemon_stop_flag());
     gw_http_stop(&gw);
     coord_server_close(&s);
     return rc;
@@ -58,7 +43,6 @@ int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http;
     long long workers, deadline, backend_timeout, spin_us, skew_ms;
-    int help, ret = 1;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
          "cluster map JSON file (shard groups, encoders; reloaded on SIGHUP)"},
@@ -78,40 +62,24 @@ int main(int argc, char **argv)
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     coord_server_opts o = coord_server_default_opts();
-    coord_map *map = malloc(sizeof *map);
-    struct sigaction sa;
-    int level;
-    cr_err rc = cr_config_load("cirrus-coordinator", "CIRRUS_COORDINATOR", opts, nopts, argc,
-                               argv, &help);
-    if (help || !map) {
-        ret = help ? 0 : 1;
+    coord_map *map = NULL;
+    int ret = cr_daemon_begin("cirrus-coordinator", "CIRRUS_COORDINATOR", opts, nopts, argc,
+                              argv);
+    if (ret >= 0)
+        return ret;
+    map = malloc(sizeof *map);
+    if (!map)
+        ret = cr_daemon_fail("out of memory");
+    else if (coord_map_load(map_path, map))
+        ret = cr_daemon_fail("%s", cr_error_message());
+    if (ret >= 0)
         goto out;
-    }
-    if (rc) {
-        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
-        ret = 2;
-        goto out;
-    }
-    level = cr_log_level_parse(log_level);
-    if (level >= 0)
-        cr_log_set_level((cr_log_level)level);
-    if (coord_map_load(map_path, map)) {
-        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
-        goto out;
-    }
     if (bind)
         snprintf(map->bind, sizeof map->bind, "%s", bind);
     if (!map->bind[0]) {
-        fprintf(stderr, "cirrus-coordinator: no bind endpoint (map 'bind' or --bind)\n");
+        ret = cr_daemon_fail("no bind endpoint (map 'bind' or --bind)");
         goto out;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     o.map = map;
     o.workers = (int)workers;
     o.spin_us = (unsigned)spin_us;
@@ -119,16 +87,9 @@ int main(int argc, char **argv)
     o.backend_timeout_ms = (uint32_t)backend_timeout;
     o.version_skew_ms = (uint64_t)skew_ms;
     o.map_path = map_path;
-    o.reload = &reload_flag;
-    rc = serve(&o, http);
-    if (rc) {
-        fprintf(stderr, "cirrus-coordinator: %s\n", cr_error_message());
-        goto out;
-    }
-    CR_INFO("coordinator", "stopped cleanly");
-    ret = 0;
+    o.reload = cr_daemon_reload_flag();
+    ret = serve(&o, http) ? cr_daemon_fail("%s", cr_error_message()) : 0;
 out:
     free(map);
-    cr_config_free(opts, nopts);
-    return ret;
+    return cr_daemon_end("coordinator", ret);
 }

@@ -1,20 +1,11 @@
 /* cirrus-encoder — serves CLIP embeddings and composed queries (EncodeImage, EncodeText,
  * Compose, Health, Stats) with dynamic batching. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "encoder/server.h"
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 static cr_err parse_activation(const char *s, enc_clip_act *out)
 {
@@ -35,7 +26,6 @@ int main(int argc, char **argv)
     char *allow;
     long long batch, batch_wait, threads, workers, queue, max_pixels, deadline, image_work;
     long long request_work, drain;
-    int help;
     cr_opt opts[] = {
         {"model", CR_OPT_STRING, &model, NULL, 0, 0, 1,
          "CLIP weights: .safetensors (OpenAI or Hugging Face names) or a HF directory"},
@@ -83,21 +73,12 @@ int main(int argc, char **argv)
     enc_service_opts eo = enc_service_default_opts();
     enc_server_opts so = enc_server_default_opts();
     enc_service *svc = NULL;
-    struct sigaction sa;
-    int level, ret = 1;
+    enc_server *srv = NULL;
+    int ret = cr_daemon_begin("cirrus-encoder", "CIRRUS_ENCODER", opts, nopts, argc, argv);
     cr_err rc;
 
-    rc = cr_config_load("cirrus-encoder", "CIRRUS_ENCODER", opts, nopts, argc, argv, &help);
-    if (help)
-        return 0;
-    if (rc) {
-        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
-        cr_config_free(opts, nopts);
-        return 2;
-    }
-    level = cr_log_level_parse(log_level);
-    if (level >= 0)
-        cr_log_set_level((cr_log_level)level);
+    if (ret >= 0)
+        return ret;
     eo.model = model;
     eo.vocab = vocab;
     eo.phi = phi;
@@ -112,42 +93,33 @@ int main(int argc, char **argv)
     if (enc_preprocess_parse(preprocess, &eo.preprocess) ||
         enc_preprocess_parse_list(allow, &eo.allow_preprocess) ||
         parse_activation(activation, &eo.activation)) {
-        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
-        ret = 2;
-        goto out;
+        cr_daemon_fail("%s", cr_error_message());
+        return cr_daemon_end("encoder", 2);
     }
     if (method) {
         enc_compose_method m;
         if (enc_compose_method_parse(method, &m)) {
-            fprintf(stderr, "cirrus-encoder: --method: %s\n", cr_error_message());
-            ret = 2;
-            goto out;
+            cr_daemon_fail("--method: %s", cr_error_message());
+            return cr_daemon_end("encoder", 2);
         }
         eo.method = (int)m;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     rc = enc_service_open(&svc, &eo);
-    if (rc) {
-        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
-        goto out;
-    }
+    if (rc)
+        return cr_daemon_end("encoder", cr_daemon_fail("%s", cr_error_message()));
     so.bind = bind;
     so.workers = (int)workers;
     so.default_deadline_ms = (uint32_t)deadline;
     so.drain_ms = (uint32_t)drain;
-    rc = enc_server_run(svc, &so, &stop_flag);
+    rc = enc_server_open(&srv, svc, &so);
     if (rc) {
-        fprintf(stderr, "cirrus-encoder: %s\n", cr_error_message());
-        goto out;
+        ret = cr_daemon_fail("%s", cr_error_message());
+    } else {
+        cr_daemon_wait();
+        rc = enc_server_close(&srv);
+        ret = rc ? cr_daemon_fail("%s", cr_error_message()) : 0;
     }
-    CR_INFO("encoder", "stopped cleanly");
-    ret = 0;
-out:
-    enc_service_close(&svc);
-    cr_config_free(opts, nopts);
-    return ret;
+    if (rc != CR_TIMEOUT) /* else a worker still uses the service */
+        enc_service_close(&svc);
+    return cr_daemon_end("encoder", ret);
 }

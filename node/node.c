@@ -36,13 +36,13 @@ typedef struct shard_role {
     shard_engine *engine;
     shard_server_opts o;
     char bind[64];
-    role_thread th;
+    shard_server *srv;
 } shard_role;
 
 typedef struct enc_role {
     enc_service *svc;
     enc_server_opts o;
-    role_thread th;
+    enc_server *srv;
 } enc_role;
 
 struct node {
@@ -79,24 +79,6 @@ static void role_failed(role_thread *t, cr_err rc)
     snprintf(t->err, sizeof t->err, "%s", cr_error_message());
     atomic_compare_exchange_strong(&t->n->failed, &none, t);
     t->n->stop = 1;
-}
-
-static void *shard_main(void *arg)
-{
-    shard_role *r = arg;
-    cr_err rc = shard_server_run(r->engine, &r->o, &r->th.n->stop);
-    if (rc)
-        role_failed(&r->th, rc);
-    return NULL;
-}
-
-static void *encoder_main(void *arg)
-{
-    enc_role *r = arg;
-    cr_err rc = enc_server_run(r->svc, &r->o, &r->th.n->stop);
-    if (rc)
-        role_failed(&r->th, rc);
-    return NULL;
 }
 
 static void *coord_main(void *arg)
@@ -172,7 +154,6 @@ static cr_err open_shard(node *n, int i, int dim)
         return cr_error_wrap(rc, "shard %d%s", i,
                              dim ? "" : " (give --model or --dim for a new catalog)");
     snprintf(r->bind, sizeof r->bind, "inproc://serve-shard-%d", i);
-    snprintf(r->th.what, sizeof r->th.what, "shard %d", i);
     r->o = shard_server_default_opts();
     r->o.bind = r->bind;
     r->o.zmq_ctx = n->zctx;
@@ -222,20 +203,23 @@ static cr_err open_shards(node *n, int dim)
     return rc;
 }
 
+/* Each server returns from open bound and serving. */
 static cr_err start_backends(node *n)
 {
+    cr_err rc;
     for (int i = 0; i < n->o.shards; i++) {
-        cr_err rc = role_start(n, &n->shards[i].th, shard_main, &n->shards[i]);
-        if (rc)
-            return rc;
+        shard_role *r = &n->shards[i];
+        if ((rc = shard_server_open(&r->srv, r->engine, &r->o)))
+            return cr_error_wrap(rc, "shard %d", i);
     }
     if (!n->enc.svc)
         return CR_OK;
     n->enc.o = enc_server_default_opts();
     n->enc.o.bind = "inproc://serve-encoder";
     n->enc.o.zmq_ctx = n->zctx;
-    snprintf(n->enc.th.what, sizeof n->enc.th.what, "encoder");
-    return role_start(n, &n->enc.th, encoder_main, &n->enc);
+    if ((rc = enc_server_open(&n->enc.srv, n->enc.svc, &n->enc.o)))
+        return cr_error_wrap(rc, "encoder");
+    return CR_OK;
 }
 
 static void fill_map(node *n)
@@ -367,13 +351,13 @@ cr_err node_close(node **pp)
     gw_http_stop(&n->gw);
     role_join(&n->coord_th);
     coord_server_close(&n->coord);
-    for (int i = 0; i < NODE_MAX_SHARDS; i++)
-        role_join(&n->shards[i].th);
-    role_join(&n->enc.th);
     rc = failure(n);
+    /* A server whose threads did not stop still uses its engine or service: leave those. */
     for (int i = 0; i < NODE_MAX_SHARDS; i++)
-        shard_engine_close(&n->shards[i].engine);
-    enc_service_close(&n->enc.svc);
+        if (shard_server_close(&n->shards[i].srv) != CR_TIMEOUT)
+            shard_engine_close(&n->shards[i].engine);
+    if (enc_server_close(&n->enc.srv) != CR_TIMEOUT)
+        enc_service_close(&n->enc.svc);
     cr_wire_ctx_term(&n->zctx);
     free(n->map);
     free(n);

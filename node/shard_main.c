@@ -1,27 +1,18 @@
 /* cirrus-shard — serves one partition of a catalog: LMDB store + FAISS index. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "shard/engine.h"
 #include "shard/server.h"
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 int main(int argc, char **argv)
 {
     char *dir, *bind, *metric, *factory, *template_path, *log_level;
     long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us, backlog_mb;
     double exact_fraction;
-    int create, help;
+    int create;
     cr_opt opts[] = {
         {"dir", CR_OPT_STRING, &dir, NULL, 0, 0, 1, "shard data directory"},
         {"bind", CR_OPT_STRING, &bind, "tcp://127.0.0.1:7701", 0, 0, 0, "endpoint to serve on"},
@@ -60,45 +51,29 @@ int main(int argc, char **argv)
     shard_engine_opts eo = shard_engine_default_opts();
     shard_server_opts so = shard_server_default_opts();
     shard_engine *engine = NULL;
-    struct sigaction sa;
-    int level, ret = 1;
+    shard_server *srv = NULL;
+    int ret = cr_daemon_begin("cirrus-shard", "CIRRUS_SHARD", opts, nopts, argc, argv);
     cr_err rc;
 
-    rc = cr_config_load("cirrus-shard", "CIRRUS_SHARD", opts, nopts, argc, argv, &help);
-    if (help)
-        return 0;
-    if (rc) {
-        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
-        cr_config_free(opts, nopts);
-        return 2;
-    }
-    level = cr_log_level_parse(log_level);
-    if (level >= 0)
-        cr_log_set_level((cr_log_level)level);
+    if (ret >= 0)
+        return ret;
     eo.create = create;
     eo.dim = (int)dim;
-    if (metric && shard_index_metric_parse(metric, &eo.metric)) {
-        fprintf(stderr, "cirrus-shard: --metric: %s\n", cr_error_message());
-        goto out;
-    }
+    if (metric && shard_index_metric_parse(metric, &eo.metric))
+        return cr_daemon_end("shard", cr_daemon_fail("--metric: %s", cr_error_message()));
     eo.metric_set = metric != NULL;
     eo.factory = factory;
     eo.train_size = train_size;
     eo.template_path = template_path;
     eo.exact_fraction = exact_fraction;
     eo.index_backlog_bytes = (uint64_t)backlog_mb << 20;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     rc = shard_engine_open(&engine, dir, &eo);
     if (rc) {
-        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
+        ret = cr_daemon_fail("%s", cr_error_message());
         if (rc == CR_ERR_INVALID && (dim || metric || factory))
-            fprintf(stderr, "cirrus-shard: an existing shard keeps the --dim, --metric and "
-                            "--index it was created with: give none of them to use those\n");
-        goto out;
+            cr_daemon_fail("an existing shard keeps the --dim, --metric and --index it was "
+                           "created with: give none of them to use those");
+        return cr_daemon_end("shard", ret);
     }
     so.bind = bind;
     so.workers = (int)workers;
@@ -106,15 +81,15 @@ int main(int argc, char **argv)
     so.write_queue = (int)queue;
     so.snapshot_writes = (uint64_t)snap_writes;
     so.snapshot_interval_s = (uint64_t)snap_interval;
-    rc = shard_server_run(engine, &so, &stop_flag);
+    rc = shard_server_open(&srv, engine, &so);
     if (rc) {
-        fprintf(stderr, "cirrus-shard: %s\n", cr_error_message());
-        goto out;
+        ret = cr_daemon_fail("%s", cr_error_message());
+    } else {
+        cr_daemon_wait();
+        rc = shard_server_close(&srv);
+        ret = rc ? cr_daemon_fail("%s", cr_error_message()) : 0;
     }
-    CR_INFO("shard", "stopped cleanly");
-    ret = 0;
-out:
-    shard_engine_close(&engine);
-    cr_config_free(opts, nopts);
-    return ret;
+    if (rc != CR_TIMEOUT) /* else a search thread still uses the engine */
+        shard_engine_close(&engine);
+    return cr_daemon_end("shard", ret);
 }

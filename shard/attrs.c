@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shard/filter_parse.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Growable bitsets over ids; words past `nw` read as zero. */
@@ -456,29 +455,27 @@ static cr_err add_number(struct attr *a, bool is_int, int64_t i, double d, uint6
     return CR_OK;
 }
 
-static cr_err check_attribute(const Cirrus__V1__Attribute *at, size_t k)
+static cr_err check_attribute(const shard_attr *at, size_t k)
 {
-    const Cirrus__V1__AttrValue *v;
+    const shard_value *v;
     if (!at)
         return cr_error_set(CR_ERR_INVALID, "attrs: attribute %zu is NULL", k);
     if (!at->name || !at->name[0])
         return cr_error_set(CR_ERR_INVALID, "attrs: attribute %zu has an empty name", k);
-    v = at->value;
-    if (!v)
-        return cr_error_set(CR_ERR_INVALID, "attrs: attribute '%s' has no value", at->name);
-    switch (v->value_case) {
-    case CIRRUS__V1__ATTR_VALUE__VALUE_S:
-        if (!v->s)
+    v = &at->value;
+    switch (v->type) {
+    case SHARD_VALUE_STRING:
+        if (!v->u.s)
             break;
         return CR_OK;
-    case CIRRUS__V1__ATTR_VALUE__VALUE_I:
-    case CIRRUS__V1__ATTR_VALUE__VALUE_D:
-    case CIRRUS__V1__ATTR_VALUE__VALUE_B: return CR_OK;
-    case CIRRUS__V1__ATTR_VALUE__VALUE_STRINGS:
-        if (!v->strings || (v->strings->n_values && !v->strings->values))
+    case SHARD_VALUE_INT:
+    case SHARD_VALUE_DOUBLE:
+    case SHARD_VALUE_BOOL: return CR_OK;
+    case SHARD_VALUE_STRINGS:
+        if (v->u.strings.n && !v->u.strings.v)
             break;
-        for (size_t i = 0; i < v->strings->n_values; i++)
-            if (!v->strings->values[i])
+        for (size_t i = 0; i < v->u.strings.n; i++)
+            if (!v->u.strings.v[i])
                 return cr_error_set(CR_ERR_INVALID, "attrs: attribute '%s' has a NULL string",
                                     at->name);
         return CR_OK;
@@ -540,8 +537,7 @@ static void compact(shard_attrs *idx)
     idx->n_dead = 0;
 }
 
-cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const Cirrus__V1__Attribute *const *attrs,
-                       size_t n)
+cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const shard_attr *attrs, size_t n)
 {
     cr_err rc = CR_OK;
 
@@ -551,7 +547,7 @@ cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const Cirrus__V1__Attribut
         return cr_error_set(CR_ERR_INVALID, "attrs: id %llu out of range",
                             (unsigned long long)id);
     for (size_t k = 0; k < n; k++) {
-        rc = check_attribute(attrs[k], k);
+        rc = check_attribute(&attrs[k], k);
         if (rc)
             return rc;
     }
@@ -568,23 +564,23 @@ cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const Cirrus__V1__Attribut
     if (rc)
         goto out;
     for (size_t k = 0; k < n; k++) {
-        const Cirrus__V1__AttrValue *v = attrs[k]->value;
+        const shard_value *v = &attrs[k].value;
         struct attr *a = NULL;
-        rc = attr_get_or_add(idx, attrs[k]->name, &a);
+        rc = attr_get_or_add(idx, attrs[k].name, &a);
         if (rc)
             goto out;
-        switch (v->value_case) {
-        case CIRRUS__V1__ATTR_VALUE__VALUE_S: rc = add_string(a, v->s, id); break;
-        case CIRRUS__V1__ATTR_VALUE__VALUE_STRINGS:
+        switch (v->type) {
+        case SHARD_VALUE_STRING: rc = add_string(a, v->u.s, id); break;
+        case SHARD_VALUE_STRINGS:
             a->types |= TY_STR;
-            for (size_t i = 0; i < v->strings->n_values && !rc; i++)
-                rc = add_string(a, v->strings->values[i], id);
+            for (size_t i = 0; i < v->u.strings.n && !rc; i++)
+                rc = add_string(a, v->u.strings.v[i], id);
             break;
-        case CIRRUS__V1__ATTR_VALUE__VALUE_I: rc = add_number(a, true, v->i, 0, id); break;
-        case CIRRUS__V1__ATTR_VALUE__VALUE_D: rc = add_number(a, false, 0, v->d, id); break;
+        case SHARD_VALUE_INT: rc = add_number(a, true, v->u.i, 0, id); break;
+        case SHARD_VALUE_DOUBLE: rc = add_number(a, false, 0, v->u.d, id); break;
         default:
             a->types |= TY_BOOL;
-            rc = bs_set(v->b ? &a->btrue : &a->bfalse, id);
+            rc = bs_set(v->u.b ? &a->btrue : &a->bfalse, id);
             break;
         }
         if (rc)
@@ -698,14 +694,14 @@ static void complement_within(const struct ectx *c, const struct bitset *has, ui
         out[w] = bs_word(has, w) & ~out[w];
 }
 
-static struct num to_num(const Cirrus__V1__AttrValue *v)
+static struct num to_num(const shard_value *v)
 {
     struct num n = {false, 0, 0};
-    if (v->value_case == CIRRUS__V1__ATTR_VALUE__VALUE_I) {
+    if (v->type == SHARD_VALUE_INT) {
         n.is_int = true;
-        n.i = v->i;
+        n.i = v->u.i;
     } else {
-        n.d = v->d;
+        n.d = v->u.d;
     }
     return n;
 }
@@ -723,27 +719,27 @@ static cr_err need_type(const struct attr *a, unsigned ty)
                         type_name(ty));
 }
 
-static unsigned value_type(const Cirrus__V1__AttrValue *v)
+static unsigned value_type(const shard_value *v)
 {
-    switch (v->value_case) {
-    case CIRRUS__V1__ATTR_VALUE__VALUE_S: return TY_STR;
-    case CIRRUS__V1__ATTR_VALUE__VALUE_B: return TY_BOOL;
+    switch (v->type) {
+    case SHARD_VALUE_STRING: return TY_STR;
+    case SHARD_VALUE_BOOL: return TY_BOOL;
     default: return TY_NUM;
     }
 }
 
 /* ORs the items with a value equal to `v` into out. */
-static void or_equal(const struct ectx *c, const struct attr *a, const Cirrus__V1__AttrValue *v,
+static void or_equal(const struct ectx *c, const struct attr *a, const shard_value *v,
                      uint64_t *out)
 {
     switch (value_type(v)) {
     case TY_STR: {
-        int64_t i = htab_get(&a->vmap, a->vals, sizeof *a->vals, v->s, str_hash(v->s));
+        int64_t i = htab_get(&a->vmap, a->vals, sizeof *a->vals, v->u.s, str_hash(v->u.s));
         if (i >= 0)
             or_posting(c, &a->vals[i].post, out);
         break;
     }
-    case TY_BOOL: or_bits(c, v->b ? &a->btrue : &a->bfalse, out); break;
+    case TY_BOOL: or_bits(c, v->u.b ? &a->btrue : &a->bfalse, out); break;
     default: {
         struct interval q = {true, true, true, true, to_num(v), to_num(v)};
         or_interval(c, a, &q, out);
@@ -754,33 +750,55 @@ static void or_equal(const struct ectx *c, const struct attr *a, const Cirrus__V
 
 static const struct attr *lookup(const struct ectx *c, const char *name)
 {
-    const struct attr *a = attr_find(c->idx, name);
+    const struct attr *a;
+    if (!name || !name[0]) {
+        cr_error_set(CR_ERR_INVALID, "filter: empty attribute name");
+        return NULL;
+    }
+    a = attr_find(c->idx, name);
     if (!a)
         cr_error_set(CR_ERR_INVALID, "filter: unknown attribute '%s'", name);
     return a;
 }
 
-static cr_err eval_compare(const struct ectx *c, const Cirrus__V1__Compare *cmp, uint64_t *out)
+/* A filter's value is a single string, number or bool (a compiled tree is built so; a
+ * hand-made one is checked rather than trusted). */
+static cr_err check_value(const shard_value *v, const char *attr)
+{
+    if (v->type == SHARD_VALUE_STRING ? v->u.s != NULL
+                                      : v->type >= SHARD_VALUE_INT && v->type <= SHARD_VALUE_BOOL)
+        return CR_OK;
+    return cr_error_set(CR_ERR_INVALID, "filter: value for '%s' is not a string, number or bool",
+                        attr ? attr : "");
+}
+
+static cr_err eval_compare(const struct ectx *c, const shard_filter *cmp, uint64_t *out)
 {
     static const char *const opname[] = {"=", "!=", "<", "<=", ">", ">="};
-    const struct attr *a = lookup(c, cmp->attr);
-    unsigned ty = value_type(cmp->value);
+    const struct attr *a;
+    unsigned ty = value_type(&cmp->value);
     cr_err rc;
 
+    if ((unsigned)cmp->op > SHARD_CMP_GE)
+        return cr_error_set(CR_ERR_INVALID, "filter: compare operator %d out of range",
+                            (int)cmp->op);
+    if ((rc = check_value(&cmp->value, cmp->attr)))
+        return rc;
+    a = lookup(c, cmp->attr);
     if (!a)
         return CR_ERR_INVALID;
-    if (ty != TY_NUM && cmp->op != CIRRUS__V1__COMPARE_OP__CMP_EQ &&
-        cmp->op != CIRRUS__V1__COMPARE_OP__CMP_NE)
+    if (ty != TY_NUM && cmp->op != SHARD_CMP_EQ &&
+        cmp->op != SHARD_CMP_NE)
         return cr_error_set(CR_ERR_INVALID, "filter: '%s' on '%s' needs a number, not a %s",
                             opname[cmp->op], cmp->attr, ty == TY_STR ? "string" : "boolean");
     rc = need_type(a, ty);
     if (rc)
         return rc;
-    if (cmp->op == CIRRUS__V1__COMPARE_OP__CMP_EQ || cmp->op == CIRRUS__V1__COMPARE_OP__CMP_NE) {
-        or_equal(c, a, cmp->value, out);
-        if (cmp->op == CIRRUS__V1__COMPARE_OP__CMP_NE) {
+    if (cmp->op == SHARD_CMP_EQ || cmp->op == SHARD_CMP_NE) {
+        or_equal(c, a, &cmp->value, out);
+        if (cmp->op == SHARD_CMP_NE) {
             if (ty == TY_BOOL) {
-                struct bitset *other = cmp->value->b ? (struct bitset *)&a->bfalse
+                struct bitset *other = cmp->value.u.b ? (struct bitset *)&a->bfalse
                                                      : (struct bitset *)&a->btrue;
                 complement_within(c, other, out); /* holds the other bool and not this one */
             } else {
@@ -789,11 +807,11 @@ static cr_err eval_compare(const struct ectx *c, const Cirrus__V1__Compare *cmp,
         }
     } else {
         struct interval q = {0};
-        struct num v = to_num(cmp->value);
+        struct num v = to_num(&cmp->value);
         switch (cmp->op) {
-        case CIRRUS__V1__COMPARE_OP__CMP_LT: q.has_hi = true, q.hi = v; break;
-        case CIRRUS__V1__COMPARE_OP__CMP_LE: q.has_hi = q.hi_incl = true, q.hi = v; break;
-        case CIRRUS__V1__COMPARE_OP__CMP_GT: q.has_lo = true, q.lo = v; break;
+        case SHARD_CMP_LT: q.has_hi = true, q.hi = v; break;
+        case SHARD_CMP_LE: q.has_hi = q.hi_incl = true, q.hi = v; break;
+        case SHARD_CMP_GT: q.has_lo = true, q.lo = v; break;
         default: q.has_lo = q.lo_incl = true, q.lo = v; break;
         }
         or_interval(c, a, &q, out);
@@ -802,34 +820,36 @@ static cr_err eval_compare(const struct ectx *c, const Cirrus__V1__Compare *cmp,
     return CR_OK;
 }
 
-static cr_err eval_node(const struct ectx *c, const Cirrus__V1__Filter *f, uint64_t *out);
-
-static cr_err eval_node(const struct ectx *c, const Cirrus__V1__Filter *f, uint64_t *out)
+static cr_err eval_node(const struct ectx *c, const shard_filter *f, uint64_t *out)
 {
     const struct attr *a;
-    const Cirrus__V1__FilterList *list;
     uint64_t *tmp = NULL;
     cr_err rc = CR_OK;
 
-    switch (f->expr_case) {
-    case CIRRUS__V1__FILTER__EXPR_CMP: return eval_compare(c, f->cmp, out);
-    case CIRRUS__V1__FILTER__EXPR_IN:
-        a = lookup(c, f->in->attr);
+    if (!f)
+        return cr_error_set(CR_ERR_INVALID, "filter: NULL expression");
+    switch (f->kind) {
+    case SHARD_FILTER_CMP: return eval_compare(c, f, out);
+    case SHARD_FILTER_IN:
+        a = lookup(c, f->attr);
         if (!a)
             return CR_ERR_INVALID;
-        for (size_t i = 0; i < f->in->n_values; i++) {
-            rc = need_type(a, value_type(f->in->values[i]));
+        if (f->n_values == 0 || !f->values)
+            return cr_error_set(CR_ERR_INVALID, "filter: empty 'in' list");
+        for (size_t i = 0; i < f->n_values; i++) {
+            rc = check_value(&f->values[i], f->attr);
+            if (!rc)
+                rc = need_type(a, value_type(&f->values[i]));
             if (rc)
                 return rc;
-            or_equal(c, a, f->in->values[i], out);
+            or_equal(c, a, &f->values[i], out);
         }
         mask_live(c, out);
         return CR_OK;
-    case CIRRUS__V1__FILTER__EXPR_RANGE: {
-        const Cirrus__V1__Range *r = f->range;
-        struct interval q = {r->has_lo, r->lo_inclusive, r->has_hi, r->hi_inclusive,
-                             {false, 0, r->lo}, {false, 0, r->hi}};
-        a = lookup(c, r->attr);
+    case SHARD_FILTER_RANGE: {
+        struct interval q = {f->has_lo, f->lo_inclusive, f->has_hi, f->hi_inclusive,
+                             {false, 0, f->lo}, {false, 0, f->hi}};
+        a = lookup(c, f->attr);
         if (!a)
             return CR_ERR_INVALID;
         rc = need_type(a, TY_NUM);
@@ -839,27 +859,30 @@ static cr_err eval_node(const struct ectx *c, const Cirrus__V1__Filter *f, uint6
         mask_live(c, out);
         return CR_OK;
     }
-    case CIRRUS__V1__FILTER__EXPR_NOT_EXPR:
-        rc = eval_node(c, f->not_expr, out);
+    case SHARD_FILTER_NOT:
+        if (f->n_kids != 1)
+            return cr_error_set(CR_ERR_INVALID, "filter: 'not' needs one operand");
+        rc = eval_node(c, f->kids[0], out);
         if (rc)
             return rc;
         for (size_t w = 0; w < c->nw; w++)
             out[w] = ~out[w];
         mask_live(c, out);
         return CR_OK;
-    case CIRRUS__V1__FILTER__EXPR_AND_EXPR:
-    case CIRRUS__V1__FILTER__EXPR_OR_EXPR: {
-        bool is_and = f->expr_case == CIRRUS__V1__FILTER__EXPR_AND_EXPR;
-        list = is_and ? f->and_expr : f->or_expr;
-        rc = eval_node(c, list->items[0], out);
-        if (rc || list->n_items == 1)
+    case SHARD_FILTER_AND:
+    case SHARD_FILTER_OR: {
+        bool is_and = f->kind == SHARD_FILTER_AND;
+        if (f->n_kids == 0)
+            return cr_error_set(CR_ERR_INVALID, "filter: empty %s list", is_and ? "and" : "or");
+        rc = eval_node(c, f->kids[0], out);
+        if (rc || f->n_kids == 1)
             return rc;
         tmp = malloc(c->nw * sizeof *tmp);
         if (!tmp)
             return cr_error_set(CR_ERR_NOMEM, "filter: out of memory");
-        for (size_t i = 1; i < list->n_items; i++) {
+        for (size_t i = 1; i < f->n_kids; i++) {
             memset(tmp, 0, c->nw * sizeof *tmp);
-            rc = eval_node(c, list->items[i], tmp);
+            rc = eval_node(c, f->kids[i], tmp);
             if (rc)
                 break;
             if (is_and)
@@ -876,7 +899,7 @@ static cr_err eval_node(const struct ectx *c, const Cirrus__V1__Filter *f, uint6
     }
 }
 
-cr_err shard_attrs_eval(shard_attrs *idx, const Cirrus__V1__Filter *f, uint64_t id_limit,
+cr_err shard_attrs_eval(shard_attrs *idx, const shard_filter *f, uint64_t id_limit,
                         uint64_t **bitmap_out, uint64_t *matches)
 {
     struct ectx c;
@@ -888,9 +911,6 @@ cr_err shard_attrs_eval(shard_attrs *idx, const Cirrus__V1__Filter *f, uint64_t 
     if (id_limit > (UINT64_C(1) << 40))
         return cr_error_set(CR_ERR_INVALID, "attrs: id limit %llu out of range",
                             (unsigned long long)id_limit);
-    rc = cr_filter_validate(f);
-    if (rc)
-        return rc;
     c.idx = idx;
     c.limit = id_limit;
     c.nw = (size_t)((id_limit + 63) / 64);

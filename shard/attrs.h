@@ -2,9 +2,8 @@
  *
  *     shard_attrs *idx = NULL;
  *     rc = shard_attrs_new(&idx);
- *     rc = shard_attrs_set(idx, id, (const Cirrus__V1__Attribute *const *)item->attributes,
- *                          item->n_attributes);                 // writer thread
- *     rc = shard_attrs_eval(idx, filter, next_id, &bits, &n);   // any search thread
+ *     rc = shard_attrs_set(idx, id, item->attrs, item->n_attrs);  // writer thread
+ *     rc = shard_attrs_eval(idx, filter, next_id, &bits, &n);     // any search thread
  *     ... bit (bits[id / 64] >> (id % 64)) & 1 says whether item `id` matches ...
  *     free(bits);
  *     shard_attrs_free(&idx);
@@ -15,7 +14,8 @@
  * presence bitmap per type. Removed ids are masked by a live bitmap and purged in an amortized
  * compaction.
  *
- * Filter semantics (Compare / InSet / Range / and / or / not from cirrus.proto):
+ * Filter semantics (shard_filter, compiled from cirrus.proto's Filter by shard/convert.c:
+ * Compare / InSet / Range / and / or / not):
  *  - A comparison is typed: a string value compares with the item's string values (single or
  *    multi-valued), a number (int64 or double, mixed freely) with its numeric values, a bool with
  *    its bool values. Multi-valued: `=` and `in` match if ANY value matches.
@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cirrus.pb-c.h"
 #include "common/err.h"
+#include "shard/types.h"
 
 typedef struct shard_attrs shard_attrs;
 
@@ -53,8 +53,7 @@ void shard_attrs_free(shard_attrs **pp);
  * An id that is live already is CR_ERR_INVALID (remove it first); a removed id may be set again.
  * Errors: CR_ERR_INVALID (NULL attribute, empty name, value unset; nothing is indexed),
  * CR_ERR_NOMEM (the item stays not live). Takes the write lock. */
-cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const Cirrus__V1__Attribute *const *attrs,
-                       size_t n);
+cr_err shard_attrs_set(shard_attrs *idx, uint64_t id, const shard_attr *attrs, size_t n);
 
 /* Marks item `id` deleted: it matches no filter from now on. Returns CR_OK, or CR_NOTFOUND when
  * `id` is not live. Takes the write lock; may compact (O(index size), amortized O(1)). */
@@ -63,10 +62,11 @@ cr_err shard_attrs_remove(shard_attrs *idx, uint64_t id);
 /* Evaluates filter `f` over the live items with ids in [0, id_limit). On success *bitmap_out is a
  * new malloc'd array of (id_limit + 63) / 64 words (at least one word; free() it), bit i set when
  * item i matches, bits >= id_limit clear; *matches (may be NULL) gets the number of bits set.
- * The filter is checked with cr_filter_validate() first.
+ * The filter is a compiled tree (shard_conv_filter_compile checked the wire form); a
+ * malformed one (no operator, an empty and/or list) is still an error, never a crash.
  * Errors: CR_ERR_INVALID (malformed filter, unknown attribute, type never held, ordering on a
  * non-number), CR_ERR_NOMEM. Outputs untouched on failure. Takes the read lock. */
-cr_err shard_attrs_eval(shard_attrs *idx, const Cirrus__V1__Filter *f, uint64_t id_limit,
+cr_err shard_attrs_eval(shard_attrs *idx, const shard_filter *f, uint64_t id_limit,
                         uint64_t **bitmap_out, uint64_t *matches);
 
 /* Number of distinct attribute names ever indexed. */

@@ -567,39 +567,74 @@ static void backlog_stop(shard_engine *e)
     pthread_cond_destroy(&b->cv);
 }
 
-/* ---- attribute blobs: a packed Item holding only the attributes ----------------------- */
-
-static cr_err attrs_encode(const Cirrus__V1__Item *src, uint8_t **blob, size_t *len)
-{
-    Cirrus__V1__Item only = CIRRUS__V1__ITEM__INIT;
-    only.attributes = src->attributes;
-    only.n_attributes = src->n_attributes;
-    *len = cirrus__v1__item__get_packed_size(&only);
-    *blob = malloc(*len ? *len : 1);
-    if (!*blob)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    cirrus__v1__item__pack(&only, *blob);
-    return CR_OK;
-}
-
-static Cirrus__V1__Item *attrs_decode(const void *blob, size_t len)
-{
-    return cirrus__v1__item__unpack(NULL, len, blob);
-}
+/* ---- attribute blobs: the store's format (store.h), decoded for the attribute index ---- */
 
 static cr_err attrs_index_blob(shard_engine *e, int64_t id, const void *blob, size_t len)
 {
-    Cirrus__V1__Item *it;
-    cr_err rc;
-    if (len == 0)
-        return shard_attrs_set(e->attrs, (uint64_t)id, NULL, 0);
-    it = attrs_decode(blob, len);
-    if (!it)
-        return cr_error_set(CR_ERR_STORE, "item %lld: corrupt attributes", (long long)id);
-    rc = shard_attrs_set(e->attrs, (uint64_t)id, (const Cirrus__V1__Attribute *const *)it->attributes,
-                         it->n_attributes);
-    cirrus__v1__item__free_unpacked(it, NULL);
+    shard_attr *a = NULL;
+    size_t n = 0;
+    cr_err rc = shard_store_attrs_decode(blob, len, &a, &n);
+    if (rc)
+        return cr_error_wrap(rc, "item %lld", (long long)id);
+    rc = shard_attrs_set(e->attrs, (uint64_t)id, a, n);
+    free(a);
     return rc;
+}
+
+/* One block holding an engine value of `head` bytes, then its vector (dim floats, when vec),
+ * its attributes (decoded from the blob, when blob_len) and its id: what shard_item and
+ * shard_hit hand out, freed with one free(). */
+typedef struct block_parts {
+    const char **id;
+    const float **vector;
+    const shard_attr **attrs;
+    size_t *n_attrs;
+} block_parts;
+
+static void *value_block(size_t head, const char *ext, size_t ext_len, const float *vec,
+                         size_t dim, const void *blob, size_t blob_len, const block_parts *p,
+                         cr_err *rc)
+{
+    shard_attr *a = NULL;
+    size_t n = 0, h = (head + 15) / 16 * 16, vs = vec ? (dim * sizeof(float) + 15) / 16 * 16 : 0;
+    size_t as;
+    char *mem;
+    *rc = shard_store_attrs_decode(blob, blob_len, &a, &n);
+    if (*rc)
+        return NULL;
+    as = n ? shard_attrs_block_size(a, n) : 0;
+    mem = calloc(1, h + vs + as + ext_len + 1);
+    if (!mem) {
+        free(a);
+        *rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (vec) {
+        memcpy(mem + h, vec, dim * sizeof(float));
+        *p->vector = (const float *)(mem + h);
+    }
+    if (n)
+        *p->attrs = shard_attrs_place(a, n, mem + h + vs);
+    *p->n_attrs = n;
+    memcpy(mem + h + vs + as, ext, ext_len);
+    *p->id = mem + h + vs + as;
+    free(a);
+    return mem;
+}
+
+static shard_item *item_block(const char *ext, size_t ext_len, uint64_t version,
+                              const float *vec, size_t dim, const void *blob, size_t blob_len,
+                              cr_err *rc)
+{
+    shard_item tmp = {0}, *it;
+    block_parts p = {&tmp.id, &tmp.vector, &tmp.attrs, &tmp.n_attrs};
+    it = value_block(sizeof *it, ext, ext_len, vec, dim, blob, blob_len, &p, rc);
+    if (!it)
+        return NULL;
+    *it = tmp;
+    it->version = version;
+    it->dim = vec ? dim : 0;
+    return it;
 }
 
 /* ---- open and replay -------------------------------------------------------------------- */
@@ -817,21 +852,28 @@ uint64_t shard_engine_dirty(const shard_engine *e)
 
 static cr_err validate_op(shard_engine *e, const shard_engine_write_op *op)
 {
-    const Cirrus__V1__Item *it = op->item;
+    const shard_item *it = op->item;
     cr_err rc;
     if (!it)
         return cr_error_set(CR_ERR_INVALID, "missing item");
     rc = cr_validate_id(it->id);
     if (rc || op->is_delete)
         return rc;
-    rc = cr_validate_vector(it->vector, (uint32_t)e->dim, it->id);
+    if (!it->vector || it->dim == 0)
+        return cr_error_set(CR_ERR_INVALID, "%s: vector is missing", it->id);
+    if (it->dim != (size_t)e->dim)
+        return cr_error_set(CR_ERR_INVALID, "%s: vector has %zu dimensions, expected %d", it->id,
+                            it->dim, e->dim);
+    rc = cr_validate_finite(it->vector, it->dim, it->id);
     if (rc)
         return rc;
-    if (e->metric == SHARD_INDEX_METRIC_IP && l2_norm(it->vector->values, (size_t)e->dim) == 0)
+    if (e->metric == SHARD_INDEX_METRIC_IP && l2_norm(it->vector, (size_t)e->dim) == 0)
         return cr_error_set(CR_ERR_INVALID, "%s: zero vector cannot be ranked by cosine",
                             it->id);
-    for (size_t i = 0; i < it->n_attributes; i++) {
-        rc = cr_validate_attribute(it->attributes[i]);
+    if (it->n_attrs && !it->attrs)
+        return cr_error_set(CR_ERR_INVALID, "%s: attributes missing", it->id);
+    for (size_t i = 0; i < it->n_attrs; i++) {
+        rc = shard_attr_check(&it->attrs[i]);
         if (rc)
             return cr_error_wrap(rc, "%s", it->id);
     }
@@ -913,7 +955,7 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        const Cirrus__V1__Item *it = ops[i].item;
+        const shard_item *it = ops[i].item;
         shard_store_op *s = &sops[m];
         results[i].message[0] = '\0';
         results[i].version = 0;
@@ -935,9 +977,9 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
         }
         results[i].version = s->version;
         if (!ops[i].is_delete) {
-            s->vector = it->vector->values;
+            s->vector = it->vector;
             s->dim = (size_t)e->dim;
-            rc = attrs_encode(it, &blobs[m], &s->attrs_len);
+            rc = shard_store_attrs_encode(it->attrs, it->n_attrs, &blobs[m], &s->attrs_len);
             if (rc)
                 goto out;
             s->attrs = blobs[m];
@@ -1241,22 +1283,6 @@ out:
     return rc;
 }
 
-/* Moves the attributes out of a decoded blob into the hit. */
-static cr_err hit_attrs(const void *blob, size_t len, Cirrus__V1__Hit *hit)
-{
-    Cirrus__V1__Item *it = len ? attrs_decode(blob, len) : NULL;
-    if (len && !it)
-        return cr_error_set(CR_ERR_STORE, "corrupt attributes");
-    if (!it)
-        return CR_OK;
-    hit->attributes = it->attributes;
-    hit->n_attributes = it->n_attributes;
-    it->attributes = NULL;
-    it->n_attributes = 0;
-    cirrus__v1__item__free_unpacked(it, NULL);
-    return CR_OK;
-}
-
 /* An item by external id with its attribute blob (malloc'd into *blob). */
 static cr_err read_attrs(shard_engine *e, const char *ext_id, shard_store_item *item, float *vec,
                          uint8_t **blob)
@@ -1281,25 +1307,8 @@ static cr_err read_attrs(shard_engine *e, const char *ext_id, shard_store_item *
     return rc;
 }
 
-static Cirrus__V1__Vector *vector_new(const float *x, size_t n)
-{
-    Cirrus__V1__Vector *v = malloc(sizeof *v);
-    if (!v)
-        return NULL;
-    cirrus__v1__vector__init(v);
-    v->values = malloc(n * sizeof(float));
-    if (!v->values) {
-        free(v);
-        return NULL;
-    }
-    memcpy(v->values, x, n * sizeof(float));
-    v->n_values = n;
-    return v;
-}
-
 cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, size_t n,
-                              int with_attrs, int with_vector, Cirrus__V1__Hit **out,
-                              size_t *n_out)
+                              int with_attrs, int with_vector, shard_hit **out, size_t *n_out)
 {
     int64_t *ids = malloc((n ? n : 1) * sizeof *ids);
     shard_store_item *items = malloc((n ? n : 1) * sizeof *items);
@@ -1317,29 +1326,22 @@ cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, siz
         ids[i] = hits[i].id;
     rc = shard_store_get_many_by_id(e->store, ids, n, items, status, blobs, vecs);
     for (size_t i = 0; !rc && i < n; i++) {
-        Cirrus__V1__Hit *h;
+        shard_hit tmp = {0}, *h;
+        block_parts p = {&tmp.id, &tmp.vector, &tmp.attrs, &tmp.n_attrs};
         if (status[i] != CR_OK)
             continue; /* died since the search */
-        h = malloc(sizeof *h);
+        h = value_block(sizeof *h, items[i].ext_id, items[i].ext_len,
+                        with_vector ? vecs + i * (size_t)e->dim : NULL, (size_t)e->dim,
+                        with_attrs ? blobs[i] : NULL, with_attrs ? items[i].attrs_len : 0, &p,
+                        &rc);
         if (!h) {
-            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+            if (rc == CR_ERR_STORE)
+                cr_error_wrap(rc, "%s", items[i].ext_id);
             break;
         }
-        cirrus__v1__hit__init(h);
-        h->id = strdup(items[i].ext_id);
+        *h = tmp;
         h->score = hits[i].score;
-        if (!h->id)
-            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
-        if (!rc && with_attrs)
-            rc = hit_attrs(blobs[i], items[i].attrs_len, h);
-        if (!rc && with_vector &&
-            !(h->vector = vector_new(vecs + i * (size_t)e->dim, (size_t)e->dim)))
-            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
-        if (rc) {
-            shard_engine_hit_clear(h);
-            free(h);
-            break;
-        }
+        h->dim = with_vector ? (size_t)e->dim : 0;
         out[(*n_out)++] = h;
     }
 out:
@@ -1353,26 +1355,13 @@ out:
     return rc;
 }
 
-void shard_engine_hit_clear(Cirrus__V1__Hit *hit)
-{
-    for (size_t i = 0; i < hit->n_attributes; i++)
-        cirrus__v1__attribute__free_unpacked(hit->attributes[i], NULL);
-    free(hit->attributes);
-    if (hit->vector) {
-        free(hit->vector->values);
-        free(hit->vector);
-    }
-    free(hit->id);
-    cirrus__v1__hit__init(hit);
-}
-
 cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
-                        Cirrus__V1__Item **out)
+                        shard_item **out)
 {
     shard_store_item item;
     uint8_t *blob = NULL;
     float *vec = malloc((size_t)e->dim * sizeof *vec);
-    Cirrus__V1__Item *it = NULL;
+    shard_item *it = NULL;
     cr_err rc;
 
     if (!vec)
@@ -1382,20 +1371,11 @@ cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
         rc = read_attrs(e, ext_id, &item, vec, &blob);
     if (rc)
         goto out;
-    it = item.attrs_len ? attrs_decode(blob, item.attrs_len) : malloc(sizeof *it);
+    it = item_block(ext_id, strlen(ext_id), item.version, with_vector ? vec : NULL,
+                    (size_t)e->dim, blob, item.attrs_len, &rc);
     if (!it) {
-        rc = cr_error_set(CR_ERR_STORE, "%s: corrupt attributes", ext_id);
-        goto out;
-    }
-    if (!item.attrs_len)
-        cirrus__v1__item__init(it);
-    it->id = strdup(ext_id);
-    it->version = item.version;
-    if (with_vector)
-        it->vector = vector_new(vec, (size_t)e->dim);
-    if (!it->id || (with_vector && !it->vector)) {
-        cirrus__v1__item__free_unpacked(it, NULL);
-        rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        if (rc == CR_ERR_STORE)
+            cr_error_wrap(rc, "%s", ext_id);
         goto out;
     }
     *out = it;
@@ -1407,7 +1387,7 @@ out:
 
 /* ---- snapshots, rebuilds, stats ------------------------------------------------------- */
 
-static cr_err snapshot_locked(shard_engine *e, Cirrus__V1__SnapshotResult *out)
+static cr_err snapshot_locked(shard_engine *e, shard_snapshot_info *out)
 {
     uint64_t t0 = cr_clock_mono_ms();
     int64_t next_id, info[2];
@@ -1436,7 +1416,7 @@ static cr_err snapshot_locked(shard_engine *e, Cirrus__V1__SnapshotResult *out)
     return CR_OK;
 }
 
-cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out)
+cr_err shard_engine_snapshot(shard_engine *e, shard_snapshot_info *out)
 {
     cr_err rc;
     pthread_mutex_lock(&e->ixmu);
@@ -1500,7 +1480,7 @@ cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
     return rc;
 }
 
-cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
+cr_err shard_engine_stats(shard_engine *e, shard_stats *out)
 {
     shard_store_stats ss;
     shard_index_stats is;
@@ -1509,11 +1489,10 @@ cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
     if (rc)
         return rc;
     shard_index_stats_get(e->index, &is);
-    out->role = "shard";
+    memset(out, 0, sizeof *out);
     out->count = ss.live;
     out->dim = (uint32_t)e->dim;
-    out->metric = e->metric == SHARD_INDEX_METRIC_L2 ? CIRRUS__V1__METRIC__METRIC_L2
-                                                     : CIRRUS__V1__METRIC__METRIC_IP;
+    out->metric = (int)e->metric;
     out->index = e->factory;
     out->trained = is.is_trained;
     out->bytes_on_disk = ss.file_bytes + (stat(e->snap_path, &st) == 0 ? (uint64_t)st.st_size : 0);
@@ -1529,7 +1508,7 @@ cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out)
 
 typedef struct scan_ctx {
     shard_engine *e;
-    Cirrus__V1__ScanResult *out;
+    shard_scan_page *out;
     uint32_t limit;
     int with_vector;
     int64_t last_id;
@@ -1539,11 +1518,12 @@ typedef struct scan_ctx {
 static cr_err scan_item(const shard_store_view *v, void *arg)
 {
     scan_ctx *s = arg;
-    Cirrus__V1__Item *it;
+    shard_item *it;
     char ext[SHARD_STORE_EXT_ID_MAX + 1];
     int deleted = 0;
     uint64_t version = v->version;
-    if (s->out->n_items >= s->limit)
+    cr_err rc = CR_OK;
+    if (s->out->n >= s->limit)
         return CR_NOTFOUND; /* stop: page full */
     s->last_id = v->id;
     memcpy(ext, v->ext_id, v->ext_len);
@@ -1552,34 +1532,25 @@ static cr_err scan_item(const shard_store_view *v, void *arg)
         /* A dead id is either replaced (the item lives on under a newer id: skip) or
          * deleted (a tombstone: report it, so the peer deletes too). */
         shard_store_item item;
-        cr_err rc = shard_store_get(s->e->store, ext, v->ext_len, &item, NULL, NULL, 0);
+        rc = shard_store_get(s->e->store, ext, v->ext_len, &item, NULL, NULL, 0);
         if (rc != CR_NOTFOUND || !item.deleted)
             return CR_OK;
         deleted = 1;
         version = item.version;
     }
-    it = calloc(1, sizeof *it);
+    /* Attributes that do not decode are left out, as before: repair copies what it can. */
+    it = item_block(ext, v->ext_len, version, !deleted && s->with_vector ? v->vector : NULL,
+                    (size_t)s->e->dim, deleted ? NULL : v->attrs, deleted ? 0 : v->attrs_len,
+                    &rc);
+    if (!it && rc == CR_ERR_STORE)
+        it = item_block(ext, v->ext_len, version,
+                        !deleted && s->with_vector ? v->vector : NULL, (size_t)s->e->dim, NULL,
+                        0, &rc);
     if (!it)
-        return s->rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
-    cirrus__v1__item__init(it);
-    it->id = strdup(ext);
-    it->version = version;
-    if (!deleted && v->attrs_len) {
-        Cirrus__V1__Item *a = attrs_decode(v->attrs, v->attrs_len);
-        if (a) {
-            it->attributes = a->attributes;
-            it->n_attributes = a->n_attributes;
-            a->attributes = NULL;
-            a->n_attributes = 0;
-            cirrus__v1__item__free_unpacked(a, NULL);
-        }
-    }
-    if (!deleted && s->with_vector)
-        it->vector = vector_new(v->vector, (size_t)s->e->dim);
-    s->out->items[s->out->n_items] = it;
-    s->out->deleted[s->out->n_items] = deleted;
-    s->out->n_items++;
-    s->out->n_deleted++;
+        return s->rc = rc;
+    s->out->items[s->out->n] = it;
+    s->out->deleted[s->out->n] = deleted;
+    s->out->n++;
     return CR_OK;
 }
 
@@ -1589,20 +1560,20 @@ static uint32_t scan_page_limit(uint32_t limit)
     return limit ? (limit > 4096 ? 4096 : limit) : 512;
 }
 
-static cr_err scan_page_alloc(Cirrus__V1__ScanResult *out, uint32_t limit)
+static cr_err scan_page_alloc(shard_scan_page *out, uint32_t limit)
 {
+    memset(out, 0, sizeof *out);
     out->items = calloc(limit, sizeof *out->items);
     out->deleted = calloc(limit, sizeof *out->deleted);
-    out->n_items = out->n_deleted = 0;
     if (!out->items || !out->deleted) {
-        shard_engine_scan_clear(out);
+        shard_scan_page_clear(out);
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     }
     return CR_OK;
 }
 
 cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
-                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor)
+                         shard_scan_page *out, uint64_t *next_cursor)
 {
     scan_ctx s = {e, out, scan_page_limit(limit), with_vector, -1, CR_OK};
     cr_err rc;
@@ -1617,26 +1588,15 @@ cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int w
         rc = CR_OK;
     *next_cursor = s.last_id >= 0 ? (uint64_t)s.last_id + 1 : cursor;
     if (rc)
-        shard_engine_scan_clear(out);
+        shard_scan_page_clear(out);
     return rc;
-}
-
-void shard_engine_scan_clear(Cirrus__V1__ScanResult *out)
-{
-    for (size_t i = 0; out->items && i < out->n_items; i++)
-        cirrus__v1__item__free_unpacked(out->items[i], NULL);
-    free(out->items);
-    free(out->deleted);
-    out->items = NULL;
-    out->deleted = NULL;
-    out->n_items = out->n_deleted = 0;
 }
 
 /* ---- scan by external id or by version (replica repair) ------------------------------------ */
 
 typedef struct oscan_ctx {
     shard_engine *e;
-    Cirrus__V1__ScanResult *out;
+    shard_scan_page *out;
     uint32_t limit;
     int with_vector, keys_only;
 } oscan_ctx;
@@ -1645,27 +1605,19 @@ static cr_err oscan_item(const shard_store_view *v, void *arg)
 {
     oscan_ctx *s = arg;
     int with_attrs = !s->keys_only && !v->deleted && v->attrs_len;
-    Cirrus__V1__Item *it;
-    if (s->out->n_items >= s->limit)
+    int with_vector = !v->deleted && !s->keys_only && s->with_vector && v->vector;
+    shard_item *it;
+    cr_err rc;
+    if (s->out->n >= s->limit)
         return CR_NOTFOUND; /* page full */
-    it = with_attrs ? attrs_decode(v->attrs, v->attrs_len) : malloc(sizeof *it);
+    it = item_block(v->ext_id, v->ext_len, v->version, with_vector ? v->vector : NULL,
+                    (size_t)s->e->dim, with_attrs ? v->attrs : NULL, with_attrs ? v->attrs_len : 0,
+                    &rc);
     if (!it)
-        return with_attrs ? cr_error_set(CR_ERR_STORE, "corrupt attributes")
-                          : cr_error_set(CR_ERR_NOMEM, "out of memory");
-    if (!with_attrs)
-        cirrus__v1__item__init(it);
-    it->id = strndup(v->ext_id, v->ext_len);
-    it->version = v->version;
-    if (!v->deleted && !s->keys_only && s->with_vector && v->vector)
-        it->vector = vector_new(v->vector, (size_t)s->e->dim);
-    if (!it->id || (!v->deleted && !s->keys_only && s->with_vector && !it->vector)) {
-        cirrus__v1__item__free_unpacked(it, NULL);
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    }
-    s->out->items[s->out->n_items] = it;
-    s->out->deleted[s->out->n_items] = v->deleted;
-    s->out->n_items++;
-    s->out->n_deleted++;
+        return rc;
+    s->out->items[s->out->n] = it;
+    s->out->deleted[s->out->n] = v->deleted;
+    s->out->n++;
     return CR_OK;
 }
 
@@ -1693,7 +1645,7 @@ static cr_err oscan_cursor_parse(const shard_engine_scan_req *q, shard_store_pos
 }
 
 cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
-                                 Cirrus__V1__ScanResult *out, char *next_cursor, size_t cap)
+                                 shard_scan_page *out, char *next_cursor, size_t cap)
 {
     oscan_ctx s = {e, out, scan_page_limit(q->limit), q->with_vector,
                    q->keys_only};
@@ -1711,7 +1663,7 @@ cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q
     if (rc == CR_NOTFOUND)
         rc = CR_OK; /* stopped because the page is full */
     if (rc) {
-        shard_engine_scan_clear(out);
+        shard_scan_page_clear(out);
         return rc;
     }
     out->done = at_end;

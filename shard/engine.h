@@ -18,6 +18,9 @@
  * Open loads it, adds the items with ids >= H, removes the ids below H that died after the
  * snapshot, and rebuilds the attribute index from the store — one pass over the store.
  *
+ * Types: the engine speaks shard/types.h (items, attributes, compiled filters, hits, stats,
+ * scan pages), never protobuf: shard/server.c translates through shard/convert.h.
+ *
  * Threads: searches, gets and stats from any thread; writes, snapshots and rebuilds from
  * one writer thread.
  */
@@ -27,9 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cirrus.pb-c.h"
 #include "common/err.h"
 #include "shard/index.h"
+#include "shard/types.h"
 
 typedef struct shard_engine shard_engine;
 
@@ -58,10 +61,10 @@ shard_engine_opts shard_engine_default_opts(void);
 cr_err shard_engine_open(shard_engine **out, const char *dir, const shard_engine_opts *o);
 void shard_engine_close(shard_engine **pp);
 
-/* One write: upsert (item with vector) or delete (item->id only, item->vector NULL). */
+/* One write: upsert (item with vector) or delete (item->id and version only). */
 typedef struct shard_engine_write_op {
     int is_delete;
-    const Cirrus__V1__Item *item; /* id, vector, attributes, version (0 = assign) */
+    const shard_item *item; /* id, vector (dim floats), attributes, version (0 = assign) */
 } shard_engine_write_op;
 
 typedef struct shard_engine_write_result {
@@ -87,7 +90,7 @@ typedef struct shard_engine_hit {
 typedef struct shard_engine_query {
     const float *vector;              /* dim floats, raw */
     uint32_t k;                       /* 1..1000 */
-    const Cirrus__V1__Filter *filter; /* may be NULL */
+    const shard_filter *filter;       /* compiled (shard_conv_filter_compile); may be NULL */
     uint32_t nprobe, ef_search;
     int exact;
     int threads;                      /* OpenMP threads for this search (0 = 1) */
@@ -109,24 +112,19 @@ cr_err shard_engine_search_many(shard_engine *e, const float *queries, size_t nq
                                 const shard_engine_query *common, shard_engine_hit *hits,
                                 size_t *n_hits);
 
-/* Releases what a Hit filled by shard_engine_hits_fill holds (not the Hit itself). */
-void shard_engine_hit_clear(Cirrus__V1__Hit *hit);
-
-/* Resolves n hits at once (one store read): out[] gets the filled Hits (malloc'd each; free
- * with shard_engine_hit_clear + free), *n_out how many — hits whose item died meanwhile are
- * skipped. */
+/* Resolves n hits at once (one store read): out[] gets the resolved hits (one block each;
+ * free with shard_hit_free), *n_out how many — hits whose item died meanwhile are skipped. */
 cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, size_t n,
-                              int with_attrs, int with_vector, Cirrus__V1__Hit **out,
-                              size_t *n_out);
+                              int with_attrs, int with_vector, shard_hit **out, size_t *n_out);
 
-/* Looks up one item by external id. On CR_OK *item is a new Item (free with
- * cirrus__v1__item__free_unpacked(item, NULL)). */
+/* Looks up one item by external id. On CR_OK *item is a new block (free with
+ * shard_item_free): id, version, attributes, and the vector when asked for. */
 cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
-                        Cirrus__V1__Item **item);
+                        shard_item **item);
 
 /* Writes the index snapshot now, covering what the index holds (items still waiting for it
  * are replayed from the store at the next open). Writer thread. */
-cr_err shard_engine_snapshot(shard_engine *e, Cirrus__V1__SnapshotResult *out);
+cr_err shard_engine_snapshot(shard_engine *e, shard_snapshot_info *out);
 
 /* The same, unless the indexer is adding to the index right now: then CR_TIMEOUT at once
  * (periodic snapshots must not hold the writer, and with it every acknowledgement). */
@@ -150,17 +148,14 @@ uint64_t shard_engine_index_backlog(shard_engine *e);
  * Writer thread. Returns CR_OK when nothing was needed too. */
 cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction);
 
-/* Fills the shard fields of a Stats result (strings point into the engine: valid until
- * close). */
-cr_err shard_engine_stats(shard_engine *e, Cirrus__V1__StatsResult *out);
+/* Fills *out (strings point into the engine: valid until close). */
+cr_err shard_engine_stats(shard_engine *e, shard_stats *out);
 
 /* Lists items in internal-id order after `cursor` (exclusive; 0 = from the start) for replica
  * repair: live items (with vectors when asked) and deleted ids (as deleted, with their
- * tombstone version). Fills out->items / out->deleted (malloc'd: free with
- * shard_engine_scan_clear), out->done, and *next_cursor. */
+ * tombstone version). Fills *out (free with shard_scan_page_clear) and *next_cursor. */
 cr_err shard_engine_scan(shard_engine *e, uint64_t cursor, uint32_t limit, int with_vector,
-                         Cirrus__V1__ScanResult *out, uint64_t *next_cursor);
-void shard_engine_scan_clear(Cirrus__V1__ScanResult *out);
+                         shard_scan_page *out, uint64_t *next_cursor);
 
 /* A scan in external-id or version order (ScanRequest.order 1 / 2). */
 typedef struct shard_engine_scan_req {
@@ -174,11 +169,11 @@ typedef struct shard_engine_scan_req {
 } shard_engine_scan_req;
 
 /* Lists every external id once with its current state (see shard_store_scan): live items,
- * and tombstones as deleted items with the delete's version. Fills out->items / deleted
- * (free with shard_engine_scan_clear), out->done, and next_cursor (cap >= 300 bytes). A page
+ * and tombstones as deleted items with the delete's version. Fills *out (free with
+ * shard_scan_page_clear) and next_cursor (cap >= 300 bytes). A page
  * may hold fewer than `limit` items, even none, without being the last. Any thread. */
 cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
-                                 Cirrus__V1__ScanResult *out, char *next_cursor, size_t cap);
+                                 shard_scan_page *out, char *next_cursor, size_t cap);
 
 /* A consistent copy of the shard into the new directory `dir` while it serves (see
  * shard/backup.h); *bytes gets its size. Any thread. */

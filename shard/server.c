@@ -1,43 +1,35 @@
 #include "shard/server.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/service.h"
 #include "common/validate.h"
 #include "common/wire.h"
+#include "shard/convert.h"
 
-#define POLL_MS 100
+#define POLL_MS 100      /* the writer's maintenance tick when idle */
+#define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
 
-/* A write request waiting for the writer thread. Owns its request and routing frames. */
+/* A write request in the writer's batch; the skeleton owns the call. */
 typedef struct write_job {
-    cr_wire_msg route;   /* routing frames only */
-    cr_pb_bounded alloc; /* the request was unpacked through it */
-    Cirrus__V1__Request *req;
+    cr_svc_call *call;
+    const Cirrus__V1__Request *req;
     struct write_job *next;
 } write_job;
 
-typedef struct server {
+typedef struct shard_server server;
+
+struct shard_server {
     shard_engine *engine;
     shard_server_opts o;
-    void *ctx;
-    char work_ep[64], reply_ep[64];
-    cr_wire_limits lim;
-    volatile sig_atomic_t *stop;
-    atomic_int workers_stop, writer_stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    write_job *head, *tail;
-    int queued;
-} server;
+    cr_service *svc;
+    uint64_t last_snap_ms; /* the writer's */
+};
 
 shard_server_opts shard_server_default_opts(void)
 {
@@ -55,20 +47,15 @@ shard_server_opts shard_server_default_opts(void)
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static cr_err reply(void *sock, const cr_wire_msg *route, uint64_t id,
-                    Cirrus__V1__Response *resp)
+/* From any thread holding the call (the skeleton logs a failed send). */
+static cr_err reply(cr_svc_call *call, uint64_t id, Cirrus__V1__Response *resp)
 {
-    cr_err rc = cr_wire_reply_ok(sock, route, id, resp);
-    if (rc)
-        CR_WARN("shard", "reply %llu: %s", (unsigned long long)resp->id, cr_error_message());
-    return rc;
+    return cr_svc_reply_ok(call, id, resp);
 }
 
-static void reply_status(void *sock, const cr_wire_msg *route, uint64_t id, cr_err code,
-                         const char *msg)
+static void reply_status(cr_svc_call *call, uint64_t id, cr_err code, const char *msg)
 {
-    if (cr_wire_reply_error(sock, route, id, code, msg))
-        CR_WARN("shard", "reply %llu: %s", (unsigned long long)id, cr_error_message());
+    cr_svc_reply_error(call, id, code, msg);
 }
 
 /* ---- reads (worker threads) -------------------------------------------------------------- */
@@ -88,22 +75,56 @@ static cr_err query_to_engine(shard_engine *e, const Cirrus__V1__Query *q, shard
         return cr_error_set(CR_ERR_UNSUPPORTED, "group_by is applied by the coordinator");
     eq->vector = q->vector->values;
     eq->k = q->k + q->offset;
-    eq->filter = q->filter;
     if (q->params) {
         eq->nprobe = q->params->nprobe;
         eq->ef_search = q->params->ef_search;
         eq->exact = q->params->exact;
     }
     eq->threads = 1;
-    return cr_validate_k(q->k, CR_MAX_K);
+    if (cr_validate_k(q->k, CR_MAX_K))
+        return CR_ERR_INVALID;
+    /* compiled last: the caller frees eq->filter only when this returns CR_OK */
+    return shard_conv_filter_compile(q->filter, (shard_filter **)&eq->filter);
+}
+
+/* Engine hits -> r->hits (one wire block each), freeing the engine hits. */
+static cr_err hits_to_pb(shard_hit **hits, size_t n, Cirrus__V1__SearchResult *r)
+{
+    cr_err rc = CR_OK;
+    for (size_t i = 0; i < n; i++) {
+        Cirrus__V1__Hit *h = rc ? NULL : shard_conv_hit_to_pb(hits[i]);
+        if (h)
+            r->hits[r->n_hits++] = h;
+        else if (!rc)
+            rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        shard_hit_free(&hits[i]);
+    }
+    return rc;
+}
+
+/* shard_engine_hits_fill into the wire result r (room for n). */
+static cr_err fill_hits(shard_engine *e, const shard_engine_hit *hits, size_t n, int with_attrs,
+                        int with_vector, Cirrus__V1__SearchResult *r)
+{
+    shard_hit **eh = calloc(n ? n : 1, sizeof *eh);
+    size_t m = 0;
+    cr_err rc;
+    if (!eh)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = shard_engine_hits_fill(e, hits, n, with_attrs, with_vector, eh, &m);
+    if (rc)
+        for (size_t i = 0; i < m; i++)
+            shard_hit_free(&eh[i]);
+    else
+        rc = hits_to_pb(eh, m, r);
+    free(eh);
+    return rc;
 }
 
 static void result_free(Cirrus__V1__SearchResult *r)
 {
-    for (size_t i = 0; i < r->n_hits; i++) {
-        shard_engine_hit_clear(r->hits[i]);
-        free(r->hits[i]);
-    }
+    for (size_t i = 0; i < r->n_hits; i++)
+        free(r->hits[i]); /* one block each (shard_conv_hit_to_pb) */
     free(r->hits);
     r->hits = NULL;
     r->n_hits = 0;
@@ -126,12 +147,14 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, int nowait,
     r->hits = calloc(eq.k, sizeof *r->hits);
     if (!hits || !r->hits) {
         free(hits);
+        shard_filter_free((shard_filter **)&eq.filter);
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     }
     rc = shard_engine_search(e, &eq, hits, &n);
+    shard_filter_free((shard_filter **)&eq.filter);
     if (!rc && n > q->offset)
-        rc = shard_engine_hits_fill(e, hits + q->offset, n - q->offset, q->include_metadata,
-                                    q->include_vectors, r->hits, &r->n_hits);
+        rc = fill_hits(e, hits + q->offset, n - q->offset, q->include_metadata,
+                       q->include_vectors, r);
     free(hits);
     if (r->timing)
         r->timing->search_us = cr_clock_mono_us() - t0;
@@ -140,8 +163,8 @@ static cr_err run_query(shard_engine *e, const Cirrus__V1__Query *q, int nowait,
 
 /* Answers a search. With `nowait` (the front thread) returns 0 without answering when the
  * index is busy with a change: the caller hands the request to a worker. Else 1. */
-static int search_reply(server *s, void *sock, const cr_wire_msg *route,
-                        const Cirrus__V1__Request *req, int nowait)
+static int search_reply(server *s, cr_svc_call *call, const Cirrus__V1__Request *req,
+                        int nowait)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SearchResult r = CIRRUS__V1__SEARCH_RESULT__INIT;
@@ -156,19 +179,20 @@ static int search_reply(server *s, void *sock, const cr_wire_msg *route,
     }
     if (rc) {
         result_free(&r);
-        reply_status(sock, route, req->id, rc, cr_error_message());
+        reply_status(call, req->id, rc, cr_error_message());
         return 1;
     }
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
     resp.search = &r;
-    reply(sock, route, req->id, &resp);
+    reply(call, req->id, &resp);
     result_free(&r);
     return 1;
 }
 
-static void do_search(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+static void do_search(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
-    search_reply(s, sock, route, req, 0);
+    server *s = arg;
+    search_reply(s, call, req, 0);
 }
 
 /* A batch whose queries are all plain vector queries with the same k and parameters and no
@@ -229,8 +253,7 @@ static cr_err run_batch(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b
         if (!r->hits)
             rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         else
-            rc = shard_engine_hits_fill(e, hits + i * k, n[i], q0->include_metadata,
-                                        q0->include_vectors, r->hits, &r->n_hits);
+            rc = fill_hits(e, hits + i * k, n[i], q0->include_metadata, q0->include_vectors, r);
     }
     free(qs);
     free(hits);
@@ -238,21 +261,21 @@ static cr_err run_batch(shard_engine *e, const Cirrus__V1__SearchBatchRequest *b
     return rc;
 }
 
-static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
-                            const Cirrus__V1__Request *req)
+static void do_search_batch(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
+    server *s = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SearchBatchResult b = CIRRUS__V1__SEARCH_BATCH_RESULT__INIT;
     size_t nq = req->search_batch ? req->search_batch->n_queries : 0;
     cr_err rc = CR_OK;
 
     if (nq == 0 || nq > 10000) {
-        reply_status(sock, route, req->id, CR_ERR_INVALID, "a batch holds 1..10000 queries");
+        reply_status(call, req->id, CR_ERR_INVALID, "a batch holds 1..10000 queries");
         return;
     }
     b.results = calloc(nq, sizeof *b.results);
     if (!b.results) {
-        reply_status(sock, route, req->id, CR_ERR_NOMEM, "out of memory");
+        reply_status(call, req->id, CR_ERR_NOMEM, "out of memory");
         return;
     }
     if (batch_uniform(s->engine, req->search_batch)) {
@@ -273,11 +296,11 @@ static void do_search_batch(server *s, void *sock, const cr_wire_msg *route,
     }
 done:
     if (rc) {
-        reply_status(sock, route, req->id, rc, cr_error_message());
+        reply_status(call, req->id, rc, cr_error_message());
     } else {
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH_BATCH;
         resp.search_batch = &b;
-        reply(sock, route, req->id, &resp);
+        reply(call, req->id, &resp);
     }
     for (size_t i = 0; i < b.n_results; i++) {
         result_free(b.results[i]);
@@ -286,14 +309,15 @@ done:
     free(b.results);
 }
 
-static void do_get(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+static void do_get(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
+    server *s = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__GetResult g = CIRRUS__V1__GET_RESULT__INIT;
     size_t n = req->get ? req->get->n_ids : 0;
 
     if (n == 0 || n > 10000) {
-        reply_status(sock, route, req->id, CR_ERR_INVALID, "get takes 1..10000 ids");
+        reply_status(call, req->id, CR_ERR_INVALID, "get takes 1..10000 ids");
         return;
     }
     g.items = calloc(n, sizeof *g.items);
@@ -301,125 +325,61 @@ static void do_get(server *s, void *sock, const cr_wire_msg *route, const Cirrus
     if (!g.items || !g.missing) {
         free(g.items);
         free(g.missing);
-        reply_status(sock, route, req->id, CR_ERR_NOMEM, "out of memory");
+        reply_status(call, req->id, CR_ERR_NOMEM, "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        Cirrus__V1__Item *it = NULL;
+        shard_item *it = NULL;
         cr_err rc = shard_engine_get(s->engine, req->get->ids[i], req->get->include_vector, &it);
-        if (rc == CR_OK)
-            g.items[g.n_items++] = it;
+        if (rc == CR_OK && (g.items[g.n_items] = shard_conv_item_to_pb(it)))
+            g.n_items++;
+        else if (rc == CR_OK)
+            CR_WARN("shard", "get %s: out of memory", req->get->ids[i]);
         else if (rc == CR_NOTFOUND || rc == CR_ERR_INVALID)
             g.missing[g.n_missing++] = req->get->ids[i];
         else
             CR_WARN("shard", "get %s: %s", req->get->ids[i], cr_error_message());
+        shard_item_free(&it);
     }
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_GET;
     resp.get = &g;
-    reply(sock, route, req->id, &resp);
+    reply(call, req->id, &resp);
     for (size_t i = 0; i < g.n_items; i++)
-        cirrus__v1__item__free_unpacked(g.items[i], NULL);
+        free(g.items[i]); /* one block each (shard_conv_item_to_pb) */
     free(g.items);
     free(g.missing);
 }
 
-static void do_stats(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+static void do_stats(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
+    server *s = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__StatsResult r = CIRRUS__V1__STATS_RESULT__INIT;
-    cr_err rc = shard_engine_stats(s->engine, &r);
+    shard_stats st;
+    cr_err rc = shard_engine_stats(s->engine, &st);
     if (rc) {
-        reply_status(sock, route, req->id, rc, cr_error_message());
+        reply_status(call, req->id, rc, cr_error_message());
         return;
     }
+    shard_conv_stats_to_pb(&st, &r);
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_STATS;
     resp.stats = &r;
-    reply(sock, route, req->id, &resp);
+    reply(call, req->id, &resp);
 }
 
-/* Scan in external-id or version order: every id once, tombstones included. */
-static void do_scan_ordered(server *s, void *sock, const cr_wire_msg *route,
-                            const Cirrus__V1__Request *req)
+/* A consistent copy of the shard into req->backup->dir, on a pool thread: the writer and
+ * the other workers go on serving meanwhile. */
+static void do_backup(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
-    const Cirrus__V1__ScanRequest *q = req->scan;
-    shard_engine_scan_req sq = {0};
-    char next[320];
-    cr_err rc;
-    if (q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID &&
-        q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION) {
-        reply_status(sock, route, req->id, CR_ERR_INVALID, "scan: unknown order");
-        return;
-    }
-    sq.by_version = q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION;
-    sq.cursor = q->after_id;
-    sq.min_version = q->min_version;
-    sq.max_version = q->max_version;
-    sq.limit = q->limit;
-    sq.with_vector = q->include_vector;
-    sq.keys_only = q->keys_only;
-    rc = shard_engine_scan_ordered(s->engine, &sq, &r, next, sizeof next);
-    if (rc) {
-        reply_status(sock, route, req->id, rc, cr_error_message());
-        return;
-    }
-    r.next_cursor = next;
-    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
-    resp.scan = &r;
-    reply(sock, route, req->id, &resp);
-    shard_engine_scan_clear(&r);
-}
-
-static void do_scan(server *s, void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
-{
-    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
-    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
-    const Cirrus__V1__ScanRequest *q = req->scan;
-    long long cursor = 0;
-    uint64_t next = 0;
-    char next_text[32];
-    cr_err rc;
-    if (q && (q->order || q->min_version || q->max_version || q->keys_only)) {
-        if (q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_INTERNAL_ID)
-            reply_status(sock, route, req->id, CR_ERR_INVALID,
-                         "scan: version bounds and keys_only need order by external id or "
-                         "by version");
-        else
-            do_scan_ordered(s, sock, route, req);
-        return;
-    }
-    if (!q || (q->after_id && q->after_id[0] &&
-               cr_parse_ll(q->after_id, 0, INT64_MAX, &cursor))) {
-        reply_status(sock, route, req->id, CR_ERR_INVALID, "scan: bad cursor");
-        return;
-    }
-    rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &r, &next);
-    if (rc) {
-        reply_status(sock, route, req->id, rc, cr_error_message());
-        return;
-    }
-    snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
-    r.next_cursor = next_text;
-    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
-    resp.scan = &r;
-    reply(sock, route, req->id, &resp);
-    shard_engine_scan_clear(&r);
-}
-
-/* A consistent copy of the shard into req->backup->dir, on this worker thread: the writer
- * and the other workers go on serving meanwhile. */
-static void do_backup(server *s, void *sock, const cr_wire_msg *route,
-                      const Cirrus__V1__Request *req)
-{
+    server *s = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__BackupResult r = CIRRUS__V1__BACKUP_RESULT__INIT;
-    Cirrus__V1__StatsResult st = CIRRUS__V1__STATS_RESULT__INIT;
+    shard_stats st;
     uint64_t t0 = cr_clock_mono_ms();
     const char *dir = req->backup ? req->backup->dir : NULL;
     cr_err rc;
     if (!dir || dir[0] != '/') {
-        reply_status(sock, route, req->id, CR_ERR_INVALID,
+        reply_status(call, req->id, CR_ERR_INVALID,
                      "backup: an absolute directory on the shard's file system is required");
         return;
     }
@@ -427,7 +387,7 @@ static void do_backup(server *s, void *sock, const cr_wire_msg *route,
     if (!rc)
         rc = shard_engine_backup(s->engine, dir, &r.bytes);
     if (rc) {
-        reply_status(sock, route, req->id, rc, cr_error_message());
+        reply_status(call, req->id, rc, cr_error_message());
         return;
     }
     CR_INFO("shard", "backup of %llu items to %s (%llu bytes)", (unsigned long long)st.count,
@@ -437,11 +397,93 @@ static void do_backup(server *s, void *sock, const cr_wire_msg *route,
     r.duration_ms = cr_clock_mono_ms() - t0;
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_BACKUP;
     resp.backup = &r;
-    reply(sock, route, req->id, &resp);
+    reply(call, req->id, &resp);
 }
 
-static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Request *req)
+/* Scan in external-id or version order: every id once, tombstones included. */
+static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    const Cirrus__V1__ScanRequest *q = req->scan;
+    shard_engine_scan_req sq = {0};
+    shard_scan_page page;
+    char next[320];
+    cr_err rc;
+    if (q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID &&
+        q->order != CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION) {
+        reply_status(call, req->id, CR_ERR_INVALID, "scan: unknown order");
+        return;
+    }
+    sq.by_version = q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_VERSION;
+    sq.cursor = q->after_id;
+    sq.min_version = q->min_version;
+    sq.max_version = q->max_version;
+    sq.limit = q->limit;
+    sq.with_vector = q->include_vector;
+    sq.keys_only = q->keys_only;
+    rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
+    if (!rc) {
+        rc = shard_conv_scan_to_pb(&page, &r);
+        shard_scan_page_clear(&page);
+    }
+    if (rc) {
+        reply_status(call, req->id, rc, cr_error_message());
+        return;
+    }
+    r.next_cursor = next;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+    resp.scan = &r;
+    reply(call, req->id, &resp);
+    shard_conv_scan_clear(&r);
+}
+
+static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    server *s = arg;
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    const Cirrus__V1__ScanRequest *q = req->scan;
+    shard_scan_page page;
+    long long cursor = 0;
+    uint64_t next = 0;
+    char next_text[32];
+    cr_err rc;
+    if (q && (q->order || q->min_version || q->max_version || q->keys_only)) {
+        if (q->order == CIRRUS__V1__SCAN_ORDER__SCAN_BY_INTERNAL_ID)
+            reply_status(call, req->id, CR_ERR_INVALID,
+                         "scan: version bounds and keys_only need order by external id or "
+                         "by version");
+        else
+            do_scan_ordered(s, call, req);
+        return;
+    }
+    if (!q || (q->after_id && q->after_id[0] &&
+               cr_parse_ll(q->after_id, 0, INT64_MAX, &cursor))) {
+        reply_status(call, req->id, CR_ERR_INVALID, "scan: bad cursor");
+        return;
+    }
+    rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &page,
+                           &next);
+    if (!rc) {
+        rc = shard_conv_scan_to_pb(&page, &r);
+        shard_scan_page_clear(&page);
+    }
+    if (rc) {
+        reply_status(call, req->id, rc, cr_error_message());
+        return;
+    }
+    snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
+    r.next_cursor = next_text;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
+    resp.scan = &r;
+    reply(call, req->id, &resp);
+    shard_conv_scan_clear(&r);
+}
+
+static void do_health(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    (void)arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__HealthResult h = CIRRUS__V1__HEALTH_RESULT__INIT;
     h.ready = 1;
@@ -449,57 +491,30 @@ static void do_health(void *sock, const cr_wire_msg *route, const Cirrus__V1__Re
     h.version = "0.1.0";
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_HEALTH;
     resp.health = &h;
-    reply(sock, route, req->id, &resp);
+    reply(call, req->id, &resp);
+}
+
+/* ---- the front thread ------------------------------------------------------------------ */
+
+/* A short read served on the front thread, which must never wait for the index (an add holds
+ * it for hundreds of ms, and every reply the front forwards would wait too): one ANN search
+ * (no exact scan), tried without waiting; 0 hands it to a search thread. Stats reads the
+ * index's counters under its lock: a search thread's. */
+static int search_front(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    if (!req->search || !req->search->query ||
+        (req->search->query->params && req->search->query->params->exact))
+        return 0;
+    return search_reply(arg, call, req, 1);
+}
+
+static int get_front(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    do_get(arg, call, req);
+    return 1;
 }
 
 /* ---- the writer ---------------------------------------------------------------------- */
-
-static void job_free(write_job *j)
-{
-    if (!j)
-        return;
-    if (j->req)
-        cirrus__v1__request__free_unpacked(j->req, &j->alloc.base);
-    cr_wire_msg_close(&j->route);
-    free(j);
-}
-
-/* Takes ownership of *req (and the allocator state) on success. */
-static cr_err enqueue_write(server *s, const cr_wire_msg *m, int nroute, cr_pb_bounded *alloc,
-                            Cirrus__V1__Request **req)
-{
-    write_job *j = calloc(1, sizeof *j);
-    cr_err rc = CR_OK;
-    if (!j)
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    cr_wire_msg_init(&j->route);
-    for (int i = 0; i < nroute; i++) {
-        zmq_msg_init(&j->route.route[i]);
-        zmq_msg_copy(&j->route.route[i], (zmq_msg_t *)&m->route[i]);
-        j->route.nroute++;
-    }
-    pthread_mutex_lock(&s->mu);
-    if (s->queued >= s->o.write_queue) {
-        rc = cr_error_set(CR_ERR_OVERLOADED, "write queue full (%d requests)", s->queued);
-    } else {
-        /* The allocator lives in the job from now on: re-point its self-reference. */
-        j->alloc = *alloc;
-        j->alloc.base.allocator_data = &j->alloc;
-        j->req = *req;
-        *req = NULL;
-        if (s->tail)
-            s->tail->next = j;
-        else
-            s->head = j;
-        s->tail = j;
-        s->queued++;
-        pthread_cond_signal(&s->cv);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (rc)
-        job_free(j);
-    return rc;
-}
 
 static size_t job_items(const write_job *j)
 {
@@ -510,73 +525,40 @@ static size_t job_items(const write_job *j)
     return 0;
 }
 
-/* Takes queued jobs up to the batch limit (at least one). */
-static write_job *dequeue_batch(server *s, int wait)
-{
-    write_job *first, *last;
-    size_t items;
-    pthread_mutex_lock(&s->mu);
-    while (!s->head && wait && !atomic_load(&s->writer_stop)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += POLL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        wait = 0;
-    }
-    first = last = s->head;
-    if (first) {
-        items = job_items(first);
-        s->queued--;
-        while (last->next && items + job_items(last->next) <= (size_t)s->o.max_batch_items) {
-            last = last->next;
-            items += job_items(last);
-            s->queued--;
-        }
-        s->head = last->next;
-        if (!s->head)
-            s->tail = NULL;
-        last->next = NULL;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return first;
-}
-
 /* One group commit for every upsert/delete job in the list; replies to each. */
-static void commit_jobs(server *s, void *out, write_job *jobs)
+static void commit_jobs(server *s, write_job *jobs)
 {
     size_t total = 0, k = 0;
     shard_engine_write_op *ops;
     shard_engine_write_result *res;
-    Cirrus__V1__Item *del_items;
-    cr_err rc;
+    shard_item *items;
+    shard_attr **attrs;
+    cr_err rc = CR_OK;
 
     for (write_job *j = jobs; j; j = j->next)
         total += job_items(j);
     ops = calloc(total ? total : 1, sizeof *ops);
     res = calloc(total ? total : 1, sizeof *res);
-    del_items = calloc(total ? total : 1, sizeof *del_items);
-    if (!ops || !res || !del_items) {
+    items = calloc(total ? total : 1, sizeof *items);
+    attrs = calloc(total ? total : 1, sizeof *attrs);
+    if (!ops || !res || !items || !attrs) {
         rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
         goto reply_all;
     }
-    for (write_job *j = jobs; j; j = j->next) {
-        for (size_t i = 0; i < job_items(j); i++, k++) {
+    for (write_job *j = jobs; j && !rc; j = j->next) {
+        for (size_t i = 0; i < job_items(j) && !rc; i++, k++) {
             if (j->req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT) {
-                ops[k].item = j->req->upsert->items[i];
+                rc = shard_conv_item_from_pb(j->req->upsert->items[i], &items[k], &attrs[k]);
             } else {
-                cirrus__v1__item__init(&del_items[k]);
-                del_items[k].id = j->req->delete_->items[i]->id;
-                del_items[k].version = j->req->delete_->items[i]->version;
-                ops[k].item = &del_items[k];
+                items[k].id = j->req->delete_->items[i]->id;
+                items[k].version = j->req->delete_->items[i]->version;
                 ops[k].is_delete = 1;
             }
+            ops[k].item = &items[k];
         }
     }
-    rc = shard_engine_write(s->engine, ops, total, res);
+    if (!rc)
+        rc = shard_engine_write(s->engine, ops, total, res);
 reply_all:
     k = 0;
     for (write_job *j = jobs; j; j = j->next) {
@@ -587,7 +569,7 @@ reply_all:
         Cirrus__V1__ItemStatus **isp = calloc(n ? n : 1, sizeof *isp);
         Cirrus__V1__Status *sts = calloc(n ? n : 1, sizeof *sts);
             if (rc || !is || !isp || !sts) {
-            reply_status(out, &j->route, j->req->id, rc ? rc : CR_ERR_NOMEM, cr_error_message());
+            reply_status(j->call, j->req->id, rc ? rc : CR_ERR_NOMEM, cr_error_message());
             free(is);
             free(isp);
             free(sts);
@@ -596,7 +578,7 @@ reply_all:
         }
         for (size_t i = 0; i < n; i++, k++) {
             cirrus__v1__item_status__init(&is[i]);
-            is[i].id = ops[k].item->id;
+            is[i].id = (char *)ops[k].item->id;
             is[i].version = res[k].version;
             cr_wire_status_set(&sts[i], res[k].status, res[k].message);
             is[i].status = &sts[i];
@@ -612,31 +594,36 @@ reply_all:
             resp.result_case = CIRRUS__V1__RESPONSE__RESULT_DELETE;
             resp.delete_ = &wr;
         }
-        reply(out, &j->route, j->req->id, &resp);
+        reply(j->call, j->req->id, &resp);
         free(is);
         free(isp);
         free(sts);
     }
+    for (size_t i = 0; attrs && i < total; i++)
+        free(attrs[i]);
+    free(attrs);
     free(ops);
     free(res);
-    free(del_items);
+    free(items);
 }
 
-static void do_snapshot(server *s, void *out, write_job *j)
+static void do_snapshot(server *s, write_job *j)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult r = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
+    shard_snapshot_info info;
     /* An asked-for snapshot covers every item, or says why it cannot. */
     cr_err rc = shard_engine_index_drain(s->engine);
     if (!rc)
-        rc = shard_engine_snapshot(s->engine, &r);
+        rc = shard_engine_snapshot(s->engine, &info);
     if (rc) {
-        reply_status(out, &j->route, j->req->id, rc, cr_error_message());
+        reply_status(j->call, j->req->id, rc, cr_error_message());
         return;
     }
+    shard_conv_snapshot_to_pb(&info, &r);
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SNAPSHOT;
     resp.snapshot = &r;
-    reply(out, &j->route, j->req->id, &resp);
+    reply(j->call, j->req->id, &resp);
 }
 
 static void maintenance(server *s, uint64_t *last_snap_ms, int force)
@@ -665,313 +652,151 @@ static void maintenance(server *s, uint64_t *last_snap_ms, int force)
     }
 }
 
-static void *writer_main(void *arg)
+/* A write is refused on the front, before it is queued, when it cannot fit one commit. */
+static cr_err admit_write(void *arg, const Cirrus__V1__Request *req)
 {
     server *s = arg;
-    void *out = zmq_socket(s->ctx, ZMQ_PUSH);
-    uint64_t last_snap = cr_clock_mono_ms();
-
-    if (!out || cr_wire_socket_setup(out, &s->lim) || zmq_connect(out, s->reply_ep) != 0) {
-        CR_ERROR("shard", "writer socket: %s", zmq_strerror(errno));
-        return NULL;
-    }
-    for (;;) {
-        write_job *jobs = dequeue_batch(s, 1), *writes = NULL, **tail = &writes;
-        if (!jobs) {
-            if (atomic_load(&s->writer_stop))
-                break;
-            maintenance(s, &last_snap, 0);
-            continue;
-        }
-        /* Snapshot requests are answered after the writes queued before them. */
-        for (write_job *j = jobs, *next; j; j = next) {
-            next = j->next;
-            j->next = NULL;
-            if (j->req->op_case == CIRRUS__V1__REQUEST__OP_SNAPSHOT) {
-                if (writes)
-                    commit_jobs(s, out, writes);
-                for (write_job *w = writes, *wn; w; w = wn) {
-                    wn = w->next;
-                    job_free(w);
-                }
-                writes = NULL;
-                tail = &writes;
-                do_snapshot(s, out, j);
-                job_free(j);
-                last_snap = cr_clock_mono_ms();
-            } else {
-                *tail = j;
-                tail = &j->next;
-            }
-        }
-        if (writes)
-            commit_jobs(s, out, writes);
-        for (write_job *w = writes, *wn; w; w = wn) {
-            wn = w->next;
-            job_free(w);
-        }
-        maintenance(s, &last_snap, 0);
-    }
-    maintenance(s, &last_snap, 1);
-    zmq_close(out);
-    return NULL;
-}
-
-/* ---- workers -------------------------------------------------------------------------- */
-
-/* Runs one unpacked request; replies on sock (writes reply later, from the writer). Frees
- * *req unless a write took it. */
-static void handle_request(server *s, void *sock, cr_wire_msg *m, cr_pb_bounded *alloc,
-                           Cirrus__V1__Request *req)
-{
-    cr_err rc;
-    switch (req->op_case) {
-    case CIRRUS__V1__REQUEST__OP_SEARCH: do_search(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: do_search_batch(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_GET: do_get(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_STATS: do_stats(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_HEALTH: do_health(sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_SCAN: do_scan(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_BACKUP: do_backup(s, sock, m, req); break;
-    case CIRRUS__V1__REQUEST__OP_UPSERT:
-    case CIRRUS__V1__REQUEST__OP_DELETE:
-    case CIRRUS__V1__REQUEST__OP_SNAPSHOT:
-        if (job_items(&(write_job){.req = req}) > (size_t)s->o.max_batch_items) {
-            reply_status(sock, m, req->id, CR_ERR_INVALID, "too many items in one write");
-            break;
-        }
-        {
-            uint64_t id = req->id;
-            rc = enqueue_write(s, m, m->nroute, alloc, &req);
-            if (rc)
-                reply_status(sock, m, id, rc, cr_error_message());
-        }
-        break;
-    case CIRRUS__V1__REQUEST__OP__NOT_SET:
-        reply_status(sock, m, req->id, CR_ERR_INVALID, "request without an operation");
-        break;
-    default:
-        reply_status(sock, m, req->id, CR_ERR_UNSUPPORTED,
-                     "operation not served by a shard (encode, compose and generation go to "
-                     "a coordinator or an encoder)");
-        break;
-    }
-    if (req)
-        cirrus__v1__request__free_unpacked(req, &alloc->base);
-}
-
-
-/* A worker's request: strip the receive time, unpack, check the deadline, run it. */
-static void handle_msg(void *arg, void *sock, cr_wire_msg *m)
-{
-    server *s = arg;
-    cr_pb_bounded alloc;
-    Cirrus__V1__Request *req = NULL;
-    uint64_t recv_us = 0;
-
-    if (cr_wire_worker_take(sock, m, &s->lim, s->o.default_deadline_ms, &alloc, &req,
-                            &recv_us))
-        return;
-    handle_request(s, sock, m, &alloc, req);
-}
-
-static void *worker_main(void *arg)
-{
-    server *s = arg;
-    if (cr_wire_worker_loop(s->ctx, s->work_ep, &s->lim, &s->workers_stop,
-                            handle_msg, s))
-        CR_ERROR("shard", "%s", cr_error_message());
-    return NULL;
-}
-
-/* ---- the proxy (calling thread) ------------------------------------------------------- */
-
-static cr_err sockets_open(server *s, void **front, void **work, void **replies)
-{
-    cr_wire_limits inner = s->lim;
-    inner.heartbeat_ivl_ms = 0;
-    inner.max_frame = (size_t)-1 >> 1;
-    *front = zmq_socket(s->ctx, ZMQ_ROUTER);
-    *work = zmq_socket(s->ctx, ZMQ_DEALER);
-    *replies = zmq_socket(s->ctx, ZMQ_PULL);
-    if (!*front || !*work || !*replies)
-        return cr_error_set(CR_ERR_NET, "socket: %s", zmq_strerror(errno));
-    if (cr_wire_socket_setup(*front, &s->lim) || cr_wire_socket_setup(*work, &inner) ||
-        cr_wire_socket_setup(*replies, &inner))
-        return CR_ERR_NET;
-    if (zmq_bind(*front, s->o.bind) != 0)
-        return cr_error_set(CR_ERR_NET, "cannot bind %s: %s", s->o.bind, zmq_strerror(errno));
-    if (zmq_bind(*work, s->work_ep) != 0 || zmq_bind(*replies, s->reply_ep) != 0)
-        return cr_error_set(CR_ERR_NET, "inproc bind: %s", zmq_strerror(errno));
+    if (job_items(&(write_job){.req = req}) > (size_t)s->o.max_batch_items)
+        return cr_error_set(CR_ERR_INVALID, "too many items in one write");
     return CR_OK;
 }
 
-/* A request short enough to serve on the proxy thread, which must never wait for the index
- * (an add holds it for hundreds of ms, and every reply the proxy forwards would wait too):
- * one ANN search (no exact scan; tried without waiting, see take_front), a Get or Health;
- * writes are only queued for the writer. Stats reads the index's counters under its lock:
- * a worker's. */
-static int inline_op(const Cirrus__V1__Request *req)
+static size_t write_weight(const Cirrus__V1__Request *req)
 {
-    switch (req->op_case) {
-    case CIRRUS__V1__REQUEST__OP_SEARCH:
-        return req->search && req->search->query &&
-               !(req->search->query->params && req->search->query->params->exact);
-    case CIRRUS__V1__REQUEST__OP_GET:
-    case CIRRUS__V1__REQUEST__OP_HEALTH:
-    case CIRRUS__V1__REQUEST__OP_UPSERT:
-    case CIRRUS__V1__REQUEST__OP_DELETE:
-        return 1;
-    default:
-        return 0;
+    return job_items(&(write_job){.req = req});
+}
+
+/* One batch of queued writes (in arrival order): group commits, and snapshot requests
+ * answered after the writes queued before them. */
+static void write_batch(void *arg, cr_svc_call *const *calls, size_t n)
+{
+    server *s = arg;
+    write_job *jobs = calloc(n, sizeof *jobs), *writes = NULL, **tail = &writes;
+    if (!jobs) {
+        for (size_t i = 0; i < n; i++)
+            reply_status(calls[i], cr_svc_call_request(calls[i])->id, CR_ERR_NOMEM,
+                         "out of memory");
+        return;
     }
-}
-
-static int more_waiting(void *sock)
-{
-    int ev = 0;
-    size_t len = sizeof ev;
-    return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
-}
-
-/* One request from the front. A short one is served right here unless others are waiting
- * and a worker is free: the hand-off to a worker and back costs more than a search on small
- * machines, so the proxy is also a search thread and workers take the overflow. Returns 1
- * when a worker took it. */
-static int take_front(server *s, void *front, void *work, int busy)
-{
-    cr_wire_msg m;
-    cr_pb_bounded alloc;
-    Cirrus__V1__Request *req = NULL;
-    uint64_t now = cr_clock_mono_us();
-    int handed = 0;
-
-    cr_wire_msg_init(&m);
-    if (cr_wire_front_recv(front, &m, &s->lim) != CR_OK)
-        goto out;
-    if (busy >= s->o.workers || !more_waiting(front)) {
-        cr_pb_bounded_init(&alloc, s->lim.max_alloc);
-        if (cr_wire_unpack_request(&m, &alloc, &req) != CR_OK) {
-            cr_wire_reply_error(front, &m, 0, CR_ERR_PROTO, cr_error_message());
-            goto out;
+    for (size_t i = 0; i < n; i++) {
+        write_job *j = &jobs[i];
+        j->call = calls[i];
+        j->req = cr_svc_call_request(calls[i]);
+        if (j->req->op_case == CIRRUS__V1__REQUEST__OP_SNAPSHOT) {
+            if (writes)
+                commit_jobs(s, writes);
+            writes = NULL;
+            tail = &writes;
+            do_snapshot(s, j);
+            s->last_snap_ms = cr_clock_mono_ms();
+        } else {
+            *tail = j;
+            tail = &j->next;
         }
-        if (inline_op(req) && req->op_case != CIRRUS__V1__REQUEST__OP_SEARCH) {
-            handle_request(s, front, &m, &alloc, req);
-            goto out;
-        }
-        if (inline_op(req) && search_reply(s, front, &m, req, 1)) {
-            cirrus__v1__request__free_unpacked(req, &alloc.base);
-            goto out;
-        }
-        /* Not inline, or the index is busy with a change: a worker waits for it instead. */
-        cirrus__v1__request__free_unpacked(req, &alloc.base);
     }
-    handed = cr_wire_hand_off(front, work, &m, now) == CR_OK;
-out:
-    cr_wire_msg_close(&m);
-    return handed;
+    if (writes)
+        commit_jobs(s, writes);
+    free(jobs);
 }
 
-static void proxy_loop(server *s, void *front, void *work, void *replies)
+static void write_idle(void *arg, int final)
 {
-    cr_wire_spin spin = {s->o.spin_us, 0};
-    int busy = 0; /* requests with the workers */
-    while (!*s->stop) {
-        zmq_pollitem_t items[3] = {{front, 0, ZMQ_POLLIN, 0},
-                                   {work, 0, ZMQ_POLLIN, 0},
-                                   {replies, 0, ZMQ_POLLIN, 0}};
-        if (cr_wire_poll_spin(items, 3, POLL_MS, &spin) <= 0)
-            continue;
-        if (items[1].revents & ZMQ_POLLIN) {
-            cr_wire_forward(work, front);
-            busy -= busy > 0;
-        }
-        if (items[2].revents & ZMQ_POLLIN)
-            cr_wire_forward(replies, front);
-        if (items[0].revents & ZMQ_POLLIN)
-            busy += take_front(s, front, work, busy);
+    server *s = arg;
+    maintenance(s, &s->last_snap_ms, final);
+}
+
+/* ---- the handle ----------------------------------------------------------------------- */
+
+static const cr_svc_op shard_ops[] = {
+    {CIRRUS__V1__REQUEST__OP_SEARCH, CR_SVC_POOL, do_search, search_front, NULL},
+    {CIRRUS__V1__REQUEST__OP_SEARCH_BATCH, CR_SVC_POOL, do_search_batch, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_GET, CR_SVC_POOL, do_get, get_front, NULL},
+    {CIRRUS__V1__REQUEST__OP_STATS, CR_SVC_POOL, do_stats, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_HEALTH, CR_SVC_FRONT, do_health, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_SCAN, CR_SVC_POOL, do_scan, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_BACKUP, CR_SVC_POOL, do_backup, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_UPSERT, CR_SVC_WRITER, NULL, NULL, admit_write},
+    {CIRRUS__V1__REQUEST__OP_DELETE, CR_SVC_WRITER, NULL, NULL, admit_write},
+    {CIRRUS__V1__REQUEST__OP_SNAPSHOT, CR_SVC_WRITER, NULL, NULL, admit_write},
+};
+
+static const cr_svc_ops shard_table = {
+    shard_ops, sizeof shard_ops / sizeof shard_ops[0],
+    "operation not served by a shard (encode, compose and generation go to a coordinator or "
+    "an encoder)",
+    write_batch, write_idle, write_weight};
+
+cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server_opts *o)
+{
+    cr_svc_opts so = cr_svc_default_opts();
+    server *s;
+    cr_err rc;
+
+    if (!e || !o || !o->bind)
+        return cr_error_set(CR_ERR_INVALID, "shard server: no engine or bind endpoint");
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    s->engine = e;
+    s->o = *o;
+    if (s->o.workers < 1 || s->o.workers > 64)
+        s->o.workers = 2;
+    if (s->o.write_queue < 1)
+        s->o.write_queue = 1024;
+    if (s->o.max_batch_items < 1)
+        s->o.max_batch_items = 8192;
+    s->last_snap_ms = cr_clock_mono_ms();
+    so.name = "shard";
+    so.pool_name = "search";
+    so.bind = o->bind;
+    so.zmq_ctx = o->zmq_ctx;
+    so.workers = s->o.workers;
+    so.writer_queue = s->o.write_queue;
+    so.writer_batch = (size_t)s->o.max_batch_items;
+    so.default_deadline_ms = s->o.default_deadline_ms ? s->o.default_deadline_ms : 30000;
+    so.spin_us = s->o.spin_us;
+    so.idle_ms = POLL_MS;
+    rc = cr_service_open(&s->svc, &so, &shard_table, s);
+    if (rc) {
+        free(s);
+        return rc;
     }
+    CR_INFO("shard", "serving on %s with %d search threads", cr_service_endpoint(s->svc),
+            s->o.workers);
+    *out = s;
+    return CR_OK;
 }
 
-/* Stop intake, let workers finish, let the writer drain its queue, forward every reply. */
-static void drain(server *s, pthread_t *workers, int nw, pthread_t writer, void *front,
-                  void *work, void *replies)
+const char *shard_server_endpoint(const shard_server *s)
 {
-    zmq_pollitem_t items[2] = {{work, 0, ZMQ_POLLIN, 0}, {replies, 0, ZMQ_POLLIN, 0}};
-    atomic_store(&s->workers_stop, 1);
-    for (int i = 0; i < nw; i++)
-        pthread_join(workers[i], NULL);
-    while (zmq_poll(items, 1, 0) > 0 && (items[0].revents & ZMQ_POLLIN))
-        cr_wire_forward(work, front);
-    atomic_store(&s->writer_stop, 1);
-    pthread_mutex_lock(&s->mu);
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(writer, NULL);
-    while (zmq_poll(&items[1], 1, 0) > 0 && (items[1].revents & ZMQ_POLLIN))
-        cr_wire_forward(replies, front);
-    cr_clock_sleep_ms(50); /* let ZeroMQ's I/O thread flush the last replies */
+    return cr_service_endpoint(s->svc);
+}
+
+cr_err shard_server_close(shard_server **pp)
+{
+    server *s = pp ? *pp : NULL;
+    cr_err rc;
+    if (!s)
+        return CR_OK;
+    *pp = NULL;
+    CR_INFO("shard", "stopping: finishing queued writes");
+    rc = cr_service_close(&s->svc);
+    if (rc == CR_TIMEOUT) {
+        /* a search thread still runs and uses s: leave it to it */
+        CR_ERROR("shard", "%s", cr_error_message());
+        return rc;
+    }
+    free(s);
+    return rc;
 }
 
 cr_err shard_server_run(shard_engine *e, const shard_server_opts *o, volatile sig_atomic_t *stop)
 {
-    server s;
-    void *front = NULL, *work = NULL, *replies = NULL;
-    pthread_t workers[64], writer;
-    int nw = 0, own_ctx = !o->zmq_ctx, writer_started = 0;
-    cr_err rc;
-
-    memset(&s, 0, sizeof s);
-    s.engine = e;
-    s.o = *o;
-    s.stop = stop;
-    s.lim = cr_wire_default_limits();
-    if (strncmp(o->bind, "inproc://", 9) == 0)
-        s.lim.heartbeat_ivl_ms = 0;
-    if (s.o.workers < 1 || s.o.workers > 64)
-        s.o.workers = 2;
-    s.ctx = own_ctx ? zmq_ctx_new() : o->zmq_ctx;
-    cr_wire_inproc_name(s.work_ep, sizeof s.work_ep, "shard-work");
-    cr_wire_inproc_name(s.reply_ep, sizeof s.reply_ep, "shard-replies");
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
-    rc = sockets_open(&s, &front, &work, &replies);
+    shard_server *s = NULL;
+    cr_err rc = shard_server_open(&s, e, o);
     if (rc)
-        goto out;
-    if (pthread_create(&writer, NULL, writer_main, &s) != 0) {
-        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start the writer thread");
-        goto out;
-    }
-    writer_started = 1;
-    for (; nw < s.o.workers; nw++)
-        if (pthread_create(&workers[nw], NULL, worker_main, &s) != 0)
-            break;
-    if (nw < s.o.workers) {
-        /* A shard with fewer workers than asked would serve slower than its operator
-         * planned for, or not at all: fail the start, as every other start failure does. */
-        rc = cr_error_set(CR_ERR_INTERNAL, "cannot start search thread %d of %d", nw + 1,
-                          s.o.workers);
-        goto out;
-    }
-    CR_INFO("shard", "serving on %s with %d search threads", o->bind, nw);
-    proxy_loop(&s, front, work, replies);
-    CR_INFO("shard", "stopping: finishing queued writes");
-out:
-    if (writer_started)
-        drain(&s, workers, nw, writer, front, work, replies);
-    for (write_job *j = s.head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    if (front)
-        zmq_close(front);
-    if (work)
-        zmq_close(work);
-    if (replies)
-        zmq_close(replies);
-    if (own_ctx)
-        zmq_ctx_term(s.ctx);
-    pthread_cond_destroy(&s.cv);
-    pthread_mutex_destroy(&s.mu);
-    return rc;
+        return rc;
+    while (!*stop)
+        cr_clock_sleep_ms(RUN_SLICE_MS);
+    return shard_server_close(&s);
 }

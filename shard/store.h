@@ -22,7 +22,8 @@
  *   a delete marks the id dead and leaves a tombstone {ext id, version} so that an older write
  *   arriving later stays ignored. Versions only move forward: an upsert must carry a version
  *   strictly greater than the stored one (item or tombstone); a delete a version >= it.
- *   Attributes are an opaque blob (the caller's encoding, at most SHARD_STORE_ATTRS_MAX bytes).
+ *   Attributes are a blob of at most SHARD_STORE_ATTRS_MAX bytes in the store's own format
+ *   (ATTRIBUTE FORMAT below; shard_store_attrs_encode / _decode): LMDB itself sees bytes.
  *   Named databases: `meta` (schema version, dim, metric, factory, next id, counters, block
  *   size, and caller keys under the "u:" prefix), `ext2int` (ext id -> internal id, version,
  *   tombstone flag), `items` (internal id -> version, flags, ext id, attrs), `vectors`, and
@@ -47,7 +48,34 @@
  *     data.mdb total    2,277 B   (1.112 x raw; the rest is LMDB free/meta pages)
  *   With single-item commits (--measure 5000 1) data.mdb is 2,340 B/item (1.142 x raw).
  *
- * DURABILITY
+ * ATTRIBUTE FORMAT (shard/attr_codec.c)
+ *   An item's attributes are one blob; the first byte says its format. The empty blob (0
+ *   bytes) means "no attributes" in every format. Version 2, written since the store owns its
+ *   format (all integers little-endian):
+ *     offset 0  1 byte   format version: 0x02 (SHARD_STORE_ATTRS_V2)
+ *            1  4 bytes  N: number of attributes (u32)
+ *     then N attributes, in the item's order (duplicate names allowed: any-value semantics):
+ *            1 byte   type: 1 string, 2 int64, 3 double, 4 bool, 5 string list
+ *                     (shard_value_type; the numbers of cirrus.proto's AttrValue oneof)
+ *            2 bytes  L: name length (u16), 1..128
+ *            L bytes  name, UTF-8, no NUL
+ *            value:   string  4 bytes S (u32), S bytes of UTF-8, no NUL
+ *                     int64   8 bytes, two's complement
+ *                     double  8 bytes, the IEEE-754 binary64 bit pattern (finite)
+ *                     bool    1 byte, 0 or 1
+ *                     list    4 bytes C (u32), then C strings as above (C may be 0)
+ *     The blob ends exactly after attribute N. Anything else (truncation, a count or
+ *     length past the end, an unknown type, a bool not 0/1, a non-finite double, bad UTF-8,
+ *     trailing bytes) is CR_ERR_STORE "attributes: corrupt blob (... at byte k)".
+ *   Version 1, written before (shard directories of earlier releases): a packed protobuf
+ *   `Item` holding only `attributes` (cirrus.proto field 3, length-delimited), so its first
+ *   byte is always the protobuf tag 0x1A (SHARD_STORE_ATTRS_V1_TAG). The reader tells the two
+ *   apart by that first byte, per blob, not by the store's schema number: a directory of
+ *   the old code keeps its old records after the new code writes to it, with no rewrite
+ *   pass at open and no mixed state a schema number could not describe. Old records are
+ *   decoded as before; new writes are always version 2. The next format takes 0x03 (first
+ *   bytes 0x03..0x19 are free; 0x1A is never a version).
+ *
  *   shard_store_write() and shard_store_meta_set() return only after their LMDB transaction
  *   has committed with fsync/fdatasync (default LMDB flags: no MDB_NOSYNC, no MDB_NOMETASYNC,
  *   no MDB_WRITEMAP). A successful return therefore survives kill -9 and power loss (given a
@@ -76,7 +104,10 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "shard/types.h"
 
+#define SHARD_STORE_ATTRS_V2 0x02     /* first byte of a version-2 attribute blob */
+#define SHARD_STORE_ATTRS_V1_TAG 0x1A /* first byte of a version-1 one (protobuf tag 3:LEN) */
 #define SHARD_STORE_SCHEMA_VERSION 2 /* 2: + the by-version index; 1 is upgraded at open */
 #define SHARD_STORE_EXT_ID_MAX 256       /* bytes of UTF-8, no NUL inside */
 #define SHARD_STORE_ATTRS_MAX (1u << 20) /* bytes of opaque attributes per item */
@@ -310,5 +341,22 @@ cr_err shard_store_stats_get(shard_store *st, shard_store_stats *out);
 /* Reads a caller meta key. CR_OK: *len = value length, value copied when cap >= *len
  * (value may be NULL to ask the length), else CR_ERR_INVALID. CR_NOTFOUND when unset. */
 cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_t cap, size_t *len);
+
+/* ---- the attribute format (see ATTRIBUTE FORMAT above) ------------------------------- */
+
+/* Encodes n attributes (each checked with shard_attr_check first: CR_ERR_INVALID) as a
+ * version-2 blob: *blob malloc'd (free it), *len its bytes; n = 0 gives *blob NULL, *len 0.
+ * The store still rejects a blob over SHARD_STORE_ATTRS_MAX at write (that op's result). */
+cr_err shard_store_attrs_encode(const shard_attr *a, size_t n, uint8_t **blob, size_t *len);
+
+/* Decodes a blob of either version: *out is one malloc'd block (free it) holding the n
+ * attributes and every string they point to; NULL with *n = 0 for the empty blob. Errors:
+ * CR_ERR_STORE (corrupt or unknown format, saying where), CR_ERR_NOMEM; nothing allocated. */
+cr_err shard_store_attrs_decode(const void *blob, size_t len, shard_attr **out, size_t *n);
+
+/* Bytes a copy of n attributes takes as one block, and the copy itself into mem (that many
+ * bytes, aligned as malloc's): the block layout shared by decoded attributes, items and hits. */
+size_t shard_attrs_block_size(const shard_attr *a, size_t n);
+shard_attr *shard_attrs_place(const shard_attr *a, size_t n, void *mem);
 
 #endif

@@ -25,15 +25,32 @@ for dir in "${LAYERS[@]}"; do
   done < <(find "$dir" \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) -print0)
 done
 # One third-party API per module.
+# PENDING: files known to break the rule, each with the work that removes it; they are
+# reported, not failed, so that CI holds every other file to the rule now. Empty it as the
+# work lands; a file listed here that no longer breaks the rule fails the check.
+PENDING=()
+pending_reason() { local p; for p in "${PENDING[@]}"; do [ "${p%%:*}" = "$1" ] && echo "${p#*: }"; done; return 0; }
 check_api() { # HEADER_REGEX ALLOWED_PATH_REGEX WHAT
-  local hits
+  local hits f why
   hits=$(grep -rlE "#include <($1)" --include='*.c' --include='*.h' --include='*.cpp' \
          "${LAYERS[@]}" 2>/dev/null | grep -vE "$2" || true)
-  if [ -n "$hits" ]; then
-    echo "$3 included outside its module: $hits"
+  for f in $hits; do
+    why=$(pending_reason "$f")
+    if [ -n "$why" ]; then
+      echo "pending: $3 included in $f (until it $why)"
+    else
+      echo "$3 included outside its module: $f"
+      bad=1
+    fi
+  done
+}
+for p in "${PENDING[@]}"; do
+  f=${p%%:*}
+  if ! grep -qE '#include <(zmq\.h|faiss/|lmdb\.h|microhttpd\.h)' "$f" 2>/dev/null; then
+    echo "$f is listed as pending but no longer breaks the rule: take it off PENDING"
     bad=1
   fi
-}
+done
 check_api 'faiss/' '^shard/(index\.c|faiss_capi/)' 'FAISS'
 check_api 'lmdb\.h' '^(shard/store\.c|jobs/[a-z_]*store\.c)$' 'LMDB'
 check_api 'microhttpd\.h' '^gateway/' 'libmicrohttpd'

@@ -20,8 +20,17 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 MODEL=${CIRRUS_MODEL:-}
 PHI=${CIRRUS_PHI:-}
+DEMO_MODEL=0
 if [ -z "$MODEL" ] && [ -f models/clip-vit-base-patch32/model.safetensors ]; then
   MODEL=models/clip-vit-base-patch32
+fi
+DEMO_DIR="$(dirname "$BIN")/models/demo" # unpacked from models/demo by the build
+if [ -z "$MODEL" ] && [ -f "$DEMO_DIR/model.safetensors" ]; then
+  say "Using the demo model (models/demo): a small CLIP trained on synthetic garment images"
+  echo "It knows 5 shapes, 7 colors and 4 patterns, nothing else: it is not CLIP (see models/demo/README.md)."
+  MODEL="$DEMO_DIR"
+  PHI="$DEMO_DIR/phi.safetensors"
+  DEMO_MODEL=1
 fi
 if [ -z "$MODEL" ]; then
   say "No real CLIP weights found (set CIRRUS_MODEL, or run tools/fetch_weights.sh)"
@@ -36,13 +45,15 @@ say "Generating a catalog of $N garments (5 shapes x 7 colors x 4 patterns) with
 head -2 "$WORK/catalog/catalog.jsonl"
 
 EP="tcp://127.0.0.1:$(port)"
+HTTP="127.0.0.1:$(port)"
 say "Starting cirrus serve (coordinator + 2 shards + encoder, one process) on $EP"
 phi_opt=()
 [ -n "$PHI" ] && phi_opt=(--phi "$PHI")
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --index HNSW32 --bind "$EP" 2>"$WORK/serve.log" &
+  --index HNSW32 --bind "$EP" --http "$HTTP" 2>"$WORK/serve.log" &
 SERVE=$!
 wait_ready "$EP"
+echo "The web page: http://$HTTP/ (while the demo runs; CIRRUS_DEMO_HOLD=1 keeps it up at the end)"
 C=("$BIN/cirrus" --endpoint "$EP" --timeout 30000)
 
 say "Ingesting the catalog: each image is encoded by CLIP and routed to its shard"
@@ -53,6 +64,24 @@ method=sum
 say "The reference: sku-42 ($(sed -n 43p "$WORK/catalog/catalog.jsonl" | sed 's/.*"attributes"://; s/}}$/}/'))"
 say "\"Like sku-42, but red\" ($method)"
 "${C[@]}" search --ref-id sku-42 --caption "is red" --method "$method" -k 5
+# The check the demo makes of itself: red, and sku-42's category and pattern kept.
+ref=$(sed -n 43p "$WORK/catalog/catalog.jsonl")
+"${C[@]}" --json search --ref-id sku-42 --caption "is red" --method "$method" -k 5 >"$WORK/red.json"
+verdict=$(python3 - "$WORK/red.json" "$ref" <<'PY'
+import json, sys
+hits = json.loads(open(sys.argv[1]).read())["hits"]
+ref = json.loads(sys.argv[2])["attributes"]
+good = [h for h in hits if h["attributes"].get("color") == "red"
+        and h["attributes"].get("category") == ref["category"]
+        and h["attributes"].get("pattern") == ref["pattern"]]
+print(f"{len(good)} of {len(hits)} hits are red {ref['pattern']} {ref['category']}s")
+PY
+)
+echo "check: $verdict"
+if [ "$DEMO_MODEL" = 1 ] && ! grep -q '^[1-9]' <<<"$verdict"; then
+  echo "the demo model did not find red versions of sku-42" >&2
+  exit 1
+fi
 say "...red, under 60 and in stock (filter)"
 "${C[@]}" search --ref-id sku-42 --caption "is red" --method "$method" -k 5 \
   --filter 'color = "red" and price < 60 and in_stock = true'
@@ -68,7 +97,7 @@ say "kill -9 the whole process, restart, and check that nothing acknowledged was
 before=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
 kill -9 "$SERVE"; wait "$SERVE" 2>/dev/null || true
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --bind "$EP" 2>"$WORK/serve2.log" &
+  --bind "$EP" --http "$HTTP" 2>"$WORK/serve2.log" &
 SERVE=$!
 wait_ready "$EP"
 after=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
@@ -81,5 +110,9 @@ say "Bad requests get clear errors and change nothing"
 "${C[@]}" search --text "red" --filter 'price < ' || true
 say "Stats"
 "${C[@]}" stats | head -20
+if [ "${CIRRUS_DEMO_HOLD:-0}" = 1 ]; then
+  say "Holding: the web page is at http://$HTTP/ (Ctrl-C to stop)"
+  wait "$SERVE"
+fi
 kill -TERM "$SERVE"; wait "$SERVE"; SERVE=""
 say "Done: cirrus serve stopped cleanly (writes finished, indexes snapshotted)."

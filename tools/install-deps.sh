@@ -9,8 +9,13 @@ PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
-  libmicrohttpd-dev curl
+  libmicrohttpd-dev curl python3
+  chromium
 )
+# node and npm (the tests' OpenAPI validator): Debian's nodejs and npm unless a node with npm
+# is already installed (a NodeSource nodejs ships its own npm, which Debian's npm conflicts
+# with).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -19,8 +24,24 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# The npm packages the tests use (tools/package.json: the OpenAPI validator), into
+# tools/node_modules, pinned by tools/package-lock.json.
+npm_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")" && pwd)"
+  if [ -d "$dir/node_modules/@apidevtools/swagger-parser" ] &&
+     [ -d "$dir/node_modules/playwright-core" ] &&
+     [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    echo "deps: npm packages present"
+    return 0
+  fi
+  echo "deps: npm ci in tools/"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
+  npm_deps
   exit 0
 fi
 
@@ -33,3 +54,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+npm_deps

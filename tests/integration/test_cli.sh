@@ -77,11 +77,11 @@ fi
 
 # ---- 2. cirrus serve cannot start its threads -------------------------------------------
 # RLIMIT_NPROC bounds the tasks of a real uid, and root is exempt: run serve as nobody.
-# `serve --shards 2` starts, in order: ZeroMQ's 2 threads, one indexer per shard, one thread
-# per shard server, then the servers' own threads (the shards' writers and the coordinator's
-# repair thread first). Limits from 3 (main + ZeroMQ's; below that ZeroMQ aborts by design)
-# to 9 make each of those thread starts fail in turn, and always one that is reported (at 10
-# and more, what fails are worker threads, which the servers themselves start or not).
+# `serve --shards 2` starts, in order: ZeroMQ's 2 threads, one indexer per shard, each shard
+# server's writer, search threads and front thread (common/service: open returns once all
+# run), then the coordinator's repair, reload and loop threads. Limits from 3 (main +
+# ZeroMQ's; below that ZeroMQ aborts by design) upwards make each of those thread starts fail
+# in turn, and every one is reported.
 if ! part 2; then
   :
 elif [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/null &&

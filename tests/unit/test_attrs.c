@@ -12,10 +12,34 @@
 #include "shard/filter_parse.h"
 #include "common/test.h"
 #include "shard/attrs.h"
+#include "shard/convert.h"
 
 typedef Cirrus__V1__Attribute Attr;
 typedef Cirrus__V1__AttrValue Val;
 typedef Cirrus__V1__Filter Filter;
+
+/* The index speaks shard_attr and shard_filter; these tests build the wire forms (the
+ * reference evaluator below reads them) and go through the shard server's translator. */
+static cr_err attrs_set_pb(shard_attrs *idx, uint64_t id, const Attr *const *a, size_t n)
+{
+    shard_attr *sa = NULL;
+    cr_err rc = shard_conv_attrs_from_pb((Attr *const *)a, n, &sa);
+    if (!rc)
+        rc = shard_attrs_set(idx, id, sa, n);
+    free(sa);
+    return rc;
+}
+
+static cr_err attrs_eval_pb(shard_attrs *idx, const Filter *f, uint64_t limit, uint64_t **bm,
+                            uint64_t *m)
+{
+    shard_filter *sf = NULL;
+    cr_err rc = shard_conv_filter_compile(f, &sf);
+    if (!rc)
+        rc = shard_attrs_eval(idx, sf, limit, bm, m);
+    shard_filter_free(&sf);
+    return rc;
+}
 
 static uint64_t rng_state = 0x243f6a8885a308d3ULL;
 
@@ -341,7 +365,7 @@ static size_t compare(shard_attrs *idx, const struct item *items, uint64_t n_ite
 {
     uint64_t *bm = NULL, matches = 0, want = 0;
     size_t bad = 0;
-    cr_err rc = shard_attrs_eval(idx, f, limit, &bm, &matches);
+    cr_err rc = attrs_eval_pb(idx, f, limit, &bm, &matches);
     CR_CHECK_MSG(rc == CR_OK, "eval '%s': %s", text, cr_error_message());
     if (rc)
         return 1;
@@ -366,7 +390,7 @@ static size_t compare(shard_attrs *idx, const struct item *items, uint64_t n_ite
 
 static cr_err set_item(shard_attrs *idx, uint64_t id, const struct item *it)
 {
-    return shard_attrs_set(idx, id, (const Attr *const *)it->attrs, it->n);
+    return attrs_set_pb(idx, id, (const Attr *const *)it->attrs, it->n);
 }
 
 static void test_random(void)
@@ -399,7 +423,7 @@ static void test_random(void)
             uint64_t limit = rnd(8) == 0 ? rnd((uint32_t)next + 1) : next + rnd(100);
             uint64_t *bm = NULL, m = 0;
             bad += compare(idx, items, next, f, limit, text);
-            if (shard_attrs_eval(idx, f, next, &bm, &m) == CR_OK)
+            if (attrs_eval_pb(idx, f, next, &bm, &m) == CR_OK)
                 total_matches += m;
             free(bm);
             evaluated++;
@@ -464,7 +488,7 @@ static cr_err eval_text(shard_attrs *idx, const char *text, uint64_t limit, uint
     CR_CHECK_MSG(rc == CR_OK, "parse '%s': %s", text, cr_error_message());
     if (rc)
         return rc;
-    rc = shard_attrs_eval(idx, f, limit, bm, m);
+    rc = attrs_eval_pb(idx, f, limit, bm, m);
     cirrus__v1__filter__free_unpacked(f, NULL);
     return rc;
 }
@@ -549,20 +573,20 @@ static void test_semantics(void)
     expect_error(idx, "in_stock >= true", "needs a number");
     expect_error(idx, "in_stock = 1", "never holds numbers");
     expect_error(idx, "price in (1, \"x\")", "never holds strings");
-    CR_CHECK(shard_attrs_eval(idx, NULL, 6, &bm, &m) == CR_ERR_INVALID);
+    CR_CHECK(attrs_eval_pb(idx, NULL, 6, &bm, &m) == CR_ERR_INVALID);
     Filter empty = CIRRUS__V1__FILTER__INIT;
-    CR_CHECK(shard_attrs_eval(idx, &empty, 6, &bm, &m) == CR_ERR_INVALID);
+    CR_CHECK(attrs_eval_pb(idx, &empty, 6, &bm, &m) == CR_ERR_INVALID);
 
     /* set errors: a live id, bad attributes (nothing indexed) */
     CR_CHECK(set_item(idx, 3, &it[3]) == CR_ERR_INVALID);
     Attr *bad = attr_s("", "x");
-    CR_CHECK(shard_attrs_set(idx, 10, (const Attr *const *)&bad, 1) == CR_ERR_INVALID);
+    CR_CHECK(attrs_set_pb(idx, 10, (const Attr *const *)&bad, 1) == CR_ERR_INVALID);
     cirrus__v1__attribute__free_unpacked(bad, NULL);
     bad = mk_attr("unset");
-    CR_CHECK(shard_attrs_set(idx, 10, (const Attr *const *)&bad, 1) == CR_ERR_INVALID);
+    CR_CHECK(attrs_set_pb(idx, 10, (const Attr *const *)&bad, 1) == CR_ERR_INVALID);
     cirrus__v1__attribute__free_unpacked(bad, NULL);
     const Attr *nul = NULL;
-    CR_CHECK(shard_attrs_set(idx, 10, &nul, 1) == CR_ERR_INVALID);
+    CR_CHECK(attrs_set_pb(idx, 10, &nul, 1) == CR_ERR_INVALID);
     CR_CHECK(shard_attrs_count_known(idx) == 6); /* big price in_stock nan colors cat */
 
     /* deletes */
@@ -601,7 +625,7 @@ static void test_compaction(void)
     for (uint64_t id = 0; id < N; id++) {
         snprintf(buf, sizeof buf, "v%llu", (unsigned long long)(id % 10));
         Attr *a[2] = {attr_s("k", buf), attr_i("n", (int64_t)id)};
-        CR_CHECK(shard_attrs_set(idx, id, (const Attr *const *)a, 2) == CR_OK);
+        CR_CHECK(attrs_set_pb(idx, id, (const Attr *const *)a, 2) == CR_OK);
         cirrus__v1__attribute__free_unpacked(a[0], NULL);
         cirrus__v1__attribute__free_unpacked(a[1], NULL);
     }
@@ -632,7 +656,7 @@ static void *reader(void *p)
     struct reader_arg *ra = p;
     while (!atomic_load(ra->stop)) {
         uint64_t *bm = NULL, m;
-        if (shard_attrs_eval(ra->idx, ra->f, 50000, &bm, &m) != CR_OK)
+        if (attrs_eval_pb(ra->idx, ra->f, 50000, &bm, &m) != CR_OK)
             ra->errors++;
         free(bm);
         ra->evals++;
@@ -734,7 +758,7 @@ static void test_million(void)
         sl.values = cl;
         v[4].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_STRINGS;
         v[4].strings = &sl;
-        if (shard_attrs_set(idx, id, ap, 5) != CR_OK) {
+        if (attrs_set_pb(idx, id, ap, 5) != CR_OK) {
             CR_CHECK_MSG(0, "set %llu: %s", (unsigned long long)id, cr_error_message());
             break;
         }
@@ -751,7 +775,7 @@ static void test_million(void)
         for (int r = 0; r < 5; r++) {
             uint64_t *bm = NULL;
             t0 = now_ms();
-            CR_CHECK(shard_attrs_eval(idx, f, n, &bm, &m) == CR_OK);
+            CR_CHECK(attrs_eval_pb(idx, f, n, &bm, &m) == CR_OK);
             double t = now_ms() - t0;
             if (t < best)
                 best = t;

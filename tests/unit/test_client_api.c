@@ -34,9 +34,7 @@ typedef struct shard_t {
     shard_engine *engine;
     shard_server_opts o;
     char bind[64];
-    volatile sig_atomic_t *stop;
-    pthread_t tid;
-    cr_err rc;
+    shard_server *srv;
 } shard_t;
 
 typedef struct node {
@@ -44,8 +42,7 @@ typedef struct node {
     volatile sig_atomic_t stop;
     enc_service *svc;
     enc_server_opts eo;
-    pthread_t enc_tid;
-    cr_err enc_rc;
+    enc_server *enc;
     shard_t shards[N_SHARDS];
     coord_map map, map_partial;
     coord_server_opts co, co_partial;
@@ -54,21 +51,7 @@ typedef struct node {
     int dim;
 } node;
 
-static void *shard_main(void *arg)
-{
-    shard_t *s = arg;
-    s->rc = shard_server_run(s->engine, &s->o, s->stop);
-    return NULL;
-}
-
 static node the_node;
-
-static void *enc_main(void *arg)
-{
-    node *n = arg;
-    n->enc_rc = enc_server_run(n->svc, &n->eo, &n->stop);
-    return NULL;
-}
 
 static void *coord_main(void *arg)
 {
@@ -102,7 +85,7 @@ static void node_start(node *n, const char *fix, const char *dir)
     n->eo = enc_server_default_opts();
     n->eo.bind = "inproc://api-encoder";
     n->eo.zmq_ctx = n->ctx;
-    pthread_create(&n->enc_tid, NULL, enc_main, n);
+    CR_CHECK_MSG(enc_server_open(&n->enc, n->svc, &n->eo) == CR_OK, "%s", cr_error_message());
 
     for (int i = 0; i < N_SHARDS; i++) {
         shard_engine_opts so = shard_engine_default_opts();
@@ -118,8 +101,8 @@ static void node_start(node *n, const char *fix, const char *dir)
         s->o.bind = s->bind;
         s->o.zmq_ctx = n->ctx;
         s->o.spin_us = 0;
-        s->stop = &n->stop;
-        pthread_create(&s->tid, NULL, shard_main, s);
+        CR_CHECK_MSG(shard_server_open(&s->srv, s->engine, &s->o) == CR_OK, "%s",
+                     cr_error_message());
     }
 
     /* The node's coordinator, as `cirrus serve` configures it. */
@@ -157,12 +140,10 @@ static void node_stop(node *n)
     n->stop = 1;
     pthread_join(n->coord_tid, NULL);
     pthread_join(n->coord_partial_tid, NULL);
-    for (int i = 0; i < N_SHARDS; i++)
-        pthread_join(n->shards[i].tid, NULL);
-    pthread_join(n->enc_tid, NULL);
-    CR_CHECK(n->coord_rc == CR_OK && n->coord_partial_rc == CR_OK && n->enc_rc == CR_OK);
+    CR_CHECK(n->coord_rc == CR_OK && n->coord_partial_rc == CR_OK);
+    CR_CHECK(enc_server_close(&n->enc) == CR_OK);
     for (int i = 0; i < N_SHARDS; i++) {
-        CR_CHECK(n->shards[i].rc == CR_OK);
+        CR_CHECK(shard_server_close(&n->shards[i].srv) == CR_OK);
         shard_engine_close(&n->shards[i].engine);
     }
     enc_service_close(&n->svc);

@@ -1,8 +1,11 @@
 /* The coordinator's event loop over REAL in-process shards (shard_server on inproc://) and
- * small stub backends that misbehave on purpose: writes and searches through the loop,
- * deadlines that pass (TIMEOUT), hedging to a second replica when the first is silent, retry
- * on another replica when one fails, partial answers naming a group that is down, and the
- * pending table (direct index by call id, past 10^6 calls, stale ids rejected). */
+ * small stub backends (bare ROUTERs through common/sock.h) that misbehave on purpose: writes
+ * and searches through the loop, deadlines that pass (TIMEOUT, and partial answers when every
+ * replica of a group is silent, hedge included), hedging to a second replica when the first is
+ * silent or slow (the slow one's late answers are dropped), retry on another replica when one
+ * fails and a prompt answer when all fail, partial answers naming a group that is down, and
+ * the pending table (direct index by call id, past 10^6 calls, stale ids rejected, nothing
+ * left behind by hedged twins, retries or late answers). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -10,11 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 #include "client/client.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sock.h"
 #include "common/test.h"
 #include "common/wire.h"
 #include "coordinator/coord.h"
@@ -173,14 +175,27 @@ static void shard_stop(shard *s)
 typedef enum stub_mode {
     STUB_SILENT,     /* never answers a search or a get (a paused or stuck replica) */
     STUB_OVERLOADED, /* answers every search and get with OVERLOADED at once */
-    STUB_DEAD        /* answers nothing at all */
+    STUB_DEAD,       /* answers nothing at all */
+    STUB_SLOW        /* answers every search SLOW_MS late, with the hit SLOW_HIT */
 } stub_mode;
+
+#define SLOW_MS 300
+#define SLOW_HIT "slow-answer"
+#define MAX_HELD 64
+
+typedef struct held_call { /* a search a STUB_SLOW holds until due_ms */
+    cr_wire_msg route;
+    uint64_t id, due_ms;
+} held_call;
 
 typedef struct stub {
     char ep[64];
     stub_mode mode;
     void *sock;
     atomic_int stop, calls; /* calls: searches and gets received */
+    atomic_int late;        /* STUB_SLOW: late answers sent */
+    held_call held[MAX_HELD];
+    int n_held;
     pthread_t tid;
 } stub;
 
@@ -250,6 +265,37 @@ static void stub_answer(stub *s, cr_wire_msg *m, const Cirrus__V1__Request *req)
     atomic_fetch_add(&s->calls, 1);
     if (s->mode == STUB_OVERLOADED)
         cr_wire_reply_error(s->sock, m, req->id, CR_ERR_OVERLOADED, "stub: overloaded");
+    if (s->mode == STUB_SLOW && req->op_case == CIRRUS__V1__REQUEST__OP_SEARCH &&
+        s->n_held < MAX_HELD) {
+        held_call *h = &s->held[s->n_held++];
+        cr_wire_msg_take_route(&h->route, m);
+        h->id = req->id;
+        h->due_ms = cr_clock_mono_ms() + SLOW_MS;
+    }
+}
+
+/* STUB_SLOW: answers the held searches that are due (they come in order), each with one hit
+ * the real shards do not hold. */
+static void stub_answer_late(stub *s)
+{
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__SearchResult sr = CIRRUS__V1__SEARCH_RESULT__INIT;
+    Cirrus__V1__Hit hit = CIRRUS__V1__HIT__INIT, *hits[1] = {&hit};
+    int n = 0;
+    hit.id = SLOW_HIT;
+    hit.score = 1e9f;
+    sr.hits = hits;
+    sr.n_hits = 1;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
+    resp.search = &sr;
+    while (n < s->n_held && s->held[n].due_ms <= cr_clock_mono_ms()) {
+        if (cr_wire_reply_ok(s->sock, &s->held[n].route, s->held[n].id, &resp) == CR_OK)
+            atomic_fetch_add(&s->late, 1);
+        cr_wire_msg_close(&s->held[n].route);
+        n++;
+    }
+    memmove(s->held, s->held + n, (size_t)(s->n_held - n) * sizeof s->held[0]);
+    s->n_held -= n;
 }
 
 static void *stub_main(void *arg)
@@ -260,10 +306,11 @@ static void *stub_main(void *arg)
     lim.heartbeat_ivl_ms = 0;
     cr_wire_msg_init(&m);
     while (!atomic_load(&s->stop)) {
-        zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
         cr_pb_bounded alloc;
         Cirrus__V1__Request *req = NULL;
-        if (zmq_poll(&it, 1, 20) <= 0 || cr_wire_recv(s->sock, &m, &lim, ZMQ_DONTWAIT))
+        int readable = cr_sock_wait_readable(s->sock, s->n_held ? 2 : 20);
+        stub_answer_late(s);
+        if (readable <= 0 || cr_wire_recv(s->sock, &m, &lim, CR_SOCK_DONTWAIT))
             continue;
         cr_pb_bounded_init(&alloc, 1u << 20);
         if (cr_wire_unpack_request(&m, &alloc, &req) == CR_OK) {
@@ -271,8 +318,10 @@ static void *stub_main(void *arg)
             cirrus__v1__request__free_unpacked(req, &alloc.base);
         }
     }
+    for (int i = 0; i < s->n_held; i++)
+        cr_wire_msg_close(&s->held[i].route);
     cr_wire_msg_close(&m);
-    zmq_close(s->sock);
+    cr_sock_close(&s->sock);
     return NULL;
 }
 
@@ -283,9 +332,8 @@ static void stub_start(stub *s, stub_mode mode)
     memset(s, 0, sizeof *s);
     s->mode = mode;
     cr_wire_inproc_name(s->ep, sizeof s->ep, "loop-stub");
-    s->sock = zmq_socket(zctx, ZMQ_ROUTER);
-    CR_CHECK(s->sock && cr_wire_socket_setup(s->sock, &lim) == CR_OK);
-    CR_CHECK(zmq_bind(s->sock, s->ep) == 0);
+    CR_CHECK(cr_sock_open(zctx, CR_SOCK_ROUTER, &lim, &s->sock) == CR_OK);
+    CR_CHECK(cr_sock_bind(s->sock, s->ep) == CR_OK); /* bound before a coordinator connects */
     CR_CHECK(pthread_create(&s->tid, NULL, stub_main, s) == 0);
 }
 
@@ -476,18 +524,41 @@ static void seed_shard(const char *ep, int from, int to)
 }
 
 /* A two-replica group is read only once repair has proven its replicas current (after the
- * coordinator starts nothing is known of them): searches until the stub replica is asked
- * too, at most 10 s. */
-static void wait_readable(cirrus_client *c, const stub *st)
+ * coordinator starts nothing is known of them): searches (with deadline_ms, 0 = the default)
+ * until the stub replica is asked too, at most 10 s. */
+static void wait_readable(cirrus_client *c, const stub *st, uint32_t deadline_ms)
 {
     uint64_t until = cr_clock_mono_ms() + 10000;
     while (atomic_load(&st->calls) == 0 && cr_clock_mono_ms() < until) {
-        Cirrus__V1__Response *r = search(c, 0, 0, NULL);
+        Cirrus__V1__Response *r = search(c, 0, deadline_ms, NULL);
         if (r)
             cirrus_response_free(r);
         cr_clock_sleep_ms(20);
     }
     CR_CHECK(atomic_load(&st->calls) > 0);
+}
+
+/* Both stubs of a two-replica group readable: searches (deadline_ms each) until each has been
+ * asked, at most 10 s. Stubs answer Health, so once readable they stay so. */
+static void wait_both_readable(cirrus_client *c, const stub *a, const stub *b,
+                               uint32_t deadline_ms)
+{
+    uint64_t until = cr_clock_mono_ms() + 10000;
+    while ((atomic_load(&a->calls) == 0 || atomic_load(&b->calls) == 0) &&
+           cr_clock_mono_ms() < until) {
+        Cirrus__V1__Response *r = search(c, 0, deadline_ms, NULL);
+        if (r)
+            cirrus_response_free(r);
+    }
+    CR_CHECK(atomic_load(&a->calls) > 0 && atomic_load(&b->calls) > 0);
+}
+
+static int has_hit(const Cirrus__V1__Response *r, const char *id)
+{
+    for (size_t i = 0; r && r->search && i < r->search->n_hits; i++)
+        if (strcmp(r->search->hits[i]->id, id) == 0)
+            return 1;
+    return 0;
 }
 
 /* ---- the loop's behaviours ------------------------------------------------------------------- */
@@ -542,7 +613,7 @@ static void test_hedge(void)
     g0[2] = NULL;
     seed_shard(a.ep, 0, N_ITEMS);
     coord_start(&k, groups, 1, 40, 3000);
-    wait_readable(k.c, &slow);
+    wait_readable(k.c, &slow, 0);
     atomic_store(&slow.calls, 0);
     for (int i = 0; i < 5; i++) {
         Cirrus__V1__Response *r = search(k.c, i, 0, &ms);
@@ -559,6 +630,68 @@ static void test_hedge(void)
     CR_CHECK_MSG(min_ms >= 35, "a hedged search took %.1f ms (< hedge_ms)", min_ms);
     CR_CHECK_MSG(max_ms < 1500, "a hedged search took %.1f ms", max_ms);
     coord_stop(&k);
+    stub_stop(&slow);
+    shard_stop(&a);
+}
+
+/* Replica 0 answers every search, SLOW_MS late; after hedge_ms the loop asks replica 1 (a real
+ * shard), whose answer comes first and is the one the client gets. The slow answers still come
+ * and are dropped (the ids of their attempts were freed when the hedge won): no client sees
+ * SLOW_HIT, and the pending table keeps nothing of them. */
+static void test_hedge_slow(void)
+{
+    enum { N = 10 };
+    shard a;
+    stub slow;
+    coord k;
+    const char *g0[3];
+    const char *const *groups[] = {g0};
+    coord_pending_stats st;
+    int ok = 0, slow_seen = 0, late0;
+    double ms, max_ms = 0, min_ms = 1e9;
+    uint64_t until;
+    shard_start(&a);
+    stub_start(&slow, STUB_SLOW);
+    g0[0] = slow.ep;
+    g0[1] = a.ep;
+    g0[2] = NULL;
+    seed_shard(a.ep, 0, N_ITEMS);
+    coord_start(&k, groups, 1, 40, 3000);
+    wait_readable(k.c, &slow, 0);
+    atomic_store(&slow.calls, 0);
+    late0 = atomic_load(&slow.late);
+    for (int i = 0; i < N; i++) {
+        Cirrus__V1__Response *r = search(k.c, i, 0, &ms);
+        ok += top_is(r, i) && !r->search->partial;
+        slow_seen += has_hit(r, SLOW_HIT);
+        if (ms > max_ms)
+            max_ms = ms;
+        if (ms < min_ms)
+            min_ms = ms;
+        if (r)
+            cirrus_response_free(r);
+    }
+    CR_CHECK_MSG(ok == N, "%d of %d searches answered by the hedge", ok, N);
+    CR_CHECK(atomic_load(&slow.calls) >= N); /* the slow replica was asked first each time */
+    CR_CHECK_MSG(min_ms >= 35, "a hedged search took %.1f ms (< hedge_ms)", min_ms);
+    CR_CHECK_MSG(max_ms < SLOW_MS - 50, "a search took %.1f ms: the slow answer won?", max_ms);
+    /* Every late answer reaches the coordinator; later searches still get the right answer. */
+    until = cr_clock_mono_ms() + 5000;
+    while (atomic_load(&slow.late) - late0 < N && cr_clock_mono_ms() < until)
+        cr_clock_sleep_ms(20); /* polling a counter: the answers are due SLOW_MS after asking */
+    CR_CHECK_MSG(atomic_load(&slow.late) - late0 >= N, "%d late answers sent",
+                 atomic_load(&slow.late) - late0);
+    for (int i = 0; i < 5; i++) {
+        Cirrus__V1__Response *r = search(k.c, i + N, 0, NULL);
+        CR_CHECK(top_is(r, i + N));
+        slow_seen += has_hit(r, SLOW_HIT);
+        if (r)
+            cirrus_response_free(r);
+    }
+    CR_CHECK_MSG(slow_seen == 0, "%d replies carried the slow replica's late answer", slow_seen);
+    st = coord_stop(&k);
+    CR_CHECK_MSG(st.in_use <= 2, "%zu calls left in the pending table (pings: at most 2)",
+                 st.in_use);
     stub_stop(&slow);
     shard_stop(&a);
 }
@@ -580,7 +713,7 @@ static void test_retry(void)
     g0[2] = NULL;
     seed_shard(a.ep, 0, N_ITEMS);
     coord_start(&k, groups, 1, 2000, 3000);
-    wait_readable(k.c, &busy);
+    wait_readable(k.c, &busy, 0);
     atomic_store(&busy.calls, 0);
     for (int i = 0; i < 5; i++) {
         Cirrus__V1__Response *r = search(k.c, i, 0, &ms);
@@ -596,6 +729,46 @@ static void test_retry(void)
     coord_stop(&k);
     stub_stop(&busy);
     shard_stop(&a);
+}
+
+/* Both replicas are OVERLOADED: the loop tries each once and answers at once, not at the
+ * deadline: a get with the OVERLOADED status, a search partial, naming the group. */
+static void test_retry_exhausted(void)
+{
+    stub b0, b1;
+    coord k;
+    const char *g0[3];
+    const char *const *groups[] = {g0};
+    coord_pending_stats st;
+    Cirrus__V1__Response *r;
+    double ms;
+    int c0, c1;
+    stub_start(&b0, STUB_OVERLOADED);
+    stub_start(&b1, STUB_OVERLOADED);
+    g0[0] = b0.ep;
+    g0[1] = b1.ep;
+    g0[2] = NULL;
+    coord_start(&k, groups, 1, 2000, 3000);
+    wait_both_readable(k.c, &b0, &b1, 0);
+    c0 = atomic_load(&b0.calls);
+    c1 = atomic_load(&b1.calls);
+    r = get(k.c, "it-1", 3000, &ms);
+    CR_CHECK(r && r->status->code == CR_ERR_OVERLOADED);
+    CR_CHECK_MSG(ms < 1000, "OVERLOADED after %.1f ms (waited for the deadline?)", ms);
+    CR_CHECK(atomic_load(&b0.calls) == c0 + 1 && atomic_load(&b1.calls) == c1 + 1);
+    if (r)
+        cirrus_response_free(r);
+    r = search(k.c, 1, 3000, &ms);
+    CR_CHECK(r && r->status->code == 0 && r->search && r->search->partial &&
+             r->search->n_missing_groups == 1 && r->search->missing_groups[0] == 0);
+    CR_CHECK_MSG(ms < 1000, "partial after %.1f ms (waited for the deadline?)", ms);
+    CR_CHECK(atomic_load(&b0.calls) == c0 + 2 && atomic_load(&b1.calls) == c1 + 2);
+    if (r)
+        cirrus_response_free(r);
+    st = coord_stop(&k);
+    CR_CHECK_MSG(st.in_use <= 2, "%zu calls left in the pending table", st.in_use);
+    stub_stop(&b0);
+    stub_stop(&b1);
 }
 
 /* The only replica never answers: a get is answered TIMEOUT when its deadline passes, a
@@ -629,6 +802,48 @@ static void test_deadline(void)
     CR_CHECK(atomic_load(&stuck.calls) >= 2);
     coord_stop(&k);
     stub_stop(&stuck);
+}
+
+/* Both replicas of the only group are silent: the loop hedges to the second after hedge_ms,
+ * and when the deadline passes the search is answered partial, naming the group, and a get
+ * TIMEOUT; each replica was asked once per request, and no attempt stays pending. */
+static void test_deadline_hedged(void)
+{
+    stub s0, s1;
+    coord k;
+    const char *g0[3];
+    const char *const *groups[] = {g0};
+    coord_pending_stats st;
+    Cirrus__V1__Response *r;
+    double ms;
+    int c0, c1;
+    stub_start(&s0, STUB_SILENT);
+    stub_start(&s1, STUB_SILENT);
+    g0[0] = s0.ep;
+    g0[1] = s1.ep;
+    g0[2] = NULL;
+    coord_start(&k, groups, 1, 30, 5000);
+    wait_both_readable(k.c, &s0, &s1, 200);
+    c0 = atomic_load(&s0.calls);
+    c1 = atomic_load(&s1.calls);
+    r = search(k.c, 1, 300, &ms);
+    CR_CHECK(r && r->status->code == 0 && r->search && r->search->partial &&
+             r->search->n_missing_groups == 1 && r->search->missing_groups[0] == 0);
+    CR_CHECK_MSG(ms >= 250 && ms < 2000, "partial after %.1f ms for a 300 ms deadline", ms);
+    CR_CHECK_MSG(atomic_load(&s0.calls) == c0 + 1 && atomic_load(&s1.calls) == c1 + 1,
+                 "asked %d and %d times (want once each: first try and hedge)",
+                 atomic_load(&s0.calls) - c0, atomic_load(&s1.calls) - c1);
+    if (r)
+        cirrus_response_free(r);
+    r = get(k.c, "it-1", 300, &ms);
+    CR_CHECK(r && r->status->code == CR_TIMEOUT);
+    CR_CHECK_MSG(ms >= 250 && ms < 2000, "TIMEOUT after %.1f ms for a 300 ms deadline", ms);
+    if (r)
+        cirrus_response_free(r);
+    st = coord_stop(&k);
+    CR_CHECK_MSG(st.in_use <= 2, "%zu calls left in the pending table", st.in_use);
+    stub_stop(&s0);
+    stub_stop(&s1);
 }
 
 /* Group 1's only replica is dead (no answers, not even pings): once the heartbeat has marked
@@ -684,12 +899,15 @@ int main(void)
     cr_log_set_level(CR_LOG_ERROR);
     test_pending_table();
     test_timers();
-    zctx = zmq_ctx_new();
+    CR_CHECK(cr_wire_ctx_new(&zctx) == CR_OK);
     test_search_and_write();
     test_hedge();
+    test_hedge_slow();
     test_retry();
+    test_retry_exhausted();
     test_deadline();
+    test_deadline_hedged();
     test_partial();
-    zmq_ctx_term(zctx);
+    cr_wire_ctx_term(&zctx);
     return CR_TEST_END();
 }

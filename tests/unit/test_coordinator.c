@@ -70,6 +70,35 @@ static void test_placement(void)
         CR_CHECK_MSG(counts[g] > 2200 && counts[g] < 2800, "group %d holds %d", g, counts[g]);
 }
 
+static void test_placement_vectors(void)
+{
+    /* Published FNV-1a 64 test vectors; the legacy variant differs, and a map names which. */
+    coord_map *m = calloc(1, sizeof *m);
+    coord_placement p;
+    CR_CHECK(coord_fnv1a64("", 0) == 0xcbf29ce484222325ull);
+    CR_CHECK(coord_fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);
+    CR_CHECK(coord_fnv1a64("foobar", 6) == 0x85944171f73967e8ull);
+    CR_CHECK(coord_legacy_fnv64("", 0) == 1469598103934665603ull);
+    CR_CHECK(coord_map_parse("{\"groups\":[[\"tcp://a:1\"],[\"tcp://b:1\"]]}", m) == CR_OK);
+    CR_CHECK(m->placement == COORD_PLACEMENT_LEGACY);
+    CR_CHECK(coord_map_parse("{\"groups\":[[\"tcp://a:1\"]],\"placement\":\"fnv1a64-jump\"}",
+                             m) == CR_OK);
+    CR_CHECK(m->placement == COORD_PLACEMENT_FNV1A64_JUMP);
+    CR_CHECK(coord_map_parse("{\"groups\":[[\"tcp://a:1\"]],\"placement\":\"md5\"}", m) ==
+             CR_ERR_INVALID);
+    CR_CHECK(coord_placement_parse("legacy-fnv-jump", &p) == CR_OK && p == COORD_PLACEMENT_LEGACY);
+    /* Routing follows the map's placement: some id must land differently under the two. */
+    int differ = 0;
+    char id[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        differ += coord_placement_group(COORD_PLACEMENT_LEGACY, id, 4) !=
+                  coord_placement_group(COORD_PLACEMENT_FNV1A64_JUMP, id, 4);
+    }
+    CR_CHECK(differ > 0);
+    free(m);
+}
+
 static Cirrus__V1__Hit *hit(const char *id, float score, const char *product)
 {
     Cirrus__V1__Hit *h = calloc(1, sizeof *h);
@@ -386,6 +415,7 @@ int main(void)
     cr_log_set_level(CR_LOG_WARN);
     test_map();
     test_placement();
+    test_placement_vectors();
     test_merge();
     test_versions();
     return CR_TEST_END();

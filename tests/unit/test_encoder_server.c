@@ -39,16 +39,14 @@ typedef struct srv {
     void *ctx;
     enc_service *svc;
     enc_server_opts o;
-    volatile sig_atomic_t stop;
-    pthread_t tid;
-    cr_err rc;
+    enc_server *h;
 } srv;
 
-static void *srv_main(void *arg)
+/* Returns once the server serves: no wait for readiness. */
+static void srv_open(srv *s)
 {
-    srv *s = arg;
-    s->rc = enc_server_run(s->svc, &s->o, &s->stop);
-    return NULL;
+    CR_CHECK_MSG(enc_server_open(&s->h, s->svc, &s->o) == CR_OK, "%s", cr_error_message());
+    CR_CHECK(s->h && strcmp(enc_server_endpoint(s->h), s->o.bind) == 0);
 }
 
 static void srv_start(srv *s, void *ctx, enc_service *svc, const char *ep)
@@ -58,16 +56,13 @@ static void srv_start(srv *s, void *ctx, enc_service *svc, const char *ep)
     s->o = enc_server_default_opts();
     s->o.bind = ep;
     s->o.zmq_ctx = ctx;
-    s->stop = 0;
-    pthread_create(&s->tid, NULL, srv_main, s);
-    usleep(50000);
+    srv_open(s);
 }
 
 static void srv_stop(srv *s)
 {
-    s->stop = 1;
-    pthread_join(s->tid, NULL);
-    CR_CHECK_MSG(s->rc == CR_OK, "%s", cr_error_message());
+    CR_CHECK_MSG(enc_server_close(&s->h) == CR_OK, "%s", cr_error_message());
+    CR_CHECK(s->h == NULL);
 }
 
 typedef struct blob {
@@ -773,35 +768,20 @@ static int svc_srv_open(svc_srv *x, void *ctx, const enc_service_opts *o, const 
     x->s.o.zmq_ctx = ctx;
     if (drain_ms)
         x->s.o.drain_ms = drain_ms;
-    pthread_create(&x->s.tid, NULL, srv_main, &x->s);
+    srv_open(&x->s);
+    if (!x->s.h)
+        return -1;
     co.zmq_ctx = ctx;
     CR_CHECK(cirrus_client_open(&x->c, ep, &co) == CR_OK);
-    if (!x->c)
-        return -1;
-    /* ready once a Health request gets through (until then: overloaded, no workers yet) */
-    for (uint64_t t0 = now_ms(); now_ms() - t0 < 5000;) {
-        Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
-        Cirrus__V1__HealthRequest hr = CIRRUS__V1__HEALTH_REQUEST__INIT;
-        Cirrus__V1__Response *r = NULL;
-        int ok;
-        req.op_case = CIRRUS__V1__REQUEST__OP_HEALTH;
-        req.health = &hr;
-        ok = cirrus_client_call(x->c, &req, 1000, &r) == CR_OK && code_of(r) == 0;
-        cirrus_response_free(r);
-        if (ok)
-            return 0;
-    }
-    CR_CHECK(!"server ready");
-    return -1;
+    return x->c ? 0 : -1;
 }
 
 static void svc_srv_close(svc_srv *x)
 {
     cirrus_client_close(&x->c);
-    if (x->svc) {
+    if (x->s.h)
         srv_stop(&x->s);
-        enc_service_close(&x->svc);
-    }
+    enc_service_close(&x->svc);
 }
 
 /* Limits on decoded pixels, per-image work and per-request work, all checked from the image

@@ -17,6 +17,7 @@
 #include "shard/filter_parse.h"
 #include "common/log.h"
 #include "common/test.h"
+#include "shard/convert.h"
 #include "shard/engine.h"
 
 #define DIM 16
@@ -27,31 +28,23 @@ static float vecs[N][DIM];
 
 static void write_batch(shard_engine *e, int from, int n, int is_delete)
 {
-    Cirrus__V1__Item items[BATCH];
-    Cirrus__V1__Vector v[BATCH];
-    Cirrus__V1__Attribute a[BATCH], *ap[BATCH];
-    Cirrus__V1__AttrValue av[BATCH];
+    shard_item items[BATCH];
+    shard_attr a[BATCH];
     shard_engine_write_op ops[BATCH];
     shard_engine_write_result res[BATCH];
     char ids[BATCH][32];
     for (int i = 0; i < n; i++) {
-        cirrus__v1__item__init(&items[i]);
-        cirrus__v1__vector__init(&v[i]);
-        cirrus__v1__attribute__init(&a[i]);
-        cirrus__v1__attr_value__init(&av[i]);
+        memset(&items[i], 0, sizeof items[i]);
         snprintf(ids[i], sizeof ids[i], "it-%d", from + i);
         items[i].id = ids[i];
         if (!is_delete) {
-            v[i].values = vecs[from + i];
-            v[i].n_values = DIM;
-            items[i].vector = &v[i];
-            av[i].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_I;
-            av[i].i = (from + i) % 10;
+            items[i].vector = vecs[from + i];
+            items[i].dim = DIM;
             a[i].name = "bucket";
-            a[i].value = &av[i];
-            ap[i] = &a[i];
-            items[i].attributes = &ap[i];
-            items[i].n_attributes = 1;
+            a[i].value.type = SHARD_VALUE_INT;
+            a[i].value.u.i = (from + i) % 10;
+            items[i].attrs = &a[i];
+            items[i].n_attrs = 1;
         }
         ops[i].is_delete = is_delete;
         ops[i].item = &items[i];
@@ -62,22 +55,21 @@ static void write_batch(shard_engine *e, int from, int n, int is_delete)
 }
 
 /* The external id of the best hit for item i's own vector ("" when none). */
-static void top1(shard_engine *e, int i, const Cirrus__V1__Filter *f, char *out, size_t len)
+static void top1(shard_engine *e, int i, const shard_filter *f, char *out, size_t len)
 {
     shard_engine_query q = {vecs[i], 1, f, 0, 32, 0, 0, 0};
     shard_engine_hit hit;
-    Cirrus__V1__Hit *h = NULL;
+    shard_hit *h = NULL;
     size_t n = 0, nf = 0;
     out[0] = '\0';
     CR_CHECK(shard_engine_search(e, &q, &hit, &n) == CR_OK);
     if (n == 1 && shard_engine_hits_fill(e, &hit, 1, 0, 0, &h, &nf) == CR_OK && nf == 1) {
         snprintf(out, len, "%s", h->id);
-        shard_engine_hit_clear(h);
-        free(h);
+        shard_hit_free(&h);
     }
 }
 
-static int self_found(shard_engine *e, int i, const Cirrus__V1__Filter *f)
+static int self_found(shard_engine *e, int i, const shard_filter *f)
 {
     char want[32], got[64];
     snprintf(want, sizeof want, "it-%d", i);
@@ -149,20 +141,17 @@ static shard_engine *open_small(const char *dir, uint64_t backlog_items)
 /* Writes items [from, from + n) and returns the engine's code; every op's status when OK. */
 static cr_err try_batch(shard_engine *e, int from, int n)
 {
-    Cirrus__V1__Item items[BATCH];
-    Cirrus__V1__Vector v[BATCH];
+    shard_item items[BATCH];
     shard_engine_write_op ops[BATCH];
     shard_engine_write_result res[BATCH];
     char ids[BATCH][32];
     cr_err rc;
     for (int i = 0; i < n; i++) {
-        cirrus__v1__item__init(&items[i]);
-        cirrus__v1__vector__init(&v[i]);
+        memset(&items[i], 0, sizeof items[i]);
         snprintf(ids[i], sizeof ids[i], "it-%d", from + i);
         items[i].id = ids[i];
-        v[i].values = vecs[from + i];
-        v[i].n_values = DIM;
-        items[i].vector = &v[i];
+        items[i].vector = vecs[from + i];
+        items[i].dim = DIM;
         ops[i].is_delete = 0;
         ops[i].item = &items[i];
     }
@@ -220,10 +209,9 @@ static void scenario_add_fails_forever(const char *dir)
     }
     CR_CHECK_MSG(refused > 0, "writes past the full queue were accepted (%d)", accepted);
     {
-        Cirrus__V1__Item *it = NULL; /* a refused write changed nothing */
+        shard_item *it = NULL; /* a refused write changed nothing */
         CR_CHECK(shard_engine_get(e, "it-799", 0, &it) == CR_NOTFOUND);
-        if (it)
-            cirrus__v1__item__free_unpacked(it, NULL);
+        shard_item_free(&it);
     }
     CR_CHECK_MSG(accepted >= 200, "only %d items accepted", accepted);
     CR_CHECK_MSG(missing(e, accepted) == 0, "%d acknowledged items unsearchable",
@@ -299,12 +287,121 @@ static void failure_scenarios(const char *parent)
     CR_CHECK_MSG(rc == 0, "indexer thread death: %d", rc);
 }
 
+/* ---- a shard directory of the previous format (tests/fixtures/shard_v1, see make.c) ----- */
+
+static size_t fixture_count(shard_engine *e, const char *text)
+{
+    static const float q[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    Cirrus__V1__Filter *pf = NULL;
+    shard_filter *f = NULL;
+    shard_engine_query sq = {q, 50, NULL, 0, 0, 1, 0, 0};
+    shard_engine_hit hits[50];
+    size_t n = 999;
+    if (cr_filter_parse(text, &pf) || shard_conv_filter_compile(pf, &f))
+        return 999;
+    sq.filter = f;
+    if (shard_engine_search(e, &sq, hits, &n))
+        n = 999;
+    shard_filter_free(&f);
+    cirrus__v1__filter__free_unpacked(pf, NULL);
+    return n;
+}
+
+static const shard_attr *find_attr(const shard_item *it, const char *name)
+{
+    for (size_t k = 0; k < it->n_attrs; k++)
+        if (strcmp(it->attrs[k].name, name) == 0)
+            return &it->attrs[k];
+    return NULL;
+}
+
+static void test_old_format(const char *parent)
+{
+    const char *src = getenv("CIRRUS_SOURCE_DIR");
+    char dir[600], cmd[1400];
+    shard_engine_opts o = shard_engine_default_opts();
+    shard_engine *e = NULL;
+    shard_item *it = NULL;
+    shard_stats st;
+    const shard_attr *a;
+    int self = 0;
+    snprintf(dir, sizeof dir, "%s/v1", parent);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/tests/fixtures/shard_v1/data.mdb %s/", dir,
+             src ? src : ".", dir);
+    CR_CHECK(system(cmd) == 0);
+    CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
+    if (!e)
+        return;
+    CR_CHECK(shard_engine_dim(e) == 8 && strcmp(shard_engine_factory(e), "Flat") == 0);
+    CR_CHECK(shard_engine_stats(e, &st) == CR_OK && st.count == 19);
+    CR_CHECK(shard_engine_get(e, "v1-0", 1, &it) == CR_OK);
+    if (it) {
+        CR_CHECK(it->version == 100 && it->n_attrs == 5 && it->dim == 8 && it->vector[0] == 1.0f);
+        CR_CHECK((a = find_attr(it, "color")) && strcmp(a->value.u.s, "red") == 0);
+        CR_CHECK((a = find_attr(it, "size")) && a->value.type == SHARD_VALUE_INT &&
+                 a->value.u.i == -50);
+        CR_CHECK((a = find_attr(it, "price")) && a->value.u.d == 0.25);
+        CR_CHECK((a = find_attr(it, "sale")) && a->value.type == SHARD_VALUE_BOOL && a->value.u.b);
+        CR_CHECK((a = find_attr(it, "tags")) && a->value.u.strings.n == 2 &&
+                 strcmp(a->value.u.strings.v[1], "all") == 0);
+    }
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-7", 0, &it) == CR_OK && it && it->n_attrs == 0);
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-13", 0, &it) == CR_OK && it && it->n_attrs == 7 &&
+             (a = find_attr(it, "big")) && a->value.u.i == INT64_MAX);
+    shard_item_free(&it);
+    CR_CHECK(shard_engine_get(e, "v1-5", 0, &it) == CR_NOTFOUND);
+    CR_CHECK(shard_engine_get(e, "v1-6", 0, &it) == CR_OK && it && it->version == 600 &&
+             (a = find_attr(it, "color")) && strcmp(a->value.u.s, "black") == 0);
+    shard_item_free(&it);
+    CR_CHECK(fixture_count(e, "color = \"red\"") == 6);
+    CR_CHECK(fixture_count(e, "size >= 100") == 5);
+    CR_CHECK(fixture_count(e, "price < 3") == 3);
+    CR_CHECK(fixture_count(e, "sale = false and tags = \"t1\"") == 4);
+    CR_CHECK(fixture_count(e, "tags = \"all\"") == 18);
+    CR_CHECK(fixture_count(e, "not color = \"red\"") == 13);
+    for (int i = 0; i < 20; i++) {
+        float v[8];
+        shard_engine_query sq = {v, 1, NULL, 0, 0, 1, 0, 0};
+        shard_engine_hit h;
+        shard_hit *hh = NULL;
+        size_t n = 0, nf = 0;
+        char want[16];
+        for (int j = 0; j < 8; j++)
+            v[j] = 0.01f * (float)i;
+        v[i % 8] += 1.0f + (float)(i / 8);
+        snprintf(want, sizeof want, "v1-%d", i);
+        if (shard_engine_search(e, &sq, &h, &n) == CR_OK && n == 1 &&
+            shard_engine_hits_fill(e, &h, 1, 1, 0, &hh, &nf) == CR_OK && nf == 1)
+            self += (strcmp(hh->id, want) == 0) == (i != 5);
+        shard_hit_free(&hh);
+    }
+    CR_CHECK_MSG(self == 20, "%d of 20 old items found as their own neighbour", self);
+    /* new writes beside old records: both read back after a reopen */
+    {
+        float v[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+        shard_attr na = {"color", {.type = SHARD_VALUE_STRING, .u.s = "red"}};
+        shard_item ni = {"v2-new", v, 8, &na, 1, 0};
+        shard_engine_write_op op = {0, &ni};
+        shard_engine_write_result r;
+        CR_CHECK(shard_engine_write(e, &op, 1, &r) == CR_OK && r.status == CR_OK);
+    }
+    shard_engine_close(&e);
+    CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
+    CR_CHECK(fixture_count(e, "color = \"red\"") == 7);
+    CR_CHECK(shard_engine_get(e, "v1-3", 0, &it) == CR_OK && it && it->n_attrs == 5);
+    shard_item_free(&it);
+    shard_engine_close(&e);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cirrus-test-engine-XXXXXX", cmd[128];
     shard_engine_opts o = shard_engine_default_opts();
     shard_engine *e = NULL;
-    Cirrus__V1__Filter *f = NULL;
+    Cirrus__V1__Filter *pf = NULL;
+    shard_filter *f = NULL;
     int misses = 0, queued_seen = 0;
 
     CR_TEST_BEGIN();
@@ -319,7 +416,8 @@ int main(void)
     o.dim = DIM;
     o.factory = "HNSW16";
     CR_CHECK(shard_engine_open(&e, dir, &o) == CR_OK);
-    CR_CHECK(cr_filter_parse("bucket = 3 or bucket = 4", &f) == CR_OK);
+    CR_CHECK(cr_filter_parse("bucket = 3 or bucket = 4", &pf) == CR_OK);
+    CR_CHECK(shard_conv_filter_compile(pf, &f) == CR_OK);
 
     /* Every acknowledged item is its own nearest neighbour at once, filtered or not, and a
      * delete hides it at once, whether or not the indexer has reached it. */
@@ -366,7 +464,9 @@ int main(void)
                  misses, queued_seen);
     shard_engine_close(&e);
 
-    cirrus__v1__filter__free_unpacked(f, NULL);
+    shard_filter_free(&f);
+    cirrus__v1__filter__free_unpacked(pf, NULL);
+    test_old_format(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CR_CHECK(system(cmd) == 0);
     return CR_TEST_END();

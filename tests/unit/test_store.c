@@ -23,6 +23,7 @@
 
 #include "common/err.h"
 #include "common/test.h"
+#include "cirrus.pb-c.h"
 #include "shard/store.h"
 
 #define DIM 16
@@ -1034,6 +1035,218 @@ static void test_scan_index_upgrade(void)
     shard_store_close(&st);
 }
 
+/* ---- the attribute format (store.h ATTRIBUTE FORMAT) ----------------------------------- */
+
+static int value_eq(const shard_value *a, const shard_value *b)
+{
+    if (a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case SHARD_VALUE_STRING: return strcmp(a->u.s, b->u.s) == 0;
+    case SHARD_VALUE_INT: return a->u.i == b->u.i;
+    case SHARD_VALUE_DOUBLE: return memcmp(&a->u.d, &b->u.d, sizeof a->u.d) == 0;
+    case SHARD_VALUE_BOOL: return a->u.b == b->u.b;
+    case SHARD_VALUE_STRINGS:
+        if (a->u.strings.n != b->u.strings.n)
+            return 0;
+        for (size_t i = 0; i < a->u.strings.n; i++)
+            if (strcmp(a->u.strings.v[i], b->u.strings.v[i]) != 0)
+                return 0;
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Encodes, decodes and compares; returns the blob (caller frees) through *blob_out. */
+static int codec_roundtrip(const shard_attr *a, size_t n, uint8_t **blob_out, size_t *len_out)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0, m = 0;
+    shard_attr *back = NULL;
+    int ok = 1;
+    if (shard_store_attrs_encode(a, n, &blob, &len) != CR_OK)
+        return 0;
+    if (shard_store_attrs_decode(blob, len, &back, &m) != CR_OK || m != n)
+        ok = 0;
+    for (size_t k = 0; ok && k < n; k++)
+        ok = strcmp(a[k].name, back[k].name) == 0 && value_eq(&a[k].value, &back[k].value);
+    free(back);
+    if (blob_out) {
+        *blob_out = blob;
+        *len_out = len;
+    } else {
+        free(blob);
+    }
+    return ok;
+}
+
+static void test_attr_codec(void)
+{
+    static const char *const list[] = {"a", "", "ünïcode ✓", "last"};
+    char name128[129], name129[130];
+    shard_attr all[] = {
+        {"s", {.type = SHARD_VALUE_STRING, .u.s = "red"}},
+        {"empty", {.type = SHARD_VALUE_STRING, .u.s = ""}},
+        {"imin", {.type = SHARD_VALUE_INT, .u.i = INT64_MIN}},
+        {"imax", {.type = SHARD_VALUE_INT, .u.i = INT64_MAX}},
+        {"d", {.type = SHARD_VALUE_DOUBLE, .u.d = -1234.5e-300}},
+        {"negzero", {.type = SHARD_VALUE_DOUBLE, .u.d = -0.0}},
+        {"t", {.type = SHARD_VALUE_BOOL, .u.b = 1}},
+        {"f", {.type = SHARD_VALUE_BOOL, .u.b = 0}},
+        {"tags", {.type = SHARD_VALUE_STRINGS, .u.strings = {list, 4}}},
+        {"none", {.type = SHARD_VALUE_STRINGS, .u.strings = {NULL, 0}}},
+        {"s", {.type = SHARD_VALUE_STRING, .u.s = "duplicate names are kept"}},
+    };
+    size_t n_all = sizeof all / sizeof all[0];
+    uint8_t *blob = NULL, *bad;
+    size_t len = 0, m = 0;
+    shard_attr *out = NULL;
+    int crashes_ok = 1;
+
+    /* every type, in order, duplicates kept; the first byte is the version */
+    CR_CHECK(codec_roundtrip(all, n_all, &blob, &len));
+    CR_CHECK(len > 5 && blob[0] == SHARD_STORE_ATTRS_V2);
+    CR_CHECK(blob[1] == n_all && blob[2] == 0 && blob[3] == 0 && blob[4] == 0);
+    CR_CHECK(blob[5] == SHARD_VALUE_STRING && blob[6] == 1 && blob[7] == 0 && blob[8] == 's');
+
+    /* none: the empty blob both ways */
+    uint8_t *eb = (uint8_t *)"x";
+    size_t el = 1;
+    CR_CHECK(shard_store_attrs_encode(NULL, 0, &eb, &el) == CR_OK && eb == NULL && el == 0);
+    CR_CHECK(shard_store_attrs_decode(NULL, 0, &out, &m) == CR_OK && out == NULL && m == 0);
+
+    /* every truncation is refused with a clear error, nothing allocated */
+    for (size_t cut = 1; cut < len; cut++) {
+        out = (shard_attr *)1;
+        if (shard_store_attrs_decode(blob, cut, &out, &m) != CR_ERR_STORE || out != NULL) {
+            CR_CHECK_MSG(0, "a blob cut at %zu of %zu bytes was accepted", cut, len);
+            break;
+        }
+    }
+    CR_CHECK(strstr(cr_error_message(), "corrupt") != NULL);
+    /* corruption: any byte set to any value decodes or is refused, never crashes */
+    bad = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        for (int v = 0; v < 256; v += 7) {
+            cr_err rc;
+            memcpy(bad, blob, len);
+            bad[i] = (uint8_t)v;
+            rc = shard_store_attrs_decode(bad, len, &out, &m);
+            crashes_ok &= rc == CR_OK || rc == CR_ERR_STORE;
+            free(out);
+        }
+    CR_CHECK(crashes_ok);
+    memcpy(bad, blob, len);
+    bad[len] = 0;
+    CR_CHECK(shard_store_attrs_decode(bad, len + 1, &out, &m) == CR_ERR_STORE);
+    CR_CHECK(strstr(cr_error_message(), "trailing") != NULL);
+    memcpy(bad, blob, len);
+    bad[1] = bad[2] = bad[3] = bad[4] = 0xff; /* 4 G attributes: refused before allocating */
+    CR_CHECK(shard_store_attrs_decode(bad, len, &out, &m) == CR_ERR_STORE);
+    bad[0] = 0x7f;
+    CR_CHECK(shard_store_attrs_decode(bad, len, &out, &m) == CR_ERR_STORE);
+    CR_CHECK(strstr(cr_error_message(), "unknown format 0x7f") != NULL);
+    memcpy(bad, blob, len);
+    bad[len - 1] = 0xff; /* last string's last byte: not UTF-8 */
+    CR_CHECK(shard_store_attrs_decode(bad, len, &out, &m) == CR_ERR_STORE);
+    free(bad);
+    free(blob);
+
+    /* maximal sizes: a 128-byte name, a string filling the store's limit, a long list */
+    memset(name128, 'n', 128);
+    name128[128] = '\0';
+    memset(name129, 'n', 129);
+    name129[129] = '\0';
+    {
+        size_t big_len = SHARD_STORE_ATTRS_MAX - 5 - 3 - 128 - 4;
+        char *big = malloc(big_len + 1);
+        const char **many = malloc(100000 * sizeof *many);
+        shard_attr a = {name128, {.type = SHARD_VALUE_STRING, .u.s = big}};
+        memset(big, 'b', big_len);
+        big[big_len] = '\0';
+        CR_CHECK(codec_roundtrip(&a, 1, &blob, &len));
+        CR_CHECK_MSG(len == SHARD_STORE_ATTRS_MAX, "%zu bytes", len);
+        free(blob);
+        for (int i = 0; i < 100000; i++)
+            many[i] = i % 2 ? "odd" : "";
+        a.value.type = SHARD_VALUE_STRINGS;
+        a.value.u.strings.v = many;
+        a.value.u.strings.n = 100000;
+        CR_CHECK(codec_roundtrip(&a, 1, NULL, NULL));
+        free(many);
+        free(big);
+    }
+    /* what the engine never accepts is never written */
+    {
+        shard_attr bads[] = {
+            {name129, {.type = SHARD_VALUE_INT, .u.i = 1}},
+            {"", {.type = SHARD_VALUE_INT, .u.i = 1}},
+            {"nan", {.type = SHARD_VALUE_DOUBLE, .u.d = 0.0 / 0.0}},
+            {"inf", {.type = SHARD_VALUE_DOUBLE, .u.d = 1.0 / 0.0}},
+            {"utf8", {.type = SHARD_VALUE_STRING, .u.s = "\xc3"}},
+            {"bool", {.type = SHARD_VALUE_BOOL, .u.b = 2}},
+            {"unset", {.type = SHARD_VALUE_NONE}},
+        };
+        for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+            blob = (uint8_t *)1;
+            CR_CHECK_MSG(shard_store_attrs_encode(&bads[i], 1, &blob, &len) == CR_ERR_INVALID &&
+                             blob == NULL,
+                         "bad attribute %zu encoded", i);
+        }
+    }
+    /* version 1: a packed protobuf Item holding only the attributes decodes the same */
+    {
+        Cirrus__V1__Item it = CIRRUS__V1__ITEM__INIT;
+        Cirrus__V1__Attribute pa[3], *pp[3];
+        Cirrus__V1__AttrValue pv[3];
+        Cirrus__V1__StringList sl = CIRRUS__V1__STRING_LIST__INIT;
+        char *tags[] = {"x", "y"};
+        for (int k = 0; k < 3; k++) {
+            cirrus__v1__attribute__init(&pa[k]);
+            cirrus__v1__attr_value__init(&pv[k]);
+            pa[k].value = &pv[k];
+            pp[k] = &pa[k];
+        }
+        pa[0].name = "color";
+        pv[0].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_S;
+        pv[0].s = "red";
+        pa[1].name = "price";
+        pv[1].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_D;
+        pv[1].d = 9.5;
+        sl.values = tags;
+        sl.n_values = 2;
+        pa[2].name = "tags";
+        pv[2].value_case = CIRRUS__V1__ATTR_VALUE__VALUE_STRINGS;
+        pv[2].strings = &sl;
+        it.attributes = pp;
+        it.n_attributes = 3;
+        len = cirrus__v1__item__get_packed_size(&it);
+        blob = malloc(len);
+        cirrus__v1__item__pack(&it, blob);
+        CR_CHECK(blob[0] == SHARD_STORE_ATTRS_V1_TAG);
+        CR_CHECK(shard_store_attrs_decode(blob, len, &out, &m) == CR_OK && m == 3);
+        if (m == 3) {
+            CR_CHECK(strcmp(out[0].name, "color") == 0 && out[0].value.type == SHARD_VALUE_STRING &&
+                     strcmp(out[0].value.u.s, "red") == 0);
+            CR_CHECK(out[1].value.type == SHARD_VALUE_DOUBLE && out[1].value.u.d == 9.5);
+            CR_CHECK(out[2].value.type == SHARD_VALUE_STRINGS && out[2].value.u.strings.n == 2 &&
+                     strcmp(out[2].value.u.strings.v[1], "y") == 0);
+        }
+        free(out);
+        out = NULL;
+        /* protobuf has no end marker: a cut between attributes is a shorter valid Item, so
+         * version 1 can only promise "decoded or refused, never a crash" */
+        for (size_t cut = 1; cut < len; cut++) {
+            cr_err rc = shard_store_attrs_decode(blob, cut, &out, &m);
+            crashes_ok &= rc == CR_OK || (rc == CR_ERR_STORE && out == NULL);
+            free(out);
+            out = NULL;
+        }
+        CR_CHECK_MSG(crashes_ok, "a cut version-1 blob gave a bad answer");
+        free(blob);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int measure_n = 20000, batch = 100;
@@ -1070,6 +1283,7 @@ int main(int argc, char **argv)
         test_crash();
         test_scan_orders();
         test_scan_index_upgrade();
+        test_attr_codec();
     }
     measure(measure_n, batch, "measure");
     nftw(base_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);

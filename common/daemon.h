@@ -1,0 +1,53 @@
+/* daemon.h — what every cirrus daemon's main() shares: its options (common/config.h), the log
+ * level, the signals (SIGINT and SIGTERM stop it, SIGPIPE is ignored, SIGHUP reloads when
+ * asked for), waiting for the stop, and errors printed as "PROGRAM: message". A main is then
+ * its flags and its open/close calls:
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *         cr_opt opts[] = {..., {"log-level", CR_OPT_STRING, &lvl, "info", 0, 0, 0, "..."}};
+ *         int ret = cr_daemon_begin("cirrus-shard", "CIRRUS_SHARD", opts, n, argc, argv);
+ *         if (ret >= 0)
+ *             return ret;                        // --help (0) or a bad option (2)
+ *         if (shard_server_open(&srv, e, &so))
+ *             return cr_daemon_end("shard", cr_daemon_fail("%s", cr_error_message()));
+ *         cr_daemon_wait();                      // until SIGINT / SIGTERM
+ *         return cr_daemon_end("shard", shard_server_close(&srv) ? 1 : 0);
+ *     }
+ *
+ * One daemon per process: the program name, the option table and the stop flag are
+ * process-wide (set once by cr_daemon_begin, before any thread starts).
+ */
+#ifndef CR_DAEMON_H
+#define CR_DAEMON_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+/* Loads the options (cr_config_load), applies an option named "log-level" when the table has
+ * one, and installs the signal handlers. Returns -1 when main should go on; else the status
+ * main returns: 0 after --help, 2 after a bad option (printed as "PROGRAM: why"). The table
+ * is kept for cr_daemon_end, which frees its strings. */
+int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *opts, size_t n,
+                    int argc, char **argv);
+
+/* Set by SIGINT and SIGTERM. */
+volatile sig_atomic_t *cr_daemon_stop_flag(void);
+/* Installs the SIGHUP handler (a daemon without one keeps SIGHUP's default) and returns the
+ * flag it sets; the daemon clears it after reloading. */
+volatile sig_atomic_t *cr_daemon_reload_flag(void);
+
+/* Sleeps until SIGINT or SIGTERM (in slices of 50 ms). */
+void cr_daemon_wait(void);
+
+/* Prints "PROGRAM: <message>" on stderr and returns 1 (main's status for a failure). */
+int cr_daemon_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Ends main: frees the options; with status 0 logs "stopped cleanly" at INFO as `component`.
+ * Returns status. */
+int cr_daemon_end(const char *component, int status);
+
+#endif

@@ -1,0 +1,89 @@
+/* intake.c — a client request enters the coordinator here: it is unpacked, given its deadline
+ * and dispatched by op to its handler (search.c, write.c, ops.c), which drives it from then
+ * on. Kept apart from request.c, the helpers every handler uses, so that the handlers depend
+ * on those helpers and only the intake depends on the handlers. */
+#include <stdlib.h>
+
+#include "common/clock.h"
+#include "coordinator/handlers.h"
+#include "coordinator/request.h"
+
+#define UNPACK_LIMIT (256u << 20)
+#define MAX_REQUESTS 10000 /* in flight; more are answered OVERLOADED at once */
+
+static void dispatch(coord_rq *r)
+{
+    switch (r->req->op_case) {
+    case CIRRUS__V1__REQUEST__OP_SEARCH: coord_search_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_SEARCH_BATCH: coord_search_batch_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_UPSERT: coord_upsert_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_DELETE: coord_delete_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_GET: coord_get_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_STATS: coord_stats_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_HEALTH: coord_health_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_SNAPSHOT: coord_snapshot_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE:
+    case CIRRUS__V1__REQUEST__OP_ENCODE_TEXT:
+    case CIRRUS__V1__REQUEST__OP_COMPOSE: coord_passthrough_start(r); break;
+    case CIRRUS__V1__REQUEST__OP__NOT_SET:
+        coord_rq_fail_end(r, CR_ERR_INVALID, "request without an operation");
+        break;
+    default:
+        coord_rq_fail_end(r, CR_ERR_UNSUPPORTED,
+                          "operation not served by this coordinator (generation jobs need a "
+                          "worker endpoint, which this build does not run)");
+        break;
+    }
+}
+
+void coord_request_start(void *ctx, cr_wire_msg *m, uint64_t recv_us)
+{
+    coord_app *app = ctx;
+    coord_rq *r;
+    uint32_t budget;
+    cr_err rc;
+
+    if (app->n_requests >= MAX_REQUESTS) {
+        coord_loop_reply_error(app->loop, m, 0, CR_ERR_OVERLOADED,
+                               "coordinator overloaded: too many requests in flight; retry later");
+        return;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        coord_loop_reply_error(app->loop, m, 0, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    r->app = app;
+    r->loop = app->loop;
+    r->recv_us = recv_us;
+    r->next = app->requests;
+    if (app->requests)
+        app->requests->prev = r;
+    app->requests = r;
+    app->n_requests++;
+    cr_pb_bounded_init(&r->alloc, UNPACK_LIMIT);
+    rc = cr_wire_unpack_request(m, &r->alloc, &r->req);
+    cr_wire_msg_take_route(&r->route, m);
+    if (rc) {
+        coord_rq_fail_end(r, rc, cr_error_message());
+        return;
+    }
+    r->map = coord_loop_map(app->loop);
+    budget = r->req->deadline_ms ? r->req->deadline_ms : app->o.default_deadline_ms;
+    r->deadline_ms = recv_us / 1000 + budget;
+    if (cr_clock_mono_ms() >= r->deadline_ms) {
+        coord_rq_fail_end(r, CR_ERR_DEADLINE, "deadline passed while queued");
+        return;
+    }
+    dispatch(r);
+}
+
+void coord_requests_abort(coord_app *app)
+{
+    while (app->requests) {
+        coord_rq *r = app->requests;
+        if (!r->replied)
+            coord_rq_fail(r, CR_ERR_UNAVAILABLE, "coordinator stopping");
+        coord_rq_end(r); /* state_free cancels the request's calls */
+    }
+}

@@ -1,0 +1,478 @@
+#include "gateway/api.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/validate.h"
+#include "gateway/attrs_json.h"
+#include "gateway/base64.h"
+#include "gateway/json.h"
+#include "gateway/search_body.h"
+
+#define CALL_TIMEOUT_MS 30000
+#define CALL_SLICE_MS 200  /* a worker waiting for a reply checks for shutdown this often */
+#define UPSERT_MAX 1024    /* items in one POST /v1/items */
+#define VECTOR_MAX 65536   /* floats in one item's vector */
+
+/* ---- answers ---------------------------------------------------------------------------- */
+
+unsigned gw_http_status(cr_err code)
+{
+    switch (code) {
+    case CR_OK: return 200;
+    case CR_ERR_INVALID:
+    case CR_ERR_PROTO: return 400;
+    case CR_NOTFOUND: return 404;
+    case CR_ERR_OVERLOADED:
+    case CR_ERR_UNAVAILABLE: return 503;
+    case CR_TIMEOUT:
+    case CR_ERR_DEADLINE: return 504;
+    case CR_ERR_UNSUPPORTED: return 501;
+    default: return 500;
+    }
+}
+
+json_t *gw_error_json(cr_err code, const char *msg)
+{
+    json_t *e = json_object(), *j = json_object();
+    json_object_set_new(e, "code", json_integer(code));
+    json_object_set_new(e, "message", json_string(msg && *msg ? msg : cr_strerror(code)));
+    json_object_set_new(j, "error", e);
+    return j;
+}
+
+/* Serializes j (consumed) as the answer. */
+static void answer_json(gw_answer *a, unsigned status, json_t *j)
+{
+    a->out = cirrus_json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    a->out_len = a->out ? strlen(a->out) : 0;
+    a->status = a->out ? status : 500;
+    json_decref(j);
+}
+
+void gw_answer_error(gw_answer *a, cr_err code, const char *msg)
+{
+    answer_json(a, gw_http_status(code), gw_error_json(code, msg));
+}
+
+/* ---- calls through libcirrus ------------------------------------------------------------ */
+
+void gw_caller_close(gw_caller *c)
+{
+    cirrus_client_close(&c->cl);
+}
+
+/* cirrus_client_call, in slices so that a shutdown never waits for a hung backend. */
+static cr_err call_stoppable(const gw_caller *g, cirrus_client *cl, Cirrus__V1__Request *req,
+                             Cirrus__V1__Response **resp)
+{
+    uint64_t id = 0, deadline = cr_clock_mono_ms() + CALL_TIMEOUT_MS;
+    cr_err rc;
+    req->deadline_ms = CALL_TIMEOUT_MS;
+    rc = cirrus_client_send(cl, req, &id);
+    while (!rc) {
+        Cirrus__V1__Response *r = NULL;
+        uint64_t now = cr_clock_mono_ms();
+        if (atomic_load(g->stopping))
+            return cr_error_set(CR_ERR_UNAVAILABLE, "the coordinator is shutting down");
+        if (now >= deadline)
+            return cr_error_set(CR_TIMEOUT, "no reply within %d ms", CALL_TIMEOUT_MS);
+        rc = cirrus_client_recv(cl, deadline - now < CALL_SLICE_MS ? (uint32_t)(deadline - now)
+                                                                    : CALL_SLICE_MS, &r);
+        if (rc == CR_TIMEOUT) {
+            rc = CR_OK;
+        } else if (!rc && r->id == id) {
+            *resp = r;
+            return CR_OK;
+        } else {
+            cirrus_response_free(r); /* a late reply to an abandoned request */
+        }
+    }
+    return rc;
+}
+
+/* One request on the worker's own client (opened on first use, reopened after a transport
+ * failure). CR_OK only with the result `want` in *resp: a status without its result (a
+ * backend that timed out: CR_TIMEOUT) is the caller's error, never a NULL to format. */
+static cr_err call(gw_caller *g, Cirrus__V1__Request *req,
+                   Cirrus__V1__Response__ResultCase want, Cirrus__V1__Response **resp)
+{
+    cr_err rc = CR_OK;
+    *resp = NULL;
+    if (!g->cl)
+        rc = cirrus_client_open(&g->cl, g->endpoint, NULL);
+    if (!rc)
+        rc = call_stoppable(g, g->cl, req, resp);
+    if (rc) {
+        if (rc == CR_TIMEOUT || rc == CR_ERR_NET)
+            cirrus_client_close(&g->cl);
+        return rc;
+    }
+    rc = cirrus_response_expect(*resp, want);
+    if (rc) {
+        cirrus_response_free(*resp);
+        *resp = NULL;
+    }
+    return rc;
+}
+
+/* The body as a JSON object; NULL after answering 400. */
+static json_t *body_object(const char *body, size_t len, gw_answer *a)
+{
+    json_error_t jerr;
+    json_t *j = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!j) {
+        gw_answer_error(a, CR_ERR_INVALID, body ? jerr.text : "empty body");
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        gw_answer_error(a, CR_ERR_INVALID, "the body must be a JSON object");
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---- POST /v1/search ------------------------------------------------------------------------ */
+
+static void serve_search(gw_caller *g, const char *body, size_t len, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__SearchRequest sr = CIRRUS__V1__SEARCH_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    json_t *j = body_object(body, len, a);
+    gw_search s;
+    cr_err rc;
+
+    if (!j)
+        return;
+    rc = gw_search_parse(j, &s);
+    if (!rc) {
+        sr.query = &s.q;
+        req.op_case = CIRRUS__V1__REQUEST__OP_SEARCH;
+        req.search = &sr;
+        rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_SEARCH, &resp);
+    }
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else
+        answer_json(a, 200, cirrus_result_json(resp->search));
+    cirrus_response_free(resp);
+    gw_search_free(&s);
+    json_decref(j);
+}
+
+/* ---- /v1/items/{id} ------------------------------------------------------------------------- */
+
+static void serve_item_get(gw_caller *g, const char *id, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    char *ids[1] = {(char *)id};
+    cr_err rc;
+    get.ids = ids;
+    get.n_ids = 1;
+    get.include_vector = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_GET;
+    req.get = &get;
+    rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_GET, &resp);
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else if (resp->get->n_items == 0)
+        gw_answer_error(a, CR_NOTFOUND, "no such item");
+    else
+        answer_json(a, 200, cirrus_item_json(resp->get->items[0]));
+    cirrus_response_free(resp);
+}
+
+/* The outcome of a write's items, each with its version and status ("ok", "stale" or the
+ * error's message). 200 when every item was written or stale; otherwise the first failure's
+ * status with {"error": ..} beside the items: items are written independently (each to its
+ * own group), so the others may have been written. */
+static void answer_write(gw_answer *a, const Cirrus__V1__WriteResult *w)
+{
+    json_t *items = json_array(), *o = NULL;
+    const Cirrus__V1__ItemStatus *failed = NULL;
+    for (size_t i = 0; i < w->n_items; i++) {
+        const Cirrus__V1__ItemStatus *st = w->items[i];
+        cr_err code = st->status ? (cr_err)st->status->code : CR_OK;
+        json_t *it = json_object();
+        if (code != CR_OK && code != CR_STALE && !failed)
+            failed = st;
+        json_object_set_new(it, "id", json_string(st->id));
+        json_object_set_new(it, "version", cirrus_json_u64(st->version));
+        json_object_set_new(it, "status", json_string(code == CR_OK      ? "ok"
+                                                      : code == CR_STALE ? "stale"
+                                                                         : st->status->message));
+        json_array_append_new(items, it);
+    }
+    if (failed) {
+        char msg[512];
+        cr_err code = (cr_err)failed->status->code;
+        snprintf(msg, sizeof msg, "item '%s': %s", failed->id, failed->status->message);
+        o = gw_error_json(code, msg);
+        json_object_set_new(o, "items", items);
+        answer_json(a, gw_http_status(code), o);
+        return;
+    }
+    o = json_object();
+    json_object_set_new(o, "items", items);
+    answer_json(a, 200, o);
+}
+
+static void serve_item_delete(gw_caller *g, const char *id, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
+    Cirrus__V1__DeleteItem di = CIRRUS__V1__DELETE_ITEM__INIT;
+    Cirrus__V1__DeleteItem *dis[1] = {&di};
+    Cirrus__V1__Response *resp = NULL;
+    cr_err rc;
+    di.id = (char *)id;
+    del.items = dis;
+    del.n_items = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_DELETE;
+    req.delete_ = &del;
+    rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_DELETE, &resp);
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else
+        answer_write(a, resp->delete_);
+    cirrus_response_free(resp);
+}
+
+/* ---- POST /v1/items ------------------------------------------------------------------------- */
+
+static const char *const item_fields[] = {"id", "vector", "image", "attributes", "image_uri",
+                                          "version"};
+
+static void item_free(Cirrus__V1__Item *it)
+{
+    if (!it)
+        return;
+    free(it->id);
+    if (it->vector)
+        free(it->vector->values);
+    free(it->vector);
+    free(it->image.data);
+    cr_attrs_free(it->attributes, it->n_attributes);
+    free(it);
+}
+
+static cr_err item_check_fields(json_t *o, size_t i)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        size_t f, n = sizeof item_fields / sizeof item_fields[0];
+        for (f = 0; f < n && strcmp(key, item_fields[f]) != 0; f++)
+            ;
+        if (f == n)
+            return cr_error_set(CR_ERR_INVALID, "items[%zu].%.64s: unknown field", i, key);
+    }
+    return CR_OK;
+}
+
+static cr_err item_vector(json_t *vec, size_t i, Cirrus__V1__Item *it)
+{
+    size_t n = json_array_size(vec), d;
+    json_t *x;
+    if (!json_is_array(vec) || n == 0 || n > VECTOR_MAX)
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].vector: expected 1..%d numbers", i,
+                            VECTOR_MAX);
+    if (!(it->vector = malloc(sizeof *it->vector)))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    cirrus__v1__vector__init(it->vector);
+    if (!(it->vector->values = malloc(n * sizeof(float))))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    it->vector->n_values = n;
+    json_array_foreach(vec, d, x)
+    {
+        double v = json_number_value(x);
+        if (!json_is_number(x) || !isfinite(v) || fabs(v) > 3.4e38)
+            return cr_error_set(CR_ERR_INVALID, "items[%zu].vector[%zu]: expected a finite "
+                                "number", i, d);
+        it->vector->values[d] = (float)v;
+    }
+    return CR_OK;
+}
+
+/* image_uri is stored as the string attribute "image_uri" (as libcirrus stores it). */
+static cr_err item_attrs(json_t *o, size_t i, Cirrus__V1__Item *it)
+{
+    json_t *attrs = json_object_get(o, "attributes"), *uri = json_object_get(o, "image_uri");
+    json_t *all;
+    cr_err rc;
+    if (attrs && !json_is_object(attrs))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].attributes: expected an object", i);
+    if (uri && !json_is_string(uri))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].image_uri: expected a string", i);
+    if (uri && attrs && json_object_get(attrs, "image_uri"))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu]: image_uri given twice (field and "
+                            "attribute)", i);
+    all = attrs ? json_copy(attrs) : json_object();
+    if (!all || (uri && json_object_set(all, "image_uri", uri))) {
+        json_decref(all);
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    }
+    rc = cr_attrs_from_json(all, &it->attributes, &it->n_attributes);
+    json_decref(all);
+    if (rc)
+        return cr_error_set(rc, "items[%zu].attributes: %s", i, cr_error_message());
+    for (size_t k = 0; k < it->n_attributes; k++)
+        if ((rc = cr_validate_attribute(it->attributes[k])))
+            return cr_error_set(rc, "items[%zu].attributes: %s", i, cr_error_message());
+    return CR_OK;
+}
+
+static cr_err item_from_json(json_t *o, size_t i, Cirrus__V1__Item **out)
+{
+    Cirrus__V1__Item *it = calloc(1, sizeof *it);
+    json_t *id = json_object_get(o, "id"), *vec = json_object_get(o, "vector");
+    json_t *img = json_object_get(o, "image"), *ver = json_object_get(o, "version");
+    cr_err rc;
+    if (!it)
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    cirrus__v1__item__init(it);
+    it->id = NULL; /* not protobuf-c's static empty string: item_free frees it */
+    *out = it;
+    if (!json_is_object(o))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu]: expected an object", i);
+    if ((rc = item_check_fields(o, i)))
+        return rc;
+    if (!json_is_string(id))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].id: expected a string", i);
+    if ((rc = cr_validate_id(json_string_value(id))))
+        return cr_error_set(rc, "items[%zu].id: %s", i, cr_error_message());
+    if (!(it->id = strdup(json_string_value(id))))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if ((vec != NULL) == (img != NULL))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu]: give exactly one of \"vector\" and "
+                            "\"image\"", i);
+    if (vec && (rc = item_vector(vec, i, it)))
+        return rc;
+    if (img && !json_is_string(img))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].image: expected a base64 string", i);
+    if (img && (rc = gw_base64_decode(json_string_value(img), "image", &it->image)))
+        return cr_error_set(rc, "items[%zu].%s", i, cr_error_message());
+    if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 0))
+        return cr_error_set(CR_ERR_INVALID, "items[%zu].version: expected an integer >= 0", i);
+    it->version = ver ? (uint64_t)json_integer_value(ver) : 0;
+    return item_attrs(o, i, it);
+}
+
+static cr_err items_from_json(json_t *j, Cirrus__V1__Item ***out, size_t *n)
+{
+    json_t *arr = json_object_get(j, "items"), *o;
+    const char *key;
+    json_t *v;
+    size_t i;
+    json_object_foreach(j, key, v)
+    {
+        if (strcmp(key, "items") != 0)
+            return cr_error_set(CR_ERR_INVALID, "%.64s: unknown field", key);
+    }
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > UPSERT_MAX)
+        return cr_error_set(CR_ERR_INVALID, "items: expected an array of 1..%d items",
+                            UPSERT_MAX);
+    if (!(*out = calloc(json_array_size(arr), sizeof **out)))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    json_array_foreach(arr, i, o)
+    {
+        cr_err rc = item_from_json(o, i, &(*out)[i]);
+        *n = i + 1;
+        if (rc)
+            return rc;
+    }
+    return CR_OK;
+}
+
+static void serve_items_upsert(gw_caller *g, const char *body, size_t len, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    Cirrus__V1__Item **items = NULL;
+    size_t n = 0;
+    json_t *j = body_object(body, len, a);
+    cr_err rc;
+    if (!j)
+        return;
+    rc = items_from_json(j, &items, &n);
+    if (!rc) {
+        up.items = items;
+        up.n_items = n;
+        req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+        req.upsert = &up;
+        rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_UPSERT, &resp);
+    }
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else
+        answer_write(a, resp->upsert);
+    cirrus_response_free(resp);
+    for (size_t i = 0; i < n; i++)
+        item_free(items[i]);
+    free(items);
+    json_decref(j);
+}
+
+/* ---- GET /v1/stats ---------------------------------------------------------------------------- */
+
+static void serve_stats(gw_caller *g, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__StatsRequest st = CIRRUS__V1__STATS_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    cr_err rc;
+    req.op_case = CIRRUS__V1__REQUEST__OP_STATS;
+    req.stats = &st;
+    rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_STATS, &resp);
+    if (rc)
+        gw_answer_error(a, rc, cr_error_message());
+    else
+        answer_json(a, 200, cirrus_stats_json(resp->stats));
+    cirrus_response_free(resp);
+}
+
+/* ---- routing ------------------------------------------------------------------------------- */
+
+cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
+{
+    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    int del = strcmp(method, "DELETE") == 0;
+    *op = GW_OP_NONE;
+    *id = NULL;
+    if (strcmp(url, "/v1/search") == 0) {
+        *op = post ? GW_OP_SEARCH : GW_OP_NONE;
+    } else if (strcmp(url, "/v1/items") == 0) {
+        *op = post ? GW_OP_ITEMS_UPSERT : GW_OP_NONE;
+    } else if (strcmp(url, "/v1/stats") == 0) {
+        *op = get ? GW_OP_STATS : GW_OP_NONE;
+    } else if (strncmp(url, "/v1/items/", 10) == 0 && url[10] && (get || del)) {
+        if (cr_validate_id(url + 10))
+            return CR_ERR_INVALID;
+        if (!(*id = strdup(url + 10)))
+            return cr_error_set(CR_ERR_NOMEM, "out of memory");
+        *op = get ? GW_OP_ITEM_GET : GW_OP_ITEM_DELETE;
+    }
+    return CR_OK;
+}
+
+void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size_t len,
+                  gw_answer *a)
+{
+    switch (op) {
+    case GW_OP_SEARCH: serve_search(c, body, len, a); break;
+    case GW_OP_ITEM_GET: serve_item_get(c, id, a); break;
+    case GW_OP_ITEM_DELETE: serve_item_delete(c, id, a); break;
+    case GW_OP_ITEMS_UPSERT: serve_items_upsert(c, body, len, a); break;
+    case GW_OP_STATS: serve_stats(c, a); break;
+    default: gw_answer_error(a, CR_NOTFOUND, "no such endpoint"); break;
+    }
+}

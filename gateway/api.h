@@ -1,0 +1,73 @@
+/* api.h — the resources of the HTTP API, served through libcirrus on the gateway's worker
+ * threads (http.c owns the connections, limits and threads; this file owns what each
+ * endpoint means):
+ *
+ *   POST   /v1/search        a query (search_body.h) -> {"hits": [...], "partial", ...}
+ *   GET    /v1/items/{id}    one item {"id","version","attributes","vector"}; 404 if absent
+ *   DELETE /v1/items/{id}    {"id","version"} once the delete is durable on the write quorum
+ *   POST   /v1/items         {"items": [{"id", "vector": [..] | "image": "<base64>",
+ *                            "attributes": {..}, "image_uri": "..", "version": n}]} (1..1024
+ *                            items) -> {"items": [{"id","version","status"}]}; 200 when every
+ *                            item was written (or was stale), else the first failure's status
+ *                            with "error" beside "items" (items go to their own groups, so
+ *                            the others may be written). A body that does not parse, or any
+ *                            item with a bad field, is a 400 and nothing is written.
+ *   GET    /v1/stats         the coordinator's stats, one entry per shard group
+ *
+ * Errors: {"error": {"code": n, "message": ".."}} (n a cr_err) with 400 bad input, 404 not
+ * found, 503 overloaded/unavailable, 504 a backend or the deadline timed out, 501
+ * unsupported, 500 otherwise.
+ */
+#ifndef GW_API_H
+#define GW_API_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "client/client.h"
+#include "common/err.h"
+
+typedef enum gw_op {
+    GW_OP_NONE = 0, /* not an API resource */
+    GW_OP_SEARCH,
+    GW_OP_ITEM_GET,
+    GW_OP_ITEM_DELETE,
+    GW_OP_ITEMS_UPSERT,
+    GW_OP_STATS
+} gw_op;
+
+/* One worker's way to the coordinator: its own client, opened on first use and reopened
+ * after a transport failure; a call gives up early once *stopping is set. */
+typedef struct gw_caller {
+    const char *endpoint;
+    const atomic_int *stopping;
+    cirrus_client *cl;
+} gw_caller;
+
+void gw_caller_close(gw_caller *c);
+
+/* An answer: status and a malloc'd JSON body. */
+typedef struct gw_answer {
+    unsigned status;
+    char *out;
+    size_t out_len;
+} gw_answer;
+
+/* Which resource (method, url) names. For /v1/items/{id}, *id gets the id (malloc'd; free
+ * it). CR_ERR_INVALID for a bad id (too long, not UTF-8); GW_OP_NONE in *op when the URL is
+ * no API resource (or the method is not one it takes). */
+cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id);
+
+/* Serves one API request (a worker thread) and fills *a. */
+void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size_t len,
+                  gw_answer *a);
+
+/* The HTTP status of a cr_err, and the error body; both http.c and the handlers answer with
+ * them. */
+unsigned gw_http_status(cr_err code);
+json_t *gw_error_json(cr_err code, const char *msg); /* new reference */
+void gw_answer_error(gw_answer *a, cr_err code, const char *msg);
+
+#endif
