@@ -85,5 +85,9 @@ int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 int cli_eval_run(const char *endpoint, uint32_t timeout_ms, int json, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_build(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_backup(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_restore(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -25,6 +25,10 @@ static const cli_cmd commands[] = {
     {"compose", cli_cmd_compose, "compose an image and a caption into a query vector"},
     {"serve", cli_cmd_serve, "coordinator + shards + encoder in one process (embedded mode)"},
     {"ingest", cli_cmd_ingest, "ingest a JSONL catalog of images and attributes"},
+    {"dump", cli_cmd_dump, "every item of a shard as JSON lines, in id order (Scan)"},
+    {"backup", cli_cmd_backup, "a consistent copy of a shard (or a cluster) while it serves"},
+    {"restore", cli_cmd_restore, "a backup copied into a new directory and checked"},
+    {"build", cli_cmd_build, "shard directories from vectors or a catalog, without servers"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 

@@ -13,4 +13,9 @@
  * used as a string). CR_ERR_IO names the file and the reason. */
 cr_err cr_file_read(const char *path, uint8_t **data, size_t *len);
 
+/* Copies `src` to `dst` (created; an existing dst is CR_ERR_IO), streaming, then fsyncs dst.
+ * src is read through one open descriptor: a file renamed over src meanwhile does not tear
+ * the copy. *bytes (may be NULL) gets the size copied. */
+cr_err cr_file_copy(const char *src, const char *dst, uint64_t *bytes);
+
 #endif

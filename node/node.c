@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "coordinator/clustermap.h"
 #include "coordinator/coord.h"
 #include "encoder/server.h"
 #include "gateway/http.h"
@@ -50,6 +51,8 @@ struct node {
     shard_role shards[NODE_MAX_SHARDS];
     enc_role enc;
     coord_map *map;
+    const char *shard_dir;      /* "shard" (DATA/shard-N), or "group" for a `cirrus build` dir */
+    coord_placement placement;  /* legacy for shard-N/ dirs; a build's from its cluster.json */
     coord_server *coord;
     role_thread coord_th;
     gw_http *gw;
@@ -137,7 +140,7 @@ static cr_err open_shard(node *n, int i, int dim)
     shard_engine_opts eo = shard_engine_default_opts();
     char dir[4096];
     cr_err rc;
-    snprintf(dir, sizeof dir, "%s/shard-%d", o->data, i);
+    snprintf(dir, sizeof dir, "%s/%s-%d", o->data, n->shard_dir, i);
     eo.create = 1;
     eo.dim = dim;
     eo.factory = o->index ? o->index : shard_dir_is_new(dir) ? NODE_DEFAULT_INDEX : NULL;
@@ -158,16 +161,46 @@ static cr_err open_shard(node *n, int i, int dim)
     return CR_OK;
 }
 
+/* A directory written by `cirrus build` (DATA/cluster.json beside DATA/group-G/) is served
+ * with its groups and its placement; any other keeps DATA/shard-N/ and the legacy placement. */
+static cr_err find_layout(node *n)
+{
+    char path[4200];
+    struct stat st;
+    coord_map *m;
+    cr_err rc;
+    n->shard_dir = "shard";
+    n->placement = COORD_PLACEMENT_LEGACY;
+    snprintf(path, sizeof path, "%s/cluster.json", n->o.data);
+    if (stat(path, &st) != 0)
+        return CR_OK;
+    if (!(m = calloc(1, sizeof *m)))
+        return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    rc = coord_map_load(path, m);
+    if (!rc && n->o.shards != 1 && n->o.shards != m->n_groups)
+        rc = cr_error_set(CR_ERR_INVALID, "%s names %d groups, not --shards %d", path,
+                          m->n_groups, n->o.shards);
+    if (!rc && m->n_groups > NODE_MAX_SHARDS)
+        rc = cr_error_set(CR_ERR_INVALID, "%s: more than %d groups", path, NODE_MAX_SHARDS);
+    if (!rc) {
+        n->o.shards = m->n_groups;
+        n->placement = m->placement;
+        n->shard_dir = "group";
+    }
+    free(m);
+    return rc;
+}
+
 static cr_err open_shards(node *n, int dim)
 {
+    cr_err rc = find_layout(n);
+    if (rc)
+        return rc;
     if (mkdir(n->o.data, 0755) != 0 && errno != EEXIST)
         return cr_error_set(CR_ERR_IO, "cannot create %s", n->o.data);
-    for (int i = 0; i < n->o.shards; i++) {
-        cr_err rc = open_shard(n, i, dim);
-        if (rc)
-            return rc;
-    }
-    return CR_OK;
+    for (int i = 0; i < n->o.shards && !rc; i++)
+        rc = open_shard(n, i, dim);
+    return rc;
 }
 
 /* Each server returns from open bound and serving. */
@@ -204,6 +237,7 @@ static void fill_map(node *n)
     }
     map->metric_l2 = shard_engine_metric(n->shards[0].engine) == SHARD_INDEX_METRIC_L2;
     map->hedge_ms = 1000; /* one replica per group: nothing to hedge to */
+    map->placement = n->placement;
     map->default_method = n->enc.svc ? (int)enc_service_default_method(n->enc.svc) : 3;
 }
 

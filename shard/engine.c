@@ -16,6 +16,7 @@
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/validate.h"
+#include "shard/backup.h"
 #include "shard/attrs.h"
 #include "shard/engine_impl.h"
 #include "shard/schema.h" /* shard_engine_attrs */
@@ -236,6 +237,11 @@ void shard_engine_close(shard_engine **pp)
     shard_store_close(&e->store);
     free(e);
     *pp = NULL;
+}
+
+cr_err shard_engine_backup(shard_engine *e, const char *dir, uint64_t *bytes)
+{
+    return shard_backup_write(e->store, e->snap_path, dir, bytes);
 }
 
 int shard_engine_dim(const shard_engine *e)

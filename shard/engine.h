@@ -175,6 +175,10 @@ typedef struct shard_engine_scan_req {
 cr_err shard_engine_scan_ordered(shard_engine *e, const shard_engine_scan_req *q,
                                  shard_scan_page *out, char *next_cursor, size_t cap);
 
+/* A consistent copy of the shard into the new directory `dir` while it serves (see
+ * shard/backup.h); *bytes gets its size. Any thread. */
+cr_err shard_engine_backup(shard_engine *e, const char *dir, uint64_t *bytes);
+
 int shard_engine_dim(const shard_engine *e);
 shard_index_metric shard_engine_metric(const shard_engine *e);
 /* The index factory the shard was made with; valid while the engine is open. */

@@ -1171,3 +1171,70 @@ void shard_index_stats_get(shard_index *ix, shard_index_stats *out)
     out->train_size = ix->train_size;
     pthread_rwlock_unlock(&ix->rw);
 }
+
+/* ---- offline training (cirrus build) ------------------------------------------------------ */
+
+cr_err shard_index_training_info(const shard_index_opts *opts, bool *needs_training,
+                                 int64_t *train_size)
+{
+    shard_index *ix = NULL;
+    cr_err err = shard_index_create(&ix, opts);
+    if (err)
+        return err;
+    *needs_training = ix->c.side != NULL;
+    *train_size = ix->train_size;
+    shard_index_close(&ix);
+    return CR_OK;
+}
+
+/* Writes len bytes to path through path.tmp, fsync and rename. */
+static cr_err file_put_atomic(const char *path, const unsigned char *buf, size_t len)
+{
+    char tmp[4096];
+    FILE *f;
+    int ok;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return cr_error_set(CR_ERR_INVALID, "template path too long");
+    if (!(f = fopen(tmp, "wb")))
+        return cr_error_set(CR_ERR_IO, "template %s: %s", tmp, strerror(errno));
+    ok = fwrite(buf, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        cr_err err = cr_error_set(CR_ERR_IO, "template %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return err;
+    }
+    return CR_OK;
+}
+
+cr_err shard_index_template_write(const shard_index_opts *opts, int64_t n, const float *x,
+                                  int threads, const char *path)
+{
+    FaissIndex *raw = NULL;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int saved = omp_get_max_threads(), rc;
+    cr_err err;
+
+    if (!opts || opts->dim < 1 || !opts->factory || n < 1 || !x || !path)
+        return cr_error_set(CR_ERR_INVALID, "template: bad arguments");
+    rc = faiss_index_factory(&raw, opts->dim, opts->factory, to_faiss_metric(opts->metric));
+    if (rc)
+        return faiss_fail(rc, "index factory");
+    if (faiss_Index_is_trained(raw)) {
+        faiss_Index_free(raw);
+        return cr_error_set(CR_ERR_INVALID, "index %s needs no training", opts->factory);
+    }
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    rc = faiss_Index_train(raw, (idx_t)n, x);
+    omp_set_num_threads(saved);
+    err = rc ? faiss_fail(rc, "train index") : CR_OK;
+    if (!err && (rc = faiss_write_index_buf(raw, &len, &buf)))
+        err = faiss_fail(rc, "serialize trained index");
+    if (!err)
+        err = file_put_atomic(path, buf, len);
+    free(buf);
+    faiss_Index_free(raw);
+    return err;
+}

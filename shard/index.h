@@ -200,6 +200,19 @@ typedef struct shard_index_stats {
 
 void shard_index_stats_get(shard_index *ix, shard_index_stats *out);
 
+/* Offline builds (cirrus build): train once, share the trained template across shards.
+ * training_info: whether a fresh index of `opts` buffers until trained, and the train_size
+ * it would use (opts->train_size, or the auto value). template_write: trains a fresh index of
+ * opts (dim, metric, factory) on n vectors (n * dim floats, as the index sees them: L2-
+ * normalized for ip) with `threads` OpenMP threads (0 = the default) and writes it, trained
+ * and empty, to `path` (path.tmp + fsync + rename), for shard_index_opts.template_path.
+ * CR_ERR_INVALID when the factory needs no training. FAISS's k-means is seeded, so the same
+ * sample gives the same template. */
+cr_err shard_index_training_info(const shard_index_opts *opts, bool *needs_training,
+                                 int64_t *train_size);
+cr_err shard_index_template_write(const shard_index_opts *opts, int64_t n, const float *x,
+                                  int threads, const char *path);
+
 /* "ip" / "l2"; parse returns CR_ERR_INVALID for anything else. */
 const char *shard_index_metric_name(shard_index_metric m);
 cr_err shard_index_metric_parse(const char *s, shard_index_metric *out);

@@ -368,6 +368,39 @@ static void do_stats(void *arg, cr_svc_call *call, const Cirrus__V1__Request *re
     reply(call, req->id, &resp);
 }
 
+/* A consistent copy of the shard into req->backup->dir, on a pool thread: the writer and
+ * the other workers go on serving meanwhile. */
+static void do_backup(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
+{
+    server *s = arg;
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__BackupResult r = CIRRUS__V1__BACKUP_RESULT__INIT;
+    shard_stats st;
+    uint64_t t0 = cr_clock_mono_ms();
+    const char *dir = req->backup ? req->backup->dir : NULL;
+    cr_err rc;
+    if (!dir || dir[0] != '/') {
+        reply_status(call, req->id, CR_ERR_INVALID,
+                     "backup: an absolute directory on the shard's file system is required");
+        return;
+    }
+    rc = shard_engine_stats(s->engine, &st);
+    if (!rc)
+        rc = shard_engine_backup(s->engine, dir, &r.bytes);
+    if (rc) {
+        reply_status(call, req->id, rc, cr_error_message());
+        return;
+    }
+    CR_INFO("shard", "backup of %llu items to %s (%llu bytes)", (unsigned long long)st.count,
+            dir, (unsigned long long)r.bytes);
+    r.dir = (char *)dir;
+    r.items = st.count;
+    r.duration_ms = cr_clock_mono_ms() - t0;
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_BACKUP;
+    resp.backup = &r;
+    reply(call, req->id, &resp);
+}
+
 static void do_schema(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
     server *s = arg;
@@ -696,6 +729,7 @@ static const cr_svc_op shard_ops[] = {
     {CIRRUS__V1__REQUEST__OP_SCHEMA, CR_SVC_POOL, do_schema, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_HEALTH, CR_SVC_FRONT, do_health, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_SCAN, CR_SVC_POOL, do_scan, NULL, NULL},
+    {CIRRUS__V1__REQUEST__OP_BACKUP, CR_SVC_POOL, do_backup, NULL, NULL},
     {CIRRUS__V1__REQUEST__OP_UPSERT, CR_SVC_WRITER, NULL, NULL, admit_write},
     {CIRRUS__V1__REQUEST__OP_DELETE, CR_SVC_WRITER, NULL, NULL, admit_write},
     {CIRRUS__V1__REQUEST__OP_SNAPSHOT, CR_SVC_WRITER, NULL, NULL, admit_write},

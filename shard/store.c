@@ -1502,6 +1502,32 @@ static cr_err meta_read_u64(shard_store *st, const char *key, uint64_t *out)
     return rc ? mdb_fail(rc, key) : CR_OK;
 }
 
+cr_err shard_store_copy(shard_store *st, const char *dir, uint64_t *bytes)
+{
+    char path[4200];
+    struct stat sb;
+    int rc, fd;
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path)
+        return cr_error_set(CR_ERR_INVALID, "backup: path too long");
+    /* The resize lock as a reader holds: the map must not move under the copy. */
+    pthread_rwlock_rdlock(&st->resize_lock);
+    rc = mdb_env_copy2(st->env, dir, MDB_CP_COMPACT);
+    pthread_rwlock_unlock(&st->resize_lock);
+    if (rc)
+        return mdb_fail(rc, "copy environment");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0 || fstat(fd, &sb) != 0) {
+        cr_err err = cr_error_set(CR_ERR_IO, "backup %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return err;
+    }
+    close(fd);
+    if (bytes)
+        *bytes = (uint64_t)sb.st_size;
+    return CR_OK;
+}
+
 cr_err shard_store_count(shard_store *st, uint64_t *live)
 {
     if (!st || !live)

@@ -309,6 +309,13 @@ cr_err shard_store_scan(shard_store *st, shard_store_order order, uint64_t min_v
                         uint64_t max_version, int with_data, shard_store_pos *pos,
                         shard_store_iter_fn fn, void *ctx, int *at_end);
 
+/* Backup: a consistent, compacted copy of the environment (mdb_env_copy2 with
+ * MDB_CP_COMPACT) into `dir`, which must exist and be empty: every transaction committed
+ * before the call, as one read transaction sees them, and never part of one. Reads and
+ * writes go on meanwhile (a map growth waits for the copy to end). The copy is fsynced.
+ * *bytes (may be NULL) gets the size of the copy. Any thread. */
+cr_err shard_store_copy(shard_store *st, const char *dir, uint64_t *bytes);
+
 /* Number of live items. */
 cr_err shard_store_count(shard_store *st, uint64_t *live);
 

@@ -74,6 +74,14 @@ stop_all() {
 case $cmd in
 up)
   mkdir -p "$DIR"
+  # New clusters place items by standard FNV-1a (coordinator/placement.h); a directory whose
+  # map predates placement names keeps the legacy function, so its items are still found.
+  placement=fnv1a64-jump
+  if [ -f "$DIR/map.json" ] && ! grep -q '"placement"' "$DIR/map.json"; then
+    placement=legacy-fnv-jump
+  elif [ -f "$DIR/map.json" ]; then
+    placement=$(sed -n 's/.*"placement": *"\([a-z0-9-]*\)".*/\1/p' "$DIR/map.json")
+  fi
   env="$DIR/cluster.env"; : >"$env"
   groups_json=""
   for g in $(seq 0 $((GROUPS_N - 1))); do
@@ -100,7 +108,8 @@ up)
   fi
   cport=${PORT:-$(free_port)}; cep="tcp://127.0.0.1:$cport"
   cat >"$DIR/map.json" <<JSON
-{"bind": "$cep", "groups": [$groups_json], "encoders": [$enc_json], "metric": "$METRIC"}
+{"bind": "$cep", "groups": [$groups_json], "encoders": [$enc_json], "metric": "$METRIC",
+ "placement": "$placement"}
 JSON
   . "$env"
   for g in $(seq 0 $((GROUPS_N - 1))); do
