@@ -7,62 +7,13 @@
 
 #include "common/log.h"
 #include "common/validate.h"
-#include "coordinator/request.h"
-
-/* A call of one sub-request per target, with its bodies: the state of get, stats, snapshot. */
-typedef struct fanout {
-    coord_rq *r;
-    coord_call call;
-    coord_sub *subs;
-    size_t n;
-    uint8_t **bodies;
-    size_t n_bodies;
-    char ***per; /* get: the ids of each group */
-    size_t *cnt;
-    size_t n_groups;
-} fanout;
-
-static void fanout_free(void *p)
-{
-    fanout *f = p;
-    coord_loop_call_cancel(f->r->loop, &f->call);
-    for (size_t i = 0; f->subs && i < f->n; i++)
-        coord_sub_free(&f->subs[i]);
-    for (size_t i = 0; f->bodies && i < f->n_bodies; i++)
-        free(f->bodies[i]);
-    for (size_t g = 0; f->per && g < f->n_groups; g++)
-        free(f->per[g]);
-    free(f->per);
-    free(f->cnt);
-    free(f->bodies);
-    free(f->subs);
-    free(f);
-}
-
-/* A fanout of up to max_subs subs and n_bodies bodies, owned by the request. */
-static fanout *fanout_new(coord_rq *r, size_t max_subs, size_t n_bodies)
-{
-    fanout *f = calloc(1, sizeof *f);
-    if (!f)
-        return NULL;
-    f->r = r;
-    f->subs = calloc(max_subs ? max_subs : 1, sizeof *f->subs);
-    f->bodies = calloc(n_bodies ? n_bodies : 1, sizeof *f->bodies);
-    f->n_bodies = n_bodies;
-    if (!f->subs || !f->bodies) {
-        fanout_free(f);
-        return NULL;
-    }
-    r->state = f;
-    r->state_free = fanout_free;
-    return f;
-}
+#include "coordinator/fanout.h"
 
 /* ---- get ----------------------------------------------------------------------------------- */
 
 static void on_got(void *arg)
 {
-    fanout *f = arg;
+    coord_fanout *f = arg;
     const Cirrus__V1__GetRequest *get = f->r->req->get;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__GetResult out = CIRRUS__V1__GET_RESULT__INIT;
@@ -99,7 +50,7 @@ static void on_got(void *arg)
 }
 
 /* Sorts the valid ids by owning group (invalid ones are reported missing by on_got). */
-static cr_err get_split(fanout *f, const Cirrus__V1__GetRequest *get)
+static cr_err get_split(coord_fanout *f, const Cirrus__V1__GetRequest *get)
 {
     f->n_groups = (size_t)f->r->map->n_groups;
     f->per = calloc(f->n_groups, sizeof *f->per);
@@ -119,7 +70,7 @@ static cr_err get_split(fanout *f, const Cirrus__V1__GetRequest *get)
     return CR_OK;
 }
 
-static cr_err get_send(fanout *f, const Cirrus__V1__GetRequest *get)
+static cr_err get_send(coord_fanout *f, const Cirrus__V1__GetRequest *get)
 {
     cr_err rc = get_split(f, get);
     for (size_t g = 0; !rc && g < f->n_groups; g++) {
@@ -145,13 +96,13 @@ void coord_get_start(coord_rq *r)
 {
     const Cirrus__V1__GetRequest *get = r->req->get;
     size_t n = get ? get->n_ids : 0, ng = (size_t)r->map->n_groups;
-    fanout *f;
+    coord_fanout *f;
     cr_err rc;
     if (n == 0 || n > 10000) {
         coord_rq_fail_end(r, CR_ERR_INVALID, "get takes 1..10000 ids");
         return;
     }
-    if (!(f = fanout_new(r, ng, ng))) {
+    if (!(f = coord_fanout_new(r, ng, ng))) {
         coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
         return;
     }
@@ -163,8 +114,8 @@ void coord_get_start(coord_rq *r)
 /* ---- stats --------------------------------------------------------------------------------- */
 
 /* Sums the groups' stats into *st; groups[g] is each group's own (or an "unavailable" one). */
-static void stats_sum(fanout *f, Cirrus__V1__StatsResult *st, Cirrus__V1__StatsResult **groups,
-                      Cirrus__V1__StatsResult *empty, size_t ng)
+static void stats_sum(coord_fanout *f, Cirrus__V1__StatsResult *st,
+                      Cirrus__V1__StatsResult **groups, Cirrus__V1__StatsResult *empty, size_t ng)
 {
     for (size_t g = 0; g < ng; g++) {
         if (coord_sub_check(&f->subs[g], "stats") == CR_OK && f->subs[g].resp->stats) {
@@ -192,7 +143,7 @@ static void stats_sum(fanout *f, Cirrus__V1__StatsResult *st, Cirrus__V1__StatsR
 
 static void on_stats(void *arg)
 {
-    fanout *f = arg;
+    coord_fanout *f = arg;
     size_t ng = (size_t)f->r->map->n_groups;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__StatsResult st = CIRRUS__V1__STATS_RESULT__INIT;
@@ -220,7 +171,7 @@ void coord_stats_start(coord_rq *r)
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__StatsRequest sreq = CIRRUS__V1__STATS_REQUEST__INIT;
     size_t ng = (size_t)r->map->n_groups, n = ng + (r->map->n_encoders ? 1 : 0), len;
-    fanout *f = fanout_new(r, n, 1);
+    coord_fanout *f = coord_fanout_new(r, n, 1);
     cr_err rc;
     if (!f) {
         coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
@@ -264,7 +215,7 @@ void coord_health_start(coord_rq *r)
 
 static void on_snapshot(void *arg)
 {
-    fanout *f = arg;
+    coord_fanout *f = arg;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SnapshotResult sr = CIRRUS__V1__SNAPSHOT_RESULT__INIT;
     for (size_t i = 0; i < f->n; i++) {
@@ -288,11 +239,11 @@ void coord_snapshot_start(coord_rq *r)
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__SnapshotRequest snap = CIRRUS__V1__SNAPSHOT_REQUEST__INIT;
     size_t total = 0, len;
-    fanout *f;
+    coord_fanout *f;
     cr_err rc;
     for (int g = 0; g < r->map->n_groups; g++)
         total += (size_t)r->map->n_replicas[g];
-    if (!(f = fanout_new(r, total, 1))) {
+    if (!(f = coord_fanout_new(r, total, 1))) {
         coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
         return;
     }

@@ -7,17 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/request.h"
+#include "coordinator/fanout.h"
 
 #define VALUES_DEFAULT 100
 #define VALUES_MAX 1000
 
+/* The merge, the fanout's ext. */
 typedef struct schema_state {
-    coord_rq *r;
-    coord_call call;
-    coord_sub *subs;
-    size_t n;
-    uint8_t *body;
+    coord_fanout *f;
     /* the merged answer: attributes, their value arrays, all borrowing the subs' strings */
     Cirrus__V1__SchemaAttribute *out;
     Cirrus__V1__SchemaAttribute **outp;
@@ -28,9 +25,8 @@ typedef struct schema_state {
 static void schema_state_free(void *p)
 {
     schema_state *s = p;
-    coord_loop_call_cancel(s->r->loop, &s->call);
-    for (size_t i = 0; s->subs && i < s->n; i++)
-        coord_sub_free(&s->subs[i]);
+    if (!s)
+        return;
     for (size_t i = 0; s->vals && i < s->n_out; i++)
         free(s->vals[i]);
     for (size_t i = 0; s->outp && i < s->n_out; i++)
@@ -38,8 +34,6 @@ static void schema_state_free(void *p)
     free(s->vals);
     free(s->outp);
     free(s->out);
-    free(s->subs);
-    free(s->body);
     free(s);
 }
 
@@ -133,19 +127,20 @@ static cr_err collect(schema_state *s, Cirrus__V1__SchemaResult *res,
                       Cirrus__V1__SchemaAttribute ***all, size_t *n_all, int32_t *missing)
 {
     size_t total = 0, k = 0;
-    for (size_t g = 0; g < s->n; g++) {
-        if (coord_sub_check(&s->subs[g], "schema") || !s->subs[g].resp->schema) {
+    for (size_t g = 0; g < s->f->n; g++) {
+        if (coord_sub_check(&s->f->subs[g], "schema") || !s->f->subs[g].resp->schema) {
             missing[res->n_missing_groups++] = (int32_t)g;
             continue;
         }
-        total += s->subs[g].resp->schema->n_attributes;
-        res->items += s->subs[g].resp->schema->items;
+        total += s->f->subs[g].resp->schema->n_attributes;
+        res->items += s->f->subs[g].resp->schema->items;
     }
     if (!(*all = calloc(total ? total : 1, sizeof **all)))
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    for (size_t g = 0; g < s->n; g++) {
-        const Cirrus__V1__SchemaResult *sr = s->subs[g].resp ? s->subs[g].resp->schema : NULL;
-        if (s->subs[g].rc || !sr || s->subs[g].resp->status->code < 0)
+    for (size_t g = 0; g < s->f->n; g++) {
+        const coord_sub *sub = &s->f->subs[g];
+        const Cirrus__V1__SchemaResult *sr = sub->resp ? sub->resp->schema : NULL;
+        if (sub->rc || !sr || sub->resp->status->code < 0)
             continue;
         for (size_t i = 0; i < sr->n_attributes; i++)
             (*all)[k++] = sr->attributes[i];
@@ -157,7 +152,7 @@ static cr_err collect(schema_state *s, Cirrus__V1__SchemaResult *res,
 
 static cr_err merge(schema_state *s, Cirrus__V1__SchemaResult *res, int32_t *missing)
 {
-    const Cirrus__V1__SchemaRequest *q = s->r->req->schema;
+    const Cirrus__V1__SchemaRequest *q = s->f->r->req->schema;
     size_t max = q && q->max_values ? q->max_values : VALUES_DEFAULT, n_all = 0;
     Cirrus__V1__SchemaAttribute **all = NULL;
     cr_err rc = collect(s, res, &all, &n_all, missing);
@@ -187,56 +182,50 @@ static cr_err merge(schema_state *s, Cirrus__V1__SchemaResult *res, int32_t *mis
 
 static void on_schema(void *arg)
 {
-    schema_state *s = arg;
+    schema_state *s = ((coord_fanout *)arg)->ext;
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__SchemaResult res = CIRRUS__V1__SCHEMA_RESULT__INIT;
-    int32_t *missing = calloc(s->n ? s->n : 1, sizeof *missing);
+    int32_t *missing = calloc(s->f->n ? s->f->n : 1, sizeof *missing);
     cr_err rc = missing ? merge(s, &res, missing) : cr_error_set(CR_ERR_NOMEM, "out of memory");
-    if (!rc && res.n_missing_groups == s->n && s->n) {
+    if (!rc && res.n_missing_groups == s->f->n && s->f->n) {
         /* no group answered: the reason of the first, rather than an empty schema */
-        rc = coord_sub_check(&s->subs[0], "schema");
+        rc = coord_sub_check(&s->f->subs[0], "schema");
         if (!rc)
             rc = cr_error_set(CR_ERR_UNAVAILABLE, "schema: no shard group answered");
     }
     if (rc) {
-        coord_rq_fail(s->r, rc, cr_error_message());
+        coord_rq_fail(s->f->r, rc, cr_error_message());
     } else {
         res.partial = res.n_missing_groups > 0;
         res.missing_groups = missing;
-        s->r->partial = res.partial;
+        s->f->r->partial = res.partial;
         resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCHEMA;
         resp.schema = &res;
-        coord_rq_reply(s->r, &resp);
+        coord_rq_reply(s->f->r, &resp);
     }
     free(missing);
-    coord_rq_end(s->r);
+    coord_rq_end(s->f->r);
 }
 
 void coord_schema_start(coord_rq *r)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__SchemaRequest sq = CIRRUS__V1__SCHEMA_REQUEST__INIT;
-    size_t ng = (size_t)r->map->n_groups, len;
-    schema_state *s = calloc(1, sizeof *s);
+    coord_fanout *f = coord_fanout_new(r, (size_t)r->map->n_groups, 1);
+    schema_state *s = f ? calloc(1, sizeof *s) : NULL;
     cr_err rc;
-    if (!s || !(s->subs = calloc(ng ? ng : 1, sizeof *s->subs))) {
-        free(s);
+    if (!s) {
         coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
         return;
     }
-    s->r = r;
-    r->state = s;
-    r->state_free = schema_state_free;
+    s->f = f;
+    f->ext = s;
+    f->ext_free = schema_state_free;
     if (r->req->schema)
         sq.max_values = r->req->schema->max_values;
     req.op_case = CIRRUS__V1__REQUEST__OP_SCHEMA;
     req.schema = &sq;
-    rc = coord_pack(&req.base, &s->body, &len);
-    for (size_t g = 0; !rc && g < ng; g++)
-        coord_sub_init(&s->subs[s->n++], COORD_TO_GROUP, (int)g, 0, s->body, len,
-                       coord_rq_sub_timeout(r), 1);
-    if (!rc)
-        rc = coord_loop_call(r->loop, &s->call, s->subs, s->n, on_schema, s);
+    rc = coord_fanout_to_groups(f, &req, on_schema);
     if (rc)
         coord_rq_fail_end(r, rc, cr_error_message());
 }
