@@ -33,7 +33,12 @@ void enc_op_bias_act(float *x, size_t ld, int rows, int cols, const float *bias,
 {
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * ld;
-        if (act == ENC_ACT_GELU) {
+        if (act == ENC_ACT_RELU) {
+            for (int c = 0; c < cols; c++) {
+                float v = bias ? xr[c] + bias[c] : xr[c];
+                xr[c] = v > 0.f ? v : 0.f;
+            }
+        } else if (act == ENC_ACT_GELU) {
             if (bias)
                 for (int c = 0; c < cols; c++)
                     xr[c] = gelu(xr[c] + bias[c]);

@@ -19,6 +19,7 @@
 typedef enum enc_act {
     ENC_ACT_QUICK_GELU = 0, /* x * sigmoid(1.702 x) — OpenAI CLIP */
     ENC_ACT_GELU = 1,       /* x * Phi(x), exact (erf) — most LAION OpenCLIP models */
+    ENC_ACT_RELU = 2,       /* max(x, 0) — the ResNet towers */
 } enc_act;
 
 /* y[r] = (x[r] - mean) / sqrt(var + eps) * w + b for each of `rows` rows of `dim` floats.

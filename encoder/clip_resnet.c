@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoder/clip_ops.h"
+
 #define BN_EPS 1e-5
 /* im2col scratch of one convolution call, in floats (blocks of output rows are unfolded in
  * turn; a block never has fewer than one row). */
@@ -391,23 +393,12 @@ static void conv_gemm(const conv *c, const float *x, int nb, int s, float beta, 
     }
 }
 
-static void bias_relu(float *x, size_t rows, int cols, const float *bias)
-{
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * cols;
-        for (int c = 0; c < cols; c++) {
-            float v = xr[c] + bias[c];
-            xr[c] = v > 0.f ? v : 0.f;
-        }
-    }
-}
-
 /* conv + bias + ReLU */
 static void conv_relu(const conv *c, const float *x, int nb, int s, float *y, float *col)
 {
     int so = out_size(s, c);
     conv_gemm(c, x, nb, s, 0.f, y, col);
-    bias_relu(y, (size_t)nb * so * so, c->cout, c->b);
+    enc_op_bias_act(y, (size_t)c->cout, nb * so * so, c->cout, c->b, ENC_ACT_RELU);
 }
 
 /* AvgPool2d(k): y[nb, s/k, s/k, ch] from x[nb, s, s, ch]. */
@@ -457,7 +448,7 @@ static void block_run(const block *b, int nb, bufs *B)
     if (!b->has_down)
         memcpy(B->y, B->x, rows_out * 4 * (size_t)P * sizeof *B->y);
     conv_gemm(&b->c3, mid, nb, so, 1.f, B->y, B->col);
-    bias_relu(B->y, rows_out, 4 * P, b->bias);
+    enc_op_bias_act(B->y, (size_t)(4 * P), (int)rows_out, 4 * P, b->bias, ENC_ACT_RELU);
     float *t = B->x;
     B->x = B->y;
     B->y = t;
