@@ -6,6 +6,7 @@
 # exec/s, coverage (edges), features, corpus size and crashes per target. A crash leaves its
 # input in BUILD_DIR/fuzz-artifacts/NAME/; copy it into tests/fuzz/corpus/NAME/crash-* with
 # the fix so that `ctest -R fuzz.NAME` replays it forever. Exit 1 when any target crashed.
+# FUZZ_RUNS=N (environment): stop each target after N executions (SECONDS stays the cap).
 set -uo pipefail
 BUILD=${1:?usage: fuzz.sh BUILD_DIR [SECONDS] [TARGET...]}
 SECS=${2:-600}
@@ -32,7 +33,7 @@ for t in "${TARGETS[@]}"; do
   work="$BUILD/fuzz-corpus/$t" art="$BUILD/fuzz-artifacts/$t" log="$BUILD/fuzz-$t.log"
   rm -rf "$art"; mkdir -p "$work" "$art" # artifacts of earlier runs were copied or dropped
   echo "fuzz: $t for ${SECS}s"
-  "$bin" -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
+  "$bin" -max_total_time="$SECS" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
          -artifact_prefix="$art/" "$work" "$ROOT/tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

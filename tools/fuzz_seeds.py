@@ -75,6 +75,10 @@ BODIES = [{"vector": [0.1, 0.2], "k": 5}, {"text": "red shirt", "filter": "price
           {"ref_id": "sku-1", "caption": "but blue", "method": "searle", "group_by": "brand"},
           {"image": "iVBORw0KGgo=", "k": 3, "offset": 10, "ef": 64, "exact": True},
           {"item_id": "sku-2", "nprobe": 8, "include_metadata": False}]
+ITEMS = [{"items": [{"id": "sku-1", "vector": [0.1, -2, 3e5], "attributes": {"color": "red",
+                     "price": 19.99, "tags": ["a", "b"]}, "image_uri": "https://x/y.jpg"}]},
+         {"items": [{"id": "sku-2", "image": "iVBORw0KGgo=", "version": 7},
+                    {"id": "sku-3", "vector": [1]}]}]
 MAPS = [{"bind": "tcp://127.0.0.1:7700", "groups": [["tcp://127.0.0.1:7701"],
          ["tcp://127.0.0.1:7702", "tcp://127.0.0.1:7703"]], "encoders": ["tcp://127.0.0.1:7710"],
          "metric": "ip", "write_quorum": 1, "hedge_ms": 30, "default_method": "searle",
@@ -123,6 +127,8 @@ def main():
         put("jsonl", str(i), json.dumps(j))
     for i, j in enumerate(BODIES):
         put("search_body", str(i), json.dumps(j))
+    for i, j in enumerate(ITEMS):
+        put("items_body", str(i), json.dumps(j))
     for i, j in enumerate(MAPS):
         put("clustermap", str(i), json.dumps(j))
     put("safetensors", "f32", safetensors([("w", "F32", [2, 3], struct.pack("<6f", *range(6))),
