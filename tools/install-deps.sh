@@ -11,7 +11,7 @@ PACKAGES=(
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
   libmicrohttpd-dev curl python3
   chromium
-  clang libclang-rt-14-dev libomp-dev protobuf-compiler python3-pil
+  clang libclang-rt-14-dev libomp-dev protobuf-compiler python3-pil python3-yaml python3-zmq
 )
 # node and npm (the tests' OpenAPI validator): Debian's nodejs and npm unless a node with npm
 # is already installed (a NodeSource nodejs ships its own npm, which Debian's npm conflicts
