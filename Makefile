@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-asan test-tsan fuzz demo clean bench-deps
+.PHONY: all build deps test test-asan test-tsan fuzz soak image demo clean bench-deps
 
 all: build
 
@@ -35,6 +35,16 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 	bash tools/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# An hour of mixed load on cirrus serve, resources judged and plotted (docs/soak.png).
+SOAK_MINUTES ?= 60
+soak: deps build
+	SOAK_MINUTES=$(SOAK_MINUTES) bash tests/soak/run.sh $(BUILD)
+
+# The container image (deploy/Dockerfile, podman + runc; a debootstrapped Debian 12 base),
+# checked by running it.
+image: deps
+	bash tools/image.sh
+
 demo: deps build
 	@bash tools/demo.sh $(BUILD)
 
@@ -47,4 +57,4 @@ bench-deps:
 	    $$S apt-get install -y --no-install-recommends python3-torch python3-numpy; fi
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-image
