@@ -344,10 +344,10 @@ static int verdict(const soak *s, const sample *xs, size_t n)
         size_t third = base + 2 * (n - base) / 3;
         double r0 = xs[base].rss_mb[i], r1 = 0;
         long f0 = xs[base].fds[i], t0 = xs[base].threads[i], f1 = LONG_MAX, t1 = LONG_MAX;
-        long fmax = 0, tmax = 0;
+        long fd_max = 0, tmax = 0;
         for (size_t k = base; k < n; k++) {
             r1 = fmax(r1, xs[k].rss_mb[i]);
-            fmax = xs[k].fds[i] > fmax ? xs[k].fds[i] : fmax;
+            fd_max = xs[k].fds[i] > fd_max ? xs[k].fds[i] : fd_max;
             tmax = xs[k].threads[i] > tmax ? xs[k].threads[i] : tmax;
             if (k >= third) {
                 f1 = xs[k].fds[i] < f1 ? xs[k].fds[i] : f1;
@@ -357,7 +357,7 @@ static int verdict(const soak *s, const sample *xs, size_t n)
         int rss_ok = r0 > 0 && r1 <= r0 * 1.05, fds_ok = f1 <= f0, thr_ok = t1 <= t0;
         printf("  pid %d: RSS %.1f -> max %.1f MiB (%+.1f %%) %s; fds %ld -> %ld at the end "
                "(max %ld) %s; threads %ld -> %ld at the end (max %ld) %s\n", cfg->pids[i], r0,
-               r1, r0 > 0 ? 100.0 * (r1 / r0 - 1) : 0, rss_ok ? "ok" : "FAIL", f0, f1, fmax,
+               r1, r0 > 0 ? 100.0 * (r1 / r0 - 1) : 0, rss_ok ? "ok" : "FAIL", f0, f1, fd_max,
                fds_ok ? "ok" : "FAIL", t0, t1, tmax, thr_ok ? "ok" : "FAIL");
         bad += !rss_ok + !fds_ok + !thr_ok;
     }
