@@ -10,6 +10,7 @@ PACKAGES=(
   liblmdb-dev lmdb-utils
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
   libmicrohttpd-dev curl python3
+  protobuf-compiler python3-zmq python3-protobuf python3-pil
   chromium
 )
 # node and npm (the tests' OpenAPI validator): Debian's nodejs and npm unless a node with npm

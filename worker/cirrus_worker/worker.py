@@ -186,7 +186,7 @@ class Worker:
                  self.worker_id, self.backend.name, ",".join(self.kinds), self.concurrency)
 
     def _reconnect(self):
-        log.warning("broker silent for %d intervals: reconnecting in %.0f s", LIVENESS, self.backoff)
+        log.warning("broker silent for %d intervals: reconnecting in %.1f s", LIVENESS, self.backoff)
         self._drop_jobs("broker silent")
         self.sock.close(linger=0)
         self._wait(self.backoff)
@@ -367,6 +367,7 @@ class Worker:
         m.disconnect.reason = reason
         self._send(m)
         log.info("disconnecting (%s), %d job(s) dropped", reason, held)
-        self.sock.close(linger=1000)  # let the Disconnect leave
+        self.sock.close(linger=1000)
+        self.ctx.term()  # waits (up to the linger) for the Disconnect to leave, even before exec
         if self.oom:
             self.exit_code = EXIT_OOM
