@@ -190,6 +190,22 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(w.stop(), 0)
         self.assertIn("job j1 attempt=1 kind=tryon status=ok steps=4", w.output())
 
+    def test_noop_answers_every_job(self):
+        _, route, _ = self.start("--concurrency", "4", backend="noop")
+        for i in range(4):
+            self.broker.send(route, job("n%d" % i, kind=T.JOB_TEXT2IMAGE))
+        got, sent = set(), 4
+        while len(got) < 200:
+            _, m, _ = self.broker.recv({"result", "progress"})
+            self.assertTrue(m.HasField("result"), "noop sends no progress")
+            self.assertEqual(m.result.status.code, 0)
+            self.assertTrue(m.result.image.startswith(b"\x89PNG"))
+            got.add(m.result.job_id)
+            if sent < 200:
+                self.broker.send(route, job("n%d" % sent, kind=T.JOB_TRYON))
+                sent += 1
+        self.assertEqual(len(got), 200)
+
     def test_delimiter_frame_tolerated_and_bad_frames_dropped(self):
         w, route, _ = self.start()
         self.broker.send_raw(route, b"\xff\xff\xff not protobuf")
