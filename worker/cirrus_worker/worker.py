@@ -368,11 +368,12 @@ class Worker:
         self._flush()
         held = len(self.jobs)
         self._drop_jobs(reason)
-        m = pb.load().WorkerMsg()
-        m.disconnect.reason = reason
-        self._send(m)
+        if not self.sock.closed:  # closed when stopped during a reconnect backoff
+            m = pb.load().WorkerMsg()
+            m.disconnect.reason = reason
+            self._send(m)
+            self.sock.close(linger=1000)
         log.info("disconnecting (%s), %d job(s) dropped", reason, held)
-        self.sock.close(linger=1000)
         self.ctx.term()  # waits (up to the linger) for the Disconnect to leave, even before exec
         if self.oom:
             self.exit_code = EXIT_OOM

@@ -345,6 +345,18 @@ class ProtocolTest(unittest.TestCase):
         self.assertIn("signal", m.disconnect.reason)
         self.assertEqual(w.p.wait(5), 0)
 
+    def test_sigterm_during_reconnect_backoff(self):
+        w, _, _ = self.start("--reconnect-min-ms", "20000")
+        self.broker.beat = False
+        end = time.monotonic() + 5
+        while "reconnecting in 20.0 s" not in w.output():  # polls the log, bounded
+            self.assertLess(time.monotonic(), end, "no reconnect after the broker went silent")
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        w.p.send_signal(signal.SIGTERM)
+        self.assertEqual(w.p.wait(5), 0)
+        self.assertLess(time.monotonic() - t0, 2.0)
+
 
 if __name__ == "__main__":
     unittest.main()
