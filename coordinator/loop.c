@@ -741,6 +741,11 @@ const coord_map *coord_loop_map(coord_loop *L)
     return m;
 }
 
+int coord_loop_map_pending(coord_loop *L)
+{
+    return atomic_load(&L->map_waiting);
+}
+
 void coord_loop_set_map(coord_loop *L, const coord_map *map)
 {
     coord_map *copy = malloc(sizeof *copy);
