@@ -96,7 +96,7 @@ cr_err offline_rebal_scan(offline_rebal_net *n, const coord_map *m, int g, const
     sc.limit = limit;
     sc.include_vector = !keys_only;
     sc.keys_only = keys_only;
-    sc.order = CIRRUS__V1__SCAN_ORDER__SCAN_BY_INTERNAL_ID;
+    sc.order = CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID;
     req.op_case = CIRRUS__V1__REQUEST__OP_SCAN;
     req.scan = &sc;
     for (int r = 0; r < m->n_replicas[g]; r++) {

@@ -24,7 +24,7 @@ typedef struct offline_rebal_net offline_rebal_net;
 cr_err offline_rebal_net_open(offline_rebal_net **out, uint32_t timeout_ms);
 void offline_rebal_net_close(offline_rebal_net **pp);
 
-/* One page of group g's items (SCAN_BY_INTERNAL_ID from `cursor`; "" = the start), with
+/* One page of group g's items (SCAN_BY_EXTERNAL_ID from `cursor`; "" = the start), with
  * vectors and attributes unless keys_only, from the first replica that answers. On CR_OK
  * *resp holds a ScanResult (free it with cirrus_response_free). */
 cr_err offline_rebal_scan(offline_rebal_net *n, const coord_map *m, int g, const char *cursor,
