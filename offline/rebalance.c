@@ -15,7 +15,7 @@
 offline_rebal_opts offline_rebal_default_opts(void)
 {
     offline_rebal_opts o = {0};
-    o.batch = 512;
+    o.batch = 2048;
     o.timeout_ms = 30000;
     o.drain_ms = 60000;
     return o;

@@ -17,7 +17,7 @@
  *   final   map = the new map: writes to the new owner only; the old groups are scanned again
  *           for copies re-made by writes during `switch`, which are deleted.
  *
- * Every page of items is recorded in the state file (rebalance_state.h) before the next, so a
+ * The pages of items done are recorded in the state file (rebalance_state.h) as they go, so a
  * crash at any point is continued by running the same command again. Throughout, searches
  * count a hit only from the item's read owner (coordinator/search.c), so an item in two groups
  * is one result.
@@ -38,7 +38,7 @@ typedef struct offline_rebal_opts {
     const char *const *coordinators; /* Reload targets (every coordinator of the cluster) */
     size_t n_coordinators;
     int dry_run;              /* count what would move; change nothing */
-    uint32_t batch;           /* items per scan page and per write (default 512) */
+    uint32_t batch;           /* items per scan page and per write (default 2048) */
     uint32_t timeout_ms;      /* per call to a shard or coordinator (default 30000) */
     uint32_t drain_ms;        /* wait for a reload to take effect (default 60000) */
     uint64_t rate;            /* items scanned per second at most (0 = no limit) */

@@ -19,6 +19,7 @@ typedef struct rebal_run {
     offline_rebal_net *net;
     offline_rebal_report rep;     /* the stage running */
     uint64_t t0_us, scanned_t0;   /* for the rate limit */
+    uint64_t saved_us;            /* the state file's last save */
 } rebal_run;
 
 /* Scans every old group from the state's group and cursor for the state's phase: copy (moving

@@ -7,6 +7,8 @@
 #include "common/clock.h"
 #include "offline/rebalance_impl.h"
 
+#define REBAL_SAVE_US 1000000u
+
 static void advance(rebal_run *R, uint64_t n)
 {
     if (R->ev && R->ev->advance)
@@ -78,7 +80,8 @@ static cr_err clean_page(rebal_run *R, int g, const Cirrus__V1__ScanResult *page
     return rc;
 }
 
-/* One page of group g from the state's cursor: handled, then recorded. *done at its end. */
+/* One page of group g from the state's cursor: handled, then recorded (see below). *done at
+ * its end. */
 static cr_err pass_page(rebal_run *R, int g, int *done)
 {
     int copy = R->st.phase == OFFLINE_REBAL_COPY;
@@ -106,7 +109,12 @@ static cr_err pass_page(rebal_run *R, int g, int *done)
         }
         if (*done)
             R->st.group = g + 1;
-        rc = offline_rebal_state_save(R->state_path, &R->st);
+        /* Recorded at most once a second (each save is two fsyncs) and at a group's end: a
+         * resume redoes the pages after the last record, which is harmless. */
+        if (*done || cr_clock_mono_us() - R->saved_us >= REBAL_SAVE_US) {
+            rc = offline_rebal_state_save(R->state_path, &R->st);
+            R->saved_us = cr_clock_mono_us();
+        }
         advance(R, page->n_items);
     }
     cirrus_response_free(resp);

@@ -1,7 +1,8 @@
 /* rebalance_state.h — the progress of a move, kept in a JSON file beside the new map so that
  * a rerun of the same `cirrus rebalance` after a crash continues where it stopped.
  *
- * The file is rewritten atomically (offline_json_save) after every page of items, and holds
+ * The file is rewritten atomically (offline_json_save) as pages of items are done (at most
+ * once a second, and at each group's end), and holds
  * both maps' texts: --map is rewritten during the move with the map the coordinators run, so
  * the old map is read back from here on a resume. Redoing the page after the last save is
  * harmless: copies carry their versions (a second copy is stale) and deletes are by version.
