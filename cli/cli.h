@@ -89,5 +89,6 @@ int cli_cmd_build(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_backup(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_restore(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_rebalance(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const cli_cmd commands[] = {
     {"backup", cli_cmd_backup, "a consistent copy of a shard (or a cluster) while it serves"},
     {"restore", cli_cmd_restore, "a backup copied into a new directory and checked"},
     {"build", cli_cmd_build, "shard directories from vectors or a catalog, without servers"},
+    {"rebalance", cli_cmd_rebalance, "move a live cluster to more groups or another placement"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 

@@ -9,8 +9,16 @@
  *     "write_quorum": 0,         // replicas that must be durable per write; 0 = all live, >= 1
  *     "hedge_ms": 30,            // re-send a search to another replica after this long
  *     "default_method": "searle", // composition method when a query names none
- *     "placement": "fnv1a64-jump" // item -> group function; absent = "legacy-fnv-jump"
+ *     "placement": "fnv1a64-jump", // item -> group function; absent = "legacy-fnv-jump"
+ *     "moving_from": {"groups": 2, "placement": "legacy-fnv-jump", "reads": "old"}
  *   }
+ *
+ * "moving_from" is present only while `cirrus rebalance` moves items from the placement it
+ * names (the first `groups` groups of this map, under `placement`) to this map's. Then a write
+ * goes to the item's owner under both placements (both must reach the quorum), and reads (get,
+ * the reference of a composed query) go to the old owner, or with "reads": "new" to the new
+ * one. Searches always count a group's hit only when that group is the item's read owner, so a
+ * copy made by a move (or one not yet deleted after it) is never a second result.
  *
  * Item placement: see placement.h. It depends only on the id and the NUMBER of groups — never
  * on replicas or their addresses — so adding, removing or replacing replicas moves nothing.
@@ -41,6 +49,9 @@ typedef struct coord_map {
     int hedge_ms;
     int default_method; /* Cirrus__V1__ComposeMethod */
     coord_placement placement; /* absent from the JSON: legacy (see placement.h) */
+    int move_groups;           /* "moving_from": groups of the old placement; 0 = no move */
+    coord_placement move_placement;
+    int move_reads_new;        /* reads follow the new placement */
 } coord_map;
 
 /* Parses and validates a map from JSON text / a file. *out is written only on success;
@@ -48,8 +59,12 @@ typedef struct coord_map {
 cr_err coord_map_parse(const char *json, coord_map *out);
 cr_err coord_map_load(const char *path, coord_map *out);
 
-/* The group that owns an external id. */
+/* The group that owns an external id for reads (during a move: see "moving_from"). */
 int coord_map_group_of(const coord_map *m, const char *ext_id);
+
+/* The groups a write of ext_id goes to: out[0] and, during a move when the old and new owners
+ * differ, out[1]. Returns how many (1 or 2). */
+int coord_map_write_groups(const coord_map *m, const char *ext_id, int out[2]);
 
 
 #endif

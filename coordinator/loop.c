@@ -378,6 +378,8 @@ static void reroute(void *ctx, uint64_t id, coord_pending_entry *e)
     coord_sub *s = c ? &c->subs[e->sub] : NULL;
     pend_del(L, id);
     if (s && !s->done) {
+        s->tried = 0; /* else a group of one replica (or a write's replica) has none left to
+                         try, and the call waits out its whole timeout */
         s->hedge_at_us = 0;
         coord_timers_arm(&L->timers, &c->timer, 0);
     }
@@ -739,6 +741,11 @@ const coord_map *coord_loop_map(coord_loop *L)
     m = L->map;
     pthread_mutex_unlock(&L->map_mu);
     return m;
+}
+
+int coord_loop_map_pending(coord_loop *L)
+{
+    return atomic_load(&L->map_waiting);
 }
 
 void coord_loop_set_map(coord_loop *L, const coord_map *map)
