@@ -9,7 +9,7 @@ PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
-  libmicrohttpd-dev curl python3
+  libmicrohttpd-dev libgnutls28-dev curl openssl python3
   chromium
 )
 # node and npm (the tests' OpenAPI validator): Debian's nodejs and npm unless a node with npm
