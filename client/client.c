@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/curve.h"
+#include "common/pb_check.h"
 #include "common/wire.h"
 
 /* A reply kept for cirrus_client_recv: it answers a pipelined request and arrived while
@@ -73,6 +74,9 @@ static cr_err unpack_reply(const cirrus_client *c, const zmq_msg_t *body,
     reply_alloc a = {{reply_alloc_fn, reply_free_fn, NULL}, 0, c->lim.max_alloc};
     Cirrus__V1__Response *r;
     a.base.allocator_data = &a;
+    if (cr_pb_check(&cirrus__v1__response__descriptor, zmq_msg_data((zmq_msg_t *)body),
+                    zmq_msg_size((zmq_msg_t *)body)))
+        return CR_ERR_PROTO;
     r = cirrus__v1__response__unpack(&a.base, zmq_msg_size((zmq_msg_t *)body),
                                      zmq_msg_data((zmq_msg_t *)body));
     if (!r)
