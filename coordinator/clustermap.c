@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "cirrus.pb-c.h"
+#include "common/curve.h"
 
 int coord_map_group_of(const coord_map *m, const char *ext_id)
 {
@@ -64,6 +65,31 @@ static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
     return CR_OK;
 }
 
+/* A node is its endpoint, or {"endpoint": EP, "curve_pub": Z85}: the CURVE public key the
+ * coordinator expects of it (docs/operations.md). */
+static cr_err node_copy(char *ep, char *pub, const json_t *v, const char *what)
+{
+    const json_t *k;
+    const char *key, *s;
+    json_t *val;
+    if (!json_is_object(v))
+        return endpoint_copy(ep, v, what);
+    json_object_foreach((json_t *)v, key, val)
+        if (strcmp(key, "endpoint") != 0 && strcmp(key, "curve_pub") != 0)
+            return cr_error_set(CR_ERR_INVALID, "cluster map: %s: unknown field '%s'", what, key);
+    cr_err rc = endpoint_copy(ep, json_object_get(v, "endpoint"), what);
+    if (rc)
+        return rc;
+    k = json_object_get(v, "curve_pub");
+    s = k ? json_string_value(k) : NULL;
+    if (k && !cr_curve_key_valid(s))
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s: curve_pub must be a Z85 public "
+                                            "key (40 characters, as in a .pub file)", what);
+    if (s)
+        memcpy(pub, s, CR_CURVE_KEY_LEN + 1);
+    return CR_OK;
+}
+
 static cr_err parse_groups(const json_t *groups, coord_map *m)
 {
     size_t gi;
@@ -84,7 +110,7 @@ static cr_err parse_groups(const json_t *groups, coord_map *m)
         json_array_foreach(g, ri, r)
         {
             snprintf(what, sizeof what, "groups[%zu][%zu]", gi, ri);
-            cr_err rc = endpoint_copy(m->replicas[gi][ri], r, what);
+            cr_err rc = node_copy(m->replicas[gi][ri], m->replica_pub[gi][ri], r, what);
             if (rc)
                 return rc;
         }
@@ -157,7 +183,7 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         {
             char what[32];
             snprintf(what, sizeof what, "encoders[%zu]", i);
-            if ((rc = endpoint_copy(m->encoders[i], e, what)))
+            if ((rc = node_copy(m->encoders[i], m->encoder_pub[i], e, what)))
                 goto out;
         }
         m->n_encoders = (int)json_array_size(v);

@@ -87,6 +87,8 @@ typedef struct coord_loop_opts {
     coord_up_fn on_replica_up; /* a shard replica returned (replica repair) */
     void *up_ctx;
     uint32_t max_calls;      /* backend calls in flight at most (0 = 1 << 20) */
+    const struct cr_curve *curve; /* CURVE on the tcp:// front and backends (common/curve.h;
+                                     borrowed until free); NULL = plaintext */
 } coord_loop_opts;
 
 /* Connects the backends of `map` (copied) and binds the public endpoint. */
