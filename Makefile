@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-asan test-tsan fuzz soak image demo clean bench-deps
+.PHONY: all build deps test test-asan test-tsan fuzz soak image test-deploy demo clean bench-deps
 
 all: build
 
@@ -44,6 +44,10 @@ soak: deps build
 # checked by running it.
 image: deps
 	bash tools/image.sh
+
+# The image's containers as a CURVE cluster (deploy/compose.sh): ingest, search, kill a shard.
+test-deploy: image build
+	bash deploy/compose.sh test $(BUILD)/deploy-test
 
 demo: deps build
 	@bash tools/demo.sh $(BUILD)
