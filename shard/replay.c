@@ -183,16 +183,11 @@ static void *rebuild_main(void *arg)
     void *c[3] = {e, NULL, malloc((size_t)e->dim * sizeof(float))};
     cr_err rc = c[2] ? shard_index_rebuild_begin(e->index, rebuild_feed, c, &b)
                      : cr_error_set(CR_ERR_NOMEM, "out of memory");
-    if (rc == CR_OK) {
-        pthread_mutex_lock(&e->ixmu);
+    pthread_mutex_lock(&e->ixmu); /* the swap and the indexer's resumption in one step */
+    if (rc == CR_OK)
         rc = shard_index_rebuild_commit(&b, rebuild_catch_up, c);
-        atomic_store(&e->rb.active, 0);
-        pthread_mutex_unlock(&e->ixmu);
-    } else {
-        pthread_mutex_lock(&e->ixmu);
-        atomic_store(&e->rb.active, 0);
-        pthread_mutex_unlock(&e->ixmu);
-    }
+    atomic_store(&e->rb.active, 0);
+    pthread_mutex_unlock(&e->ixmu);
     free(c[2]);
     e->rb.rc = rc;
     if (rc)
