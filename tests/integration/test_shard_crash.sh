@@ -22,12 +22,15 @@ for round in 1 2 3; do
   start_bg "$WORK/load-$round.log" "$BIN/cirrus" --endpoint "$ep" --timeout 3000 load \
     --vectors "$WORK/base.fvecs" --id-prefix r --batch 128 --acked "$acked"
   load=$LAST_PID
-  # Kill at a point that varies per round, once some writes are acknowledged.
-  for _ in $(seq 1 100); do
-    [ "$(wc -l <"$acked")" -gt $((round * 2000)) ] && break
-    sleep 0.05
+  # Kill at a point that varies per round, once this round's load has some writes
+  # acknowledged. The file keeps every round's ids (a load writes all of them again), so
+  # count from this round's start: counting the total let round 3 kill a finished load.
+  base=$(wc -l <"$acked")
+  for _ in $(seq 1 400); do
+    [ "$(wc -l <"$acked")" -gt $((base + round * 2000)) ] && break
+    sleep 0.02
   done
-  sleep "0.$((RANDOM % 5))"
+  sleep "0.0$((RANDOM % 5))"
   kill -9 "$shard"
   note "round $round: killed the shard with $(wc -l <"$acked") acknowledged ids"
   # load must notice and exit non-zero within its timeout, never hang.
@@ -36,7 +39,8 @@ for round in 1 2 3; do
   wait "$load"
   rc=$?
   set -e
-  [ "$rc" -ne 0 ] || [ "$(wc -l <"$acked")" -eq 60000 ] || fail "load exited 0 after the kill"
+  [ "$rc" -ne 0 ] || [ $(($(wc -l <"$acked") - base)) -eq 60000 ] ||
+    fail "load exited 0 after the kill"
   [ "$rc" -ne 124 ] || fail "load hung after the server died"
   grep -q "no reply\|acknowledged" "$WORK/load-$round.log" || [ "$rc" -eq 0 ] ||
     fail "load did not report the failure: $(cat "$WORK/load-$round.log")"
