@@ -205,6 +205,11 @@ static const Cirrus__V1__JobInfo *info_of(const cirrus_job *j)
     return j ? j->info : NULL;
 }
 
+const Cirrus__V1__JobInfo *cirrus_job_info(const cirrus_job *j)
+{
+    return info_of(j);
+}
+
 const char *cirrus_job_id(const cirrus_job *j)
 {
     const Cirrus__V1__JobInfo *i = info_of(j);

@@ -27,4 +27,8 @@ cr_err cirrus_generate_check(const Cirrus__V1__GenerateRequest *g);
  * without '/' (it is a path segment of the HTTP API). Else CR_ERR_INVALID. */
 cr_err cirrus_job_id_check(const char *id);
 
+/* The reply a snapshot reads (for in-tree printers such as gateway/jobs_json.h); it lives as
+ * long as j. NULL for NULL. */
+const Cirrus__V1__JobInfo *cirrus_job_info(const cirrus_job *j);
+
 #endif
