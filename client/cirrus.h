@@ -380,7 +380,7 @@ typedef enum cirrus_job_state {
 } cirrus_job_state;
 
 #define CIRRUS_GEN_IMAGE_MAX (16u << 20) /* bytes of each input image (person, garment, ...) */
-#define CIRRUS_GEN_STEPS_MAX 500         /* denoising steps, 1..500 (0 = the worker's default) */
+#define CIRRUS_GEN_STEPS_MAX 1000        /* denoising steps, 1..1000 (0 = the worker's default) */
 #define CIRRUS_GEN_SIZE_MIN 64           /* output width and height: 64..2048, multiples of 8 */
 #define CIRRUS_GEN_SIZE_MAX 2048
 #define CIRRUS_GEN_GUIDANCE_MAX 50.0f    /* classifier-free guidance scale, 0..50 (0 = default) */
