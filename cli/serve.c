@@ -21,8 +21,8 @@ static void on_signal(int sig)
 
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
-        *http_cors;
-    long long shards, dim, threads, spin_us;
+        *http_cors, *worker_bind;
+    long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
 } serve_opts;
 
 static int usage(FILE *out)
@@ -32,13 +32,18 @@ static int usage(FILE *out)
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
             "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
-            "                    [--spin-us N]\n"
+            "                    [--spin-us N] [--worker-bind EP] [--job-attempts N]\n"
+            "                    [--job-queue N] [--job-heartbeat-ms MS] [--job-result-ttl S]\n"
+            "                    [--job-store-mb MB]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
             "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
             "for CPU; 0 = never). --http-cors: \"*\" or comma-separated origins the HTTP API\n"
-            "allows (CORS headers, OPTIONS preflights); off by default. Defaults: --shards 1 --index HNSW32 --bind "
+            "allows (CORS headers, OPTIONS preflights); off by default. --worker-bind: run the\n"
+            "generation job broker (jobs in DIR/jobs; diffusion workers connect here; defaults\n"
+            "--job-attempts 3 --job-queue 1000 --job-heartbeat-ms 1000 --job-result-ttl 3600\n"
+            "--job-store-mb 1024). Defaults: --shards 1 --index HNSW32 --bind "
             "tcp://127.0.0.1:7700 --spin-us 0.\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
@@ -54,6 +59,9 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
         {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
         {"http-cors", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'A'},
+        {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
+        {"job-result-ttl", required_argument, 0, 'T'}, {"job-store-mb", required_argument, 0, 'J'},
         {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -64,6 +72,19 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
     while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
                      : c == 'S' ? &o->spin_us : NULL;
+        long long *jt = c == 'A' ? &o->job_attempts : c == 'Q' ? &o->job_queue
+                      : c == 'B' ? &o->job_hb : c == 'T' ? &o->job_ttl : c == 'J' ? &o->job_mb
+                                                                         : NULL;
+        if (jt) {
+            if (cr_parse_ll(optarg, c == 'B' ? 10 : 1, c == 'A' ? 100 : c == 'B' ? 60000
+                                                        : 100000000, jt)) {
+                cli_error("serve", "--%s: %s", c == 'A' ? "job-attempts" : c == 'Q' ? "job-queue"
+                          : c == 'B' ? "job-heartbeat-ms" : c == 'T' ? "job-result-ttl"
+                                     : "job-store-mb", cr_error_message());
+                return CLI_USAGE;
+            }
+            continue;
+        }
         if (t) {
             if (cr_parse_ll(optarg, c == 's' ? 1 : 0,
                             c == 's' ? NODE_MAX_SHARDS : c == 'S' ? 100000 : 65536, t)) {
@@ -84,6 +105,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'v': o->vocab = optarg; break;
         case 'H': o->http = optarg; break;
         case 'C': o->http_cors = optarg; break;
+        case 'W': o->worker_bind = optarg; break;
         case 'h': return usage(stdout);
         default: return usage(stderr);
         }
@@ -113,6 +135,12 @@ static node_opts node_opts_of(const serve_opts *s)
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;
     o.spin_us = (unsigned)s->spin_us;
+    o.worker_bind = s->worker_bind;
+    o.job_attempts = (uint32_t)s->job_attempts;
+    o.job_queue = (uint32_t)s->job_queue;
+    o.job_heartbeat_ms = (uint32_t)s->job_hb;
+    o.job_result_ttl_ms = (uint64_t)s->job_ttl * 1000;
+    o.job_store_mb = (size_t)s->job_mb;
     return o;
 }
 

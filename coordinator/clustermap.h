@@ -36,6 +36,7 @@ typedef struct coord_map {
     char replicas[COORD_MAX_GROUPS][COORD_MAX_REPLICAS][COORD_MAX_ENDPOINT];
     int n_encoders;
     char encoders[COORD_MAX_ENCODERS][COORD_MAX_ENDPOINT];
+    char jobs[COORD_MAX_ENDPOINT]; /* the job broker; "" = none */
     int metric_l2;      /* 0: ip (higher is better), 1: l2 (lower is better) */
     int write_quorum;   /* 0 = all live replicas (at least one) */
     int hedge_ms;

@@ -245,9 +245,11 @@ void jobs_info_fill(const jobs_job *j, Cirrus__V1__JobInfo *info, Cirrus__V1__Jo
     info->started_ms = j->started_ms;
     info->ended_ms = j->ended_ms;
     info->has_image = j->stored_image > 0 && !j->evict;
-    attempts_fill(j, atts, attp);
-    info->n_attempt_log = j->n_log;
-    info->attempt_log = attp;
+    if (atts && attp) { /* a listing leaves the attempt logs out */
+        attempts_fill(j, atts, attp);
+        info->n_attempt_log = j->n_log;
+        info->attempt_log = attp;
+    }
 }
 
 void jobs_attempt_begin(jobs_job *j, const char *worker, uint64_t now_ms)
