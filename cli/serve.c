@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "node/node.h"
 
@@ -22,6 +23,7 @@ static void on_signal(int sig)
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
         *http_cors, *worker_bind;
+    const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
     long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
 } serve_opts;
 
@@ -32,7 +34,9 @@ static int usage(FILE *out)
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
             "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
-            "                    [--spin-us N] [--worker-bind EP] [--job-attempts N]\n"
+            "                    [--spin-us N] [--curve-secret FILE --curve-allow DIR]\n"
+            "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
+            "                    [--worker-bind EP] [--job-attempts N]\n"
             "                    [--job-queue N] [--job-heartbeat-ms MS] [--job-result-ttl S]\n"
             "                    [--job-store-mb MB]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
@@ -40,11 +44,14 @@ static int usage(FILE *out)
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
             "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
             "for CPU; 0 = never). --http-cors: \"*\" or comma-separated origins the HTTP API\n"
-            "allows (CORS headers, OPTIONS preflights); off by default. --worker-bind: run the\n"
+            "allows (CORS headers, OPTIONS preflights); off by default. Defaults: --shards 1 --index HNSW32 --bind "
+            "tcp://127.0.0.1:7700 --spin-us 0.\n"
+            "--curve-secret/--curve-allow: CURVE on a tcp:// --bind (allowed client keys: the\n"
+            "*.pub files of DIR); --http-keys: API keys with roles for --http (reloaded on\n"
+            "SIGHUP); --http-tls-*: HTTPS. See docs/security.md. --worker-bind: run the\n"
             "generation job broker (jobs in DIR/jobs; diffusion workers connect here; defaults\n"
             "--job-attempts 3 --job-queue 1000 --job-heartbeat-ms 1000 --job-result-ttl 3600\n"
-            "--job-store-mb 1024). Defaults: --shards 1 --index HNSW32 --bind "
-            "tcp://127.0.0.1:7700 --spin-us 0.\n");
+            "--job-store-mb 1024).\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -59,9 +66,12 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
         {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
         {"http-cors", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
-        {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'A'},
+        {"curve-secret", required_argument, 0, 'K'}, {"curve-allow", required_argument, 0, 'A'},
+        {"http-keys", required_argument, 0, 'k'}, {"http-tls-cert", required_argument, 0, 'T'},
+        {"http-tls-key", required_argument, 0, 'Y'},
+        {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'N'},
         {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
-        {"job-result-ttl", required_argument, 0, 'T'}, {"job-store-mb", required_argument, 0, 'J'},
+        {"job-result-ttl", required_argument, 0, 'L'}, {"job-store-mb", required_argument, 0, 'J'},
         {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -72,14 +82,14 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
     while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
                      : c == 'S' ? &o->spin_us : NULL;
-        long long *jt = c == 'A' ? &o->job_attempts : c == 'Q' ? &o->job_queue
-                      : c == 'B' ? &o->job_hb : c == 'T' ? &o->job_ttl : c == 'J' ? &o->job_mb
+        long long *jt = c == 'N' ? &o->job_attempts : c == 'Q' ? &o->job_queue
+                      : c == 'B' ? &o->job_hb : c == 'L' ? &o->job_ttl : c == 'J' ? &o->job_mb
                                                                          : NULL;
         if (jt) {
-            if (cr_parse_ll(optarg, c == 'B' ? 10 : 1, c == 'A' ? 100 : c == 'B' ? 60000
+            if (cr_parse_ll(optarg, c == 'B' ? 10 : 1, c == 'N' ? 100 : c == 'B' ? 60000
                                                         : 100000000, jt)) {
-                cli_error("serve", "--%s: %s", c == 'A' ? "job-attempts" : c == 'Q' ? "job-queue"
-                          : c == 'B' ? "job-heartbeat-ms" : c == 'T' ? "job-result-ttl"
+                cli_error("serve", "--%s: %s", c == 'N' ? "job-attempts" : c == 'Q' ? "job-queue"
+                          : c == 'B' ? "job-heartbeat-ms" : c == 'L' ? "job-result-ttl"
                                      : "job-store-mb", cr_error_message());
                 return CLI_USAGE;
             }
@@ -106,6 +116,11 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'H': o->http = optarg; break;
         case 'C': o->http_cors = optarg; break;
         case 'W': o->worker_bind = optarg; break;
+        case 'K': o->curve_secret = optarg; break;
+        case 'A': o->curve_allow = optarg; break;
+        case 'k': o->http_keys = optarg; break;
+        case 'T': o->tls_cert = optarg; break;
+        case 'Y': o->tls_key = optarg; break;
         case 'h': return usage(stdout);
         default: return usage(stderr);
         }
@@ -131,6 +146,9 @@ static node_opts node_opts_of(const serve_opts *s)
     o.bind = s->bind;
     o.http = s->http;
     o.http_cors = s->http_cors;
+    o.http_keys = s->http_keys;
+    o.http_tls_cert = s->tls_cert;
+    o.http_tls_key = s->tls_key;
     o.shards = (int)s->shards;
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;
@@ -149,6 +167,8 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     serve_opts so = {0};
     node_opts o;
     node *n = NULL;
+    cr_curve curve;
+    int curve_on = 0;
     struct sigaction sa;
     int ret = parse(ctx, &so, argc, argv);
     cr_err rc;
@@ -163,6 +183,11 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     o = node_opts_of(&so);
+    if (cr_curve_flags(&curve, so.curve_secret, so.curve_allow, 1, &curve_on)) {
+        cli_error("serve", "%s", cr_error_message());
+        return CLI_USAGE;
+    }
+    o.curve = curve_on ? &curve : NULL;
     if (node_open(&n, &o)) {
         cli_error("serve", "%s", cr_error_message());
         return CLI_FAIL;

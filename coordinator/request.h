@@ -98,5 +98,6 @@ void coord_snapshot_start(coord_rq *r);
 void coord_passthrough_start(coord_rq *r);
 /* Generate, JobStatus, CancelJob, ListJobs: forwarded to the map's job broker. */
 void coord_jobs_start(coord_rq *r);
+void coord_reload_start(coord_rq *r);
 
 #endif

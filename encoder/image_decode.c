@@ -116,9 +116,9 @@ static cr_err image_alloc(int w, int h, enc_image_mode mode, enc_image **out)
 static cr_err png_chunks_fit(const uint8_t *b, size_t n)
 {
     size_t at = 8;
-    while (at + 12 <= n) {
+    while (at + 8 <= n) { /* a readable chunk header: stb acts on it, so it must fit */
         uint32_t len = rd_be32(b + at);
-        if (len > n - at - 12)
+        if (n - at < 12 || len > n - at - 12)
             return cr_error_set(CR_ERR_INVALID, "corrupt or truncated PNG: chunk %.4s at byte "
                                 "%zu declares %u bytes, past the end", (const char *)b + at + 4,
                                 at, len);
@@ -126,7 +126,7 @@ static cr_err png_chunks_fit(const uint8_t *b, size_t n)
             return CR_OK;
         at += 12 + (size_t)len;
     }
-    return CR_OK; /* no IEND: stb and Pillow decide on what is there */
+    return CR_OK; /* no IEND, or a few trailing bytes: stb and Pillow decide */
 }
 
 /* The Pillow mode of a PNG and the stb channel request that yields it, from IHDR. */

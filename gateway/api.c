@@ -149,7 +149,7 @@ static cr_err call(gw_caller *g, Cirrus__V1__Request *req,
     cr_err rc = CR_OK;
     *resp = NULL;
     if (!g->cl)
-        rc = cirrus_client_open(&g->cl, g->endpoint, NULL);
+        rc = cirrus_client_open(&g->cl, g->endpoint, g->copts);
     if (!rc)
         rc = call_stoppable(g, g->cl, req, resp);
     if (rc) {

@@ -44,6 +44,10 @@ typedef struct node_opts {
     uint32_t job_attempts, job_queue, job_heartbeat_ms; /* 0 = the broker's defaults */
     uint64_t job_result_ttl_ms;
     size_t job_store_mb;
+    const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
+                                     close); NULL = plaintext. inproc roles stay plaintext */
+    const char *http_keys;  /* the HTTP API keys file (gateway/auth.h); NULL = open */
+    const char *http_tls_cert, *http_tls_key; /* PEM files: HTTPS; NULL = plain HTTP */
 } node_opts;
 
 node_opts node_default_opts(void);

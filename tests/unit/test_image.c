@@ -964,9 +964,9 @@ static void test_threads(const char *shared)
     free(b);
 }
 
-/* fuzz_image's find: a 101-byte PNG whose second chunk declares ~1 GiB made stb_image realloc
- * 2 GiB before reading it. It must be refused before stb sees it, by probe and decode. */
-static void test_png_chunk_overrun(void)
+/* fuzz_image's finds: ~100-byte PNGs whose chunk declares ~1-2 GiB made stb_image realloc
+ * 2 GiB before reading it. They must be refused before stb sees them, by probe and decode. */
+static void png_refused(const char *name)
 {
     const char *src = getenv("CIRRUS_SOURCE_DIR");
     char path[1024];
@@ -974,8 +974,7 @@ static void test_png_chunk_overrun(void)
     size_t n = 0;
     enc_image *img = NULL;
     enc_image_info info;
-    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/image/crash-png-chunk-overrun",
-             src ? src : ".");
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/image/%s", src ? src : ".", name);
     CR_CHECK_MSG(cr_file_read(path, &b, &n) == CR_OK, "read %s", path);
     if (!b)
         return;
@@ -983,6 +982,13 @@ static void test_png_chunk_overrun(void)
     CR_CHECK(strstr(cr_error_message(), "past the end") != NULL);
     CR_CHECK(enc_image_decode(b, n, 0, &img) == CR_ERR_INVALID && img == NULL);
     free(b);
+}
+
+/* The second: a chunk whose 8-byte header is there but whose data and CRC are not. */
+static void test_png_chunk_overrun(void)
+{
+    png_refused("crash-png-chunk-overrun");
+    png_refused("crash-png-partial-chunk-header");
 }
 
 int main(void)
