@@ -91,6 +91,11 @@ int cli_cmd_build(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_backup(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_restore(cli_ctx *ctx, int argc, char **argv);
+/* Generation jobs (cli/jobs.c). */
+int cli_cmd_generate(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_job(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_cancel(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_jobs(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_rebalance(cli_ctx *ctx, int argc, char **argv);
 
 #endif

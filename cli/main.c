@@ -32,6 +32,10 @@ static const cli_cmd commands[] = {
     {"build", cli_cmd_build, "shard directories from vectors or a catalog, without servers"},
     {"rebalance", cli_cmd_rebalance, "move a live cluster to more groups or another placement"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
+    {"generate", cli_cmd_generate, "a try-on, edit or text-to-image job (--wait: progress, -o)"},
+    {"job", cli_cmd_job, "a generation job's state (--wait, -o OUT.png)"},
+    {"cancel", cli_cmd_cancel, "cancel a generation job"},
+    {"jobs", cli_cmd_jobs, "recent generation jobs"},
 };
 
 static void usage(FILE *out)

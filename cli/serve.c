@@ -22,9 +22,9 @@ static void on_signal(int sig)
 
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
-        *http_cors;
+        *http_cors, *worker_bind;
     const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
-    long long shards, dim, threads, spin_us;
+    long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
 } serve_opts;
 
 static int usage(FILE *out)
@@ -36,6 +36,9 @@ static int usage(FILE *out)
             "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
             "                    [--spin-us N] [--curve-secret FILE --curve-allow DIR]\n"
             "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
+            "                    [--worker-bind EP] [--job-attempts N]\n"
+            "                    [--job-queue N] [--job-heartbeat-ms MS] [--job-result-ttl S]\n"
+            "                    [--job-store-mb MB]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
@@ -45,7 +48,10 @@ static int usage(FILE *out)
             "tcp://127.0.0.1:7700 --spin-us 0.\n"
             "--curve-secret/--curve-allow: CURVE on a tcp:// --bind (allowed client keys: the\n"
             "*.pub files of DIR); --http-keys: API keys with roles for --http (reloaded on\n"
-            "SIGHUP); --http-tls-*: HTTPS. See docs/security.md.\n");
+            "SIGHUP); --http-tls-*: HTTPS. See docs/security.md. --worker-bind: run the\n"
+            "generation job broker (jobs in DIR/jobs; diffusion workers connect here; defaults\n"
+            "--job-attempts 3 --job-queue 1000 --job-heartbeat-ms 1000 --job-result-ttl 3600\n"
+            "--job-store-mb 1024).\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -63,6 +69,9 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"curve-secret", required_argument, 0, 'K'}, {"curve-allow", required_argument, 0, 'A'},
         {"http-keys", required_argument, 0, 'k'}, {"http-tls-cert", required_argument, 0, 'T'},
         {"http-tls-key", required_argument, 0, 'Y'},
+        {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'N'},
+        {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
+        {"job-result-ttl", required_argument, 0, 'L'}, {"job-store-mb", required_argument, 0, 'J'},
         {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -73,6 +82,19 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
     while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
                      : c == 'S' ? &o->spin_us : NULL;
+        long long *jt = c == 'N' ? &o->job_attempts : c == 'Q' ? &o->job_queue
+                      : c == 'B' ? &o->job_hb : c == 'L' ? &o->job_ttl : c == 'J' ? &o->job_mb
+                                                                         : NULL;
+        if (jt) {
+            if (cr_parse_ll(optarg, c == 'B' ? 10 : 1, c == 'N' ? 100 : c == 'B' ? 60000
+                                                        : 100000000, jt)) {
+                cli_error("serve", "--%s: %s", c == 'N' ? "job-attempts" : c == 'Q' ? "job-queue"
+                          : c == 'B' ? "job-heartbeat-ms" : c == 'L' ? "job-result-ttl"
+                                     : "job-store-mb", cr_error_message());
+                return CLI_USAGE;
+            }
+            continue;
+        }
         if (t) {
             if (cr_parse_ll(optarg, c == 's' ? 1 : 0,
                             c == 's' ? NODE_MAX_SHARDS : c == 'S' ? 100000 : 65536, t)) {
@@ -93,6 +115,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'v': o->vocab = optarg; break;
         case 'H': o->http = optarg; break;
         case 'C': o->http_cors = optarg; break;
+        case 'W': o->worker_bind = optarg; break;
         case 'K': o->curve_secret = optarg; break;
         case 'A': o->curve_allow = optarg; break;
         case 'k': o->http_keys = optarg; break;
@@ -130,6 +153,12 @@ static node_opts node_opts_of(const serve_opts *s)
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;
     o.spin_us = (unsigned)s->spin_us;
+    o.worker_bind = s->worker_bind;
+    o.job_attempts = (uint32_t)s->job_attempts;
+    o.job_queue = (uint32_t)s->job_queue;
+    o.job_heartbeat_ms = (uint32_t)s->job_hb;
+    o.job_result_ttl_ms = (uint64_t)s->job_ttl * 1000;
+    o.job_store_mb = (size_t)s->job_mb;
     return o;
 }
 

@@ -342,6 +342,166 @@ cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_
                       cirrus_result **out);
 
 /* ============================================================================================
+ * Generation jobs (virtual try-on, garment editing, text to image)
+ *
+ * A generation runs on a diffusion worker behind the server's job broker, for seconds to
+ * minutes, so it is a job: cirrus_generate submits it and returns once the broker has stored
+ * it durably (the job id is then never lost); cirrus_job_status polls it, cirrus_job_wait
+ * waits for its end with a progress callback, cirrus_job_cancel ends it, cirrus_jobs lists
+ * recent ones. Inputs follow LaDI-VTON (try-on) and Multimodal Garment Designer (editing):
+ *
+ *     cirrus_generate_params p = cirrus_generate_default();   // try-on, 384 x 512
+ *     p.person_image = png; p.person_image_len = png_len;
+ *     p.garment_item_id = "sku-17";                   // or garment_image + garment_image_len
+ *     p.category = "upper_body";
+ *     p.idempotency_key = "order-991";                // a resubmission returns the same job
+ *     cirrus_job *j;
+ *     if (cirrus_generate(c, &p, &j) != CIRRUS_OK) die(cirrus_errmsg(c));
+ *     char id[CIRRUS_JOB_ID_MAX + 1];
+ *     snprintf(id, sizeof id, "%s", cirrus_job_id(j));
+ *     cirrus_job_free(&j);
+ *     if (cirrus_job_wait(c, id, 120000, 1, on_progress, NULL, &j) == CIRRUS_OK &&
+ *         cirrus_job_get_state(j) == CIRRUS_JOB_SUCCEEDED) {
+ *         size_t n; const void *img = cirrus_job_image(j, &n);   // a PNG
+ *         ...
+ *     }
+ *     cirrus_job_free(&j);
+ *
+ * A cirrus_job is a snapshot of one job's state, independent of the handle; free it with
+ * cirrus_job_free. Servers without a job broker answer CIRRUS_ERR_UNSUPPORTED.
+ */
+typedef enum cirrus_job_kind {
+    CIRRUS_JOB_TRYON = 1,     /* the garment put on the person (LaDI-VTON) */
+    CIRRUS_JOB_EDIT = 2,      /* the person's garment changed as the text (and sketch) say (MGD) */
+    CIRRUS_JOB_TEXT2IMAGE = 3 /* an image from the text alone */
+} cirrus_job_kind;
+
+typedef enum cirrus_job_state {
+    CIRRUS_JOB_QUEUED = 0,
+    CIRRUS_JOB_RUNNING = 1,
+    CIRRUS_JOB_SUCCEEDED = 2, /* the result image is stored (for the broker's result TTL) */
+    CIRRUS_JOB_FAILED = 3,    /* cirrus_job_error says why (after every attempt) */
+    CIRRUS_JOB_CANCELLED = 4, /* by cirrus_job_cancel, or its deadline passed while it ran */
+    CIRRUS_JOB_EXPIRED = 5    /* its deadline passed before any worker started it */
+} cirrus_job_state;
+
+#define CIRRUS_GEN_IMAGE_MAX (16u << 20) /* bytes of each input image (person, garment, ...) */
+#define CIRRUS_GEN_STEPS_MAX 1000        /* denoising steps, 1..1000 (0 = the worker's default) */
+#define CIRRUS_GEN_SIZE_MIN 64           /* output width and height: 64..2048, multiples of 8 */
+#define CIRRUS_GEN_SIZE_MAX 2048
+#define CIRRUS_GEN_GUIDANCE_MAX 50.0f    /* classifier-free guidance scale, 0..50 (0 = default) */
+#define CIRRUS_GEN_TEXT_MAX 4096         /* bytes of the text (UTF-8) */
+#define CIRRUS_JOB_ID_MAX 256            /* bytes of a job id or an idempotency key */
+#define CIRRUS_JOBS_LIST_MAX 1000        /* jobs one cirrus_jobs call returns at most */
+
+typedef struct cirrus_generate_params {
+    cirrus_job_kind kind;        /* Default CIRRUS_JOB_TRYON */
+    const void *person_image;    /* encoded image (PNG, JPEG or WebP): tryon and edit */
+    size_t person_image_len;
+    const void *garment_image;   /* tryon: the garment as image bytes, or ... */
+    size_t garment_image_len;
+    const char *garment_item_id; /* ... as a catalog item (its stored image or image_uri) */
+    const char *category;        /* tryon and edit: "upper_body", "lower_body" or "dresses" */
+    const char *text;            /* edit and text2image: what to make. NULL = none */
+    const void *mask;            /* optional: where to paint (white) in the person image */
+    size_t mask_len;
+    const void *sketch;          /* optional (edit): a garment sketch */
+    size_t sketch_len;
+    uint32_t steps;              /* 1..CIRRUS_GEN_STEPS_MAX; 0 = the worker's default */
+    float guidance;              /* 0..CIRRUS_GEN_GUIDANCE_MAX; 0 = the worker's default */
+    uint64_t seed;               /* the same seed and inputs give the same image. Default 0 */
+    uint32_t width, height;      /* output size; 0 = 384 x 512 */
+    const char *idempotency_key; /* client-chosen, 1..256 bytes: resubmitting the same key
+                                    returns the existing job. NULL = none */
+    uint32_t deadline_ms;        /* the job's time budget from submission (it expires or is
+                                    cancelled past it); 0 = the broker's default */
+    uint32_t timeout_ms;         /* this call's timeout; 0 = the handle's */
+} cirrus_generate_params;
+
+cirrus_generate_params cirrus_generate_default(void);
+
+typedef struct cirrus_job cirrus_job;
+
+/* Submits a job. On success writes *out, the job as stored (state CIRRUS_JOB_QUEUED, or
+ * whatever state the existing job of the same idempotency key has reached).
+ * Errors: CIRRUS_ERR_INVALID (checked here before anything is sent: no or unknown kind; a
+ * missing person image, garment or category for its kind; a garment given both ways; an
+ * image empty, over CIRRUS_GEN_IMAGE_MAX or not PNG/JPEG/WebP; steps, guidance, width or
+ * height out of range; text too long or not UTF-8; a bad garment id or key; and, from the
+ * broker, an unknown garment item or one with no stored image or image_uri),
+ * CIRRUS_ERR_OVERLOADED (the broker's queue is full), CIRRUS_ERR_UNSUPPORTED (no job broker),
+ * CIRRUS_TIMEOUT, transport errors. */
+cirrus_err cirrus_generate(cirrus *c, const cirrus_generate_params *p, cirrus_job **out);
+
+/* The job's current state; with with_image, the result image too once it succeeded (the
+ * image is otherwise left out, so that polling stays cheap).
+ * Errors: CIRRUS_NOTFOUND (no such job, or its record expired), CIRRUS_ERR_INVALID (a bad
+ * id), CIRRUS_TIMEOUT, transport errors. */
+cirrus_err cirrus_job_status(cirrus *c, const char *job_id, int with_image, cirrus_job **out);
+
+/* Called by cirrus_job_wait with each new snapshot (a change of state, step or progress) and
+ * the last one; return 0 to go on waiting, nonzero to stop. The job is borrowed for the
+ * call. */
+typedef int (*cirrus_job_progress_fn)(void *ctx, const cirrus_job *job);
+
+/* Waits up to timeout_ms (0 = the handle's timeout) for the job to end (succeeded, failed,
+ * cancelled or expired), polling its status (at most 4 times a second) and calling progress
+ * (may be NULL) on each change. On CIRRUS_OK *out is the ended job — check its state — with
+ * the result image when with_image and it succeeded. On CIRRUS_TIMEOUT (the job still runs
+ * at timeout_ms, or progress asked to stop) *out is its last snapshot. Waiting does not
+ * affect the job. Errors: those of cirrus_job_status. */
+cirrus_err cirrus_job_wait(cirrus *c, const char *job_id, uint32_t timeout_ms, int with_image,
+                           cirrus_job_progress_fn progress, void *ctx, cirrus_job **out);
+
+/* Cancels the job: a queued one ends at once, a running one stops at its worker's next step
+ * (its state becomes CIRRUS_JOB_CANCELLED soon after). Cancelling a job that already ended
+ * changes nothing. out (may be NULL) receives its state after the request.
+ * Errors: CIRRUS_NOTFOUND, CIRRUS_ERR_INVALID (a bad id), CIRRUS_TIMEOUT, transport errors. */
+cirrus_err cirrus_job_cancel(cirrus *c, const char *job_id, cirrus_job **out);
+
+/* Snapshot accessors. Strings and the image live until cirrus_job_free; NULL-safe (a NULL
+ * job gives "", 0 or NULL). */
+const char *cirrus_job_id(const cirrus_job *j);
+cirrus_job_state cirrus_job_get_state(const cirrus_job *j);
+cirrus_job_kind cirrus_job_get_kind(const cirrus_job *j);
+/* 1 for succeeded, failed, cancelled and expired. */
+int cirrus_job_ended(const cirrus_job *j);
+float cirrus_job_progress(const cirrus_job *j); /* 0..1 */
+uint32_t cirrus_job_step(const cirrus_job *j);
+uint32_t cirrus_job_attempts(const cirrus_job *j);
+const char *cirrus_job_worker(const cirrus_job *j); /* the worker of the last attempt, or "" */
+const char *cirrus_job_error(const cirrus_job *j);  /* why it failed or expired, or "" */
+/* Wall-clock times, ms since the epoch; 0 when not (yet) reached. */
+uint64_t cirrus_job_created_ms(const cirrus_job *j);
+uint64_t cirrus_job_started_ms(const cirrus_job *j);
+uint64_t cirrus_job_ended_ms(const cirrus_job *j);
+/* 1 when the broker holds a result image (fetch it with with_image). */
+int cirrus_job_has_image(const cirrus_job *j);
+/* The result PNG (*len bytes; len may be NULL) when it was fetched, else NULL. */
+const void *cirrus_job_image(const cirrus_job *j, size_t *len);
+/* Static names: "queued", "running", "succeeded", "failed", "cancelled", "expired";
+ * "tryon", "edit", "text2image". "unknown" for other values. */
+const char *cirrus_job_state_name(cirrus_job_state s);
+const char *cirrus_job_kind_name(cirrus_job_kind k);
+/* The kind named `name` ("tryon", "edit", "text2image"). Errors: CIRRUS_ERR_INVALID. */
+cirrus_err cirrus_job_kind_parse(const char *name, cirrus_job_kind *out);
+/* NULL-safe; sets *j = NULL. */
+void cirrus_job_free(cirrus_job **j);
+
+/* Recent jobs, newest first, without images. */
+typedef struct cirrus_job_list cirrus_job_list;
+
+/* Lists up to limit (1..CIRRUS_JOBS_LIST_MAX; 0 = 50) recent jobs. On success writes *out
+ * (free it with cirrus_job_list_free). Errors: CIRRUS_ERR_INVALID (limit too large),
+ * CIRRUS_ERR_UNSUPPORTED (no job broker), CIRRUS_TIMEOUT, transport errors. */
+cirrus_err cirrus_jobs(cirrus *c, uint32_t limit, cirrus_job_list **out);
+size_t cirrus_job_list_count(const cirrus_job_list *l);
+/* Job i in [0, count), or NULL; it lives until cirrus_job_list_free (do not free it). */
+const cirrus_job *cirrus_job_list_at(const cirrus_job_list *l, size_t i);
+/* NULL-safe; sets *l = NULL. */
+void cirrus_job_list_free(cirrus_job_list **l);
+
+/* ============================================================================================
  * Errors on the handle (SQLite's errmsg)
  */
 
@@ -356,7 +516,7 @@ cirrus_err cirrus_errcode(const cirrus *c);
  * Escape hatch: raw protobuf requests (proto/cirrus.proto, installed in share/cirrus/)
  *
  * Everything above is built on these. Use them for ops the API does not wrap (stats,
- * snapshot, encode, generation jobs, batches) or to pipeline many requests:
+ * snapshot, encode, batches) or to pipeline many requests:
  *
  *     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
  *     Cirrus__V1__StatsRequest st = CIRRUS__V1__STATS_REQUEST__INIT;

@@ -52,6 +52,16 @@ cr_err cr_sock_set_linger(void *sock, int ms)
     return CR_OK;
 }
 
+cr_err cr_sock_endpoint(void *sock, char *buf, size_t len)
+{
+    size_t n = len;
+    if (!len || zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, buf, &n) != 0)
+        return cr_error_set(CR_ERR_NET, "cannot read the bound endpoint: %s",
+                            zmq_strerror(errno));
+    buf[len - 1] = '\0';
+    return CR_OK;
+}
+
 void cr_sock_close(void **pp)
 {
     if (!pp || !*pp)

@@ -57,6 +57,9 @@ cr_err cr_sock_connect(void *sock, const char *ep);
 /* How long a closed socket keeps trying to deliver queued messages (0 = drop them; -1 =
  * forever, ZeroMQ's default, which makes cr_wire_ctx_term wait for them). */
 cr_err cr_sock_set_linger(void *sock, int ms);
+/* The endpoint a socket last bound (a tcp port 0 resolved to the port chosen) into buf.
+ * CR_ERR_NET when ZeroMQ cannot say. */
+cr_err cr_sock_endpoint(void *sock, char *buf, size_t len);
 /* Closes the socket with its linger. NULL-safe; sets *pp = NULL. */
 void cr_sock_close(void **pp);
 

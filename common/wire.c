@@ -83,6 +83,16 @@ const uint8_t *cr_wire_msg_body(const cr_wire_msg *m, size_t *len)
     return zmq_msg_data((zmq_msg_t *)&m->body);
 }
 
+const uint8_t *cr_wire_msg_route_frame(const cr_wire_msg *m, int i, size_t *len)
+{
+    if (i < 0 || i >= m->nroute) {
+        *len = 0;
+        return NULL;
+    }
+    *len = zmq_msg_size((zmq_msg_t *)&m->route[i]);
+    return zmq_msg_data((zmq_msg_t *)&m->route[i]);
+}
+
 void cr_wire_msg_take_route(cr_wire_msg *dst, cr_wire_msg *src)
 {
     cr_wire_msg_init(dst);

@@ -68,6 +68,10 @@ void cr_wire_msg_close(cr_wire_msg *m);
  * *len = 0) when m has no body. */
 const uint8_t *cr_wire_msg_body(const cr_wire_msg *m, size_t *len);
 
+/* Routing frame i of m (0 = the first, a ROUTER's peer identity): its bytes (valid until m is
+ * closed) and *len; NULL (and *len = 0) when m has no such frame. */
+const uint8_t *cr_wire_msg_route_frame(const cr_wire_msg *m, int i, size_t *len);
+
 /* Moves src's routing frames into dst (initialised here), leaving src without any; src keeps
  * its body. For a request answered after its message is gone. */
 void cr_wire_msg_take_route(cr_wire_msg *dst, cr_wire_msg *src);

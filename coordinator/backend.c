@@ -13,6 +13,7 @@ cr_err coord_backends_init(coord_backends *s, void *zmq_ctx, const cr_wire_limit
 {
     memset(s, 0, sizeof *s);
     s->be = calloc(COORD_MAX_BACKENDS, sizeof *s->be);
+    s->jobs_be = -1;
     if (!s->be)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     s->ctx = zmq_ctx;
@@ -155,6 +156,17 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
             n++;
         }
     }
+    s->jobs_be = -1;
+    if (!rc && map->jobs[0]) { /* pinged like an encoder; never a shard replica */
+        coord_backend *b = &s->be[n];
+        if (!reuse(old, n_old, b, map->jobs, "")) /* no CURVE key in the map for it yet */
+            rc = backend_open(s, b, map->jobs, "");
+        b->is_encoder = 1;
+        b->group = -1;
+        b->group_size = 1;
+        coord_backends_publish(s, b);
+        s->jobs_be = n++;
+    }
     s->n = n;
     pthread_mutex_unlock(&s->state_mu);
     for (int i = 0; i < n_old; i++)
@@ -194,6 +206,8 @@ int coord_backends_pick(const coord_backends *s, const coord_map *m, coord_targe
         int bi = s->group_be[group][replica];
         return s->be[bi].up ? bi : -1;
     }
+    if (target == COORD_TO_JOBS)
+        return s->jobs_be >= 0 && !(tried & 1u) && s->be[s->jobs_be].up ? s->jobs_be : -1;
     if (target == COORD_TO_GROUP && (group < 0 || group >= m->n_groups))
         return -1;
     count = target == COORD_TO_GROUP ? m->n_replicas[group] : m->n_encoders;

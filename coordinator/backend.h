@@ -28,7 +28,7 @@
 #include "common/wire.h"
 #include "coordinator/clustermap.h"
 
-#define COORD_MAX_BACKENDS (COORD_MAX_GROUPS * COORD_MAX_REPLICAS + COORD_MAX_ENCODERS)
+#define COORD_MAX_BACKENDS (COORD_MAX_GROUPS * COORD_MAX_REPLICAS + COORD_MAX_ENCODERS + 1)
 #define COORD_PING_EVERY_MS 500
 #define COORD_PING_MISSES_DOWN 3
 #define COORD_SILENT_DOWN_MS 1500
@@ -36,7 +36,8 @@
 typedef enum coord_target {
     COORD_TO_GROUP = 0,   /* any live replica of `group` (reads) */
     COORD_TO_REPLICA = 1, /* exactly replica `replica` of `group` (writes, snapshots) */
-    COORD_TO_ENCODER = 2  /* any live encoder */
+    COORD_TO_ENCODER = 2, /* any live encoder */
+    COORD_TO_JOBS = 3     /* the job broker (map "jobs") */
 } coord_target;
 
 typedef struct coord_backend {
@@ -74,6 +75,7 @@ typedef struct coord_backends {
     int n;
     int group_be[COORD_MAX_GROUPS][COORD_MAX_REPLICAS]; /* backend index */
     int enc_be[COORD_MAX_ENCODERS];
+    int jobs_be; /* the job broker's backend, or -1 */
     atomic_int live[COORD_MAX_GROUPS][COORD_MAX_REPLICAS]; /* up and readable */
     pthread_mutex_t state_mu; /* the replicas' freshness fields, and coord_backends_build */
     void *ctx;

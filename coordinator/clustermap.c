@@ -151,7 +151,7 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         static const char *const known[] = {"bind",     "groups",       "encoders",
                                             "metric",   "write_quorum", "hedge_ms",
                                             "default_method", "placement",
-                                            "moving_from"};
+                                            "moving_from", "jobs"};
         int ok = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             ok |= strcmp(key, known[i]) == 0;
@@ -188,6 +188,9 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         }
         m->n_encoders = (int)json_array_size(v);
     }
+    v = json_object_get(root, "jobs");
+    if (v && (rc = endpoint_copy(m->jobs, v, "jobs")))
+        goto out;
     v = json_object_get(root, "metric");
     if (v) {
         const char *s = json_string_value(v);

@@ -46,6 +46,7 @@ typedef struct coord_map {
     char replicas[COORD_MAX_GROUPS][COORD_MAX_REPLICAS][COORD_MAX_ENDPOINT];
     int n_encoders;
     char encoders[COORD_MAX_ENCODERS][COORD_MAX_ENDPOINT];
+    char jobs[COORD_MAX_ENDPOINT]; /* the job broker; "" = none */
     /* CURVE public keys (Z85) of the nodes, "" when the map names none. */
     char replica_pub[COORD_MAX_GROUPS][COORD_MAX_REPLICAS][41];
     char encoder_pub[COORD_MAX_ENCODERS][41];

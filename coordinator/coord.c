@@ -45,8 +45,11 @@ static void *reload_main(void *arg)
         if (coord_map_load(o->map_path, m))
             CR_ERROR("coordinator", "reload refused, keeping the current map: %s",
                      cr_error_message());
-        else
+        else {
+            if (o->jobs_endpoint)
+                snprintf(m->jobs, sizeof m->jobs, "%s", o->jobs_endpoint);
             coord_loop_set_map(s->app.loop, m);
+        }
         free(m);
     }
     return NULL;

@@ -42,6 +42,8 @@ typedef struct coord_server_opts {
     unsigned spin_us;            /* busy-poll after traffic before sleeping (default 0) */
     uint64_t version_skew_ms;    /* how far a client-chosen item version may lead the clock
                                     (default CR_HLC_MAX_SKEW_MS); later ones are rejected */
+    const char *jobs_endpoint;   /* a job broker in this process: kept as the map's "jobs"
+                                    across reloads; NULL = the map's own */
     const struct cr_curve *curve; /* CURVE key and allow dir for the tcp:// front and the
                                      backends (common/curve.h; borrowed); NULL = plaintext */
 } coord_server_opts;

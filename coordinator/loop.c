@@ -113,7 +113,9 @@ static void sub_finish(coord_loop *L, coord_call *c, coord_sub *s, cr_err rc, co
 
 static const char *no_backend(coord_target t)
 {
-    return t == COORD_TO_ENCODER ? "no live encoder"
+    return t == COORD_TO_JOBS      ? "no live job broker (cirrus serve --worker-bind, or "
+                                     "\"jobs\" in the cluster map)"
+           : t == COORD_TO_ENCODER ? "no live encoder"
            : t == COORD_TO_GROUP ? "no live, up-to-date replica in the shard group"
                                  : "replica is down";
 }

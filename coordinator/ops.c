@@ -265,6 +265,7 @@ void coord_snapshot_start(coord_rq *r)
 typedef struct passthrough {
     coord_rq *r;
     coord_one one;
+    int jobs;
 } passthrough;
 
 static void passthrough_free(void *p)
@@ -279,7 +280,7 @@ static void passthrough_free(void *p)
 static void on_encoder(void *arg)
 {
     passthrough *pt = arg;
-    cr_err rc = coord_one_check(&pt->one, "encoder");
+    cr_err rc = coord_one_check(&pt->one, pt->jobs ? "job broker" : "encoder");
     if (rc) {
         coord_rq_fail(pt->r, rc, cr_error_message());
     } else {
@@ -301,6 +302,32 @@ static int has_item_reference(const Cirrus__V1__Request *req)
             return 1;
     }
     return 0;
+}
+
+/* Generation jobs go to the job broker as they are (jobs/ sits above this layer). */
+void coord_jobs_start(coord_rq *r)
+{
+    Cirrus__V1__Request copy = *r->req;
+    passthrough *pt;
+    cr_err rc;
+    if (!r->map->jobs[0]) {
+        coord_rq_fail_end(r, CR_ERR_UNSUPPORTED,
+                          "generation jobs need a job broker: cirrus serve --worker-bind, "
+                          "cirrus-coordinator --jobs-dir/--worker-bind, or \"jobs\" in the "
+                          "cluster map");
+        return;
+    }
+    if (!(pt = calloc(1, sizeof *pt))) {
+        coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    pt->r = r;
+    pt->jobs = 1;
+    r->state = pt;
+    r->state_free = passthrough_free;
+    rc = coord_one_start(&pt->one, r, COORD_TO_JOBS, 0, &copy, on_encoder, pt);
+    if (rc)
+        coord_rq_fail_end(r, rc, cr_error_message());
 }
 
 void coord_passthrough_start(coord_rq *r)

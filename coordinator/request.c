@@ -136,7 +136,7 @@ cr_err coord_one_start(coord_one *o, coord_rq *r, coord_target target, int group
     if (rc)
         return rc;
     coord_sub_init(&o->sub, target, group, 0, o->body, len, coord_rq_sub_timeout(r),
-                   target != COORD_TO_REPLICA);
+                   target == COORD_TO_GROUP || target == COORD_TO_ENCODER);
     return coord_loop_call(r->loop, &o->call, &o->sub, 1, done, arg);
 }
 

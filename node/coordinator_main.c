@@ -5,9 +5,11 @@
 
 #include "common/curve_zap.h"
 #include "common/daemon.h"
+#include "common/wire.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
 #include "gateway/http.h"
+#include "jobs/broker.h"
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -58,8 +60,9 @@ static cr_err serve(const coord_server_opts *o, const char *http, const char *co
 int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http, *cors, *curve_secret, *curve_allow;
-    char *http_keys, *tls_cert, *tls_key;
-    long long workers, deadline, backend_timeout, spin_us, skew_ms;
+    char *http_keys, *tls_cert, *tls_key, *jobs_dir, *worker_bind;
+    long long workers, deadline, backend_timeout, spin_us, skew_ms, job_attempts, job_queue,
+        job_hb, job_ttl, job_mb;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
          "cluster map JSON file (shard groups, encoders; reloaded on SIGHUP)"},
@@ -77,6 +80,19 @@ int main(int argc, char **argv)
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"version-skew-ms", CR_OPT_INT, &skew_ms, SKEW_DEFAULT, 0, 86400000, 0,
          "how far a client-chosen item version may lead this server's clock (later: rejected)"},
+        {"jobs-dir", CR_OPT_STRING, &jobs_dir, NULL, 0, 0, 0,
+         "run the generation job broker here (its LMDB job store); needs --worker-bind"},
+        {"worker-bind", CR_OPT_STRING, &worker_bind, NULL, 0, 0, 0,
+         "endpoint diffusion workers connect to (with --jobs-dir)"},
+        {"job-attempts", CR_OPT_INT, &job_attempts, "3", 1, 100, 0, "attempts per job"},
+        {"job-queue", CR_OPT_INT, &job_queue, "1000", 1, 100000000, 0,
+         "most queued jobs (OVERLOADED past it)"},
+        {"job-heartbeat-ms", CR_OPT_INT, &job_hb, "1000", 10, 60000, 0,
+         "worker heartbeat interval (a worker silent for 3 is dead)"},
+        {"job-result-ttl", CR_OPT_INT, &job_ttl, "3600", 1, 100000000, 0,
+         "seconds a result is kept"},
+        {"job-store-mb", CR_OPT_INT, &job_mb, "1024", 1, 1000000, 0,
+         "job store size in MiB (results may use half)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
         CR_CURVE_SERVER_OPTS(curve_secret, curve_allow),
         {"http-keys", CR_OPT_STRING, &http_keys, NULL, 0, 0, 0,
@@ -89,6 +105,8 @@ int main(int argc, char **argv)
     size_t nopts = sizeof opts / sizeof opts[0];
     coord_server_opts o = coord_server_default_opts();
     coord_map *map = NULL;
+    jobs_broker *jobs = NULL;
+    void *zctx = NULL;
     cr_curve curve;
     int curve_on = 0;
     int ret = cr_daemon_begin("cirrus-coordinator", "CIRRUS_COORDINATOR", opts, nopts, argc,
@@ -111,6 +129,30 @@ int main(int argc, char **argv)
         ret = cr_daemon_fail("no bind endpoint (map 'bind' or --bind)");
         goto out;
     }
+    if (!jobs_dir != !worker_bind) {
+        ret = cr_daemon_fail("--jobs-dir and --worker-bind go together");
+        goto out;
+    }
+    if (jobs_dir) {
+        jobs_broker_opts jo = jobs_broker_default_opts();
+        char ep[64];
+        cr_wire_inproc_name(ep, sizeof ep, "coord-jobs");
+        jo.dir = jobs_dir;
+        jo.bind = ep;
+        jo.worker_bind = worker_bind;
+        jo.attempts = (uint32_t)job_attempts;
+        jo.queue = (uint32_t)job_queue;
+        jo.heartbeat_ms = (uint32_t)job_hb;
+        jo.result_ttl_ms = (uint64_t)job_ttl * 1000;
+        jo.store_mb = (size_t)job_mb;
+        if (cr_wire_ctx_new(&zctx) || (jo.zmq_ctx = zctx, jobs_broker_open(&jobs, &jo))) {
+            ret = cr_daemon_fail("job broker: %s", cr_error_message());
+            goto out;
+        }
+        snprintf(map->jobs, sizeof map->jobs, "%s", jobs_broker_endpoint(jobs));
+        o.jobs_endpoint = jobs_broker_endpoint(jobs);
+        o.zmq_ctx = zctx;
+    }
     o.map = map;
     o.workers = (int)workers;
     o.spin_us = (unsigned)spin_us;
@@ -122,6 +164,9 @@ int main(int argc, char **argv)
     http_sec sec = {http_keys, tls_cert, tls_key};
     ret = serve(&o, http, cors, &sec) ? cr_daemon_fail("%s", cr_error_message()) : 0;
 out:
+    jobs_broker_close(&jobs);
+    if (zctx)
+        cr_wire_ctx_term(&zctx);
     free(map);
     return cr_daemon_end("coordinator", ret);
 }

@@ -15,6 +15,7 @@
 #include "coordinator/coord.h"
 #include "encoder/server.h"
 #include "gateway/http.h"
+#include "jobs/broker.h"
 #include "common/curve.h"
 #include "shard/engine.h"
 #include "shard/server.h"
@@ -57,6 +58,7 @@ struct node {
     coord_server *coord;
     role_thread coord_th;
     gw_http *gw;
+    jobs_broker *jobs; /* with --worker-bind: jobs under DATA/jobs */
     volatile sig_atomic_t stop;    /* every role's stop flag */
     _Atomic(role_thread *) failed; /* the first role that ended with an error */
 };
@@ -223,9 +225,40 @@ static cr_err start_backends(node *n)
     return CR_OK;
 }
 
+/* The job broker (DATA/jobs), reached by the coordinator through an inproc endpoint. */
+static cr_err start_jobs(node *n)
+{
+    jobs_broker_opts o = jobs_broker_default_opts();
+    char dir[4096], bind[64];
+    cr_err rc;
+    if (!n->o.worker_bind)
+        return CR_OK;
+    snprintf(dir, sizeof dir, "%s/jobs", n->o.data);
+    cr_wire_inproc_name(bind, sizeof bind, "serve-jobs");
+    o.dir = dir;
+    o.bind = bind;
+    o.worker_bind = n->o.worker_bind;
+    o.zmq_ctx = n->zctx;
+    if (n->o.job_attempts)
+        o.attempts = n->o.job_attempts;
+    if (n->o.job_queue)
+        o.queue = n->o.job_queue;
+    if (n->o.job_heartbeat_ms)
+        o.heartbeat_ms = n->o.job_heartbeat_ms;
+    if (n->o.job_result_ttl_ms)
+        o.result_ttl_ms = n->o.job_result_ttl_ms;
+    if (n->o.job_store_mb)
+        o.store_mb = n->o.job_store_mb;
+    if ((rc = jobs_broker_open(&n->jobs, &o)))
+        return cr_error_wrap(rc, "job broker");
+    return CR_OK;
+}
+
 static void fill_map(node *n)
 {
     coord_map *map = n->map;
+    if (n->jobs)
+        snprintf(map->jobs, sizeof map->jobs, "%s", jobs_broker_endpoint(n->jobs));
     if (n->enc.svc) {
         snprintf(map->encoders[0], sizeof map->encoders[0], "%s", n->enc.o.bind);
         map->n_encoders = 1;
@@ -302,7 +335,7 @@ static cr_err node_start(node *n)
         return cr_error_set(CR_ERR_INVALID, "--dim %d differs from the model's embedding size %d",
                             n->o.dim, dim);
     if ((rc = cr_wire_ctx_new(&n->zctx)) || (rc = open_shards(n, dim)) || (rc = start_backends(n)) ||
-        (rc = start_front(n)))
+        (rc = start_jobs(n)) || (rc = start_front(n)))
         return rc;
     CR_INFO("serve", "cirrus serve: %d shard(s) of dim %d (%s, %s)%s on %s", n->o.shards, dim,
             shard_engine_factory(n->shards[0].engine), n->map->metric_l2 ? "l2" : "ip",
@@ -360,6 +393,7 @@ cr_err node_close(node **pp)
     gw_http_stop(&n->gw);
     role_join(&n->coord_th);
     coord_server_close(&n->coord);
+    jobs_broker_close(&n->jobs);
     rc = failure(n);
     /* A server whose threads did not stop still uses its engine or service: leave those. */
     for (int i = 0; i < NODE_MAX_SHARDS; i++)

@@ -20,6 +20,8 @@
 #define NODE_NODE_H
 
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -38,6 +40,10 @@ typedef struct node_opts {
     int dim;                /* for a new catalog without a model; 0 = the model's */
     int threads;            /* encoder threads; 0 = default */
     unsigned spin_us;       /* busy-poll after traffic (default 0: the roles share cores) */
+    const char *worker_bind; /* the job broker's worker endpoint; NULL = no broker */
+    uint32_t job_attempts, job_queue, job_heartbeat_ms; /* 0 = the broker's defaults */
+    uint64_t job_result_ttl_ms;
+    size_t job_store_mb;
     const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
                                      close); NULL = plaintext. inproc roles stay plaintext */
     const char *http_keys;  /* the HTTP API keys file (gateway/auth.h); NULL = open */

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The job broker end to end (issue #12): cirrus serve --worker-bind with real Python composite
+# workers (worker/). Capability dispatch, a worker SIGKILLed mid-job (retried elsewhere,
+# attempts = 2), idempotent resubmit, cancel queued and running, a full queue (OVERLOADED),
+# kill -9 of the broker with jobs queued and running (all complete after the restart), and
+# malformed worker frames (dropped, the broker keeps serving).
+. "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+if ! $PY -c "import zmq, google.protobuf, PIL" 2>/dev/null; then
+  echo "skip: /usr/bin/python3 lacks zmq, protobuf or PIL (python3-zmq python3-protobuf python3-pil)"
+  exit 77
+fi
+[ -x "$BIN/cirrus-worker" ] || { echo "skip: no $BIN/cirrus-worker (build cirrus_worker_pb)"; exit 77; }
+
+PORT=$(free_port); WPORT=$(free_port)
+EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
+C() { "$BIN/cirrus" --endpoint "$EP" "$@"; }
+$PY -c "from PIL import Image; Image.new('RGB',(96,128),(200,120,90)).save('$WORK/p.png'); Image.new('RGB',(32,32),(10,40,200)).save('$WORK/g.png')"
+submit() { C generate --person "$WORK/p.png" --garment "$WORK/g.png" --category upper_body "$@"; }
+field() { C job "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+wait_state() { # ID STATE SECONDS
+  for _ in $(seq 1 $(($3 * 20))); do
+    [ "$(field "$1" state)" = "$2" ] && return 0
+    sleep 0.05
+  done
+  fail "job $1 is $(field "$1" state), not $2, after $3 s"
+}
+serve() {
+  start_bg "$WORK/serve$1.log" "$BIN/cirrus" serve --data "$WORK/data" --dim 8 --bind "$EP" \
+    --worker-bind "$WEP" --job-heartbeat-ms 200 --job-queue 4
+  SERVE_PID=$LAST_PID
+  wait_ready "$EP"
+}
+worker() { # NAME ARGS...
+  local name=$1; shift
+  start_bg "$WORK/$name.log" "$BIN/cirrus-worker" --connect "$WEP" --backend composite \
+    --heartbeat-ms 200 --worker-id "$name" --reconnect-min-ms 100 --reconnect-max-ms 400 "$@"
+}
+
+serve 1
+note "dispatch by capability: a text2image worker does not take a try-on"
+worker t2i --kinds text2image
+J1=$(submit)
+sleep 1
+[ "$(field "$J1" state)" = queued ] || fail "try-on ran without a try-on worker"
+worker wb --step-ms 250
+WB=$LAST_PID
+wait_state "$J1" running 10
+[ "$(field "$J1" worker)" = wb ] || fail "J1 runs on $(field "$J1" worker)"
+
+note "SIGKILL of the worker mid-job: retried on another"
+worker wc --step-ms 250
+sleep 0.5
+kill -9 "$WB"
+wait_state "$J1" succeeded 20
+[ "$(field "$J1" attempts)" = 2 ] || fail "attempts $(field "$J1" attempts), not 2"
+[ "$(field "$J1" worker)" = wc ] || fail "J1 succeeded on $(field "$J1" worker)"
+C job "$J1" --json | grep -q '"reason":"worker silent"' || fail "the lost attempt has no reason"
+C job "$J1" -o "$WORK/out.png" >/dev/null
+head -c 8 "$WORK/out.png" | od -An -tx1 | grep -q "89 50 4e 47" || fail "no PNG"
+
+note "idempotent resubmit"
+K1=$(submit --key same); K2=$(submit --key same)
+[ "$K1" = "$K2" ] || fail "the same key made $K1 and $K2"
+wait_state "$K1" succeeded 20
+
+note "cancel running and queued"
+R=$(submit); Q=$(submit)
+wait_state "$R" running 10
+C cancel "$Q" >/dev/null
+[ "$(field "$Q" state)" = cancelled ] || fail "queued job not cancelled at once"
+C cancel "$R" >/dev/null
+wait_state "$R" cancelled 10
+
+note "full queue: OVERLOADED"
+A=$(submit); wait_state "$A" running 10
+Q1=$(submit); Q2=$(submit); Q3=$(submit); Q4=$(submit)
+expect_error "overloaded|queue is full" submit
+
+note "kill -9 of the broker with jobs running and queued: all complete after the restart"
+kill -9 "$SERVE_PID"
+wait "$SERVE_PID" 2>/dev/null || true
+serve 2
+for j in "$A" "$Q1" "$Q2" "$Q3" "$Q4"; do wait_state "$j" succeeded 30; done
+grep -q "broker restart" <(C job "$A" --json) || fail "the interrupted attempt is not recorded"
+
+note "malformed worker frames are dropped"
+$PY - "$WEP" <<'PYEOF'
+import sys, time, zmq
+s = zmq.Context().socket(zmq.DEALER); s.connect(sys.argv[1])
+for m in [b"\xff\xff\xff\xff", b"\x22\x05garbage", b"", b"\x0a\x02\x08"]:
+    s.send(m)
+s.send_multipart([b"a", b"b", b"c"])
+time.sleep(0.3)
+PYEOF
+grep -q "dropped a malformed worker frame" "$WORK/serve2.log" || fail "no malformed frame logged"
+S=$(submit); wait_state "$S" succeeded 20
+C jobs | grep -q "$S" || fail "cirrus jobs lacks $S"
+echo "ok"
