@@ -186,7 +186,7 @@ class Worker:
                  self.worker_id, self.backend.name, ",".join(self.kinds), self.concurrency)
 
     def _reconnect(self):
-        log.warning("broker silent for %d intervals: reconnecting in %.0f s", LIVENESS, self.backoff)
+        log.warning("broker silent for %d intervals: reconnecting in %.1f s", LIVENESS, self.backoff)
         self._drop_jobs("broker silent")
         self.sock.close(linger=0)
         self._wait(self.backoff)
@@ -311,6 +311,11 @@ class Worker:
             return
         run = JobRun(job, kind, self.gen)
         self.jobs[run.job_id] = run
+        if getattr(self.backend, "inline", False):
+            # an instant backend (noop): a thread per job would cost more than the job
+            self._job_thread(run)
+            self._flush()
+            return
         run.thread = threading.Thread(target=self._job_thread, args=(run,), daemon=True,
                                       name="job-" + run.job_id[:16])
         run.thread.start()
@@ -363,10 +368,12 @@ class Worker:
         self._flush()
         held = len(self.jobs)
         self._drop_jobs(reason)
-        m = pb.load().WorkerMsg()
-        m.disconnect.reason = reason
-        self._send(m)
+        if not self.sock.closed:  # closed when stopped during a reconnect backoff
+            m = pb.load().WorkerMsg()
+            m.disconnect.reason = reason
+            self._send(m)
+            self.sock.close(linger=1000)
         log.info("disconnecting (%s), %d job(s) dropped", reason, held)
-        self.sock.close(linger=1000)  # let the Disconnect leave
+        self.ctx.term()  # waits (up to the linger) for the Disconnect to leave, even before exec
         if self.oom:
             self.exit_code = EXIT_OOM

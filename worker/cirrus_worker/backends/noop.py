@@ -23,6 +23,11 @@ class NoopBackend(Backend):
     name = "noop"
     kinds = KINDS
 
+    @property
+    def inline(self):
+        """Run on the socket thread (no thread per job) unless --step-ms makes it slow."""
+        return not float(self.options.get("step_ms", 0) or 0)
+
     def run(self, req, ctx):
         # --step-ms paces it (tests of a broker with slow jobs); by default no step at all
         step_s = float(self.options.get("step_ms", 0) or 0) / 1000.0
