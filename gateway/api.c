@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "common/validate.h"
 #include "gateway/items_body.h"
+#include "gateway/jobs_api.h"
 #include "gateway/json.h"
 #include "gateway/search_body.h"
 
@@ -25,6 +26,7 @@ unsigned gw_http_status(cr_err code)
     case CR_NOTFOUND: return 404;
     case CR_STALE: return 409;
     case GW_ERR_TOO_LARGE: return 413;
+    case GW_ERR_NOT_READY: return 409;
     case CR_ERR_OVERLOADED: return 429;
     case CR_ERR_NET:
     case CR_ERR_UNAVAILABLE: return 503;
@@ -44,6 +46,7 @@ const char *gw_error_name(cr_err code)
     case CR_NOTFOUND: return "not_found";
     case CR_STALE: return "version_conflict";
     case GW_ERR_TOO_LARGE: return "too_large";
+    case GW_ERR_NOT_READY: return "not_ready";
     case CR_ERR_OVERLOADED: return "overloaded";
     case CR_ERR_NET:
     case CR_ERR_UNAVAILABLE: return "unavailable";
@@ -369,6 +372,24 @@ static void serve_schema(gw_caller *g, gw_answer *a)
     cirrus_response_free(resp);
 }
 
+/* ---- shared with jobs_api.c ------------------------------------------------------------ */
+
+void gw_answer_json(gw_answer *a, unsigned status, json_t *j)
+{
+    answer_json(a, status, j);
+}
+
+json_t *gw_body_object(const char *body, size_t len, gw_answer *a)
+{
+    return body_object(body, len, a);
+}
+
+cr_err gw_api_call(gw_caller *g, Cirrus__V1__Request *req, Cirrus__V1__Response__ResultCase want,
+                   Cirrus__V1__Response **resp)
+{
+    return call(g, req, want, resp);
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
@@ -385,6 +406,8 @@ cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
         *op = get ? GW_OP_STATS : GW_OP_NONE;
     } else if (strcmp(url, "/v1/schema") == 0) {
         *op = get ? GW_OP_SCHEMA : GW_OP_NONE;
+    } else if (strcmp(url, "/v1/generate") == 0 || strncmp(url, "/v1/jobs", 8) == 0) {
+        return gw_jobs_match(method, url, op, id);
     } else if (strncmp(url, "/v1/items/", 10) == 0 && url[10] && (get || del)) {
         if (cr_validate_id(url + 10))
             return CR_ERR_INVALID;
@@ -405,6 +428,11 @@ void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size
     case GW_OP_ITEMS_UPSERT: serve_items_upsert(c, body, len, a); break;
     case GW_OP_STATS: serve_stats(c, a); break;
     case GW_OP_SCHEMA: serve_schema(c, a); break;
+    case GW_OP_GENERATE:
+    case GW_OP_JOB_GET:
+    case GW_OP_JOB_IMAGE:
+    case GW_OP_JOB_CANCEL:
+    case GW_OP_JOBS_LIST: gw_jobs_serve(c, op, id, body, len, a); break;
     default: gw_answer_error(a, CR_NOTFOUND, "no such endpoint"); break;
     }
 }

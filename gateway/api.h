@@ -23,6 +23,7 @@
  *   404 not_found          no such item or endpoint
  *   409 version_conflict   a write whose version is not newer than the stored item's (LWW:
  *                          nothing was written for that item; its status says "stale")
+ *   409 not_ready          the image of a generation job still queued or running
  *   413 too_large          a body over the gateway's limit, an image over GW_IMAGE_MAX
  *   429 overloaded         too many requests waiting (at the gateway or the coordinator);
  *                          Retry-After says when to retry
@@ -48,7 +49,13 @@ typedef enum gw_op {
     GW_OP_ITEM_DELETE,
     GW_OP_ITEMS_UPSERT,
     GW_OP_STATS,
-    GW_OP_SCHEMA
+    GW_OP_SCHEMA,
+    /* generation jobs: jobs_api.h */
+    GW_OP_GENERATE,
+    GW_OP_JOB_GET,
+    GW_OP_JOB_IMAGE,
+    GW_OP_JOB_CANCEL,
+    GW_OP_JOBS_LIST
 } gw_op;
 
 /* One worker's way to the coordinator: its own client, opened on first use and reopened
@@ -62,11 +69,14 @@ typedef struct gw_caller {
 
 void gw_caller_close(gw_caller *c);
 
-/* An answer: status and a malloc'd JSON body. */
+/* An answer: status and a malloc'd body, JSON unless `type` says otherwise (a static string,
+ * e.g. "image/png"); `location` (malloc'd, or NULL) becomes a Location header. */
 typedef struct gw_answer {
     unsigned status;
     char *out;
     size_t out_len;
+    const char *type;
+    char *location;
 } gw_answer;
 
 /* Which resource (method, url) names. For /v1/items/{id}, *id gets the id (malloc'd; free
@@ -87,5 +97,14 @@ json_t *gw_error_json(cr_err code, const char *msg); /* new reference */
  * of the raw text (strings skipped), before jansson builds anything. */
 cr_err gw_json_depth_check(const char *s, size_t len, int max);
 void gw_answer_error(gw_answer *a, cr_err code, const char *msg);
+/* Serializes j (consumed) as a JSON answer with `status`. */
+void gw_answer_json(gw_answer *a, unsigned status, json_t *j);
+/* The request body as a JSON object, or NULL after answering 400 (not JSON, too deep, not an
+ * object). New reference. */
+json_t *gw_body_object(const char *body, size_t len, gw_answer *a);
+/* One request to the coordinator on the worker's client: CR_OK only with the result `want`
+ * in *resp (free it with cirrus_response_free); else the error, its message recorded. */
+cr_err gw_api_call(gw_caller *g, Cirrus__V1__Request *req, Cirrus__V1__Response__ResultCase want,
+                   Cirrus__V1__Response **resp);
 
 #endif

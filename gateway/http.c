@@ -162,6 +162,19 @@ static enum MHD_Result send_text(gw_http *h, struct MHD_Connection *c, unsigned 
     return queue(h, c, status, r);
 }
 
+/* A worker's answer: JSON unless it says its type (a job's PNG), with its Location. */
+static enum MHD_Result send_answer(gw_http *h, struct MHD_Connection *c, const gw_answer *a)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        a->out ? a->out_len : 2, (void *)(a->out ? a->out : "{}"), MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->type ? a->type : "application/json");
+    if (a->location)
+        MHD_add_response_header(r, "Location", a->location);
+    return queue(h, c, a->status, r);
+}
+
 static enum MHD_Result send_page(gw_http *h, struct MHD_Connection *c)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
@@ -510,8 +523,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (atomic_load_explicit(&r->state, memory_order_acquire) == REQ_DONE) /* resumed */
-        return send_text(h, c, r->ans.status, "application/json",
-                         r->ans.out ? r->ans.out : "{}", r->ans.out ? r->ans.out_len : 2);
+        return send_answer(h, c, &r->ans);
     if (*upload_size) {
         enum MHD_Result ok = add_upload(h, r, upload, *upload_size);
         *upload_size = 0;
@@ -539,6 +551,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(r->body);
         free(r->id);
         free(r->ans.out);
+        free(r->ans.location);
         free(r);
         *con_cls = NULL;
     }

@@ -7,6 +7,8 @@
 /* What the gateway itself refuses before any call: a body or image over its limit (413). Never
  * on the wire; gw_http_status / gw_error_name know it. */
 #define GW_ERR_TOO_LARGE ((cr_err)-100)
+/* The image of a generation job that has not ended yet (409 not_ready). Never on the wire. */
+#define GW_ERR_NOT_READY ((cr_err)-101)
 
 #define GW_BODY_MAX_DEFAULT (48u << 20) /* bytes of a request body (a batch of base64 images) */
 #define GW_IMAGE_MAX (16u << 20)        /* bytes of one decoded image (item or query) */
