@@ -20,8 +20,8 @@
 /* The shard inserts incrementally (chunks of the indexer's backlog); FAISS's own one-call add
  * inserts every upper-level node before any level-0 one, which gives a better graph at its
  * default efConstruction 40: measured (bench index, 50k x 128-d) chunked adds at 40 lose
- * 0.01-0.04 recall@10 at efSearch 16, at 80-100 they match the one-call build at 40 (30k x 128-d, one thread: -0.021 at 40,
- * -0.007 at 100). Costs build time roughly in proportion. */
+ * 0.01-0.04 recall@10 at efSearch 16, at 80-100 they match the one-call build at 40
+ * (30k x 128-d, one thread: -0.021 at 40, -0.007 at 100). Build time grows with it. */
 #define HNSW_EF_CONSTRUCTION_DEFAULT 100
 #define EXACT_BLOCK 4096 /* ids fetched per callback in exact scans */
 
