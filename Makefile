@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-asan test-tsan demo clean bench-deps
+.PHONY: all build deps test test-asan test-tsan fuzz soak image demo clean bench-deps
 
 all: build
 
@@ -27,6 +27,24 @@ test-tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCIRRUS_SANITIZE=thread"
 	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=0" ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer: every decoder of untrusted bytes (tests/fuzz/), FUZZ_SECONDS each (CI: 30).
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCIRRUS_SANITIZE=fuzz $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	bash tools/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# An hour of mixed load on cirrus serve, resources judged and plotted (docs/soak.png).
+SOAK_MINUTES ?= 60
+soak: deps build
+	SOAK_MINUTES=$(SOAK_MINUTES) bash tests/soak/run.sh $(BUILD)
+
+# The container image (deploy/Dockerfile, podman + runc; a debootstrapped Debian 12 base),
+# checked by running it.
+image: deps
+	bash tools/image.sh
+
 demo: deps build
 	@bash tools/demo.sh $(BUILD)
 
@@ -39,4 +57,4 @@ bench-deps:
 	    $$S apt-get install -y --no-install-recommends python3-torch python3-numpy; fi
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-image

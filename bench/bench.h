@@ -17,6 +17,7 @@ int bench_cmd_restart(int argc, char **argv);
 int bench_cmd_raw(int argc, char **argv);
 int bench_cmd_echo(int argc, char **argv);
 int bench_cmd_encoder(int argc, char **argv);
+int bench_cmd_soak(int argc, char **argv);
 
 /* Latency percentiles over `n` samples (sorted in place), in the samples' unit. */
 double bench_percentile(double *samples, size_t n, double p);

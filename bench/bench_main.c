@@ -20,6 +20,7 @@ static const struct {
                                "under three write patterns"},
     {"echo", bench_cmd_echo, "bare ZeroMQ round trip on loopback: the transport floor"},
     {"raw", bench_cmd_raw, "send raw bytes as one frame (tests of malformed input)"},
+    {"soak", bench_cmd_soak, "hours of mixed load with the servers' RSS, fds and threads judged"},
     {"restart", bench_cmd_restart, "restart-to-ready time of a shard directory"},
     {"encoder", bench_cmd_encoder, "CLIP images/s, text latency, GFLOP/s; vs PyTorch (--peer)"},
 };

@@ -127,7 +127,8 @@ static void *endpoint_worker(void *arg)
         req.deadline_ms = 0;
         if (cirrus_client_call(cl, &req, 10000, &resp) || cirrus_response_error(resp) ||
             (!c->ping && !resp->search)) {
-            w->errors++;
+            if (w->errors++ < 3) /* what went wrong, not only how often */
+                fprintf(stderr, "search error: %s\n", cr_error_message());
             cirrus_response_free(resp);
             continue;
         }

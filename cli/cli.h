@@ -13,6 +13,7 @@ typedef struct cli_ctx {
     const char *endpoint; /* --endpoint, or CIRRUS_ENDPOINT */
     int json;             /* --json */
     uint32_t timeout_ms;  /* --timeout */
+    const char *curve_secret, *curve_server_pub; /* --curve-secret, --curve-server-pub */
     cirrus_client *client;
 } cli_ctx;
 
@@ -83,11 +84,13 @@ int cli_cmd_tag(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 /* `cirrus eval run` (cli/eval_run.c): the exit status. */
 int cli_eval_run(const char *endpoint, uint32_t timeout_ms, int json, int argc, char **argv);
+int cli_cmd_keygen(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_build(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_backup(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_restore(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_rebalance(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -23,12 +23,14 @@ static const cli_cmd commands[] = {
     {"tokenize", cli_cmd_tokenize, "CLIP token ids of texts (77 per text)"},
     {"tag", cli_cmd_tag, "zero-shot attribute values of images (--model, --attribute k=v1,v2)"},
     {"compose", cli_cmd_compose, "compose an image and a caption into a query vector"},
+    {"keygen", cli_cmd_keygen, "CURVE key pairs (--out NAME) and HTTP API keys (--http ROLES)"},
     {"serve", cli_cmd_serve, "coordinator + shards + encoder in one process (embedded mode)"},
     {"ingest", cli_cmd_ingest, "ingest a JSONL catalog of images and attributes"},
     {"dump", cli_cmd_dump, "every item of a shard as JSON lines, in id order (Scan)"},
     {"backup", cli_cmd_backup, "a consistent copy of a shard (or a cluster) while it serves"},
     {"restore", cli_cmd_restore, "a backup copied into a new directory and checked"},
     {"build", cli_cmd_build, "shard directories from vectors or a catalog, without servers"},
+    {"rebalance", cli_cmd_rebalance, "move a live cluster to more groups or another placement"},
     {"eval", cli_cmd_eval, "CIR benchmark metrics from prediction files (circo, fashioniq, cirr)"},
 };
 
@@ -40,7 +42,10 @@ static void usage(FILE *out)
                  "tcp://127.0.0.1:7700)\n"
                  "  --json          print JSON (one object per line) for scripts\n"
                  "  --timeout MS    per-request timeout (default 10000)\n"
-                 "  --log LEVEL     debug|info|warn|error (default warn)\n\n"
+                 "  --log LEVEL     debug|info|warn|error (default warn)\n"
+                 "  --curve-secret FILE, --curve-server-pub KEY|FILE\n"
+                 "                  CURVE to a tcp:// endpoint (or $CIRRUS_CURVE_SECRET and\n"
+                 "                  $CIRRUS_CURVE_SERVER_PUB; docs/security.md)\n\n"
                  "Commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "node/node.h"
 
@@ -22,6 +23,7 @@ static void on_signal(int sig)
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
         *http_cors;
+    const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
     long long shards, dim, threads, spin_us;
 } serve_opts;
 
@@ -32,14 +34,18 @@ static int usage(FILE *out)
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
             "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
-            "                    [--spin-us N]\n"
+            "                    [--spin-us N] [--curve-secret FILE --curve-allow DIR]\n"
+            "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
             "indexes snapshotted). --spin-us: busy-poll this long after traffic (lower latency\n"
             "for CPU; 0 = never). --http-cors: \"*\" or comma-separated origins the HTTP API\n"
             "allows (CORS headers, OPTIONS preflights); off by default. Defaults: --shards 1 --index HNSW32 --bind "
-            "tcp://127.0.0.1:7700 --spin-us 0.\n");
+            "tcp://127.0.0.1:7700 --spin-us 0.\n"
+            "--curve-secret/--curve-allow: CURVE on a tcp:// --bind (allowed client keys: the\n"
+            "*.pub files of DIR); --http-keys: API keys with roles for --http (reloaded on\n"
+            "SIGHUP); --http-tls-*: HTTPS. See docs/security.md.\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -54,6 +60,9 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"threads", required_argument, 0, 't'},  {"vocab", required_argument, 0, 'v'},
         {"http", required_argument, 0, 'H'},     {"spin-us", required_argument, 0, 'S'},
         {"http-cors", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {"curve-secret", required_argument, 0, 'K'}, {"curve-allow", required_argument, 0, 'A'},
+        {"http-keys", required_argument, 0, 'k'}, {"http-tls-cert", required_argument, 0, 'T'},
+        {"http-tls-key", required_argument, 0, 'Y'},
         {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -84,6 +93,11 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'v': o->vocab = optarg; break;
         case 'H': o->http = optarg; break;
         case 'C': o->http_cors = optarg; break;
+        case 'K': o->curve_secret = optarg; break;
+        case 'A': o->curve_allow = optarg; break;
+        case 'k': o->http_keys = optarg; break;
+        case 'T': o->tls_cert = optarg; break;
+        case 'Y': o->tls_key = optarg; break;
         case 'h': return usage(stdout);
         default: return usage(stderr);
         }
@@ -109,6 +123,9 @@ static node_opts node_opts_of(const serve_opts *s)
     o.bind = s->bind;
     o.http = s->http;
     o.http_cors = s->http_cors;
+    o.http_keys = s->http_keys;
+    o.http_tls_cert = s->tls_cert;
+    o.http_tls_key = s->tls_key;
     o.shards = (int)s->shards;
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;
@@ -121,6 +138,8 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     serve_opts so = {0};
     node_opts o;
     node *n = NULL;
+    cr_curve curve;
+    int curve_on = 0;
     struct sigaction sa;
     int ret = parse(ctx, &so, argc, argv);
     cr_err rc;
@@ -135,6 +154,11 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     o = node_opts_of(&so);
+    if (cr_curve_flags(&curve, so.curve_secret, so.curve_allow, 1, &curve_on)) {
+        cli_error("serve", "%s", cr_error_message());
+        return CLI_USAGE;
+    }
+    o.curve = curve_on ? &curve : NULL;
     if (node_open(&n, &o)) {
         cli_error("serve", "%s", cr_error_message());
         return CLI_FAIL;

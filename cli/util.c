@@ -8,10 +8,11 @@
 #include "gateway/json.h"
 #include "gateway/attrs_json.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/log.h"
 
 /* Values above any char, so that they never meet a command's own option values. */
-enum { OPT_JSON = 0x10000, OPT_ENDPOINT, OPT_TIMEOUT, OPT_LOG };
+enum { OPT_JSON = 0x10000, OPT_ENDPOINT, OPT_TIMEOUT, OPT_LOG, OPT_CURVE_SECRET, OPT_CURVE_PUB };
 
 #define CLI_MAX_OPTS 64 /* a command's options plus the global ones */
 
@@ -19,6 +20,8 @@ const struct option cli_global_opts[] = {{"json", no_argument, 0, OPT_JSON},
                                          {"endpoint", required_argument, 0, OPT_ENDPOINT},
                                          {"timeout", required_argument, 0, OPT_TIMEOUT},
                                          {"log", required_argument, 0, OPT_LOG},
+                                         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+                                         {"curve-server-pub", required_argument, 0, OPT_CURVE_PUB},
                                          {0, 0, 0, 0}};
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -38,6 +41,8 @@ int cli_global_apply(cli_ctx *ctx, int c, const char *arg)
     switch (c) {
     case OPT_JSON: ctx->json = 1; return 0;
     case OPT_ENDPOINT: ctx->endpoint = arg; return 0;
+    case OPT_CURVE_SECRET: ctx->curve_secret = arg; return 0;
+    case OPT_CURVE_PUB: ctx->curve_server_pub = arg; return 0;
     case OPT_TIMEOUT:
         if (cr_parse_ll(arg, 1, 3600000, &v)) {
             cli_error("cirrus", "--timeout: %s", cr_error_message());
@@ -86,17 +91,40 @@ int cli_getopt(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
     memset(&all[n], 0, sizeof all[n]);
     for (;;) {
         c = getopt_long(argc, argv, shortopts, all, NULL);
-        if (c < OPT_JSON || c > OPT_LOG)
+        if (c < OPT_JSON || c > OPT_CURVE_PUB)
             return c;
         if (cli_global_apply(ctx, c, optarg))
             return '?';
     }
 }
 
+/* --curve-secret and --curve-server-pub (else CIRRUS_CURVE_* in the environment: client.h). */
+static cr_err open_client(cli_ctx *ctx)
+{
+    cirrus_client_opts o = cirrus_client_default_opts();
+    char server[CR_CURVE_KEY_LEN + 1];
+    cr_curve k;
+    cr_err rc = CR_OK;
+    if (ctx->curve_secret || ctx->curve_server_pub) {
+        if (!ctx->curve_secret || !ctx->curve_server_pub)
+            return cr_error_set(CR_ERR_INVALID, "--curve-secret and --curve-server-pub go "
+                                                "together");
+        rc = cr_curve_load(&k, ctx->curve_secret, NULL);
+        if (!rc)
+            rc = cr_curve_public_arg(ctx->curve_server_pub, server);
+        o.curve = &k;
+        o.curve_server_pub = server;
+    }
+    if (!rc)
+        rc = cirrus_client_open(&ctx->client, ctx->endpoint, &o);
+    memset(&k, 0, sizeof k);
+    return rc;
+}
+
 cr_err cli_client(cli_ctx *ctx, cirrus_client **out)
 {
     if (!ctx->client) {
-        cr_err rc = cirrus_client_open(&ctx->client, ctx->endpoint, NULL);
+        cr_err rc = open_client(ctx);
         if (rc)
             return rc;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "client/api_impl.h"
+#include "common/curve.h"
 
 /* The public codes are the wire's and cr_err's. */
 _Static_assert((int)CIRRUS_OK == (int)CR_OK, "codes");
@@ -97,11 +98,33 @@ cirrus_options cirrus_default_options(void)
     return o;
 }
 
+/* The options' CURVE files into co (NULL there: the environment's, see client.h). */
+static cr_err api_curve(const cirrus_options *o, cr_curve *k, char *server,
+                        cirrus_client_opts *co)
+{
+    cr_err rc;
+    if (!o->curve_secret_file && !o->curve_server_pub)
+        return CR_OK;
+    if (!o->curve_secret_file || !o->curve_server_pub)
+        return cr_error_set(CR_ERR_INVALID, "cirrus_open: curve_secret_file and "
+                                            "curve_server_pub go together");
+    rc = cr_curve_load(k, o->curve_secret_file, NULL);
+    if (!rc)
+        rc = cr_curve_public_arg(o->curve_server_pub, server);
+    if (!rc) {
+        co->curve = k;
+        co->curve_server_pub = server;
+    }
+    return rc;
+}
+
 cirrus_err cirrus_open(cirrus **out, const char *endpoint, const cirrus_options *opts)
 {
     cirrus_options o = opts ? *opts : cirrus_default_options();
     cirrus_client_opts co = cirrus_client_default_opts();
     cirrus *c = NULL;
+    cr_curve curve;
+    char server[CR_CURVE_KEY_LEN + 1];
     cr_err rc;
 
     if (!out || !endpoint || !endpoint[0])
@@ -115,7 +138,10 @@ cirrus_err cirrus_open(cirrus **out, const char *endpoint, const cirrus_options 
     co.max_alloc = o.max_reply_alloc;
     co.heartbeats = o.heartbeats;
     co.spin_us = o.spin_us;
-    rc = cirrus_client_open(&c->cl, endpoint, &co);
+    rc = api_curve(&o, &curve, server, &co);
+    if (!rc)
+        rc = cirrus_client_open(&c->cl, endpoint, &co);
+    memset(&curve, 0, sizeof curve);
     if (rc) {
         free(c);
         return (cirrus_err)rc;

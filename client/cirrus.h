@@ -107,6 +107,12 @@ typedef struct cirrus_options {
     int heartbeats;         /* ZMTP heartbeats to notice a dead peer. Default 1 */
     unsigned spin_us;       /* busy-poll this long for a reply before sleeping: lower latency
                                for CPU. Default 0 */
+    /* CURVE encryption and authentication on tcp:// (docs/security.md): this client's secret
+     * key file (`cirrus keygen --out NAME` makes NAME.key, mode 0600) and the server's public
+     * key (Z85 text, or the path of its .pub file); both or neither. NULL = the environment:
+     * CIRRUS_CURVE_SECRET and CIRRUS_CURVE_SERVER_PUB; unset = plaintext. Default NULL */
+    const char *curve_secret_file;
+    const char *curve_server_pub;
 } cirrus_options;
 
 cirrus_options cirrus_default_options(void);

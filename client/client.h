@@ -42,6 +42,11 @@ typedef struct cirrus_client_opts {
                              trades CPU for a scheduler wake-up per reply */
     size_t max_alloc;     /* largest total allocation while unpacking one reply;
                              0 = 4 x max_frame */
+    /* CURVE on a tcp:// endpoint (common/curve.h): this client's key and the server's public
+     * key (Z85). NULL = from the environment: CIRRUS_CURVE_SECRET (a .key file) and
+     * CIRRUS_CURVE_SERVER_PUB (a key or a .pub file); neither set = plaintext. */
+    const struct cr_curve *curve;
+    const char *curve_server_pub;
 } cirrus_client_opts;
 
 cirrus_client_opts cirrus_client_default_opts(void);

@@ -15,6 +15,8 @@ pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
 pkg_check_modules(STB REQUIRED IMPORTED_TARGET stb)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
+# SHA-256 of the HTTP API keys (gateway/auth.c); libmicrohttpd's TLS is GnuTLS already.
+pkg_check_modules(GNUTLS REQUIRED IMPORTED_TARGET gnutls)
 
 find_program(PROTOC_C NAMES protoc-c REQUIRED)
 find_library(MATH_LIB m REQUIRED)

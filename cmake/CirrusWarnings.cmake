@@ -13,8 +13,17 @@ if(CIRRUS_SANITIZE STREQUAL "address")
 elseif(CIRRUS_SANITIZE STREQUAL "thread")
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
   add_link_options(-fsanitize=thread)
+elseif(CIRRUS_SANITIZE STREQUAL "fuzz")
+  # libFuzzer (clang only): every object gets the coverage hooks and ASan+UBSan; only the
+  # fuzz_NAME binaries link the fuzzer's main (tests/fuzz/CMakeLists.txt).
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CIRRUS_SANITIZE=fuzz needs clang (CC=clang CXX=clang++)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
 elseif(NOT CIRRUS_SANITIZE STREQUAL "")
-  message(FATAL_ERROR "CIRRUS_SANITIZE must be '', 'address' or 'thread'")
+  message(FATAL_ERROR "CIRRUS_SANITIZE must be '', 'address', 'thread' or 'fuzz'")
 endif()
 
 # cirrus_target_warnings(TARGET): our own C sources get the full warning set.

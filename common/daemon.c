@@ -11,6 +11,9 @@
 
 /* Process-wide, set once before any thread starts (STYLE: the config and the stop flag). */
 static volatile sig_atomic_t stop_flag, reload_flag;
+/* SIGHUPs so far: for a second reader of SIGHUP (the HTTP keys), which must not clear the
+ * flag the coordinator's map reload waits on. Only the handler writes it. */
+static volatile sig_atomic_t reload_count;
 static const char *program_name = "cirrus";
 static const cr_opt *daemon_opts;
 static size_t daemon_nopts;
@@ -25,6 +28,7 @@ static void on_hup(int sig)
 {
     (void)sig;
     reload_flag = 1;
+    reload_count = (sig_atomic_t)(reload_count + 1);
 }
 
 static void apply_log_level(const cr_opt *opts, size_t n)
@@ -78,6 +82,12 @@ volatile sig_atomic_t *cr_daemon_reload_flag(void)
     sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, NULL);
     return &reload_flag;
+}
+
+const volatile sig_atomic_t *cr_daemon_reload_count(void)
+{
+    cr_daemon_reload_flag();
+    return &reload_count;
 }
 
 void cr_daemon_wait(void)

@@ -40,6 +40,10 @@ volatile sig_atomic_t *cr_daemon_stop_flag(void);
  * flag it sets; the daemon clears it after reloading. */
 volatile sig_atomic_t *cr_daemon_reload_flag(void);
 
+/* Installs the same SIGHUP handler and returns the number of SIGHUPs received so far: a reader
+ * that compares it with the count it last saw reloads without clearing the flag above. */
+const volatile sig_atomic_t *cr_daemon_reload_count(void);
+
 /* Sleeps until SIGINT or SIGTERM (in slices of 50 ms). */
 void cr_daemon_wait(void);
 

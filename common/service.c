@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/curve_zap.h"
 #include "common/log.h"
 #include "common/wire.h"
 
@@ -62,6 +63,7 @@ struct cr_service {
     void *zctx;
     int own_zctx;
     void *front;    /* the ROUTER; the front thread's once it runs */
+    cr_zap *zap;    /* checks CURVE clients (o.curve on a tcp:// bind) */
     int efd;        /* wakes the front: replies queued, mode changed */
     atomic_int refs;
     atomic_int alive;     /* calls not yet freed */
@@ -778,6 +780,16 @@ static cr_err svc_new(cr_service **out, const cr_svc_opts *o, const cr_svc_ops *
     return CR_OK;
 }
 
+/* The ZAP handler first: a CURVE socket bound without one would accept any client that
+ * knows the server's public key. */
+static cr_err curve_on(cr_service *s)
+{
+    cr_err rc = cr_zap_start(&s->zap, s->zctx, s->o.curve);
+    if (!rc)
+        rc = cr_curve_setup_server(s->front, s->o.curve);
+    return rc;
+}
+
 static cr_err socket_open(cr_service *s)
 {
     size_t len = sizeof s->endpoint;
@@ -794,8 +806,11 @@ static cr_err socket_open(cr_service *s)
     if (!s->front)
         return cr_error_set(CR_ERR_NET, "socket: %s", zmq_strerror(errno));
     rc = cr_wire_socket_setup(s->front, &s->lim);
+    if (!rc && s->o.curve && cr_endpoint_is_tcp(s->bind))
+        rc = curve_on(s);
     if (rc)
         return rc;
+    cr_warn_exposed(s->name, s->bind, s->zap != NULL, "CURVE (--curve-secret, --curve-allow)");
     if (zmq_bind(s->front, s->bind) != 0)
         return cr_error_set(CR_ERR_NET, "cannot bind %s: %s", s->bind, zmq_strerror(errno));
     if (zmq_getsockopt(s->front, ZMQ_LAST_ENDPOINT, s->endpoint, &len) != 0)
@@ -962,6 +977,7 @@ cr_err cr_service_close(cr_service **pp)
         zmq_close(s->front);
         s->front = NULL;
     }
+    cr_zap_stop(&s->zap);
     if (s->own_zctx)
         cr_wire_ctx_term(&s->zctx);
     if (stuck)

@@ -110,6 +110,8 @@ typedef struct cr_svc_opts {
     uint32_t idle_ms;          /* writer's idle tick (100) */
     cr_svc_spawn_fn *spawn;    /* thread start, for tests injecting failures; NULL =
                                   pthread_create */
+    const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
+                                     close); NULL = plaintext */
 } cr_svc_opts;
 
 cr_svc_opts cr_svc_default_opts(void);

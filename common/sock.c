@@ -1,4 +1,5 @@
 #include "common/sock.h"
+#include "common/pb_check.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -111,6 +112,10 @@ cr_err cr_sock_recv_unpack(void *sock, const ProtobufCMessageDescriptor *desc,
         return cr_error_set(CR_ERR_NET, "zmq_msg_recv: %s", zmq_strerror(e));
     }
     len = zmq_msg_size(&frame);
+    if (cr_pb_check(desc, zmq_msg_data(&frame), len)) {
+        zmq_msg_close(&frame);
+        return CR_ERR_PROTO;
+    }
     msg = protobuf_c_message_unpack(desc, alloc, len, zmq_msg_data(&frame));
     zmq_msg_close(&frame);
     if (!msg)

@@ -1,6 +1,7 @@
 #include "wire.h"
 
 #include "common/clock.h"
+#include "common/pb_check.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -228,7 +229,11 @@ void cr_pb_bounded_init(cr_pb_bounded *b, size_t limit)
 cr_err cr_wire_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                       cr_pb_bounded *alloc, ProtobufCMessage **out)
 {
-    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc->base, len, data);
+    ProtobufCMessage *msg;
+    cr_err rc = cr_pb_check(desc, data, len);
+    if (rc)
+        return rc;
+    msg = protobuf_c_message_unpack(desc, &alloc->base, len, data);
     if (!msg)
         return cr_error_set(CR_ERR_PROTO, "malformed %s message (%zu bytes)", desc->short_name,
                             len);

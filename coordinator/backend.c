@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/sock.h"
 
@@ -31,14 +32,32 @@ void coord_backends_free(coord_backends *s)
     s->n = 0;
 }
 
-static cr_err backend_open(coord_backends *s, coord_backend *b, const char *ep)
+/* With CURVE on, every tcp:// backend needs its public key from the map: a node whose key is
+ * unknown is refused here rather than connected in plaintext. */
+static cr_err backend_curve(coord_backends *s, coord_backend *b, const char *pub)
+{
+    if (!s->curve || !cr_endpoint_is_tcp(b->ep))
+        return CR_OK;
+    if (!pub[0])
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s has no curve_pub (this "
+                                            "coordinator runs with --curve-secret)", b->ep);
+    snprintf(b->pub, sizeof b->pub, "%s", pub);
+    return cr_curve_setup_client(b->sock, s->curve, pub);
+}
+
+static cr_err backend_open(coord_backends *s, coord_backend *b, const char *ep, const char *pub)
 {
     cr_wire_limits lim = s->lim;
+    cr_err rc;
     snprintf(b->ep, sizeof b->ep, "%s", ep);
     if (strncmp(ep, "inproc://", 9) == 0)
         lim.heartbeat_ivl_ms = 0;
-    if (cr_sock_open(s->ctx, CR_SOCK_DEALER, &lim, &b->sock) || cr_sock_connect(b->sock, ep))
+    if (cr_sock_open(s->ctx, CR_SOCK_DEALER, &lim, &b->sock))
         return CR_ERR_NET;
+    if ((rc = backend_curve(s, b, pub)) || (rc = cr_sock_connect(b->sock, ep))) {
+        cr_sock_close(&b->sock);
+        return rc;
+    }
     b->up = 1; /* optimistic until pings say otherwise */
     /* Nothing is known of a replica's contents until a repair compared it with its peers
      * (single-replica groups are exempt: fresh_publish). */
@@ -91,10 +110,11 @@ void coord_backends_mark(coord_backends *s, coord_backend *b, int up)
 }
 
 /* Moves the backend for `ep` from old[] into *b when there is one. */
-static int reuse(coord_backend *old, int n_old, coord_backend *b, const char *ep)
+static int reuse(coord_backend *old, int n_old, coord_backend *b, const char *ep,
+                 const char *pub)
 {
     for (int i = 0; i < n_old; i++)
-        if (old[i].sock && strcmp(old[i].ep, ep) == 0) {
+        if (old[i].sock && strcmp(old[i].ep, ep) == 0 && strcmp(old[i].pub, pub) == 0) {
             memcpy(b, &old[i], sizeof *b);
             old[i].sock = NULL;
             return 1;
@@ -117,9 +137,10 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
         int enc = g == map->n_groups, count = enc ? map->n_encoders : map->n_replicas[g];
         for (int r = 0; r < count && !rc; r++) {
             const char *ep = enc ? map->encoders[r] : map->replicas[g][r];
+            const char *pub = enc ? map->encoder_pub[r] : map->replica_pub[g][r];
             coord_backend *b = &s->be[n];
-            if (!reuse(old, n_old, b, ep))
-                rc = backend_open(s, b, ep);
+            if (!reuse(old, n_old, b, ep, s->curve && cr_endpoint_is_tcp(ep) ? pub : ""))
+                rc = backend_open(s, b, ep, pub);
             b->is_encoder = enc;
             b->group = enc ? -1 : g;
             b->replica = r;

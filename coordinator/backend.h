@@ -41,6 +41,7 @@ typedef enum coord_target {
 
 typedef struct coord_backend {
     char ep[COORD_MAX_ENDPOINT];
+    char pub[41]; /* the CURVE key it was connected with ("" = plaintext) */
     void *sock;
     int outstanding; /* calls and pings in flight */
     int up, ever_up;
@@ -77,6 +78,7 @@ typedef struct coord_backends {
     pthread_mutex_t state_mu; /* the replicas' freshness fields, and coord_backends_build */
     void *ctx;
     cr_wire_limits lim;
+    const struct cr_curve *curve; /* this coordinator's key for tcp:// backends; NULL = off */
     coord_up_fn on_up;
     void *up_ctx;
 } coord_backends;

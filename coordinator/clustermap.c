@@ -7,10 +7,47 @@
 #include <jansson.h>
 
 #include "cirrus.pb-c.h"
+#include "common/curve.h"
 
 int coord_map_group_of(const coord_map *m, const char *ext_id)
 {
+    if (m->move_groups && !m->move_reads_new)
+        return coord_placement_group(m->move_placement, ext_id, m->move_groups);
     return coord_placement_group(m->placement, ext_id, m->n_groups);
+}
+
+int coord_map_write_groups(const coord_map *m, const char *ext_id, int out[2])
+{
+    out[0] = coord_placement_group(m->placement, ext_id, m->n_groups);
+    if (!m->move_groups)
+        return 1;
+    out[1] = coord_placement_group(m->move_placement, ext_id, m->move_groups);
+    return out[1] == out[0] ? 1 : 2;
+}
+
+/* "moving_from": {"groups": N, "placement": P, "reads": "old"|"new"} (see clustermap.h). */
+static cr_err parse_moving(const json_t *v, coord_map *m)
+{
+    const json_t *g = json_object_get(v, "groups"), *p = json_object_get(v, "placement");
+    const json_t *r = json_object_get(v, "reads");
+    const char *reads = r ? json_string_value(r) : "old";
+    cr_err rc;
+    if (!json_is_object(v) || !json_is_integer(g) || json_integer_value(g) < 1 ||
+        json_integer_value(g) > m->n_groups)
+        return cr_error_set(CR_ERR_INVALID, "cluster map: moving_from must be an object whose "
+                                            "'groups' is 1..%d (this map's groups)", m->n_groups);
+    if (json_object_size(v) != (size_t)(1 + (p != NULL) + (r != NULL)))
+        return cr_error_set(CR_ERR_INVALID, "cluster map: moving_from holds only groups, "
+                                            "placement and reads");
+    m->move_placement = COORD_PLACEMENT_LEGACY;
+    if (p && (rc = coord_placement_parse(json_string_value(p), &m->move_placement)))
+        return cr_error_wrap(rc, "cluster map: moving_from.placement");
+    if (!reads || (strcmp(reads, "old") != 0 && strcmp(reads, "new") != 0))
+        return cr_error_set(CR_ERR_INVALID, "cluster map: moving_from.reads must be \"old\" or "
+                                            "\"new\"");
+    m->move_reads_new = strcmp(reads, "new") == 0;
+    m->move_groups = (int)json_integer_value(g);
+    return CR_OK;
 }
 
 static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
@@ -25,6 +62,31 @@ static cr_err endpoint_copy(char *dst, const json_t *v, const char *what)
         return cr_error_set(CR_ERR_INVALID, "cluster map: %s '%s' is not a tcp://, ipc:// or "
                                             "inproc:// endpoint", what, s);
     memcpy(dst, s, strlen(s) + 1);
+    return CR_OK;
+}
+
+/* A node is its endpoint, or {"endpoint": EP, "curve_pub": Z85}: the CURVE public key the
+ * coordinator expects of it (docs/operations.md). */
+static cr_err node_copy(char *ep, char *pub, const json_t *v, const char *what)
+{
+    const json_t *k;
+    const char *key, *s;
+    json_t *val;
+    if (!json_is_object(v))
+        return endpoint_copy(ep, v, what);
+    json_object_foreach((json_t *)v, key, val)
+        if (strcmp(key, "endpoint") != 0 && strcmp(key, "curve_pub") != 0)
+            return cr_error_set(CR_ERR_INVALID, "cluster map: %s: unknown field '%s'", what, key);
+    cr_err rc = endpoint_copy(ep, json_object_get(v, "endpoint"), what);
+    if (rc)
+        return rc;
+    k = json_object_get(v, "curve_pub");
+    s = k ? json_string_value(k) : NULL;
+    if (k && !cr_curve_key_valid(s))
+        return cr_error_set(CR_ERR_INVALID, "cluster map: %s: curve_pub must be a Z85 public "
+                                            "key (40 characters, as in a .pub file)", what);
+    if (s)
+        memcpy(pub, s, CR_CURVE_KEY_LEN + 1);
     return CR_OK;
 }
 
@@ -48,7 +110,7 @@ static cr_err parse_groups(const json_t *groups, coord_map *m)
         json_array_foreach(g, ri, r)
         {
             snprintf(what, sizeof what, "groups[%zu][%zu]", gi, ri);
-            cr_err rc = endpoint_copy(m->replicas[gi][ri], r, what);
+            cr_err rc = node_copy(m->replicas[gi][ri], m->replica_pub[gi][ri], r, what);
             if (rc)
                 return rc;
         }
@@ -88,7 +150,8 @@ cr_err coord_map_parse(const char *text, coord_map *out)
     {
         static const char *const known[] = {"bind",     "groups",       "encoders",
                                             "metric",   "write_quorum", "hedge_ms",
-                                            "default_method", "placement"};
+                                            "default_method", "placement",
+                                            "moving_from"};
         int ok = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             ok |= strcmp(key, known[i]) == 0;
@@ -120,7 +183,7 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         {
             char what[32];
             snprintf(what, sizeof what, "encoders[%zu]", i);
-            if ((rc = endpoint_copy(m->encoders[i], e, what)))
+            if ((rc = node_copy(m->encoders[i], m->encoder_pub[i], e, what)))
                 goto out;
         }
         m->n_encoders = (int)json_array_size(v);
@@ -163,6 +226,9 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         rc = cr_error_wrap(rc, "cluster map: placement");
         goto out;
     }
+    v = json_object_get(root, "moving_from");
+    if (v && (rc = parse_moving(v, m)))
+        goto out;
 out:
     json_decref(root);
     return rc;

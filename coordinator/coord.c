@@ -67,6 +67,7 @@ cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
     lo.bind = o->map->bind;
     lo.zmq_ctx = o->zmq_ctx;
     lo.spin_us = o->spin_us;
+    lo.curve = o->curve;
     lo.on_request = coord_request_start;
     lo.request_ctx = &s->app;
     rc = coord_loop_new(&s->app.loop, o->map, &lo);

@@ -42,6 +42,8 @@ typedef struct coord_server_opts {
     unsigned spin_us;            /* busy-poll after traffic before sleeping (default 0) */
     uint64_t version_skew_ms;    /* how far a client-chosen item version may lead the clock
                                     (default CR_HLC_MAX_SKEW_MS); later ones are rejected */
+    const struct cr_curve *curve; /* CURVE key and allow dir for the tcp:// front and the
+                                     backends (common/curve.h; borrowed); NULL = plaintext */
 } coord_server_opts;
 
 coord_server_opts coord_server_default_opts(void);

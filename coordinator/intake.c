@@ -26,6 +26,7 @@ static void dispatch(coord_rq *r)
     case CIRRUS__V1__REQUEST__OP_ENCODE_IMAGE:
     case CIRRUS__V1__REQUEST__OP_ENCODE_TEXT:
     case CIRRUS__V1__REQUEST__OP_COMPOSE: coord_passthrough_start(r); break;
+    case CIRRUS__V1__REQUEST__OP_RELOAD: coord_reload_start(r); break;
     case CIRRUS__V1__REQUEST__OP_BACKUP:
         coord_rq_fail_end(r, CR_ERR_UNSUPPORTED,
                           "backup is a shard operation: back up one replica of each group "

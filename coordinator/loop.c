@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/curve_zap.h"
 #include "common/log.h"
 #include "common/sock.h"
 
@@ -30,6 +31,7 @@ struct coord_loop {
     atomic_int map_waiting;
     cr_wire_limits lim;
     void *front;
+    cr_zap *zap; /* checks CURVE clients of the front (o.curve on a tcp:// bind) */
     void *side; /* ROUTER for calls from other threads (coord_caller) */
     char side_ep[64];
     atomic_int callers_closed;
@@ -378,6 +380,8 @@ static void reroute(void *ctx, uint64_t id, coord_pending_entry *e)
     coord_sub *s = c ? &c->subs[e->sub] : NULL;
     pend_del(L, id);
     if (s && !s->done) {
+        s->tried = 0; /* else a group of one replica (or a write's replica) has none left to
+                         try, and the call waits out its whole timeout */
         s->hedge_at_us = 0;
         coord_timers_arm(&L->timers, &c->timer, 0);
     }
@@ -635,6 +639,21 @@ cr_err coord_loop_run(coord_loop *L, volatile sig_atomic_t *stop)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* CURVE on a tcp:// front: the ZAP handler before the bind (a CURVE socket without one would
+ * take any client that knows the public key); a warning when it is open to other hosts. */
+static cr_err front_curve(coord_loop *L, const coord_loop_opts *o)
+{
+    cr_err rc = CR_OK;
+    if (o->curve && cr_endpoint_is_tcp(o->bind)) {
+        rc = cr_zap_start(&L->zap, L->ctx, o->curve);
+        if (!rc)
+            rc = cr_curve_setup_server(L->front, o->curve);
+    }
+    cr_warn_exposed("coordinator", o->bind, L->zap != NULL,
+                    "CURVE (--curve-secret, --curve-allow)");
+    return rc;
+}
+
 cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_opts *o)
 {
     coord_loop *L = calloc(1, sizeof *L);
@@ -665,11 +684,14 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
         rc = coord_backends_init(&L->bs, L->ctx, &L->lim);
     if (!rc) {
         L->bs.on_up = o->on_replica_up;
+        L->bs.curve = o->curve;
         L->bs.up_ctx = o->up_ctx;
         rc = coord_backends_build(&L->bs, L->map);
     }
     if (!rc && cr_sock_open(L->ctx, CR_SOCK_ROUTER, &L->lim, &L->front))
         rc = cr_error_wrap(CR_ERR_NET, "coordinator socket");
+    if (!rc)
+        rc = front_curve(L, o);
     if (!rc)
         rc = cr_sock_bind(L->front, o->bind);
     cr_wire_inproc_name(L->side_ep, sizeof L->side_ep, "coord-callers");
@@ -692,6 +714,7 @@ void coord_loop_free(coord_loop **pp)
         return;
     cr_sock_close(&L->front);
     cr_sock_close(&L->side);
+    cr_zap_stop(&L->zap);
     coord_backends_free(&L->bs);
     if (L->own_ctx)
         cr_wire_ctx_term(&L->ctx);
@@ -739,6 +762,11 @@ const coord_map *coord_loop_map(coord_loop *L)
     m = L->map;
     pthread_mutex_unlock(&L->map_mu);
     return m;
+}
+
+int coord_loop_map_pending(coord_loop *L)
+{
+    return atomic_load(&L->map_waiting);
 }
 
 void coord_loop_set_map(coord_loop *L, const coord_map *map)

@@ -87,6 +87,8 @@ typedef struct coord_loop_opts {
     coord_up_fn on_replica_up; /* a shard replica returned (replica repair) */
     void *up_ctx;
     uint32_t max_calls;      /* backend calls in flight at most (0 = 1 << 20) */
+    const struct cr_curve *curve; /* CURVE on the tcp:// front and backends (common/curve.h;
+                                     borrowed until free); NULL = plaintext */
 } coord_loop_opts;
 
 /* Connects the backends of `map` (copied) and binds the public endpoint. */
@@ -125,6 +127,8 @@ const coord_map *coord_loop_map(coord_loop *L);
 /* Replaces the map (SIGHUP); applied by the loop between events. Backends present in both
  * maps keep their connections. */
 void coord_loop_set_map(coord_loop *L, const coord_map *map);
+/* 1 while a map given to coord_loop_set_map is not applied yet. */
+int coord_loop_map_pending(coord_loop *L);
 /* 1 when the shard replica is up and readable. */
 int coord_loop_replica_live(coord_loop *L, int group, int replica);
 void *coord_loop_zmq_ctx(coord_loop *L);

@@ -1,6 +1,6 @@
 /* The other operations: get (by id, from the owning groups), stats (every group and an
- * encoder, summed), health (from the loop's view of the replicas), snapshot (every replica)
- * and the encoder ops, passed through to an encoder. */
+ * encoder, summed), health (from the loop's view of the replicas), snapshot (every replica),
+ * the encoder ops, passed through to an encoder, and reload (a new cluster map). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,4 +328,56 @@ void coord_passthrough_start(coord_rq *r)
     rc = coord_one_start(&pt->one, r, COORD_TO_ENCODER, 0, &copy, on_encoder, pt);
     if (rc)
         coord_rq_fail_end(r, rc, cr_error_message());
+}
+
+/* ---- reload --------------------------------------------------------------------------------- */
+
+/* Requests in flight that arrived under another map than the current one. */
+static uint32_t older_requests(const coord_rq *self, const coord_map *cur)
+{
+    uint32_t n = 0;
+    for (const coord_rq *q = self->app->requests; q; q = q->next)
+        n += q != self && q->map != cur;
+    return n;
+}
+
+/* Parses the map (small; no I/O, so it may run on the loop) and hands it to the loop, which
+ * applies it before its next poll; an empty map_json only reports. The bind address of a
+ * reloaded map is not used: the public socket stays where it is. */
+void coord_reload_start(coord_rq *r)
+{
+    const Cirrus__V1__ReloadRequest *rl = r->req->reload;
+    Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+    Cirrus__V1__ReloadResult out = CIRRUS__V1__RELOAD_RESULT__INIT;
+    const coord_map *cur = coord_loop_map(r->loop);
+    coord_map *m = NULL;
+    const coord_map *shown = cur;
+    if (rl && rl->map_json && rl->map_json[0]) {
+        if (!(m = malloc(sizeof *m))) {
+            coord_rq_fail_end(r, CR_ERR_NOMEM, "out of memory");
+            return;
+        }
+        if (coord_map_parse(rl->map_json, m)) {
+            free(m);
+            coord_rq_fail_end(r, CR_ERR_INVALID, cr_error_message());
+            return;
+        }
+        coord_loop_set_map(r->loop, m);
+        CR_INFO("coordinator", "reload requested: %d groups, %s%s", m->n_groups,
+                coord_placement_name(m->placement), m->move_groups ? " (moving)" : "");
+        shown = m;
+    }
+    out.groups = (uint32_t)shown->n_groups;
+    out.placement = (char *)coord_placement_name(shown->placement);
+    out.moving_from_groups = (uint32_t)shown->move_groups;
+    out.moving_from_placement =
+        shown->move_groups ? (char *)coord_placement_name(shown->move_placement) : "";
+    out.reads_new = shown->move_reads_new;
+    out.pending = m ? 1 : coord_loop_map_pending(r->loop);
+    out.older_requests = older_requests(r, cur);
+    resp.result_case = CIRRUS__V1__RESPONSE__RESULT_RELOAD;
+    resp.reload = &out;
+    coord_rq_reply(r, &resp);
+    free(m);
+    coord_rq_end(r);
 }

@@ -96,5 +96,6 @@ void coord_schema_start(coord_rq *r); /* schema.c */
 void coord_health_start(coord_rq *r);
 void coord_snapshot_start(coord_rq *r);
 void coord_passthrough_start(coord_rq *r);
+void coord_reload_start(coord_rq *r);
 
 #endif

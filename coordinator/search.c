@@ -67,6 +67,25 @@ static cr_err validate_query(const Cirrus__V1__Query *q)
 
 /* ---- gather and merge ---------------------------------------------------------------------- */
 
+/* Keeps only the hits of items that group g owns for reads: during a move (or before its old
+ * copies are deleted) an item may sit in two groups, and only its owner's copy counts. The
+ * owner holds every acknowledged write of the item (write.c), so this drops no item: each hit
+ * above an owned one in g's list is a distinct item scoring at least as well, so an item of
+ * the merged top k is within its owner's top k. */
+static void keep_owned(const coord_map *map, Cirrus__V1__SearchResult *part, int g)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < part->n_hits; i++) {
+        Cirrus__V1__Hit *h = part->hits[i];
+        if (h->id && coord_map_group_of(map, h->id) != g) {
+            cirrus__v1__hit__free_unpacked(h, NULL); /* unpacked with the default allocator */
+            continue;
+        }
+        part->hits[kept++] = h;
+    }
+    part->n_hits = kept;
+}
+
 /* Sorts the groups' answers into parts (hits tagged with their group) and missing groups. */
 static cr_err gather(search *s, const Cirrus__V1__SearchResult **parts, size_t *n_parts)
 {
@@ -77,6 +96,7 @@ static cr_err gather(search *s, const Cirrus__V1__SearchResult **parts, size_t *
         grc = coord_sub_check(&s->subs[g], what);
         if (grc == CR_OK && s->subs[g].resp->search) {
             Cirrus__V1__SearchResult *part = s->subs[g].resp->search;
+            keep_owned(s->r->map, part, (int)g);
             for (size_t i = 0; i < part->n_hits; i++)
                 part->hits[i]->group = (uint32_t)g;
             parts[(*n_parts)++] = part;

@@ -4,7 +4,12 @@
  * missed the write is reported to repair before the client hears the ack. Steps: check the
  * ids and client-chosen versions; seed the version clock from replicas not seeded yet; give
  * every item without a version one from the clock; encode the images of upserts that came
- * without vectors (one encoder call); write; count the quorum; reply. */
+ * without vectors (one encoder call); write; count the quorum; reply.
+ *
+ * During a move (the map's "moving_from", clustermap.h) an item whose old and new owners
+ * differ is written to both groups (group and group2), and its write succeeds only when both
+ * reached the quorum: the copy `cirrus rebalance` makes may already have passed the item, and
+ * whichever group ends up owning it must hold every acknowledged write. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +27,9 @@ typedef struct write_op {
     size_t n;                       /* items */
     void **items;                   /* Cirrus__V1__Item* or Cirrus__V1__DeleteItem* */
     const char **ids;
-    int *group;                     /* per item */
+    int *group;                     /* per item: its owner (the new one during a move) */
+    int *group2;                    /* per item: its old owner during a move, else -1 */
+    uint8_t *fail2;                 /* per item: group2 missed the quorum */
     Cirrus__V1__ItemStatus *status; /* per item, in request order */
     Cirrus__V1__Status *st;
     char (*msg)[200];
@@ -70,6 +77,8 @@ static void write_free(void *p)
     free(w->which);
     free(w->ids);
     free(w->group);
+    free(w->group2);
+    free(w->fail2);
     free(w->status);
     free(w->st);
     free(w->msg);
@@ -87,6 +96,8 @@ static write_op *write_new(coord_rq *r, int is_delete, size_t n, void **items)
     w->items = items;
     w->ids = calloc(n, sizeof *w->ids);
     w->group = calloc(n, sizeof *w->group);
+    w->group2 = calloc(n, sizeof *w->group2);
+    w->fail2 = calloc(n, sizeof *w->fail2);
     w->status = calloc(n, sizeof *w->status);
     w->st = calloc(n, sizeof *w->st);
     w->msg = calloc(n, sizeof *w->msg);
@@ -96,7 +107,7 @@ static write_op *write_new(coord_rq *r, int is_delete, size_t n, void **items)
         w->owned = calloc(n, sizeof *w->owned);
         w->which = calloc(n, sizeof *w->which);
     }
-    if (!w->ids || !w->group || !w->status || !w->st || !w->msg || !w->bodies ||
+    if (!w->ids || !w->group || !w->group2 || !w->fail2 || !w->status || !w->st || !w->msg || !w->bodies ||
         (!is_delete && (!w->vecs || !w->owned || !w->which))) {
         write_free(w);
         return NULL;
@@ -144,6 +155,12 @@ static void reply_write(write_op *w, uint32_t acked)
 
 /* ---- quorum -------------------------------------------------------------------------------- */
 
+/* Whether item i is in group g's share of the write. */
+static int in_group(const write_op *w, size_t i, int g)
+{
+    return w->group[i] == g || w->group2[i] == g;
+}
+
 static uint64_t item_version(const write_op *w, size_t i)
 {
     return w->is_delete ? ((Cirrus__V1__DeleteItem *)w->items[i])->version
@@ -156,7 +173,7 @@ static void note_misses(write_op *w, int g, const coord_sub *subs, int acked)
 {
     uint64_t vmin = UINT64_MAX;
     for (size_t i = 0; i < w->n; i++)
-        if (w->group[i] == g && item_version(w, i) < vmin)
+        if (in_group(w, i, g) && item_version(w, i) < vmin)
             vmin = item_version(w, i);
     for (int rep = 0; rep < w->r->map->n_replicas[g]; rep++) {
         const coord_sub *s = &subs[rep];
@@ -193,9 +210,20 @@ static int group_outcome(write_op *w, int g, size_t base)
     if (acked < nrep)
         note_misses(w, g, &w->subs[base], acked >= quorum);
     for (size_t i = 0, j = 0; i < w->n; i++) {
-        if (w->group[i] != g)
+        int ok = acked >= quorum && first && j < first->n_items && first->items[j]->status;
+        if (!in_group(w, i, g))
             continue;
-        if (acked >= quorum && first && j < first->n_items && first->items[j]->status) {
+        if (w->group[i] != g) { /* the old owner during a move: it only has to be durable */
+            w->fail2[i] |= !ok;
+            if (ok) {
+                j++;
+                continue;
+            }
+        } else if (w->fail2[i]) {
+            j++;
+            continue;
+        }
+        if (ok && w->group[i] == g) {
             w->st[i].code = first->items[j]->status->code;
             snprintf(w->msg[i], sizeof w->msg[i], "%s", first->items[j]->status->message);
             w->status[i].version = first->items[j]->version;
@@ -204,6 +232,7 @@ static int group_outcome(write_op *w, int g, size_t base)
             snprintf(w->msg[i], sizeof w->msg[i],
                      "durable on %d of %d replicas of group %d (quorum %d); retry is safe",
                      acked, nrep, g, quorum);
+            w->status[i].version = 0;
         }
         j++;
     }
@@ -237,7 +266,7 @@ static cr_err pack_group(write_op *w, int g, void **mine, size_t *len)
     Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
     size_t m = 0;
     for (size_t i = 0; i < w->n; i++)
-        if (w->group[i] == g)
+        if (in_group(w, i, g))
             mine[m++] = w->items[i];
     if (!m)
         return CR_OK;
@@ -426,8 +455,11 @@ static cr_err seed_then_write(write_op *w)
                           sizeof *w->seed_subs);
     req.op_case = CIRRUS__V1__REQUEST__OP_STATS;
     req.stats = &sreq;
-    for (size_t i = 0; need && i < w->n; i++)
+    for (size_t i = 0; need && i < w->n; i++) {
         need[w->group[i]] = 1;
+        if (w->group2[i] >= 0)
+            need[w->group2[i]] = 1;
+    }
     for (int g = 0; need && w->seed_subs && g < map->n_groups; g++)
         for (int rep = 0; need[g] && rep < map->n_replicas[g]; rep++) {
             if (w->r->app->seeded[g][rep] == map)
@@ -469,8 +501,10 @@ static void write_op_start(coord_rq *r, int is_delete, size_t n, void **items)
             rc = check_client_version(r, id, version);
         if (rc)
             break;
+        int gs[2];
         w->ids[i] = id;
-        w->group[i] = coord_map_group_of(r->map, id);
+        w->group2[i] = coord_map_write_groups(r->map, id, gs) == 2 ? gs[1] : -1;
+        w->group[i] = gs[0];
     }
     if (!rc)
         rc = seed_then_write(w);

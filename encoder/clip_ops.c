@@ -111,6 +111,7 @@ void enc_op_attention(const float *qkv, int T, int width, int heads, int causal,
 #define SMALL_ROWS 16
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 static float hsum256(__m256 v) __attribute__((target("avx2,fma")));
@@ -163,13 +164,13 @@ static void small_nt_avx2_h(int rows, int N, int K, const float *A, int lda, con
 #undef SMALL_NT_LOAD8
 #undef SMALL_NT_LOAD1
 
+/* CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c"). */
 static int have_f16c(void)
 {
     static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("f16c");
-    }
+    unsigned a, b, c, d;
+    if (cached < 0)
+        cached = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     return cached;
 }
 

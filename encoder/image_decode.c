@@ -110,6 +110,25 @@ static cr_err image_alloc(int w, int h, enc_image_mode mode, enc_image **out)
     return CR_OK;
 }
 
+/* Every chunk up to IEND lies inside the bytes. stb_image grows its IDAT buffer by a chunk's
+ * declared length before reading it: a 101-byte file declaring a 1 GiB chunk made it realloc
+ * 2 GiB (tests/fuzz/corpus/image/crash-png-chunk-overrun, found by fuzz_image). */
+static cr_err png_chunks_fit(const uint8_t *b, size_t n)
+{
+    size_t at = 8;
+    while (at + 8 <= n) { /* a readable chunk header: stb acts on it, so it must fit */
+        uint32_t len = rd_be32(b + at);
+        if (n - at < 12 || len > n - at - 12)
+            return cr_error_set(CR_ERR_INVALID, "corrupt or truncated PNG: chunk %.4s at byte "
+                                "%zu declares %u bytes, past the end", (const char *)b + at + 4,
+                                at, len);
+        if (memcmp(b + at + 4, "IEND", 4) == 0)
+            return CR_OK;
+        at += 12 + (size_t)len;
+    }
+    return CR_OK; /* no IEND, or a few trailing bytes: stb and Pillow decide */
+}
+
 /* The Pillow mode of a PNG and the stb channel request that yields it, from IHDR. */
 static cr_err png_mode(const uint8_t *b, size_t n, enc_image_mode *mode, int *req,
                        int *sixteen_gray)
@@ -117,6 +136,8 @@ static cr_err png_mode(const uint8_t *b, size_t n, enc_image_mode *mode, int *re
     int depth, ctype;
     if (n < 33 || memcmp(b + 12, "IHDR", 4) != 0 || rd_be32(b + 8) != 13)
         return cr_error_set(CR_ERR_INVALID, "corrupt or truncated PNG: no IHDR chunk");
+    if (png_chunks_fit(b, n))
+        return CR_ERR_INVALID;
     depth = b[24];
     ctype = b[25];
     *sixteen_gray = 0;

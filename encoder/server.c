@@ -344,6 +344,7 @@ cr_err enc_server_open(enc_server **out, enc_service *s, const enc_server_opts *
     so.name = "encoder";
     so.bind = o->bind;
     so.zmq_ctx = o->zmq_ctx;
+    so.curve = o->curve;
     so.workers = srv->o.workers;
     so.default_deadline_ms = srv->o.default_deadline_ms;
     so.max_frame = o->max_frame;

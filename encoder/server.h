@@ -32,6 +32,8 @@ typedef struct enc_server_opts {
     size_t max_frame;             /* largest request; 0 = CR_WIRE_DEFAULT_MAX_FRAME */
     uint32_t drain_ms;            /* longest wait for in-flight requests at close (default
                                      30000; 0 = the default) */
+    const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
+                                     close); NULL = plaintext */
 } enc_server_opts;
 
 enc_server_opts enc_server_default_opts(void);

@@ -55,6 +55,7 @@ typedef enum gw_op {
  * after a transport failure; a call gives up early once *stopping is set. */
 typedef struct gw_caller {
     const char *endpoint;
+    const cirrus_client_opts *copts; /* how to open the client (CURVE); NULL = defaults */
     const atomic_int *stopping;
     cirrus_client *cl;
 } gw_caller;

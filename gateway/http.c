@@ -13,9 +13,13 @@
 #include <microhttpd.h>
 
 #include "gateway/api.h"
+#include "gateway/auth.h"
 #include "gateway/json.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/curve.h"
+#include "common/daemon.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/validate.h"
 
@@ -91,6 +95,13 @@ struct gw_http {
     conn_rec *conns;
     pthread_t reaper;
     int reaper_started;
+    cr_curve curve;             /* the API client's CURVE key (gw_http_opts.curve) */
+    char curve_server[CR_CURVE_KEY_LEN + 1];
+    cirrus_client_opts copts;   /* how the workers open their clients */
+    gw_auth *auth;              /* --http-keys; NULL = open */
+    const volatile sig_atomic_t *hup; /* SIGHUPs so far (reload the keys when it moves) */
+    sig_atomic_t hup_seen;
+    uint8_t *tls_cert, *tls_key; /* PEM, NUL-terminated; NULL = plain HTTP */
 };
 
 /* ---- responses --------------------------------------------------------------------------- */
@@ -227,7 +238,7 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 static void *worker_main(void *arg)
 {
     gw_http *h = arg;
-    gw_caller caller = {.endpoint = h->endpoint, .stopping = &h->stopping};
+    gw_caller caller = {.endpoint = h->endpoint, .copts = &h->copts, .stopping = &h->stopping};
     for (;;) {
         http_req *r;
         pthread_mutex_lock(&h->qmu);
@@ -340,6 +351,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     *socket_context = NULL;
 }
 
+/* SIGHUP: the keys file again (the reaper's thread; requests keep being checked meanwhile). */
+static void keys_reload(gw_http *h)
+{
+    h->hup_seen = *h->hup;
+    if (gw_auth_reload(h->auth))
+        CR_ERROR("gateway", "HTTP API keys not reloaded (the %d loaded stay): %s",
+                 gw_auth_count(h->auth), cr_error_message());
+    else
+        CR_INFO("gateway", "HTTP API keys reloaded: %d", gw_auth_count(h->auth));
+}
+
 /* Shuts down connections past their receive deadline; libmicrohttpd then sees the end of the
  * stream and closes them as it closes any other. */
 static void *reaper_main(void *arg)
@@ -358,6 +380,11 @@ static void *reaper_main(void *arg)
             }
         if (cut)
             CR_DEBUG("gateway", "HTTP: closed %d connections that sent too slowly", cut);
+        if (h->auth && *h->hup != h->hup_seen) {
+            pthread_mutex_unlock(&h->cmu); /* a file read: not under the connection lock */
+            keys_reload(h);
+            pthread_mutex_lock(&h->cmu);
+        }
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += REAP_MS * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
@@ -412,13 +439,42 @@ static enum MHD_Result add_upload(const gw_http *h, http_req *r, const char *upl
     return MHD_YES;
 }
 
+/* --http-keys: 1 when the request's key has the role its route needs (auth.c's table); else 0
+ * with the 401 or 403 queued in *ok. */
+static int auth_pass(gw_http *h, struct MHD_Connection *c, const char *method, const char *url,
+                     enum MHD_Result *ok)
+{
+    gw_role need = gw_auth_route_role(method, url);
+    const char *hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    gw_auth_result ar = gw_auth_check(h->auth, hdr, need, NULL, 0);
+    char *body;
+    struct MHD_Response *r;
+    if (ar == GW_AUTH_OK)
+        return 1;
+    body = gw_auth_error_body(ar, need);
+    r = body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!r) {
+        free(body);
+        *ok = MHD_NO;
+        return 0;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    if (ar != GW_AUTH_FORBIDDEN)
+        MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cirrus\"");
+    *ok = queue(h, c, gw_auth_status(ar), r);
+    return 0;
+}
+
 static enum MHD_Result route(gw_http *h, struct MHD_Connection *c, const char *url,
                              const char *method, http_req *r)
 {
     int get = strcmp(method, "GET") == 0;
     cr_err rc;
+    enum MHD_Result ok;
     if (strcmp(method, "OPTIONS") == 0)
         return send_preflight(h, c);
+    if (h->auth && !auth_pass(h, c, method, url, &ok))
+        return ok;
     if (get && strcmp(url, "/healthz") == 0)
         return send_text(h, c, 200, "text/plain", "ok\n", 3);
     if (get && strcmp(url, "/readyz") == 0)
@@ -509,6 +565,12 @@ static cr_err parse_bind(const char *bind, struct sockaddr_in *sa)
 
 static void free_handle(gw_http *h)
 {
+    gw_auth_close(&h->auth);
+    free(h->tls_cert);
+    if (h->tls_key)
+        memset(h->tls_key, 0, strlen((char *)h->tls_key));
+    free(h->tls_key);
+    memset(&h->curve, 0, sizeof h->curve);
     while (h->conns) {
         conn_rec *cr = h->conns;
         h->conns = cr->next;
@@ -521,9 +583,77 @@ static void free_handle(gw_http *h)
     free(h);
 }
 
+/* --http-tls-cert and --http-tls-key: both or neither, read whole (libmicrohttpd takes PEM
+ * text, not paths). */
+static cr_err tls_open(gw_http *h, const gw_http_opts *o)
+{
+    size_t len;
+    cr_err rc;
+    if (!o || (!o->tls_cert && !o->tls_key))
+        return CR_OK;
+    if (!o->tls_cert || !o->tls_key)
+        return cr_error_set(CR_ERR_INVALID, "--http-tls-cert and --http-tls-key go together");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return cr_error_set(CR_ERR_UNSUPPORTED, "this libmicrohttpd was built without TLS");
+    rc = cr_file_read(o->tls_cert, &h->tls_cert, &len);
+    if (!rc)
+        rc = cr_file_read(o->tls_key, &h->tls_key, &len);
+    return rc ? cr_error_wrap(rc, "HTTPS") : CR_OK;
+}
+
+/* Keys, TLS, and the warning for an API that anyone on the network may call. */
+static cr_err security_open(gw_http *h, const gw_http_opts *o, const struct sockaddr_in *sa,
+                            const char *bind)
+{
+    int local = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
+    cr_err rc = tls_open(h, o);
+    if (!rc && o && o->keys_file) {
+        rc = gw_auth_open(&h->auth, o->keys_file);
+        if (!rc) {
+            h->hup = cr_daemon_reload_count();
+            h->hup_seen = *h->hup;
+            CR_INFO("gateway", "HTTP API keys: %d from %s (reloaded on SIGHUP)",
+                    gw_auth_count(h->auth), o->keys_file);
+        }
+    }
+    if (rc || local)
+        return rc;
+    if (!h->auth)
+        CR_WARN("gateway", "serving the HTTP API on %s, reachable from other hosts, without "
+                "API keys (--http-keys): anyone who can reach it can read and write (see "
+                "docs/security.md)", bind);
+    else if (!h->tls_cert)
+        CR_WARN("gateway", "serving the HTTP API on %s without TLS (--http-tls-cert): API keys "
+                "and data cross the network in clear", bind);
+    return CR_OK;
+}
+
+/* libmicrohttpd's options for TLS, ended by MHD_OPTION_END (alone when there is none). */
+static void tls_options(const gw_http *h, struct MHD_OptionItem *t)
+{
+    int n = 0;
+    if (h->tls_cert) {
+        t[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        t[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    }
+    t[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+}
+
+/* The workers' client options: CURVE when the options give it (copied into h). */
+static void client_opts(gw_http *h, const gw_http_opts *o)
+{
+    h->copts = cirrus_client_default_opts();
+    if (o && o->curve && o->curve_server_pub) {
+        h->curve = *o->curve;
+        snprintf(h->curve_server, sizeof h->curve_server, "%s", o->curve_server_pub);
+        h->copts.curve = &h->curve;
+        h->copts.curve_server_pub = h->curve_server;
+    }
+}
+
 gw_http_opts gw_http_default_opts(void)
 {
-    gw_http_opts o = {NULL, GW_BODY_MAX_DEFAULT};
+    gw_http_opts o = {.cors_origin = NULL, .body_max = GW_BODY_MAX_DEFAULT};
     return o;
 }
 
@@ -532,6 +662,7 @@ cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
 {
     gw_http *h = calloc(1, sizeof *h);
     struct sockaddr_in sa;
+    struct MHD_OptionItem tls[3];
     cr_err rc;
 
     if (!h)
@@ -552,6 +683,9 @@ cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
     }
     snprintf(h->cors, sizeof h->cors, "%s", o && o->cors_origin ? o->cors_origin : "");
     snprintf(h->endpoint, sizeof h->endpoint, "%s", endpoint);
+    client_opts(h, o);
+    if ((rc = security_open(h, o, &sa, bind)))
+        goto fail;
     for (; h->n_workers < WORKERS; h->n_workers++)
         if (pthread_create(&h->workers[h->n_workers], NULL, worker_main, h)) {
             rc = cr_error_set(CR_ERR_NOMEM, "cannot start the HTTP workers");
@@ -562,18 +696,22 @@ cr_err gw_http_start(gw_http **out, const char *bind, const char *endpoint,
         goto fail;
     }
     h->reaper_started = 1;
+    tls_options(h, tls);
     h->d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, h,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | (h->tls_cert ? MHD_USE_TLS : 0),
+        0, NULL, NULL, on_request, h,
         MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
         h, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_END);
+        PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!h->d) {
         rc = cr_error_set(CR_ERR_NET, "cannot listen for HTTP on %s", bind);
         goto fail;
     }
-    CR_INFO("gateway", "HTTP API on %s (%u connections, %u per client address; CORS %s)", bind,
-            CONN_LIMIT, PER_IP_LIMIT, h->cors[0] ? h->cors : "off");
+    CR_INFO("gateway", "HTTP%s API on %s (%u connections, %u per client address; CORS %s; %s)",
+            h->tls_cert ? "S" : "", bind, CONN_LIMIT, PER_IP_LIMIT, h->cors[0] ? h->cors : "off",
+            h->auth ? "API keys required" : "no API keys");
     *out = h;
     return CR_OK;
 fail:

@@ -42,6 +42,17 @@ typedef struct gw_http_opts {
      * origin carries Access-Control-Allow-Origin and OPTIONS preflights are answered 204. */
     const char *cors_origin;
     size_t body_max; /* bytes of a request body; past it 413 (0 = GW_BODY_MAX_DEFAULT) */
+    /* CURVE toward the coordinator's tcp:// endpoint (common/curve.h; copied): the key the
+     * API's client uses and the coordinator's public key. NULL = the environment's
+     * (client/client.h), else plaintext. */
+    const struct cr_curve *curve;
+    const char *curve_server_pub;
+    /* --http-keys: the API keys file (auth.h); NULL = no keys, every route open. Read again
+     * on SIGHUP (gw_http_start installs common/daemon.h's handler). */
+    const char *keys_file;
+    /* --http-tls-cert / --http-tls-key: PEM files; both = HTTPS only (GnuTLS, through
+     * libmicrohttpd), neither = plain HTTP. */
+    const char *tls_cert, *tls_key;
 } gw_http_opts;
 
 gw_http_opts gw_http_default_opts(void);

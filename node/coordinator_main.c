@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/curve_zap.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
@@ -23,7 +24,13 @@ static cr_err gw_metrics(void *ctx, char **text, size_t *len)
 }
 
 /* The coordinator and, with --http, the HTTP API in front of its public endpoint. */
-static cr_err serve(const coord_server_opts *o, const char *http, const char *cors)
+/* --http-keys, --http-tls-cert, --http-tls-key */
+typedef struct http_sec {
+    const char *keys, *cert, *key;
+} http_sec;
+
+static cr_err serve(const coord_server_opts *o, const char *http, const char *cors,
+                    const http_sec *sec)
 {
     coord_server *s = NULL;
     gw_http *gw = NULL;
@@ -32,6 +39,13 @@ static cr_err serve(const coord_server_opts *o, const char *http, const char *co
         gw_hooks hooks = {.ctx = s, .ready = gw_ready, .metrics = gw_metrics};
         gw_http_opts ho = gw_http_default_opts();
         ho.cors_origin = cors;
+        /* The API calls this coordinator's own endpoint: with its own key, which the ZAP
+         * handler always accepts. */
+        ho.curve = o->curve;
+        ho.curve_server_pub = o->curve ? o->curve->pub : NULL;
+        ho.keys_file = sec->keys;
+        ho.tls_cert = sec->cert;
+        ho.tls_key = sec->key;
         rc = gw_http_start(&gw, http, o->map->bind, &hooks, &ho);
     }
     if (!rc)
@@ -43,7 +57,8 @@ static cr_err serve(const coord_server_opts *o, const char *http, const char *co
 
 int main(int argc, char **argv)
 {
-    char *map_path, *bind, *log_level, *http, *cors;
+    char *map_path, *bind, *log_level, *http, *cors, *curve_secret, *curve_allow;
+    char *http_keys, *tls_cert, *tls_key;
     long long workers, deadline, backend_timeout, spin_us, skew_ms;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
@@ -63,14 +78,26 @@ int main(int argc, char **argv)
         {"version-skew-ms", CR_OPT_INT, &skew_ms, SKEW_DEFAULT, 0, 86400000, 0,
          "how far a client-chosen item version may lead this server's clock (later: rejected)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+        CR_CURVE_SERVER_OPTS(curve_secret, curve_allow),
+        {"http-keys", CR_OPT_STRING, &http_keys, NULL, 0, 0, 0,
+         "HTTP API keys file (lines 'ROLES SHA256 NAME': cirrus keygen --http; reloaded on "
+         "SIGHUP); without it the HTTP API takes any caller"},
+        {"http-tls-cert", CR_OPT_STRING, &tls_cert, NULL, 0, 0, 0,
+         "PEM certificate (chain) for HTTPS on --http, with --http-tls-key"},
+        {"http-tls-key", CR_OPT_STRING, &tls_key, NULL, 0, 0, 0, "PEM private key for HTTPS"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     coord_server_opts o = coord_server_default_opts();
     coord_map *map = NULL;
+    cr_curve curve;
+    int curve_on = 0;
     int ret = cr_daemon_begin("cirrus-coordinator", "CIRRUS_COORDINATOR", opts, nopts, argc,
                               argv);
     if (ret >= 0)
         return ret;
+    if (cr_curve_flags(&curve, curve_secret, curve_allow, 1, &curve_on))
+        return cr_daemon_end("coordinator", cr_daemon_fail("%s", cr_error_message()));
+    o.curve = curve_on ? &curve : NULL;
     map = malloc(sizeof *map);
     if (!map)
         ret = cr_daemon_fail("out of memory");
@@ -92,7 +119,8 @@ int main(int argc, char **argv)
     o.version_skew_ms = (uint64_t)skew_ms;
     o.map_path = map_path;
     o.reload = cr_daemon_reload_flag();
-    ret = serve(&o, http, cors) ? cr_daemon_fail("%s", cr_error_message()) : 0;
+    http_sec sec = {http_keys, tls_cert, tls_key};
+    ret = serve(&o, http, cors, &sec) ? cr_daemon_fail("%s", cr_error_message()) : 0;
 out:
     free(map);
     return cr_daemon_end("coordinator", ret);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/curve_zap.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "encoder/server.h"
@@ -23,7 +24,7 @@ static cr_err parse_activation(const char *s, enc_clip_act *out)
 int main(int argc, char **argv)
 {
     char *model, *bind, *vocab, *phi, *combiner, *preprocess, *method, *activation, *log_level;
-    char *allow;
+    char *allow, *curve_secret, *curve_allow;
     long long batch, batch_wait, threads, workers, queue, max_pixels, deadline, image_work;
     long long request_work, drain;
     cr_opt opts[] = {
@@ -68,17 +69,23 @@ int main(int argc, char **argv)
         {"drain-ms", CR_OPT_INT, &drain, "30000", 1, 3600000, 0,
          "at stop, longest wait for requests in flight (then they are dropped)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+        CR_CURVE_SERVER_OPTS(curve_secret, curve_allow),
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     enc_service_opts eo = enc_service_default_opts();
     enc_server_opts so = enc_server_default_opts();
     enc_service *svc = NULL;
     enc_server *srv = NULL;
+    cr_curve curve;
+    int curve_on = 0;
     int ret = cr_daemon_begin("cirrus-encoder", "CIRRUS_ENCODER", opts, nopts, argc, argv);
     cr_err rc;
 
     if (ret >= 0)
         return ret;
+    if (cr_curve_flags(&curve, curve_secret, curve_allow, 1, &curve_on))
+        return cr_daemon_end("encoder", cr_daemon_fail("%s", cr_error_message()));
+    so.curve = curve_on ? &curve : NULL;
     eo.model = model;
     eo.vocab = vocab;
     eo.phi = phi;

@@ -15,6 +15,7 @@
 #include "coordinator/coord.h"
 #include "encoder/server.h"
 #include "gateway/http.h"
+#include "common/curve.h"
 #include "shard/engine.h"
 #include "shard/server.h"
 
@@ -259,6 +260,7 @@ static cr_err start_front(node *n)
     co.map = n->map;
     co.zmq_ctx = n->zctx;
     co.spin_us = n->o.spin_us;
+    co.curve = n->o.curve;
     if ((rc = coord_server_open(&n->coord, &co)))
         return rc;
     snprintf(n->coord_th.what, sizeof n->coord_th.what, "coordinator");
@@ -268,6 +270,11 @@ static cr_err start_front(node *n)
         gw_hooks hooks = {.ctx = n->coord, .ready = gw_ready, .metrics = gw_metrics};
         gw_http_opts ho = gw_http_default_opts();
         ho.cors_origin = n->o.http_cors;
+        ho.curve = n->o.curve; /* its own key: the ZAP handler accepts it */
+        ho.curve_server_pub = n->o.curve ? n->o.curve->pub : NULL;
+        ho.keys_file = n->o.http_keys;
+        ho.tls_cert = n->o.http_tls_cert;
+        ho.tls_key = n->o.http_tls_key;
         rc = gw_http_start(&n->gw, n->o.http, n->o.bind, &hooks, &ho);
     }
     return rc;

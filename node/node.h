@@ -38,6 +38,10 @@ typedef struct node_opts {
     int dim;                /* for a new catalog without a model; 0 = the model's */
     int threads;            /* encoder threads; 0 = default */
     unsigned spin_us;       /* busy-poll after traffic (default 0: the roles share cores) */
+    const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
+                                     close); NULL = plaintext. inproc roles stay plaintext */
+    const char *http_keys;  /* the HTTP API keys file (gateway/auth.h); NULL = open */
+    const char *http_tls_cert, *http_tls_key; /* PEM files: HTTPS; NULL = plain HTTP */
 } node_opts;
 
 node_opts node_default_opts(void);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/curve_zap.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "shard/engine.h"
@@ -9,7 +10,7 @@
 
 int main(int argc, char **argv)
 {
-    char *dir, *bind, *metric, *factory, *template_path, *log_level;
+    char *dir, *bind, *metric, *factory, *template_path, *log_level, *curve_secret, *curve_allow;
     long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us, backlog_mb;
     double exact_fraction;
     int create;
@@ -46,17 +47,23 @@ int main(int argc, char **argv)
         {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
+        CR_CURVE_SERVER_OPTS(curve_secret, curve_allow),
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     shard_engine_opts eo = shard_engine_default_opts();
     shard_server_opts so = shard_server_default_opts();
     shard_engine *engine = NULL;
     shard_server *srv = NULL;
+    cr_curve curve;
+    int curve_on = 0;
     int ret = cr_daemon_begin("cirrus-shard", "CIRRUS_SHARD", opts, nopts, argc, argv);
     cr_err rc;
 
     if (ret >= 0)
         return ret;
+    if (cr_curve_flags(&curve, curve_secret, curve_allow, 1, &curve_on))
+        return cr_daemon_end("shard", cr_daemon_fail("%s", cr_error_message()));
+    so.curve = curve_on ? &curve : NULL;
     eo.create = create;
     eo.dim = (int)dim;
     if (metric && shard_index_metric_parse(metric, &eo.metric))

@@ -167,6 +167,10 @@ static cr_err index_chunk(shard_engine *e)
     int64_t hw;
     cr_err rc = CR_OK;
     pthread_mutex_lock(&e->ixmu); /* also owns chunk_ids/chunk_vecs */
+    if (atomic_load(&e->rb.active)) { /* set under ixmu: a rebuild reads indexed_hw */
+        pthread_mutex_unlock(&e->ixmu);
+        return CR_OK;
+    }
     pthread_rwlock_rdlock(&b->rw);
     take = backlog_len(b) < INDEX_CHUNK ? backlog_len(b) : INDEX_CHUNK;
     for (size_t i = b->head; i < b->head + take; i++)
@@ -226,7 +230,8 @@ static void *indexer_main(void *arg)
     while (!b->stop && !(e->fault.exit_after && (int64_t)b->chunks >= e->fault.exit_after)) {
         uint64_t now = cr_clock_mono_ms();
         cr_err rc;
-        if (now < b->retry_ms || shard_backlog_pending(b) == 0) {
+        /* A rebuild feeds every id below indexed_hw: it stays put until the swap. */
+        if (now < b->retry_ms || shard_backlog_pending(b) == 0 || atomic_load(&e->rb.active)) {
             backlog_sleep(b, now < b->retry_ms ? b->retry_ms : now + WAIT_SLICE_MS);
             continue;
         }
@@ -253,7 +258,7 @@ cr_err shard_backlog_index_on_writer(shard_engine *e)
     backlog *b = &e->bl;
     cr_err rc = CR_OK;
     pthread_mutex_lock(&b->mu);
-    while (!b->running && shard_backlog_pending(b) > 0) {
+    while (!b->running && shard_backlog_pending(b) > 0 && !atomic_load(&e->rb.active)) {
         if (cr_clock_mono_ms() < b->retry_ms) {
             rc = cr_error_set(CR_TIMEOUT, "index add backing off: %s", b->err);
             break;
@@ -321,8 +326,12 @@ cr_err shard_backlog_room(shard_engine *e, size_t n)
 cr_err shard_engine_index_drain(shard_engine *e)
 {
     backlog *b = &e->bl;
-    uint64_t stall = cr_clock_mono_ms() + DRAIN_STALL_MS, seen, pending;
-    cr_err rc = CR_OK;
+    uint64_t stall, seen, pending;
+    cr_err rc = shard_engine_rebuild_wait(e); /* the indexer pauses while one builds */
+    if (rc)
+        CR_WARN("shard", "%s", cr_error_message());
+    rc = CR_OK;
+    stall = cr_clock_mono_ms() + DRAIN_STALL_MS;
     pthread_mutex_lock(&b->mu);
     seen = b->chunks;
     while ((pending = shard_backlog_pending(b)) > 0) {

@@ -230,6 +230,7 @@ void shard_engine_close(shard_engine **pp)
     shard_engine *e = pp ? *pp : NULL;
     if (!e)
         return;
+    shard_rebuild_stop(e);
     shard_backlog_stop(e);
     shard_index_close(&e->index);
     shard_attrs_free(&e->attrs);
@@ -351,6 +352,8 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
         }
         if (n_idx)
             rc = shard_index_remove(e->index, (int64_t)n_idx, del_ids, NULL);
+        if (n_idx && atomic_load(&e->rb.active))
+            shard_rebuild_note_removed(e, del_ids, n_idx);
         pthread_mutex_unlock(&e->ixmu);
     }
     atomic_fetch_add(&e->dirty, n_add + n_del);

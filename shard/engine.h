@@ -144,9 +144,14 @@ void shard_engine_index_work(shard_engine *e);
 /* Committed items not yet in the ANN index. */
 uint64_t shard_engine_index_backlog(shard_engine *e);
 
-/* Rebuilds the index from the store when tombstones exceed `fraction` of the live items.
- * Writer thread. Returns CR_OK when nothing was needed too. */
+/* Starts a background rebuild of the index from the store when tombstones exceed `fraction`
+ * of the live items and none runs; joins a finished one (its failure is returned then).
+ * Writes and searches go on meanwhile (replay.c says how). Writer thread. Returns CR_OK when
+ * nothing was needed too. */
 cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction);
+
+/* Waits for a running background rebuild to swap in (or fail). Writer thread. */
+cr_err shard_engine_rebuild_wait(shard_engine *e);
 
 /* Fills *out (strings point into the engine: valid until close). */
 cr_err shard_engine_stats(shard_engine *e, shard_stats *out);

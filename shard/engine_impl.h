@@ -69,6 +69,19 @@ struct shard_engine {
     _Atomic int64_t indexed_hw;    /* every live id below it is in the index */
     uint64_t backlog_max;          /* items */
     backlog bl;
+    struct {                       /* the background rebuild (replay.c); fields under ixmu */
+        _Atomic int active;        /* building: the indexer pauses, removes are recorded */
+        _Atomic int cancel;        /* close: the feed stops */
+        int64_t *dead;             /* ids removed from the live index while building */
+        size_t n_dead, cap_dead;
+        int lost;                  /* a removal could not be recorded: abort the rebuild */
+        pthread_t thread;
+        int started;               /* a thread to join */
+        _Atomic int done;          /* it finished (rc below): join it */
+        cr_err rc;
+        char err[200];             /* its failure */
+        int64_t dropped;           /* tombstones it dropped */
+    } rb;
     struct {                       /* test-only failure injection (CIRRUS_SHARD_FAULTS) */
         _Atomic int64_t add_fails; /* the next N index adds fail */
         int64_t exit_after;        /* the indexer thread exits after N chunks (0 = never) */
@@ -87,6 +100,15 @@ cr_err shard_engine_attrs_index(shard_engine *e, int64_t id, const void *blob, s
 
 /* The found ids of a top-k list (they come first, -1s after). */
 uint64_t shard_engine_count_found(const int64_t *ids, uint32_t k);
+
+/* ---- replay.c ---------------------------------------------------------------------------- */
+
+/* During a background rebuild, records ids just removed from the live index (ixmu held), so
+ * that they are removed from the fresh one before it replaces it. */
+void shard_rebuild_note_removed(shard_engine *e, const int64_t *ids, size_t n);
+
+/* Stops (cancels) and joins a background rebuild; no-op when none runs. For close. */
+void shard_rebuild_stop(shard_engine *e);
 
 /* ---- backlog.c --------------------------------------------------------------------------- */
 

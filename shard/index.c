@@ -57,7 +57,8 @@ struct shard_index {
 
 struct shard_index_builder {
     shard_index *ix;
-    core *c;
+    core *c;     /* the fresh core (malloc'd until commit moves it in) */
+    bool locked; /* holds ix->wmu */
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -546,9 +547,11 @@ cr_err shard_index_add(shard_index *ix, int64_t n, const int64_t *ids, const flo
     return err;
 }
 
-cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_t *n_removed)
+/* Removes ids from core c (the caller holds what guards c: wmu + rw for the live core, nothing
+ * for a rebuild's private one). */
+static cr_err core_remove(core *c, bool removable, int64_t n, const int64_t *ids,
+                          int64_t *n_removed)
 {
-    core *c = &ix->c;
     int64_t *present = NULL, np = 0;
     FaissIDSelectorBatch *sel = NULL;
     cr_err err = CR_OK;
@@ -563,15 +566,13 @@ cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_
     present = malloc((size_t)n * sizeof *present);
     if (!present)
         return cr_error_set(CR_ERR_NOMEM, "index remove");
-    pthread_mutex_lock(&ix->wmu);
-    pthread_rwlock_wrlock(&ix->rw);
     for (int64_t i = 0; i < n; i++) { /* clearing as we go also drops repeats */
         if (bit_get(c->live, c->bm_bytes, ids[i])) {
             bit_set(c->live, ids[i], false);
             present[np++] = ids[i];
         }
     }
-    if (np > 0 && (c->side || ix->removable)) {
+    if (np > 0 && (c->side || removable)) {
         rc = faiss_IDSelectorBatch_new(&sel, (size_t)np, present);
         if (rc == 0)
             rc = faiss_Index_remove_ids(c->side ? c->side : c->ann, (const FaissIDSelector *)sel,
@@ -591,11 +592,20 @@ cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_
         if (n_removed)
             *n_removed = np;
     }
-    pthread_rwlock_unlock(&ix->rw);
-    pthread_mutex_unlock(&ix->wmu);
     if (sel)
         faiss_IDSelector_free((FaissIDSelector *)sel);
     free(present);
+    return err;
+}
+
+cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_t *n_removed)
+{
+    cr_err err;
+    pthread_mutex_lock(&ix->wmu);
+    pthread_rwlock_wrlock(&ix->rw);
+    err = core_remove(&ix->c, ix->removable, n, ids, n_removed);
+    pthread_rwlock_unlock(&ix->rw);
+    pthread_mutex_unlock(&ix->wmu);
     return err;
 }
 
@@ -866,32 +876,96 @@ cr_err shard_index_builder_add(shard_index_builder *b, int64_t n, const int64_t 
     return core_add(b->ix, b->c, NULL, n, ids, vectors);
 }
 
-cr_err shard_index_rebuild(shard_index *ix, shard_index_feed_fn feed, void *ctx)
+cr_err shard_index_builder_remove(shard_index_builder *b, int64_t n, const int64_t *ids)
 {
-    core nc = {0}, old;
-    shard_index_builder b = {ix, &nc};
-    cr_err err;
+    if (!b)
+        return cr_error_set(CR_ERR_INVALID, "index builder remove: bad arguments");
+    return core_remove(b->c, b->ix->removable, n, ids, NULL);
+}
 
-    if (!feed)
+void shard_index_rebuild_abort(shard_index_builder **pb)
+{
+    shard_index_builder *b = pb ? *pb : NULL;
+    if (!b)
+        return;
+    if (b->locked)
+        pthread_mutex_unlock(&b->ix->wmu);
+    core_free(b->c);
+    free(b->c);
+    free(b);
+    *pb = NULL;
+}
+
+/* The fresh core is made under wmu (it clones the trained prototype). A trained core is fed
+ * without any index lock, so writers and searches go on with the current one; an untrained
+ * one could train itself while being fed, and training sets the prototype: that feed keeps
+ * wmu, as the whole rebuild used to. */
+cr_err shard_index_rebuild_begin(shard_index *ix, shard_index_feed_fn feed, void *ctx,
+                                 shard_index_builder **out)
+{
+    shard_index_builder *b = calloc(1, sizeof *b);
+    cr_err err;
+    if (!b || !(b->c = calloc(1, sizeof *b->c))) {
+        free(b);
+        return cr_error_set(CR_ERR_NOMEM, "index rebuild");
+    }
+    b->ix = ix;
+    if (!feed) {
+        shard_index_rebuild_abort(&b);
         return cr_error_set(CR_ERR_INVALID, "index rebuild: no feed callback");
+    }
     pthread_mutex_lock(&ix->wmu);
-    err = make_ann(ix, &nc.ann);
-    if (err == CR_OK && !faiss_Index_is_trained(nc.ann))
-        err = make_side(ix, &nc.side);
-    if (err == CR_OK)
-        err = feed(ctx, &b);
-    if (err < 0) {
-        core_free(&nc);
+    b->locked = true;
+    err = make_ann(ix, &b->c->ann);
+    if (err == CR_OK && !faiss_Index_is_trained(b->c->ann))
+        err = make_side(ix, &b->c->side);
+    if (err == CR_OK && !b->c->side) {
         pthread_mutex_unlock(&ix->wmu);
+        b->locked = false;
+    }
+    if (err == CR_OK)
+        err = feed(ctx, b);
+    if (err < 0) {
+        shard_index_rebuild_abort(&b);
         return err;
     }
-    pthread_rwlock_wrlock(&ix->rw);
-    old = ix->c;
-    ix->c = nc;
-    pthread_rwlock_unlock(&ix->rw);
-    core_free(&old);
-    pthread_mutex_unlock(&ix->wmu);
+    *out = b;
     return CR_OK;
+}
+
+cr_err shard_index_rebuild_commit(shard_index_builder **pb, shard_index_feed_fn finish,
+                                  void *ctx)
+{
+    shard_index_builder *b = *pb;
+    core old;
+    cr_err err = CR_OK;
+    if (!b->locked) {
+        pthread_mutex_lock(&b->ix->wmu);
+        b->locked = true;
+    }
+    if (finish)
+        err = finish(ctx, b);
+    if (err < 0) {
+        shard_index_rebuild_abort(pb);
+        return err;
+    }
+    pthread_rwlock_wrlock(&b->ix->rw);
+    old = b->ix->c;
+    b->ix->c = *b->c;
+    pthread_rwlock_unlock(&b->ix->rw);
+    pthread_mutex_unlock(&b->ix->wmu);
+    core_free(&old);
+    free(b->c);
+    free(b);
+    *pb = NULL;
+    return CR_OK;
+}
+
+cr_err shard_index_rebuild(shard_index *ix, shard_index_feed_fn feed, void *ctx)
+{
+    shard_index_builder *b = NULL;
+    cr_err err = shard_index_rebuild_begin(ix, feed, ctx, &b);
+    return err < 0 ? err : shard_index_rebuild_commit(&b, NULL, NULL);
 }
 
 /* ---- snapshot ---------------------------------------------------------------------------- */

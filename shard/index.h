@@ -166,13 +166,26 @@ void shard_index_topk_push(float *d, int64_t *l, int64_t k, int64_t *cnt, bool i
  * to shard_index_builder_add (in batches, e.g. from a store iteration callback), then
  * return CR_OK. A fresh index is built from them — keeping the current training when the
  * index is trained, so no retraining — and replaces the current one atomically; on any
- * error the current index is left untouched. Searches keep running on the old index
- * meanwhile; other writers wait. Tombstones are gone afterwards. */
+ * error the current index is left untouched. Tombstones are gone afterwards.
+ *
+ * In two steps, so that a large rebuild stops nobody: shard_index_rebuild_begin() builds
+ * the fresh index while searches AND adds/removes go on with the current one (only an
+ * untrained index, which may train while fed, keeps writers waiting throughout); then
+ * shard_index_rebuild_commit() takes the writers' lock, calls `finish` (may be NULL) to
+ * apply to the fresh index what changed meanwhile (shard_index_builder_remove /
+ * shard_index_builder_add), and swaps. Both free the builder, on failure too (abort frees an
+ * unfinished one). shard_index_rebuild() is begin + commit. */
 typedef struct shard_index_builder shard_index_builder;
 typedef cr_err (*shard_index_feed_fn)(void *ctx, shard_index_builder *b);
 cr_err shard_index_builder_add(shard_index_builder *b, int64_t n, const int64_t *ids,
                                const float *vectors);
+cr_err shard_index_builder_remove(shard_index_builder *b, int64_t n, const int64_t *ids);
 cr_err shard_index_rebuild(shard_index *ix, shard_index_feed_fn feed, void *ctx);
+cr_err shard_index_rebuild_begin(shard_index *ix, shard_index_feed_fn feed, void *ctx,
+                                 shard_index_builder **out);
+cr_err shard_index_rebuild_commit(shard_index_builder **b, shard_index_feed_fn finish,
+                                  void *ctx);
+void shard_index_rebuild_abort(shard_index_builder **b);
 
 /* Writes a snapshot to `path` (via path.tmp + fsync + rename): the FAISS index (or the
  * buffered side index), the live/tombstone bitmaps and the caller's id high-water mark,

@@ -2,6 +2,7 @@
  * items past its high-water mark added, those that died since removed, the attribute index
  * rebuilt: one pass over the store) and rebuilds of the index that drop its tombstones. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,13 +116,23 @@ out:
     return rc;
 }
 
-/* ---- rebuilds: a fresh index from the store, dropping the tombstones ----------------------- */
+/* ---- rebuilds: a fresh index from the store, dropping the tombstones -----------------------
+ *
+ * On a thread of its own, so that the writer goes on committing (a rebuild of a large index
+ * takes minutes; on the writer it made every write of those minutes time out). While it
+ * builds: searches and removes use the live index; the indexer pauses, so indexed_hw stays
+ * where the feed reads up to and the items committed meanwhile wait, queued and searched
+ * exactly, for the fresh index; each id removed from the live index is recorded. At the
+ * swap (ixmu, then the index's writer lock) those removals are applied to the fresh index.
+ */
 
 static cr_err rebuild_item(const shard_store_view *v, void *ctx)
 {
     void **c = ctx;
     shard_engine *e = c[0];
     float *vec = c[2];
+    if (atomic_load(&e->rb.cancel))
+        return cr_error_set(CR_ERR_UNAVAILABLE, "rebuild cancelled");
     if (v->id >= atomic_load(&e->indexed_hw))
         return CR_OK; /* still queued: the indexer adds it */
     memcpy(vec, v->vector, (size_t)e->dim * sizeof *vec);
@@ -138,26 +149,114 @@ static cr_err rebuild_feed(void *ctx, shard_index_builder *b)
     return shard_store_iterate(e->store, 0, 0, rebuild_item, c);
 }
 
+/* Under ixmu and the index's writer lock: what was removed while building. */
+static cr_err rebuild_catch_up(void *ctx, shard_index_builder *b)
+{
+    shard_engine *e = ((void **)ctx)[0];
+    if (e->rb.lost)
+        return cr_error_set(CR_ERR_NOMEM, "rebuild: a removal during it was not recorded");
+    return shard_index_builder_remove(b, (int64_t)e->rb.n_dead, e->rb.dead);
+}
+
+void shard_rebuild_note_removed(shard_engine *e, const int64_t *ids, size_t n)
+{
+    if (e->rb.n_dead + n > e->rb.cap_dead) {
+        size_t cap = e->rb.cap_dead ? 2 * e->rb.cap_dead : 1024;
+        int64_t *g;
+        while (cap < e->rb.n_dead + n)
+            cap *= 2;
+        if (!(g = realloc(e->rb.dead, cap * sizeof *g))) {
+            e->rb.lost = 1;
+            return;
+        }
+        e->rb.dead = g;
+        e->rb.cap_dead = cap;
+    }
+    memcpy(e->rb.dead + e->rb.n_dead, ids, n * sizeof *ids);
+    e->rb.n_dead += n;
+}
+
+static void *rebuild_main(void *arg)
+{
+    shard_engine *e = arg;
+    shard_index_builder *b = NULL;
+    void *c[3] = {e, NULL, malloc((size_t)e->dim * sizeof(float))};
+    cr_err rc = c[2] ? shard_index_rebuild_begin(e->index, rebuild_feed, c, &b)
+                     : cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (rc == CR_OK) {
+        pthread_mutex_lock(&e->ixmu);
+        rc = shard_index_rebuild_commit(&b, rebuild_catch_up, c);
+        atomic_store(&e->rb.active, 0);
+        pthread_mutex_unlock(&e->ixmu);
+    } else {
+        pthread_mutex_lock(&e->ixmu);
+        atomic_store(&e->rb.active, 0);
+        pthread_mutex_unlock(&e->ixmu);
+    }
+    free(c[2]);
+    e->rb.rc = rc;
+    if (rc)
+        snprintf(e->rb.err, sizeof e->rb.err, "%s", cr_error_message());
+    atomic_store(&e->rb.done, 1);
+    return NULL;
+}
+
+/* Joins a finished (or, with wait, a running) rebuild and logs its outcome. */
+static cr_err rebuild_join(shard_engine *e, int wait)
+{
+    cr_err rc;
+    if (!e->rb.started || (!wait && !atomic_load(&e->rb.done)))
+        return CR_OK;
+    pthread_join(e->rb.thread, NULL);
+    e->rb.started = 0;
+    rc = e->rb.rc;
+    if (rc == CR_OK)
+        CR_INFO("shard", "index rebuilt in the background: %lld tombstones dropped, %zu "
+                         "removals caught up", (long long)e->rb.dropped, e->rb.n_dead);
+    else if (!atomic_load(&e->rb.cancel))
+        return cr_error_set(rc, "background rebuild: %s", e->rb.err);
+    return CR_OK;
+}
+
+void shard_rebuild_stop(shard_engine *e)
+{
+    atomic_store(&e->rb.cancel, 1);
+    (void)rebuild_join(e, 1);
+    free(e->rb.dead);
+    e->rb.dead = NULL;
+    e->rb.n_dead = e->rb.cap_dead = 0;
+}
+
+cr_err shard_engine_rebuild_wait(shard_engine *e)
+{
+    return rebuild_join(e, 1);
+}
+
 cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
 {
     shard_index_stats s;
-    void *c[3];
-    cr_err rc;
+    cr_err rc = rebuild_join(e, 0);
+    if (rc || e->rb.started)
+        return rc;
     /* Called often from the writer: never wait behind the indexer's adds for a check. */
     if (shard_backlog_pending(&e->bl) > 0)
         return CR_OK;
     shard_index_stats_get(e->index, &s);
     if (s.tombstones == 0 || (double)s.tombstones < fraction * (double)(s.ntotal + 1))
         return CR_OK;
-    c[0] = e;
-    c[2] = malloc((size_t)e->dim * sizeof(float));
-    if (!c[2])
-        return cr_error_set(CR_ERR_NOMEM, "out of memory");
-    pthread_mutex_lock(&e->ixmu);
-    rc = shard_index_rebuild(e->index, rebuild_feed, c);
+    pthread_mutex_lock(&e->ixmu); /* from here every removal from the live index is noted */
+    e->rb.n_dead = 0;
+    e->rb.lost = 0;
+    e->rb.dropped = s.tombstones;
+    atomic_store(&e->rb.done, 0);
+    atomic_store(&e->rb.active, 1);
     pthread_mutex_unlock(&e->ixmu);
-    free(c[2]);
-    if (!rc)
-        CR_INFO("shard", "index rebuilt: %lld tombstones dropped", (long long)s.tombstones);
-    return rc;
+    if (pthread_create(&e->rb.thread, NULL, rebuild_main, e) != 0) {
+        pthread_mutex_lock(&e->ixmu);
+        atomic_store(&e->rb.active, 0);
+        pthread_mutex_unlock(&e->ixmu);
+        return cr_error_set(CR_ERR_NOMEM, "rebuild: cannot start its thread");
+    }
+    e->rb.started = 1;
+    return CR_OK;
 }

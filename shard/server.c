@@ -765,6 +765,7 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
     so.pool_name = "search";
     so.bind = o->bind;
     so.zmq_ctx = o->zmq_ctx;
+    so.curve = o->curve;
     so.workers = s->o.workers;
     so.writer_queue = s->o.write_queue;
     so.writer_batch = (size_t)s->o.max_batch_items;

@@ -55,5 +55,6 @@ check_api 'faiss/' '^shard/(index\.c|faiss_capi/)' 'FAISS'
 check_api 'lmdb\.h' '^(shard/store\.c|jobs/[a-z_]*store\.c)$' 'LMDB'
 check_api 'microhttpd\.h' '^gateway/' 'libmicrohttpd'
 check_api 'zmq\.h' '^(common/|client/)' 'ZeroMQ'
+check_api 'gnutls/' '^gateway/auth\.c$' 'GnuTLS'
 if [ "$bad" -ne 0 ]; then echo "layer check: FAILED"; exit 1; fi
 echo "layer check: ok (${LAYERS[*]})"

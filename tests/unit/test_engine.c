@@ -395,6 +395,60 @@ static void test_old_format(const char *parent)
     shard_engine_close(&e);
 }
 
+/* The rebuild that drops tombstones runs beside the writer: writes made while it builds are
+ * acknowledged at once, and after the swap the fresh index holds exactly the live items —
+ * the ones replaced or deleted meanwhile gone, the ones written meanwhile searchable. */
+static void test_background_rebuild(const char *parent)
+{
+    char dir[512];
+    shard_engine *e;
+    shard_stats st;
+    uint64_t tomb_before, worst_ms = 0;
+    int misses = 0, rounds = 0;
+    snprintf(dir, sizeof dir, "%s/rebuild", parent);
+    e = open_small(dir, 100000);
+    for (int from = 0; from < N; from += BATCH)
+        write_batch(e, from, BATCH, 0);
+    CR_CHECK(shard_engine_index_drain(e) == CR_OK);
+    for (int from = 0; from < N / 2; from += BATCH) /* replaced: tombstones in HNSW */
+        write_batch(e, from, BATCH, 0);
+    CR_CHECK(shard_engine_index_drain(e) == CR_OK);
+    CR_CHECK(shard_engine_stats(e, &st) == CR_OK);
+    tomb_before = st.tombstones;
+    CR_CHECK_MSG(tomb_before >= N / 2, "tombstones %llu", (unsigned long long)tomb_before);
+    CR_CHECK(shard_engine_maybe_rebuild(e, 0.1) == CR_OK);
+    /* While it builds (or after, if it was quick): delete some, replace some, time each. */
+    for (int i = 0; i < N; i += 7, rounds++) {
+        uint64_t t0 = cr_clock_mono_ms(), dt;
+        write_batch(e, i, 1, i % 2 == 0);
+        dt = cr_clock_mono_ms() - t0;
+        worst_ms = dt > worst_ms ? dt : worst_ms;
+    }
+    CR_CHECK(shard_engine_rebuild_wait(e) == CR_OK);
+    CR_CHECK(shard_engine_index_drain(e) == CR_OK);
+    CR_CHECK(shard_engine_stats(e, &st) == CR_OK);
+    CR_CHECK_MSG(st.tombstones < tomb_before, "tombstones %llu -> %llu: no rebuild",
+                 (unsigned long long)tomb_before, (unsigned long long)st.tombstones);
+    CR_CHECK(st.count == (uint64_t)(N - (rounds + 1) / 2));
+    for (int i = 0; i < N; i++) {
+        int deleted = i % 7 == 0 && i % 2 == 0;
+        misses += deleted ? self_found(e, i, NULL) : !self_found(e, i, NULL);
+    }
+    CR_CHECK_MSG(misses == 0, "%d wrong answers after a rebuild with writes beside it", misses);
+    CR_CHECK_MSG(worst_ms < 2000, "a write waited %llu ms beside the rebuild",
+                 (unsigned long long)worst_ms);
+    CR_CHECK(shard_engine_snapshot(e, NULL) == CR_OK);
+    shard_engine_close(&e);
+    e = open_small(dir, 100000);
+    misses = 0;
+    for (int i = 0; i < N; i++) {
+        int deleted = i % 7 == 0 && i % 2 == 0;
+        misses += deleted ? self_found(e, i, NULL) : !self_found(e, i, NULL);
+    }
+    CR_CHECK_MSG(misses == 0, "%d wrong answers after reopening the rebuilt shard", misses);
+    shard_engine_close(&e);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cirrus-test-engine-XXXXXX", cmd[128];
@@ -467,6 +521,7 @@ int main(void)
     shard_filter_free(&f);
     cirrus__v1__filter__free_unpacked(pf, NULL);
     test_old_format(dir);
+    test_background_rebuild(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CR_CHECK(system(cmd) == 0);
     return CR_TEST_END();

@@ -19,6 +19,7 @@
 #include <webp/encode.h>
 #include <zlib.h>
 
+#include "common/fileio.h"
 #include "common/test.h"
 
 static const float mean_[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -963,11 +964,39 @@ static void test_threads(const char *shared)
     free(b);
 }
 
+/* fuzz_image's finds: ~100-byte PNGs whose chunk declares ~1-2 GiB made stb_image realloc
+ * 2 GiB before reading it. They must be refused before stb sees them, by probe and decode. */
+static void png_refused(const char *name)
+{
+    const char *src = getenv("CIRRUS_SOURCE_DIR");
+    char path[1024];
+    uint8_t *b = NULL;
+    size_t n = 0;
+    enc_image *img = NULL;
+    enc_image_info info;
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/image/%s", src ? src : ".", name);
+    CR_CHECK_MSG(cr_file_read(path, &b, &n) == CR_OK, "read %s", path);
+    if (!b)
+        return;
+    CR_CHECK(enc_image_probe(b, n, 0, &info) == CR_ERR_INVALID);
+    CR_CHECK(strstr(cr_error_message(), "past the end") != NULL);
+    CR_CHECK(enc_image_decode(b, n, 0, &img) == CR_ERR_INVALID && img == NULL);
+    free(b);
+}
+
+/* The second: a chunk whose 8-byte header is there but whose data and CRC are not. */
+static void test_png_chunk_overrun(void)
+{
+    png_refused("crash-png-chunk-overrun");
+    png_refused("crash-png-partial-chunk-header");
+}
+
 int main(void)
 {
     const char *shared;
     CR_TEST_BEGIN();
     test_formats_and_limits();
+    test_png_chunk_overrun();
     test_png_modes();
     test_gif_bmp_webp();
     test_pad_modes();

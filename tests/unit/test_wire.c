@@ -9,6 +9,7 @@
 #include "common/test.h"
 #include "common/validate.h"
 #include "common/clock.h"
+#include "common/pb_check.h"
 #include "common/wire.h"
 
 static size_t pack_search(uint8_t **out, size_t nfloats)
@@ -252,9 +253,76 @@ static void test_poll_spin(void)
     zmq_ctx_term(ctx);
 }
 
+/* Prepends a length-delimited field (one tag byte + varint length) to buf[0..n) in place;
+ * buf has room for 6 more bytes. Returns the new length. */
+static size_t wrap_field(uint8_t *buf, size_t n, uint8_t tag)
+{
+    uint8_t head[6];
+    size_t h = 0, l = n;
+    head[h++] = tag;
+    do {
+        head[h++] = (uint8_t)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
+        l >>= 7;
+    } while (l);
+    memmove(buf + h, buf, n);
+    memcpy(buf, head, h);
+    return n + h;
+}
+
+/* Request{search: {query: {filter: not not ... (depth times) {}}}}, without protobuf-c (which
+ * would recurse to pack it): Filter.not_expr = 6, Query.filter = 11, SearchRequest.query = 1,
+ * Request.search = 10. */
+static uint8_t *deep_filter_request(int depth, size_t *len)
+{
+    uint8_t *buf = malloc((size_t)(depth + 3) * 6);
+    size_t n = 0;
+    for (int i = 0; i < depth - 1; i++)
+        n = wrap_field(buf, n, 0x32);
+    n = wrap_field(buf, n, 0x5a);
+    n = wrap_field(buf, n, 0x0a);
+    *len = wrap_field(buf, n, 0x52);
+    return buf;
+}
+
+/* protobuf-c recurses per nesting level: a deep message must be refused before it unpacks
+ * (200,000 levels crashed every node); legitimate depth still unpacks; field number 0 and
+ * groups are refused. */
+static void test_pb_check(void)
+{
+    cr_pb_bounded alloc;
+    ProtobufCMessage *m = NULL;
+    size_t len;
+    uint8_t *deep = deep_filter_request(200000, &len), *ok;
+    cr_pb_bounded_init(&alloc, 256u << 20);
+    CR_CHECK(cr_wire_unpack(&cirrus__v1__request__descriptor, deep, len, &alloc, &m) ==
+             CR_ERR_PROTO);
+    CR_CHECK(strstr(cr_error_message(), "nested deeper") != NULL);
+    free(deep);
+    ok = deep_filter_request(64, &len);
+    CR_CHECK(cr_wire_unpack(&cirrus__v1__request__descriptor, ok, len, &alloc, &m) == CR_OK);
+    if (m) {
+        Cirrus__V1__Request *r = (Cirrus__V1__Request *)m;
+        CR_CHECK(r->search && r->search->query && r->search->query->filter);
+        protobuf_c_message_free_unpacked(m, &alloc.base);
+    }
+    free(ok);
+    ok = deep_filter_request(CR_PB_MAX_DEPTH, &len);
+    CR_CHECK(cr_pb_check(&cirrus__v1__request__descriptor, ok, len) == CR_ERR_PROTO);
+    free(ok);
+    const uint8_t field0[] = {0x08, 0x01, 0x82, 0x00, 0x01, 0x41}; /* 2-byte tag of field 0 */
+    CR_CHECK(cr_pb_check(&cirrus__v1__request__descriptor, field0, sizeof field0) == CR_ERR_PROTO);
+    CR_CHECK(strstr(cr_error_message(), "field number 0") != NULL);
+    const uint8_t group[] = {0x0b, 0x0c}; /* start/end group of field 1 */
+    CR_CHECK(cr_pb_check(&cirrus__v1__request__descriptor, group, sizeof group) == CR_ERR_PROTO);
+    const uint8_t trunc[] = {0x52, 0x05, 0x0a}; /* length past the end */
+    CR_CHECK(cr_pb_check(&cirrus__v1__request__descriptor, trunc, sizeof trunc) == CR_ERR_PROTO);
+    CR_CHECK(cr_pb_check(&cirrus__v1__request__descriptor, NULL, 0) == CR_OK);
+}
+
 int main(void)
 {
     CR_TEST_BEGIN();
+    test_pb_check();
     test_roundtrip_and_errors();
     test_client_matching();
     test_validate();
