@@ -16,6 +16,8 @@ static const struct {
     {"truth", bench_cmd_truth, "exact top-k ground truth (.ivecs) for queries"},
     {"search", bench_cmd_search, "QPS, latency percentiles and recall against an endpoint, "
                                  "or in-process (--peer)"},
+    {"index", bench_cmd_index, "recall of a shard's index vs the same FAISS index in-process, "
+                               "under three write patterns"},
     {"echo", bench_cmd_echo, "bare ZeroMQ round trip on loopback: the transport floor"},
     {"raw", bench_cmd_raw, "send raw bytes as one frame (tests of malformed input)"},
     {"soak", bench_cmd_soak, "hours of mixed load with the servers' RSS, fds and threads judged"},

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct cr_vecfile {
     size_t row_bytes; /* stride */
     size_t skip;      /* bytes before each row's values (4 for the *vecs dim header) */
     int is_int;
+    int owned; /* map is a malloc'ed copy (HDF5), not a mapping */
 };
 
 static int ends_with(const char *s, const char *suffix)
@@ -95,8 +97,87 @@ static cr_err parse_npy(cr_vecfile *f, const char *path)
     return CR_OK;
 }
 
+/* "FILE.hdf5" or "FILE.hdf5:DATASET" (also .h5): the file name and the dataset ("train" by
+ * default); 0 when `path` names no HDF5 file. */
+static int hdf5_split(const char *path, char *file, size_t cap, const char **dataset)
+{
+    static const char *exts[] = {".hdf5", ".h5"};
+    for (size_t e = 0; e < 2; e++) {
+        const char *at = strstr(path, exts[e]);
+        size_t n;
+        if (!at)
+            continue;
+        n = (size_t)(at - path) + strlen(exts[e]);
+        if ((path[n] != '\0' && path[n] != ':') || n >= cap)
+            continue;
+        memcpy(file, path, n);
+        file[n] = '\0';
+        *dataset = path[n] == ':' && path[n + 1] ? path + n + 1 : "train";
+        return 1;
+    }
+    return 0;
+}
+
+/* Reads a 2-D float or integer dataset of an ann-benchmarks file (train, test, neighbors,
+ * distances) into memory as float32 or int32 rows. */
+static cr_err open_hdf5(cr_vecfile *f, const char *file, const char *dataset)
+{
+    hid_t fid = -1, did = -1, sid = -1, tid = -1;
+    hsize_t dims[2] = {0, 0};
+    cr_err rc = CR_OK;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors become our messages, not stderr */
+    fid = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0) {
+        rc = cr_error_set(CR_ERR_IO, "%s: cannot open as HDF5", file);
+        goto out;
+    }
+    did = H5Dopen2(fid, dataset, H5P_DEFAULT);
+    if (did < 0) {
+        rc = cr_error_set(CR_ERR_INVALID, "%s: no dataset '%s'", file, dataset);
+        goto out;
+    }
+    sid = H5Dget_space(did);
+    tid = H5Dget_type(did);
+    if (sid < 0 || tid < 0 || H5Sget_simple_extent_ndims(sid) != 2 ||
+        H5Sget_simple_extent_dims(sid, dims, NULL) != 2 || dims[0] == 0 || dims[1] == 0 ||
+        dims[1] > 1 << 20) {
+        rc = cr_error_set(CR_ERR_INVALID, "%s:%s: not a non-empty 2-D dataset", file, dataset);
+        goto out;
+    }
+    f->is_int = H5Tget_class(tid) == H5T_INTEGER;
+    if (!f->is_int && H5Tget_class(tid) != H5T_FLOAT) {
+        rc = cr_error_set(CR_ERR_INVALID, "%s:%s: neither float nor integer", file, dataset);
+        goto out;
+    }
+    f->rows = (size_t)dims[0];
+    f->dim = (size_t)dims[1];
+    f->row_bytes = 4 * f->dim;
+    f->map_len = f->rows * f->row_bytes;
+    f->map = malloc(f->map_len);
+    f->owned = 1;
+    if (!f->map) {
+        rc = cr_error_set(CR_ERR_NOMEM, "%s:%s: %zu bytes", file, dataset, f->map_len);
+        goto out;
+    }
+    if (H5Dread(did, f->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                H5P_DEFAULT, (void *)f->map) < 0)
+        rc = cr_error_set(CR_ERR_IO, "%s:%s: read failed", file, dataset);
+out:
+    if (tid >= 0)
+        H5Tclose(tid);
+    if (sid >= 0)
+        H5Sclose(sid);
+    if (did >= 0)
+        H5Dclose(did);
+    if (fid >= 0)
+        H5Fclose(fid);
+    return rc;
+}
+
 cr_err cr_vecfile_open(cr_vecfile **out, const char *path)
 {
+    char h5file[4096];
+    const char *dataset = NULL;
     cr_vecfile *f = calloc(1, sizeof *f);
     struct stat st;
     cr_err rc = CR_OK;
@@ -104,6 +185,10 @@ cr_err cr_vecfile_open(cr_vecfile **out, const char *path)
 
     if (!f)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
+    if (hdf5_split(path, h5file, sizeof h5file, &dataset)) {
+        rc = open_hdf5(f, h5file, dataset);
+        goto done;
+    }
     fd = open(path, O_RDONLY);
     if (fd < 0 || fstat(fd, &st) != 0) {
         rc = cr_error_set(CR_ERR_IO, "%s: %s", path, strerror(errno));
@@ -124,9 +209,11 @@ cr_err cr_vecfile_open(cr_vecfile **out, const char *path)
     } else if (ends_with(path, ".npy")) {
         rc = parse_npy(f, path);
     } else {
-        rc = cr_error_set(CR_ERR_INVALID, "%s: unknown vector file type (.fvecs, .ivecs, .npy)",
+        rc = cr_error_set(CR_ERR_INVALID, "%s: unknown vector file type (.fvecs, .ivecs, .npy, "
+                                          ".hdf5[:dataset])",
                           path);
     }
+done:
     if (!rc) {
         *out = f;
         f = NULL;
@@ -143,7 +230,9 @@ void cr_vecfile_close(cr_vecfile **pp)
     cr_vecfile *f = pp ? *pp : NULL;
     if (!f)
         return;
-    if (f->map)
+    if (f->map && f->owned)
+        free((void *)f->map);
+    else if (f->map)
         munmap((void *)f->map, f->map_len);
     free(f);
     *pp = NULL;

@@ -1,6 +1,9 @@
 /* vecfile.h — readers and writers for the standard vector file formats:
  *   .fvecs / .ivecs (per row: int32 dim, then dim float32 / int32 values, little-endian),
- *   .npy (NumPy v1/v2/v3 header, '<f4' or '<i4', C order, 2-D).
+ *   .npy (NumPy v1/v2/v3 header, '<f4' or '<i4', C order, 2-D),
+ *   .hdf5 / .h5 as ann-benchmarks writes them: "FILE.hdf5:DATASET" picks a 2-D float or int
+ *   dataset (train, test, neighbors, distances), "FILE.hdf5" alone means train; read into
+ *   memory (libhdf5 is used here only).
  * Files are mapped read-only; rows are read in place. */
 #ifndef CR_VECFILE_H
 #define CR_VECFILE_H
@@ -12,7 +15,7 @@
 
 typedef struct cr_vecfile cr_vecfile;
 
-/* Opens `path` by extension (.fvecs, .ivecs, .npy). Validates that every row has the same
+/* Opens `path` by extension (.fvecs, .ivecs, .npy, .hdf5[:dataset]). Validates that every row has the same
  * dimension and that the file size matches; CR_ERR_INVALID with a message otherwise. */
 cr_err cr_vecfile_open(cr_vecfile **out, const char *path);
 void cr_vecfile_close(cr_vecfile **pp);

@@ -82,6 +82,7 @@ typedef struct shard_index_opts {
                                   start from instead of training; NULL = none */
     int hnsw_ef_max;           /* largest efSearch a search may ask for (FAISS 1.7.3 caps the
                                   per-call value by the index's own); 0 = 1024 */
+    int hnsw_ef_construction;  /* HNSW construction beam; 0 = the shard's default */
 } shard_index_opts;
 
 /* dim 0, metric IP, factory "Flat", train_size auto, no template. */

@@ -147,6 +147,12 @@ int faiss_write_index_buf(const FaissIndex *idx, size_t *buf_size, unsigned char
 int faiss_read_index_buf(const unsigned char *buf, size_t limit, int io_flags,
                          FaissIndex **p_out);
 
+/* ---- cirrus extension (no upstream C API has it) ---------------------------------------- */
+
+/** Sets efConstruction of the HNSW inside `idx` (an IndexHNSW, possibly under an IDMap);
+ * returns 1 when `idx` holds no HNSW (nothing set), 0 when set. */
+int faiss_IndexHNSW_set_efConstruction_ext(FaissIndex *idx, int ef_construction);
+
 #ifdef __cplusplus
 }
 #endif

@@ -642,4 +642,16 @@ int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace *space,
     });
 }
 
+int faiss_IndexHNSW_set_efConstruction_ext(FaissIndex *idx, int ef_construction)
+{
+    faiss::Index *ix = IX(idx);
+    if (auto *m = dynamic_cast<faiss::IndexIDMap *>(ix))
+        ix = m->index;
+    auto *h = dynamic_cast<faiss::IndexHNSW *>(ix);
+    if (!h)
+        return 1;
+    h->hnsw.efConstruction = ef_construction;
+    return 0;
+}
+
 } // extern "C"
