@@ -10,14 +10,14 @@ BUILD_PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   liblmdb-dev lmdb-utils
   libjansson-dev zlib1g-dev libutf8proc-dev libstb-dev libwebp-dev
-  libmicrohttpd-dev libgnutls28-dev curl python3
+  libmicrohttpd-dev libgnutls28-dev libhdf5-dev curl python3
 )
 # The tests besides: the browser, libFuzzer, Debian's Python packages the tests and the
 # worker use, containers (make image, make test-deploy).
 TEST_PACKAGES=(
   chromium openssl
   clang libclang-rt-14-dev libomp-dev
-  python3-pil python3-yaml python3-zmq python3-protobuf
+  python3-pil python3-yaml python3-zmq python3-protobuf python3-h5py
   podman runc debootstrap gnuplot-nox
 )
 if [ "${1:-}" = "--build" ]; then
