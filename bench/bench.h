@@ -27,6 +27,15 @@ double bench_percentile(double *samples, size_t n, double p);
 double bench_recall(const int64_t *got, const int32_t *truth, size_t nq, size_t k,
                     size_t truth_k);
 
+/* NDCG@k with binary relevance (a hit is relevant when it is among the first k of `truth`),
+ * averaged over the queries: VectorDBBench's `ndcg`. */
+double bench_ndcg(const int64_t *got, const int32_t *truth, size_t nq, size_t k, size_t truth_k);
+
+/* `cirrus-bench search --load FILE`: upserts FILE's rows as PREFIX<row> through `endpoint`
+ * in acknowledged batches; *seconds is the wall time of the whole load. 0 or 1 (printed). */
+int bench_endpoint_load(const char *endpoint, const char *path, const char *prefix,
+                        double *seconds, size_t *loaded);
+
 /* Peak resident set size of this process in MiB (VmHWM). */
 double bench_peak_rss_mb(void);
 

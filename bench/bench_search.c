@@ -1,5 +1,7 @@
-/* cirrus-bench search — QPS, latency percentiles and recall@k through a cirrus endpoint
- * and, side by side in the same run, the same FAISS index in-process (--peer). */
+/* cirrus-bench search — QPS, latency percentiles, recall@k and NDCG@k through a cirrus
+ * endpoint and, side by side in the same run, the same FAISS index in-process (--peer).
+ * --concurrency 1,2,4,8 sweeps (a row per level, --plot draws QPS against p99); --json
+ * carries VectorDBBench's result fields beside cirrus's own. */
 #include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -18,14 +20,19 @@
 
 float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normalize);
 
+enum { SEARCH_MAX_LEVELS = 16 };
+
 typedef struct search_cfg {
     const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
-    long long k, concurrency, duration_s, nprobe, ef, peer_threads, spin_us;
+    const char *load, *plot;
+    long long k, duration_s, nprobe, ef, peer_threads, spin_us;
+    long long levels[SEARCH_MAX_LEVELS]; /* --concurrency 1,2,4: one endpoint run each */
+    int n_levels;
     int json, ping;
 } search_cfg;
 
 typedef struct run_result {
-    double qps, p50, p95, p99, p999, recall;
+    double qps, p50, p95, p99, p999, mean, recall, ndcg;
     double server_search_ms; /* mean of the search time the server reports (timing) */
     uint64_t done, errors;
 } run_result;
@@ -214,8 +221,10 @@ static cr_err exact_truth(shared *sh, const search_cfg *c)
     return rc;
 }
 
-static double recall_of(shared *sh, const search_cfg *c)
+/* recall@k (and, against a truth file, NDCG@k) of the last answers; -1 = not measured. */
+static void quality_of(shared *sh, const search_cfg *c, double *recall, double *ndcg)
 {
+    *ndcg = -1;
     if (sh->exact) {
         /* Filtered: of the exact top-k (fewer when fewer match), how many were found. */
         size_t hit = 0, total = 0, k = (size_t)c->k;
@@ -231,24 +240,25 @@ static double recall_of(shared *sh, const search_cfg *c)
                         break;
                     }
             }
-        return total ? (double)hit / (double)total : -1;
+        *recall = total ? (double)hit / (double)total : -1;
+        return;
     }
     cr_vecfile *t = NULL;
     int32_t *truth;
     size_t tk;
-    double r = -1;
+    *recall = -1;
     if (!c->truth || cr_vecfile_open(&t, c->truth))
-        return -1;
+        return;
     tk = cr_vecfile_dim(t);
     truth = malloc(sh->nq * tk * sizeof *truth);
     if (truth && cr_vecfile_rows(t) >= sh->nq) {
         for (size_t i = 0; i < sh->nq; i++)
             cr_vecfile_row_i32(t, i, truth + i * tk);
-        r = bench_recall(sh->answers, truth, sh->nq, (size_t)c->k, tk);
+        *recall = bench_recall(sh->answers, truth, sh->nq, (size_t)c->k, tk);
+        *ndcg = bench_ndcg(sh->answers, truth, sh->nq, (size_t)c->k, tk);
     }
     free(truth);
     cr_vecfile_close(&t);
-    return r;
 }
 
 static run_result run(shared *sh, void *(*fn)(void *), int threads)
@@ -292,7 +302,9 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
     r.p95 = bench_percentile(all, n, 0.95);
     r.p99 = bench_percentile(all, n, 0.99);
     r.p999 = bench_percentile(all, n, 0.999);
-    r.recall = recall_of(sh, c);
+    for (size_t i = 0; all && i < n; i++)
+        r.mean += all[i] / (double)n;
+    quality_of(sh, c, &r.recall, &r.ndcg);
     free(all);
     free(ws);
     free(tids);
@@ -341,7 +353,10 @@ static json_t *result_json(const run_result *r, int conc)
     json_object_set_new(o, "p95_ms", json_real(r->p95));
     json_object_set_new(o, "p99_ms", json_real(r->p99));
     json_object_set_new(o, "p999_ms", json_real(r->p999));
+    json_object_set_new(o, "mean_ms", json_real(r->mean));
     json_object_set_new(o, "recall", json_real(r->recall));
+    if (r->ndcg >= 0)
+        json_object_set_new(o, "ndcg", json_real(r->ndcg));
     json_object_set_new(o, "concurrency", json_integer(conc));
     json_object_set_new(o, "queries", json_integer((json_int_t)r->done));
     json_object_set_new(o, "errors", json_integer((json_int_t)r->errors));
@@ -356,6 +371,25 @@ static void print_row(const char *name, const run_result *r, int conc)
            r->p95, r->p99, r->p999, r->recall, (unsigned long long)r->errors);
 }
 
+/* "1,2,4,8": up to SEARCH_MAX_LEVELS levels, each 1..1024. */
+static int parse_levels(search_cfg *c, const char *arg)
+{
+    char buf[256], *save = NULL;
+    c->n_levels = 0;
+    if (strlen(arg) >= sizeof buf)
+        return cr_error_set(CR_ERR_INVALID, "--concurrency: list too long");
+    strcpy(buf, arg);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (c->n_levels == SEARCH_MAX_LEVELS)
+            return cr_error_set(CR_ERR_INVALID, "--concurrency: at most %d levels",
+                                SEARCH_MAX_LEVELS);
+        if (cr_parse_ll(t, 1, 1024, &c->levels[c->n_levels]))
+            return cr_error_set(CR_ERR_INVALID, "--concurrency: '%s' is not in 1..1024", t);
+        c->n_levels++;
+    }
+    return c->n_levels ? 0 : cr_error_set(CR_ERR_INVALID, "--concurrency: empty list");
+}
+
 static int parse(search_cfg *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -367,17 +401,19 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"peer-index", required_argument, 0, 'I'}, {"metric", required_argument, 0, 'm'},
         {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
         {"filter", required_argument, 0, 'F'},   {"ping", no_argument, 0, 'P'},
-        {"spin-us", required_argument, 0, 'S'},
+        {"spin-us", required_argument, 0, 'S'},  {"load", required_argument, 0, 'L'},
+        {"plot", required_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
-    c->concurrency = 1;
+    c->levels[0] = 1;
+    c->n_levels = 1;
     c->duration_s = 10;
     c->prefix = "";
     c->metric = "ip";
     c->peer_threads = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        long long *t = ch == 'k' ? &c->k : ch == 'c' ? &c->concurrency : ch == 'd' ? &c->duration_s
+        long long *t = ch == 'k' ? &c->k : ch == 'd' ? &c->duration_s
                      : ch == 'n' ? &c->nprobe : ch == 'f' ? &c->ef : ch == 'T' ? &c->peer_threads
                      : ch == 'S' ? &c->spin_us : NULL;
         if (t) {
@@ -388,6 +424,14 @@ static int parse(search_cfg *c, int argc, char **argv)
             continue;
         }
         switch (ch) {
+        case 'c':
+            if (parse_levels(c, optarg)) {
+                fprintf(stderr, "cirrus-bench search: %s\n", cr_error_message());
+                return 2;
+            }
+            break;
+        case 'L': c->load = optarg; break;
+        case 'G': c->plot = optarg; break;
         case 'e': c->endpoint = optarg; break;
         case 'q': c->queries = optarg; break;
         case 't': c->truth = optarg; break;
@@ -400,9 +444,17 @@ static int parse(search_cfg *c, int argc, char **argv)
         case 'j': c->json = 1; break;
         default:
             printf("Usage: cirrus-bench search --queries Q.fvecs [--endpoint EP] [--truth T.ivecs]\n"
-                   "         [--id-prefix P] [--k 10] [--concurrency C] [--duration S] [--nprobe N]\n"
-                   "         [--ef N] [--peer-base B.fvecs --peer-index FACTORY [--metric ip|l2]\n"
-                   "         [--peer-threads 2]] [--filter EXPR] [--spin-us N] [--json]\n"
+                   "         [--id-prefix P] [--k 10] [--concurrency C[,C...]] [--duration S]\n"
+                   "         [--nprobe N] [--ef N] [--peer-base B.fvecs --peer-index FACTORY\n"
+                   "         [--metric ip|l2] [--peer-threads 2]] [--filter EXPR] [--spin-us N]\n"
+                   "         [--load BASE] [--plot FILE.png] [--json]\n"
+                   "Vector files: .fvecs/.ivecs, .npy, or FILE.hdf5:DATASET (ann-benchmarks).\n"
+                   "--concurrency 1,2,4,8,16 runs the endpoint once per level (a row each);\n"
+                   "--plot draws QPS against p99 over the levels (gnuplot). --load writes BASE\n"
+                   "through the endpoint first, as --id-prefix<row>, and reports its time\n"
+                   "(load_duration). --json adds VectorDBBench's fields: qps (the best level),\n"
+                   "serial_latency_p99 (s, at concurrency 1), recall, ndcg, load_duration (s),\n"
+                   "conc_num_list, conc_qps_list, conc_latency_p99_list (s).\n"
                    "With --filter, recall is measured against the endpoint's exact search under\n"
                    "the same filter. --ping sends Health requests instead (the transport floor).\n"
                    "--spin-us: clients busy-poll this long for each reply before sleeping.\n"
@@ -412,7 +464,12 @@ static int parse(search_cfg *c, int argc, char **argv)
             return ch == 'h' ? 0 : 2;
         }
     }
-    if (!c->queries || (!c->endpoint && !c->peer_base) || c->k < 1 || c->concurrency < 1) {
+    if ((c->load || c->plot || c->n_levels > 1) && !c->endpoint) {
+        fprintf(stderr, "cirrus-bench search: --load, --plot and a --concurrency list need "
+                        "--endpoint\n");
+        return 2;
+    }
+    if (!c->queries || (!c->endpoint && !c->peer_base) || c->k < 1) {
         fprintf(stderr, "cirrus-bench search: --queries and --endpoint or --peer-base are "
                         "required\n");
         return 2;
@@ -424,71 +481,166 @@ static int parse(search_cfg *c, int argc, char **argv)
     return -1;
 }
 
+/* VectorDBBench's result fields (its Metric), from the sweep: qps is the best level's, the
+ * serial p99 the concurrency-1 level's (seconds, as VectorDBBench stores them). */
+static void vdb_fields(json_t *o, const search_cfg *c, const run_result *lv, double load_s)
+{
+    json_t *nums = json_array(), *qps = json_array(), *p99 = json_array();
+    double best = 0;
+    for (int i = 0; i < c->n_levels; i++) {
+        json_array_append_new(nums, json_integer(c->levels[i]));
+        json_array_append_new(qps, json_real(lv[i].qps));
+        json_array_append_new(p99, json_real(lv[i].p99 / 1000.0));
+        if (lv[i].qps > best)
+            best = lv[i].qps;
+        if (c->levels[i] == 1)
+            json_object_set_new(o, "serial_latency_p99", json_real(lv[i].p99 / 1000.0));
+    }
+    json_object_set_new(o, "qps", json_real(best));
+    json_object_set_new(o, "conc_num_list", nums);
+    json_object_set_new(o, "conc_qps_list", qps);
+    json_object_set_new(o, "conc_latency_p99_list", p99);
+    if (load_s >= 0)
+        json_object_set_new(o, "load_duration", json_real(load_s));
+}
+
+static void print_json(const search_cfg *c, const run_result *lv, const run_result *peer,
+                       double load_s)
+{
+    /* Top level: the endpoint's first level (or the peer alone); every level in "levels". */
+    json_t *o = c->endpoint ? result_json(&lv[0], (int)c->levels[0])
+                            : result_json(peer, (int)c->peer_threads);
+    if (c->endpoint) {
+        json_t *levels = json_array();
+        for (int i = 0; i < c->n_levels; i++)
+            json_array_append_new(levels, result_json(&lv[i], (int)c->levels[i]));
+        json_object_set_new(o, "levels", levels);
+        vdb_fields(o, c, lv, load_s);
+    }
+    if (c->endpoint && c->peer_base) {
+        json_object_set_new(o, "peer", result_json(peer, (int)c->peer_threads));
+        json_object_set_new(o, "qps_ratio", json_real(peer->qps > 0 ? lv[0].qps / peer->qps : 0));
+        json_object_set_new(o, "p50_added_ms", json_real(lv[0].p50 - peer->p50));
+    }
+    char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    puts(txt ? txt : "{}");
+    free(txt);
+    json_decref(o);
+}
+
+/* QPS against p99 over the levels, each point labelled with its concurrency. */
+static void plot_levels(const search_cfg *c, const run_result *lv)
+{
+    FILE *g = popen("gnuplot > /dev/null 2>&1", "w");
+    if (!g) {
+        fprintf(stderr, "cirrus-bench search: no gnuplot: no plot\n");
+        return;
+    }
+    fprintf(g, "set terminal pngcairo size 900,560\nset output '%s'\nset grid\n"
+               "set xlabel 'p99 latency (ms)'\nset ylabel 'QPS'\nset key off\n"
+               "set title 'cirrus-bench search: QPS against p99 by concurrency'\n"
+               "set xrange [0:*]\nset yrange [0:*]\n"
+               "plot '-' using 1:2 with linespoints pt 7, '-' using 1:2:3 with labels offset 1,1\n",
+            c->plot);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < c->n_levels; i++)
+            fprintf(g, "%f %f c=%lld\n", lv[i].p99, lv[i].qps, c->levels[i]);
+        fprintf(g, "e\n");
+    }
+    if (pclose(g) != 0)
+        fprintf(stderr, "cirrus-bench search: gnuplot failed: no plot\n");
+    else if (!c->json)
+        printf("plot: %s\n", c->plot);
+}
+
+static int run_peer(shared *sh, const search_cfg *c, run_result *peer)
+{
+    if (peer_build(sh, c)) {
+        fprintf(stderr, "cirrus-bench search: peer: %s\n", cr_error_message());
+        return 1;
+    }
+    *peer = run(sh, peer_worker, (int)c->peer_threads);
+    if (!c->json)
+        print_row("in-process", peer, (int)c->peer_threads);
+    shard_index_close(&sh->peer);
+    return 0;
+}
+
+static void free_shared(shared *sh)
+{
+    free(sh->q);
+    free(sh->qn);
+    free(sh->answers);
+    free(sh->exact);
+    if (sh->filter)
+        cirrus__v1__filter__free_unpacked(sh->filter, NULL);
+}
+
+static int setup(shared *sh, search_cfg *c, double *load_s)
+{
+    size_t loaded = 0;
+    if (c->load) {
+        if (bench_endpoint_load(c->endpoint, c->load, c->prefix, load_s, &loaded))
+            return 1;
+        if (!c->json)
+            printf("loaded %zu vectors through %s in %.2f s (%.0f vectors/s)\n", loaded,
+                   c->endpoint, *load_s, *load_s > 0 ? (double)loaded / *load_s : 0);
+    }
+    sh->cfg = c;
+    sh->q = bench_load_rows(c->queries, &sh->nq, &sh->dim, 0);
+    sh->qn = bench_load_rows(c->queries, &sh->nq, &sh->dim, strcmp(c->metric, "ip") == 0);
+    sh->answers = sh->q ? malloc(sh->nq * (size_t)c->k * sizeof *sh->answers) : NULL;
+    if (!sh->q || !sh->qn || !sh->answers) {
+        fprintf(stderr, "cirrus-bench search: cannot read %s\n", c->queries);
+        return 1;
+    }
+    if (c->filter && (!c->endpoint || c->peer_base)) {
+        fprintf(stderr, "cirrus-bench search: --filter needs --endpoint and no peer\n");
+        return 2;
+    }
+    if (c->filter && (cr_filter_parse(c->filter, &sh->filter) || exact_truth(sh, c))) {
+        fprintf(stderr, "cirrus-bench search: --filter: %s\n", cr_error_message());
+        return 1;
+    }
+    return 0;
+}
+
 int bench_cmd_search(int argc, char **argv)
 {
     search_cfg c = {0};
     shared sh;
-    run_result ep = {0}, peer = {0};
+    run_result lv[SEARCH_MAX_LEVELS] = {0}, peer = {0};
+    double load_s = -1;
+    uint64_t errors = 0;
     int ret = parse(&c, argc, argv);
     if (ret >= 0)
         return ret;
     memset(&sh, 0, sizeof sh);
-    sh.cfg = &c;
-    sh.q = bench_load_rows(c.queries, &sh.nq, &sh.dim, 0);
-    sh.qn = bench_load_rows(c.queries, &sh.nq, &sh.dim, strcmp(c.metric, "ip") == 0);
-    sh.answers = sh.q ? malloc(sh.nq * (size_t)c.k * sizeof *sh.answers) : NULL;
-    if (!sh.q || !sh.qn || !sh.answers) {
-        fprintf(stderr, "cirrus-bench search: cannot read %s\n", c.queries);
-        return 1;
-    }
+    if ((ret = setup(&sh, &c, &load_s)) != 0)
+        goto out;
     if (!c.json)
         printf("%-10s %5s %10s %9s %9s %9s %9s %8s %6s\n", "target", "conc", "QPS", "p50 ms",
                "p95 ms", "p99 ms", "p99.9 ms", "recall", "errors");
-    if (c.filter && (!c.endpoint || c.peer_base)) {
-        fprintf(stderr, "cirrus-bench search: --filter needs --endpoint and no peer\n");
-        return 2;
-    }
-    if (c.filter && (cr_filter_parse(c.filter, &sh.filter) || exact_truth(&sh, &c))) {
-        fprintf(stderr, "cirrus-bench search: --filter: %s\n", cr_error_message());
-        return 1;
-    }
-    if (c.endpoint) {
-        ep = run(&sh, endpoint_worker, (int)c.concurrency);
+    for (int i = 0; c.endpoint && i < c.n_levels; i++) {
+        lv[i] = run(&sh, endpoint_worker, (int)c.levels[i]);
+        errors += lv[i].errors;
         if (!c.json)
-            print_row("endpoint", &ep, (int)c.concurrency);
+            print_row("endpoint", &lv[i], (int)c.levels[i]);
     }
-    if (c.peer_base) {
-        if (peer_build(&sh, &c)) {
-            fprintf(stderr, "cirrus-bench search: peer: %s\n", cr_error_message());
-            return 1;
-        }
-        peer = run(&sh, peer_worker, (int)c.peer_threads);
-        if (!c.json)
-            print_row("in-process", &peer, (int)c.peer_threads);
-        shard_index_close(&sh.peer);
-    }
-    if (c.json) {
-        /* Top level: the endpoint's figures (or the peer's alone); the peer nested. */
-        json_t *o = c.endpoint ? result_json(&ep, (int)c.concurrency)
-                               : result_json(&peer, (int)c.peer_threads);
-        if (c.endpoint && c.peer_base) {
-            json_object_set_new(o, "peer", result_json(&peer, (int)c.peer_threads));
-            json_object_set_new(o, "qps_ratio", json_real(peer.qps > 0 ? ep.qps / peer.qps : 0));
-            json_object_set_new(o, "p50_added_ms", json_real(ep.p50 - peer.p50));
-        }
-        char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-        puts(txt ? txt : "{}");
-        free(txt);
-        json_decref(o);
-    } else if (c.endpoint && c.peer_base) {
+    if (c.peer_base && (ret = run_peer(&sh, &c, &peer)) != 0)
+        goto out;
+    errors += peer.errors;
+    if (c.json)
+        print_json(&c, lv, &peer, load_s);
+    else if (c.endpoint && c.peer_base)
         printf("endpoint/in-process QPS ratio %.3f; p50 added by the server %.1f us\n",
-               peer.qps > 0 ? ep.qps / peer.qps : 0, (ep.p50 - peer.p50) * 1000);
-    }
-    free(sh.q);
-    free(sh.qn);
-    free(sh.answers);
-    free(sh.exact);
-    if (sh.filter)
-        cirrus__v1__filter__free_unpacked(sh.filter, NULL);
-    return ep.errors || peer.errors ? 1 : 0;
+               peer.qps > 0 ? lv[0].qps / peer.qps : 0, (lv[0].p50 - peer.p50) * 1000);
+    if (!c.json && lv[0].ndcg >= 0)
+        printf("ndcg@%lld %.4f (first level)\n", c.k, lv[0].ndcg);
+    if (c.plot)
+        plot_levels(&c, lv);
+    ret = errors ? 1 : 0;
+out:
+    free_shared(&sh);
+    return ret;
 }

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,28 @@ double bench_recall(const int64_t *got, const int32_t *truth, size_t nq, size_t 
                 }
         }
     return nq && k ? (double)hit / (double)(nq * k) : 0;
+}
+
+double bench_ndcg(const int64_t *got, const int32_t *truth, size_t nq, size_t k, size_t truth_k)
+{
+    double sum = 0, ideal = 0;
+    for (size_t i = 0; i < k && i < truth_k; i++)
+        ideal += 1.0 / log2((double)i + 2.0);
+    if (!nq || ideal == 0)
+        return 0;
+    for (size_t q = 0; q < nq; q++) {
+        double dcg = 0;
+        for (size_t i = 0; i < k; i++) {
+            int64_t g = got[q * k + i];
+            for (size_t j = 0; g >= 0 && j < k && j < truth_k; j++)
+                if (truth[q * truth_k + j] == g) {
+                    dcg += 1.0 / log2((double)i + 2.0);
+                    break;
+                }
+        }
+        sum += dcg / ideal;
+    }
+    return sum / (double)nq;
 }
 
 double bench_peak_rss_mb(void)
