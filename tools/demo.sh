@@ -11,6 +11,7 @@ BUILD=${1:-build}
 BIN="$(cd "$BUILD/bin" && pwd)"
 WORK=$(mktemp -d /tmp/cirrus-demo-XXXXXX)
 N=${CIRRUS_DEMO_ITEMS:-3000}
+PY=/usr/bin/python3 # Debian's, with python3-pil (make deps); not a pyenv one
 SERVE=""
 trap '[ -n "$SERVE" ] && kill -9 "$SERVE" 2>/dev/null; rm -rf "$WORK"' EXIT
 
@@ -46,11 +47,13 @@ head -2 "$WORK/catalog/catalog.jsonl"
 
 EP="tcp://127.0.0.1:$(port)"
 HTTP="127.0.0.1:$(port)"
+WEP="tcp://127.0.0.1:$(port)" # the job broker's worker endpoint (try-on at the end)
+OUT="$(dirname "$BIN")/demo" # what the demo leaves behind: the try-on PNG
 say "Starting cirrus serve (coordinator + 2 shards + encoder, one process) on $EP"
 phi_opt=()
 [ -n "$PHI" ] && phi_opt=(--phi "$PHI")
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --index HNSW32 --bind "$EP" --http "$HTTP" 2>"$WORK/serve.log" &
+  --index HNSW32 --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve.log" &
 SERVE=$!
 wait_ready "$EP"
 echo "The web page: http://$HTTP/ (while the demo runs; CIRRUS_DEMO_HOLD=1 keeps it up at the end)"
@@ -97,7 +100,7 @@ say "kill -9 the whole process, restart, and check that nothing acknowledged was
 before=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
 kill -9 "$SERVE"; wait "$SERVE" 2>/dev/null || true
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --bind "$EP" --http "$HTTP" 2>"$WORK/serve2.log" &
+  --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve2.log" &
 SERVE=$!
 wait_ready "$EP"
 after=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
@@ -108,6 +111,24 @@ say "Bad requests get clear errors and change nothing"
 "${C[@]}" search --ref-id no-such-sku --caption "is red" || true
 "${C[@]}" search --text "red" --filter 'colour = "red"' || true
 "${C[@]}" search --text "red" --filter 'price < ' || true
+say "Try-on: sku-42 on a generated person, by a composite worker (a CPU baseline, no diffusion)"
+echo "A real deployment runs ladi-vton or mgd workers on GPUs (worker/README.md); the job path is the same."
+WORKER=""
+"$BIN/cirrus-worker" --connect "$WEP" --backend composite --step-ms 40 \
+  --worker-id demo-composite 2>"$WORK/worker.log" &
+WORKER=$!
+trap '[ -n "$SERVE" ] && kill -9 "$SERVE" 2>/dev/null; [ -n "$WORKER" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+"$PY" tools/demo_person.py "$OUT/person.png"
+case "$(sed -n 43p "$WORK/catalog/catalog.jsonl" | grep -o '"category":"[a-z]*"' | cut -d'"' -f4)" in
+  dress) cat=dresses ;; trousers|skirt) cat=lower_body ;; *) cat=upper_body ;;
+esac
+"${C[@]}" generate --person "$OUT/person.png" --garment "$WORK/catalog/images/sku-42.png" \
+  --category "$cat" --steps 20 --key demo-tryon-sku-42 --wait -o "$OUT/tryon.png"
+echo "wrote $OUT/tryon.png (the person: $OUT/person.png)"
+"${C[@]}" jobs | head -5
+kill -TERM "$WORKER"; wait "$WORKER" 2>/dev/null || true; WORKER=""
+
 say "Stats"
 "${C[@]}" stats | head -20
 if [ "${CIRRUS_DEMO_HOLD:-0}" = 1 ]; then
