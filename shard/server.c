@@ -471,6 +471,28 @@ static void reply_scan(shard_engine *e, cr_svc_call *call, const Cirrus__V1__Req
     shard_conv_scan_clear(&r);
 }
 
+/* Bytes of kept images one scan page carries at most (beyond its first item): the page is
+ * cut short instead, well below the wire's frame limit. */
+#define SCAN_IMAGE_BUDGET (24u << 20)
+
+/* How many leading items of `page` fit SCAN_IMAGE_BUDGET with their kept images (at least 1;
+ * page->n when all do). */
+static size_t images_fit(shard_engine *e, const shard_scan_page *page)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < page->n; i++) {
+        void *img = NULL;
+        size_t len = 0;
+        if (page->deleted[i] || shard_engine_get_image(e, page->items[i]->id, &img, &len) < 0)
+            continue;
+        free(img);
+        total += len;
+        if (total > SCAN_IMAGE_BUDGET)
+            return i ? i : 1;
+    }
+    return page->n;
+}
+
 /* Scan in external-id or version order: every id once, tombstones included. */
 static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
@@ -492,6 +514,14 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     sq.with_vector = q->include_vector;
     sq.keys_only = q->keys_only;
     rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
+    if (!rc && q->include_image && !q->keys_only) {
+        size_t fit = images_fit(s->engine, &page);
+        if (fit < page.n) { /* the same scan, stopped where the images fit */
+            shard_scan_page_clear(&page);
+            sq.limit = (uint32_t)fit;
+            rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
+        }
+    }
     reply_scan(s->engine, call, req, rc, &page, next);
 }
 
