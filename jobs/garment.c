@@ -53,24 +53,24 @@ void jobs_garment_start(jobs_broker *b, jobs_job *j, jobs_waiter *w)
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
     char *id = j->req->garment_item_id;
-    jobs_resolve *r;
-    const char *why = NULL;
-    cr_err code = CR_ERR_INVALID;
+    jobs_resolve *r = NULL;
+    cr_err code = CR_OK;
 
     if (!id || !id[0] || j->req->garment_image.len) {
         jobs_submit(b, j, w);
         return;
     }
     if (cr_validate_id(id))
-        why = "garment_item_id is not a valid item id (1..256 bytes of UTF-8)";
+        code = cr_error_set(CR_ERR_INVALID, "garment_item_id is not a valid item id (1..256 "
+                                            "bytes of UTF-8)");
     else if (!b->items[0])
-        code = CR_ERR_UNSUPPORTED,
-        why = "garment_item_id needs the broker's items endpoint (a coordinator); this broker "
-              "has none: send garment_image";
+        code = cr_error_set(CR_ERR_UNSUPPORTED, "garment_item_id needs the broker's items "
+                                                "endpoint (a coordinator); this broker has "
+                                                "none: send garment_image");
     else if (!(r = resolve_slot(b)))
-        code = CR_ERR_OVERLOADED, why = "too many garment lookups in flight";
-    if (why) {
-        jobs_waiter_answer(b, NULL, w, code, why);
+        code = cr_error_set(CR_ERR_OVERLOADED, "too many garment lookups in flight");
+    if (code) {
+        jobs_waiter_answer(b, NULL, w, code, cr_error_message());
         jobs_job_free(j);
         return;
     }
@@ -148,12 +148,16 @@ static void resolve_item(jobs_broker *b, jobs_resolve *r, const Cirrus__V1__Item
     size_t len = 0;
     cr_err rc = CR_OK;
     if (it->image.len) {
-        if (it->image.len > JOBS_MAX_IMAGE)
-            rc = CR_ERR_INVALID, snprintf(why, sizeof why, "its stored image is too large");
-        else if (!(img = malloc(it->image.len)))
-            rc = CR_ERR_NOMEM, snprintf(why, sizeof why, "out of memory");
-        else
-            memcpy(img, it->image.data, len = it->image.len);
+        if (it->image.len > JOBS_MAX_IMAGE) {
+            rc = CR_ERR_INVALID;
+            snprintf(why, sizeof why, "its stored image is too large");
+        } else if (!(img = malloc(it->image.len))) {
+            rc = CR_ERR_NOMEM;
+            snprintf(why, sizeof why, "out of memory");
+        } else {
+            len = it->image.len;
+            memcpy(img, it->image.data, len);
+        }
     } else if (uri && uri->value_case == CIRRUS__V1__ATTR_VALUE__VALUE_S && uri->s[0]) {
         rc = read_uri(uri->s, &img, &len, why, sizeof why);
     } else {
@@ -161,8 +165,10 @@ static void resolve_item(jobs_broker *b, jobs_resolve *r, const Cirrus__V1__Item
         snprintf(why, sizeof why, "it has neither a stored image (shards with --keep-images) "
                                   "nor an image_uri attribute");
     }
-    if (!rc && !cr_image_type(img, len))
-        rc = CR_ERR_INVALID, snprintf(why, sizeof why, "its image is not PNG, JPEG or WebP");
+    if (!rc && !cr_image_type(img, len)) {
+        rc = CR_ERR_INVALID;
+        snprintf(why, sizeof why, "its image is not PNG, JPEG, WebP, GIF or BMP");
+    }
     if (rc) {
         free(img);
         snprintf(msg, sizeof msg, "garment item '%.256s': %s", id, why);

@@ -42,6 +42,7 @@ grep -q '"error":{"code":"not_found"' "$WORK/body" || fail "404 body: $(cat "$WO
 note "an item with only an image_uri: 302 to it; with neither: 404"
 cp "$WORK/cat/images/sku-5.png" "$WORK/uri.png"
 body="{\"items\":[{\"id\":\"uri-1\",\"vector\":$(C get --id sku-5 | jq -c .vector),\"image_uri\":\"file://$WORK/uri.png\"},
+ {\"id\":\"web-1\",\"vector\":$(C get --id sku-6 | jq -c .vector),\"image_uri\":\"https://img.example/1.jpg\"},
  {\"id\":\"bare-1\",\"vector\":$(C get --id sku-6 | jq -c .vector)}]}"
 [ "$(code -X POST "$H/v1/items" -d "$body")" = 200 ] || fail "upsert: $(cat "$WORK/body")"
 [ "$(code "$H/v1/items/uri-1/image")" = 302 ] || fail "image_uri: $(cat "$WORK/body")"
@@ -63,6 +64,7 @@ if $PY -c "import zmq, google.protobuf, PIL" 2>/dev/null && [ -x "$BIN/cirrus-wo
   gen --garment-id uri-1 --wait -o "$WORK/tryon2.png" >/dev/null || fail "generate from image_uri"
   expect_error "garment item 'sku-nope' not found" gen --garment-id sku-nope
   expect_error "garment item 'bare-1': it has neither" gen --garment-id bare-1
+  expect_error "garment item 'web-1': its image_uri is an http\(s\) URL" gen --garment-id web-1
 else
   echo "  skipped: no python3 zmq/protobuf/PIL or cirrus-worker"
 fi
