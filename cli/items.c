@@ -125,11 +125,35 @@ out:
     return rc;
 }
 
+/* cirrus get --image FILE: the one item's kept image into FILE. */
+static int write_image(const char *path, Cirrus__V1__Response *resp)
+{
+    const Cirrus__V1__Item *it = resp->get->items[0];
+    FILE *f;
+    int rc = CLI_OK;
+    if (!it->image.len) {
+        cli_error("get", "%s has no kept image (its shard runs without --keep-images)", it->id);
+        rc = CLI_FAIL;
+    } else if (!(f = fopen(path, "wb"))) {
+        cli_error("get", "cannot write %s", path);
+        rc = CLI_FAIL;
+    } else {
+        int short_write = fwrite(it->image.data, 1, it->image.len, f) != it->image.len;
+        if (fclose(f) || short_write) {
+            cli_error("get", "cannot write %s", path);
+            rc = CLI_FAIL;
+        }
+    }
+    cirrus_response_free(resp);
+    return rc;
+}
+
 static int collect_ids(cli_ctx *ctx, int argc, char **argv, const char *cmd, char **ids, size_t *n,
-                       int *with_vector)
+                       int *with_vector, const char **image)
 {
     static const struct option opts[] = {{"id", required_argument, 0, 'i'},
                                          {"no-vector", no_argument, 0, 'n'},
+                                         {"image", required_argument, 0, 'I'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -139,9 +163,13 @@ static int collect_ids(cli_ctx *ctx, int argc, char **argv, const char *cmd, cha
             ids[(*n)++] = optarg;
         } else if (c == 'n' && with_vector) {
             *with_vector = 0;
+        } else if (c == 'I' && image) {
+            *image = optarg;
         } else if (c == 'h') {
             printf("Usage: cirrus %s --id ID [--id ID]...%s\n", cmd,
-                   with_vector ? " [--no-vector]" : "");
+                   with_vector ? " [--no-vector] [--image FILE]\n"
+                                 "  --image FILE: write the item's kept image (shards with "
+                                 "--keep-images) to FILE (one --id)" : "");
             return CLI_OK;
         } else {
             cli_error(cmd, "bad option (see --help)");
@@ -162,20 +190,28 @@ int cli_cmd_get(cli_ctx *ctx, int argc, char **argv)
     char *ids[MAX_IDS];
     size_t n;
     int with_vector = 1;
-    int rc = collect_ids(ctx, argc, argv, "get", ids, &n, &with_vector);
+    const char *image = NULL;
+    int rc = collect_ids(ctx, argc, argv, "get", ids, &n, &with_vector, &image);
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
     Cirrus__V1__Response *resp = NULL;
 
     if (rc >= 0)
         return rc;
+    if (image && n != 1) {
+        cli_error("get", "--image takes exactly one --id");
+        return CLI_USAGE;
+    }
     get.ids = ids;
     get.n_ids = n;
     get.include_vector = with_vector;
+    get.include_image = image != NULL;
     req.op_case = CIRRUS__V1__REQUEST__OP_GET;
     req.get = &get;
     if (cli_call(ctx, "get", &req, &resp))
         return CLI_FAIL;
+    if (image && resp->get && resp->get->n_items)
+        return write_image(image, resp);
     for (size_t i = 0; resp->get && i < resp->get->n_items; i++) {
         json_t *o = cirrus_item_json(resp->get->items[i]);
         cli_print_json(o);
@@ -199,7 +235,7 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv)
 {
     char *ids[MAX_IDS];
     size_t n;
-    int rc = collect_ids(ctx, argc, argv, "delete", ids, &n, NULL);
+    int rc = collect_ids(ctx, argc, argv, "delete", ids, &n, NULL, NULL);
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__DeleteRequest del = CIRRUS__V1__DELETE_REQUEST__INIT;
     Cirrus__V1__DeleteItem items[MAX_IDS], *ptrs[MAX_IDS];

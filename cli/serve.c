@@ -25,6 +25,7 @@ typedef struct serve_opts {
         *http_cors, *worker_bind;
     const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
     long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
+    int keep_images;
 } serve_opts;
 
 static int usage(FILE *out)
@@ -38,7 +39,7 @@ static int usage(FILE *out)
             "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
             "                    [--worker-bind EP] [--job-attempts N]\n"
             "                    [--job-queue N] [--job-heartbeat-ms MS] [--job-result-ttl S]\n"
-            "                    [--job-store-mb MB]\n"
+            "                    [--job-store-mb MB] [--keep-images]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
@@ -51,7 +52,8 @@ static int usage(FILE *out)
             "SIGHUP); --http-tls-*: HTTPS. See docs/security.md. --worker-bind: run the\n"
             "generation job broker (jobs in DIR/jobs; diffusion workers connect here; defaults\n"
             "--job-attempts 3 --job-queue 1000 --job-heartbeat-ms 1000 --job-result-ttl 3600\n"
-            "--job-store-mb 1024).\n");
+            "--job-store-mb 1024). --keep-images: the shards keep each upserted item's original\n"
+            "image (GET /v1/items/{id}/image, garment ids of jobs; disk cost: docs/operations.md).\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -72,7 +74,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'N'},
         {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
         {"job-result-ttl", required_argument, 0, 'L'}, {"job-store-mb", required_argument, 0, 'J'},
-        {0, 0, 0, 0}};
+        {"keep-images", no_argument, 0, 'I'}, {0, 0, 0, 0}};
     int c;
     o->shards = 1;
     o->index = NULL; /* as the shard was made (HNSW32 for a new one) */
@@ -116,6 +118,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'H': o->http = optarg; break;
         case 'C': o->http_cors = optarg; break;
         case 'W': o->worker_bind = optarg; break;
+        case 'I': o->keep_images = 1; break;
         case 'K': o->curve_secret = optarg; break;
         case 'A': o->curve_allow = optarg; break;
         case 'k': o->http_keys = optarg; break;
@@ -159,6 +162,7 @@ static node_opts node_opts_of(const serve_opts *s)
     o.job_heartbeat_ms = (uint32_t)s->job_hb;
     o.job_result_ttl_ms = (uint64_t)s->job_ttl * 1000;
     o.job_store_mb = (size_t)s->job_mb;
+    o.keep_images = s->keep_images;
     return o;
 }
 

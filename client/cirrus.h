@@ -250,6 +250,10 @@ float cirrus_result_score(const cirrus_result *r, size_t i);
 /* The stored raw vector (*dim floats), with include_vectors or a get with vectors; else NULL
  * and *dim = 0. dim may be NULL. */
 const float *cirrus_result_vector(const cirrus_result *r, size_t i, size_t *dim);
+/* The item's kept image (*len bytes, as it was ingested) for the rows of cirrus_get_images;
+ * NULL and *len = 0 when the item has none (its shard runs without --keep-images). len may be
+ * NULL. */
+const void *cirrus_result_image(const cirrus_result *r, size_t i, size_t *len);
 /* The item's version (hybrid logical clock) for the rows of a get; 0 for hits. */
 uint64_t cirrus_result_version(const cirrus_result *r, size_t i);
 
@@ -340,6 +344,11 @@ cirrus_err cirrus_delete(cirrus *c, const char *const *ids, size_t n_ids);
  * Errors: CIRRUS_ERR_INVALID (a bad id), CIRRUS_TIMEOUT, transport errors. */
 cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_vectors,
                       cirrus_result **out);
+
+/* As cirrus_get without vectors, but each row carries the item's original image as the
+ * shards kept it (run with --keep-images): cirrus_result_image. */
+cirrus_err cirrus_get_images(cirrus *c, const char *const *ids, size_t n_ids,
+                             cirrus_result **out);
 
 /* ============================================================================================
  * Generation jobs (virtual try-on, garment editing, text to image)

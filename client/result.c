@@ -95,6 +95,15 @@ const float *cirrus_result_vector(const cirrus_result *r, size_t i, size_t *dim)
     return v->values;
 }
 
+const void *cirrus_result_image(const cirrus_result *r, size_t i, size_t *len)
+{
+    const Cirrus__V1__Item *it = item_at(r, i);
+    size_t n = it ? it->image.len : 0;
+    if (len)
+        *len = n;
+    return n ? it->image.data : NULL;
+}
+
 uint64_t cirrus_result_version(const cirrus_result *r, size_t i)
 {
     const Cirrus__V1__Item *it = item_at(r, i);

@@ -340,8 +340,8 @@ out:
     return rc;
 }
 
-cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_vectors,
-                      cirrus_result **out)
+static cirrus_err get_items(cirrus *c, const char *const *ids, size_t n_ids, int with_vectors,
+                            int with_images, cirrus_result **out)
 {
     Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
     Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
@@ -361,6 +361,7 @@ cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_
     get.ids = (char **)ids;
     get.n_ids = n_ids;
     get.include_vector = with_vectors != 0;
+    get.include_image = with_images != 0;
     req.op_case = CIRRUS__V1__REQUEST__OP_GET;
     req.get = &get;
     rc = api_call(c, &req, 0, &resp);
@@ -374,4 +375,16 @@ cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_
         return api_failf(c, CR_NOTFOUND, "%zu of %zu id(s) not found (first: '%s')", missing,
                          n_ids, (*out)->resp->get->missing[0]);
     return api_ok(c, CIRRUS_OK);
+}
+
+cirrus_err cirrus_get(cirrus *c, const char *const *ids, size_t n_ids, int with_vectors,
+                      cirrus_result **out)
+{
+    return get_items(c, ids, n_ids, with_vectors, 0, out);
+}
+
+cirrus_err cirrus_get_images(cirrus *c, const char *const *ids, size_t n_ids,
+                             cirrus_result **out)
+{
+    return get_items(c, ids, n_ids, 0, 1, out);
 }

@@ -125,3 +125,22 @@ cr_err cr_validate_attribute(const Cirrus__V1__Attribute *a)
                             a->name);
     }
 }
+
+const char *cr_image_type(const void *bytes, size_t n)
+{
+    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *b = bytes;
+    if (!b)
+        return NULL;
+    if (n >= 8 && memcmp(b, png, 8) == 0)
+        return "image/png";
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return "image/jpeg";
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return "image/bmp";
+    return NULL;
+}

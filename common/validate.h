@@ -30,4 +30,8 @@ cr_err cr_validate_k(uint32_t k, uint32_t max_k);
 /* Attribute: non-empty name (≤ 128 bytes, UTF-8), a value set, strings UTF-8. */
 cr_err cr_validate_attribute(const Cirrus__V1__Attribute *a);
 
+/* The media type of encoded image bytes by their signature, for the formats the encoder
+ * decodes: "image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"; NULL otherwise. */
+const char *cr_image_type(const void *bytes, size_t n);
+
 #endif

@@ -82,6 +82,7 @@ static cr_err get_send(coord_fanout *f, const Cirrus__V1__GetRequest *get)
         sg.ids = f->per[g];
         sg.n_ids = f->cnt[g];
         sg.include_vector = get->include_vector;
+        sg.include_image = get->include_image;
         req.op_case = CIRRUS__V1__REQUEST__OP_GET;
         req.get = &sg;
         rc = coord_pack(&req.base, &f->bodies[g], &len);

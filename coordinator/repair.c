@@ -231,6 +231,7 @@ static cr_err pull(coord_repair *rp, coord_caller *w, int g, int src, int dst, u
         scan.max_version = to;
         scan.limit = PULL_PAGE;
         scan.include_vector = 1;
+        scan.include_image = 1; /* kept images travel with their items */
         rc = scan_page(rp, w, g, src, &scan, &s);
         if (!rc)
             rc = apply_page(rp, w, g, dst, s.resp->scan, c);
@@ -318,6 +319,7 @@ static cr_err batch_flush(coord_repair *rp, coord_caller *w, int g, copy_batch *
         get.ids = b->ids;
         get.n_ids = b->n_ids;
         get.include_vector = 1;
+        get.include_image = 1; /* kept images travel with their items */
         req.op_case = CIRRUS__V1__REQUEST__OP_GET;
         req.get = &get;
         rc = call_replica(rp, w, g, b->src, &req, &s);

@@ -329,7 +329,9 @@ static cr_err take_vectors(write_op *w)
         w->vecs[i].values = w->owned[i];
         w->vecs[i].n_values = v->n_values;
         it->vector = &w->vecs[i];
-        it->image.len = 0; /* shards need not carry the image */
+        /* The image goes on to the shards: those run with --keep-images store it, the others
+         * drop it. The coordinator does not know which keep it, and one copy per replica is
+         * small beside the encode it already paid for. */
     }
     return rc;
 }

@@ -11,6 +11,7 @@
 #                                 (write_quorum 1: with 0, all live replicas, the first write
 #                                 after a replica dies waits out the backend timeout);
 #                                 down (make test-deploy)
+#   KEEP_IMAGES=1 deploy/compose.sh up DIR: the shards run with --keep-images
 set -euo pipefail
 cmd=${1:?usage: compose.sh up|down|test DIR}
 DIR=${2:?usage: compose.sh up|down|test DIR}
@@ -70,7 +71,7 @@ up() {
     for r in 0 1; do
       mkdir -p "$DIR/s${g}r$r"
       run "s${g}r$r" cirrus-shard --dir "/w/s${g}r$r" --bind "tcp://127.0.0.1:$((BASE + i))" \
-        --create --dim $DIM --index HNSW32 --metric ip \
+        --create --dim $DIM --index HNSW32 --metric ip ${KEEP_IMAGES:+--keep-images} \
         --curve-secret "/w/keys/s${g}r$r.key" --curve-allow /w/keys/allow-backend
       i=$((i + 1))
     done

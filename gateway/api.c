@@ -243,6 +243,64 @@ static void serve_item_get(gw_caller *g, const char *id, gw_answer *a)
     cirrus_response_free(resp);
 }
 
+static const char *item_uri(const Cirrus__V1__Item *it)
+{
+    for (size_t i = 0; i < it->n_attributes; i++) {
+        const Cirrus__V1__Attribute *at = it->attributes[i];
+        if (at->name && strcmp(at->name, "image_uri") == 0 && at->value &&
+            at->value->value_case == CIRRUS__V1__ATTR_VALUE__VALUE_S && at->value->s[0])
+            return at->value->s;
+    }
+    return NULL;
+}
+
+/* GET /v1/items/{id}/image: the image the shards kept (--keep-images) with its media type,
+ * else a 302 to the item's image_uri, else 404. */
+static void serve_item_image(gw_caller *g, const char *id, gw_answer *a)
+{
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__GetRequest get = CIRRUS__V1__GET_REQUEST__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    const Cirrus__V1__Item *it;
+    char *ids[1] = {(char *)id};
+    const char *uri;
+    char msg[400];
+    cr_err rc;
+    get.ids = ids;
+    get.n_ids = 1;
+    get.include_image = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_GET;
+    req.get = &get;
+    rc = call(g, &req, CIRRUS__V1__RESPONSE__RESULT_GET, &resp);
+    it = !rc && resp->get->n_items ? resp->get->items[0] : NULL;
+    uri = it ? item_uri(it) : NULL;
+    if (rc) {
+        gw_answer_error(a, rc, cr_error_message());
+    } else if (!it) {
+        gw_answer_error(a, CR_NOTFOUND, "no such item");
+    } else if (it->image.len) {
+        const char *type = cr_image_type(it->image.data, it->image.len);
+        if (!(a->out = malloc(it->image.len))) {
+            gw_answer_error(a, CR_ERR_NOMEM, "out of memory");
+        } else {
+            memcpy(a->out, it->image.data, it->image.len);
+            a->out_len = it->image.len;
+            a->type = type ? type : "application/octet-stream";
+            a->status = 200;
+        }
+    } else if (uri && !strpbrk(uri, "\r\n")) {
+        json_t *o = json_object();
+        json_object_set_new(o, "image_uri", json_string(uri));
+        answer_json(a, 302, o);
+        a->location = strdup(uri); /* out of memory: a 302 without Location, the body has it */
+    } else {
+        snprintf(msg, sizeof msg, "item '%.256s' has no stored image (its shard runs without "
+                                  "--keep-images) and no image_uri", id);
+        gw_answer_error(a, CR_NOTFOUND, msg);
+    }
+    cirrus_response_free(resp);
+}
+
 /* The outcome of a write's items, each with its version and status ("ok", "stale" or the
  * error's message). 200 when every item was written; otherwise the first failure's status
  * (or, when the only failures are stale items, 409 version_conflict) with {"error": ..}
@@ -409,11 +467,20 @@ cr_err gw_api_match(const char *method, const char *url, gw_op *op, char **id)
     } else if (strcmp(url, "/v1/generate") == 0 || strncmp(url, "/v1/jobs", 8) == 0) {
         return gw_jobs_match(method, url, op, id);
     } else if (strncmp(url, "/v1/items/", 10) == 0 && url[10] && (get || del)) {
-        if (cr_validate_id(url + 10))
-            return CR_ERR_INVALID;
-        if (!(*id = strdup(url + 10)))
+        size_t n = strlen(url + 10);
+        /* GET .../{id}/image is the item's image (an id ending in "/image" cannot be read by
+         * GET; its JSON comes with the search hits) */
+        int image = get && n > 6 && strcmp(url + 10 + n - 6, "/image") == 0;
+        if (image)
+            n -= 6;
+        if (!(*id = strndup(url + 10, n)))
             return cr_error_set(CR_ERR_NOMEM, "out of memory");
-        *op = get ? GW_OP_ITEM_GET : GW_OP_ITEM_DELETE;
+        if (cr_validate_id(*id)) {
+            free(*id);
+            *id = NULL;
+            return CR_ERR_INVALID;
+        }
+        *op = image ? GW_OP_ITEM_IMAGE : get ? GW_OP_ITEM_GET : GW_OP_ITEM_DELETE;
     }
     return CR_OK;
 }
@@ -424,6 +491,7 @@ void gw_api_serve(gw_caller *c, gw_op op, const char *id, const char *body, size
     switch (op) {
     case GW_OP_SEARCH: serve_search(c, body, len, a); break;
     case GW_OP_ITEM_GET: serve_item_get(c, id, a); break;
+    case GW_OP_ITEM_IMAGE: serve_item_image(c, id, a); break;
     case GW_OP_ITEM_DELETE: serve_item_delete(c, id, a); break;
     case GW_OP_ITEMS_UPSERT: serve_items_upsert(c, body, len, a); break;
     case GW_OP_STATS: serve_stats(c, a); break;

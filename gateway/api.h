@@ -5,6 +5,9 @@
  *   POST   /v1/search        a query (search_body.h) -> {"hits": [...], "partial", ...}
  *   GET    /v1/items/{id}    one item {"id","version","attributes","vector"}; 404 if absent
  *   DELETE /v1/items/{id}    {"id","version"} once the delete is durable on the write quorum
+ *   GET    /v1/items/{id}/image  the item's original image as the shards kept it (run with
+ *                            --keep-images), with its media type; else a 302 to its image_uri
+ *                            attribute; else 404
  *   POST   /v1/items         {"items": [{"id", "vector": [..] | "image": "<base64>",
  *                            "attributes": {..}, "image_uri": "..", "version": n}]} (1..1024
  *                            items) -> {"items": [{"id","version","status"}]}; 200 when every
@@ -49,6 +52,7 @@ typedef enum gw_op {
     GW_OP_ITEM_DELETE,
     GW_OP_ITEMS_UPSERT,
     GW_OP_STATS,
+    GW_OP_ITEM_IMAGE, /* GET /v1/items/{id}/image */
     GW_OP_SCHEMA,
     /* generation jobs: jobs_api.h */
     GW_OP_GENERATE,

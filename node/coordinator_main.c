@@ -57,6 +57,19 @@ static cr_err serve(const coord_server_opts *o, const char *http, const char *co
     return rc;
 }
 
+/* The endpoint this process reaches its own bind on: a wildcard tcp host (`*`, 0.0.0.0)
+ * becomes 127.0.0.1. */
+static const char *local_endpoint(const char *bind, char *buf, size_t cap)
+{
+    const char *host = strncmp(bind, "tcp://", 6) == 0 ? bind + 6 : NULL;
+    if (host && (strncmp(host, "*:", 2) == 0 || strncmp(host, "0.0.0.0:", 8) == 0)) {
+        snprintf(buf, cap, "tcp://127.0.0.1%s", strchr(host, ':'));
+        return buf;
+    }
+    snprintf(buf, cap, "%s", bind);
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http, *cors, *curve_secret, *curve_allow;
@@ -135,11 +148,13 @@ int main(int argc, char **argv)
     }
     if (jobs_dir) {
         jobs_broker_opts jo = jobs_broker_default_opts();
-        char ep[64];
+        char ep[64], items_ep[256];
         cr_wire_inproc_name(ep, sizeof ep, "coord-jobs");
         jo.dir = jobs_dir;
         jo.bind = ep;
         jo.worker_bind = worker_bind;
+        /* garment item ids: looked up through this coordinator's own front (plaintext only) */
+        jo.items = curve_on ? NULL : local_endpoint(map->bind, items_ep, sizeof items_ep);
         jo.attempts = (uint32_t)job_attempts;
         jo.queue = (uint32_t)job_queue;
         jo.heartbeat_ms = (uint32_t)job_hb;

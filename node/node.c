@@ -145,6 +145,7 @@ static cr_err open_shard(node *n, int i, int dim)
     cr_err rc;
     snprintf(dir, sizeof dir, "%s/%s-%d", o->data, n->shard_dir, i);
     eo.create = 1;
+    eo.keep_images = o->keep_images;
     eo.dim = dim;
     eo.factory = o->index ? o->index : shard_dir_is_new(dir) ? NODE_DEFAULT_INDEX : NULL;
     /* An existing shard keeps the metric it was made with; only an explicit metric is checked
@@ -239,6 +240,9 @@ static cr_err start_jobs(node *n)
     o.bind = bind;
     o.worker_bind = n->o.worker_bind;
     o.zmq_ctx = n->zctx;
+    /* Garment item ids are looked up through the node's own coordinator (the broker's DEALER
+     * speaks plaintext: with CURVE on the bind they are refused with a clear error). */
+    o.items = n->o.curve ? NULL : n->o.bind;
     if (n->o.job_attempts)
         o.attempts = n->o.job_attempts;
     if (n->o.job_queue)

@@ -44,6 +44,7 @@ typedef struct node_opts {
     uint32_t job_attempts, job_queue, job_heartbeat_ms; /* 0 = the broker's defaults */
     uint64_t job_result_ttl_ms;
     size_t job_store_mb;
+    int keep_images;        /* shards keep each upserted item's original image */
     const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
                                      close); NULL = plaintext. inproc roles stay plaintext */
     const char *http_keys;  /* the HTTP API keys file (gateway/auth.h); NULL = open */

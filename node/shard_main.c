@@ -13,7 +13,7 @@ int main(int argc, char **argv)
     char *dir, *bind, *metric, *factory, *template_path, *log_level, *curve_secret, *curve_allow;
     long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us, backlog_mb;
     double exact_fraction;
-    int create;
+    int create, keep_images;
     cr_opt opts[] = {
         {"dir", CR_OPT_STRING, &dir, NULL, 0, 0, 1, "shard data directory"},
         {"bind", CR_OPT_STRING, &bind, "tcp://127.0.0.1:7701", 0, 0, 0, "endpoint to serve on"},
@@ -44,6 +44,9 @@ int main(int argc, char **argv)
         {"index-backlog-mb", CR_OPT_INT, &backlog_mb, "256", 0, 1048576, 0,
          "vectors of acknowledged writes that may wait for the ANN index (searched exactly "
          "meanwhile); 0 = index inside each commit"},
+        {"keep-images", CR_OPT_BOOL, &keep_images, "false", 0, 0, 0,
+         "store each upserted item's original image bytes beside it (GET "
+         "/v1/items/{id}/image, garment ids of generation jobs)"},
         {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
@@ -74,6 +77,7 @@ int main(int argc, char **argv)
     eo.template_path = template_path;
     eo.exact_fraction = exact_fraction;
     eo.index_backlog_bytes = (uint64_t)backlog_mb << 20;
+    eo.keep_images = keep_images;
     rc = shard_engine_open(&engine, dir, &eo);
     if (rc) {
         ret = cr_daemon_fail("%s", cr_error_message());

@@ -95,6 +95,7 @@ cr_err offline_rebal_scan(offline_rebal_net *n, const coord_map *m, int g, const
     sc.after_id = (char *)(cursor ? cursor : "");
     sc.limit = limit;
     sc.include_vector = !keys_only;
+    sc.include_image = !keys_only; /* kept images (--keep-images) move with their items */
     sc.keys_only = keys_only;
     sc.order = CIRRUS__V1__SCAN_ORDER__SCAN_BY_EXTERNAL_ID;
     req.op_case = CIRRUS__V1__REQUEST__OP_SCAN;

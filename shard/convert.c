@@ -76,6 +76,10 @@ cr_err shard_conv_item_from_pb(const Cirrus__V1__Item *pb, shard_item *out,
         out->vector = pb->vector->values;
         out->dim = pb->vector->n_values;
     }
+    if (pb->image.len) {
+        out->image = pb->image.data;
+        out->image_len = pb->image.len;
+    }
     rc = shard_conv_attrs_from_pb(pb->attributes, pb->n_attributes, attrs_mem);
     if (rc)
         return rc;

@@ -299,6 +299,13 @@ static cr_err validate_op(shard_engine *e, const shard_engine_write_op *op)
         if (rc)
             return cr_error_wrap(rc, "%s", it->id);
     }
+    /* A kept image is served back as it is: only formats the encoder decodes, bounded. */
+    if (e->o.keep_images && it->image_len > SHARD_STORE_IMAGE_MAX)
+        return cr_error_set(CR_ERR_INVALID, "%s: image of %zu bytes (at most %u are kept)",
+                            it->id, it->image_len, SHARD_STORE_IMAGE_MAX);
+    if (e->o.keep_images && it->image_len && !cr_image_type(it->image, it->image_len))
+        return cr_error_set(CR_ERR_INVALID, "%s: image is not PNG, JPEG, WebP, GIF or BMP",
+                            it->id);
     return CR_OK;
 }
 
@@ -407,6 +414,10 @@ cr_err shard_engine_write(shard_engine *e, const shard_engine_write_op *ops, siz
             if (rc)
                 goto out;
             s->attrs = blobs[m];
+            if (e->o.keep_images) { /* else the bytes the wire carried are dropped here */
+                s->image = it->image;
+                s->image_len = it->image ? it->image_len : 0;
+            }
         }
         where[m++] = i;
     }
@@ -785,6 +796,11 @@ out:
     free(items);
     free(status);
     return rc;
+}
+
+cr_err shard_engine_get_image(shard_engine *e, const char *ext_id, void **image, size_t *len)
+{
+    return shard_store_get_image(e->store, ext_id, ext_id ? strlen(ext_id) : 0, image, len);
 }
 
 cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,

@@ -54,6 +54,8 @@ typedef struct shard_engine_opts {
     uint64_t index_backlog_bytes; /* vectors of committed items that may wait for the ANN
                                    index, searched exactly meanwhile (default 256 MiB);
                                    0 = the writer indexes inside the commit */
+    int keep_images;            /* store each upserted item's image bytes beside it
+                                   (--keep-images); 0: bytes that arrive are dropped */
 } shard_engine_opts;
 
 shard_engine_opts shard_engine_default_opts(void);
@@ -121,6 +123,10 @@ cr_err shard_engine_hits_fill(shard_engine *e, const shard_engine_hit *hits, siz
  * shard_item_free): id, version, attributes, and the vector when asked for. */
 cr_err shard_engine_get(shard_engine *e, const char *ext_id, int with_vector,
                         shard_item **item);
+
+/* The image kept with live item ext_id (shard_store_get_image): CR_OK with *image malloc'd
+ * (NULL, *len 0 when it has none), CR_NOTFOUND when no live item. Any thread. */
+cr_err shard_engine_get_image(shard_engine *e, const char *ext_id, void **image, size_t *len);
 
 /* Writes the index snapshot now, covering what the index holds (items still waiting for it
  * are replayed from the store at the next open). Writer thread. */

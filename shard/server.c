@@ -310,6 +310,19 @@ done:
     free(b.results);
 }
 
+/* Sets it->image to a malloc'd copy of the image kept with the item (none: left empty; a
+ * failure is logged and the item goes without it). */
+static void attach_image(shard_engine *e, Cirrus__V1__Item *it)
+{
+    void *img = NULL;
+    size_t len = 0;
+    cr_err rc = shard_engine_get_image(e, it->id, &img, &len);
+    if (rc < 0)
+        CR_WARN("shard", "image of %s: %s", it->id, cr_error_message());
+    it->image.data = img;
+    it->image.len = img ? len : 0;
+}
+
 static void do_get(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
 {
     server *s = arg;
@@ -332,8 +345,11 @@ static void do_get(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
     for (size_t i = 0; i < n; i++) {
         shard_item *it = NULL;
         cr_err rc = shard_engine_get(s->engine, req->get->ids[i], req->get->include_vector, &it);
-        if (rc == CR_OK && (g.items[g.n_items] = shard_conv_item_to_pb(it)))
+        if (rc == CR_OK && (g.items[g.n_items] = shard_conv_item_to_pb(it))) {
+            if (req->get->include_image)
+                attach_image(s->engine, g.items[g.n_items]);
             g.n_items++;
+        }
         else if (rc == CR_OK)
             CR_WARN("shard", "get %s: out of memory", req->get->ids[i]);
         else if (rc == CR_NOTFOUND || rc == CR_ERR_INVALID)
@@ -345,8 +361,10 @@ static void do_get(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_GET;
     resp.get = &g;
     reply(call, req->id, &resp);
-    for (size_t i = 0; i < g.n_items; i++)
+    for (size_t i = 0; i < g.n_items; i++) {
+        free(g.items[i]->image.data); /* attach_image's */
         free(g.items[i]); /* one block each (shard_conv_item_to_pb) */
+    }
     free(g.items);
     free(g.missing);
 }
@@ -421,16 +439,22 @@ static void do_schema(void *arg, cr_svc_call *call, const Cirrus__V1__Request *r
     shard_schema_clear(&sc);
 }
 
-/* Answers a scan: the engine's outcome `rc`, else `page` (cleared here) with its next cursor. */
-static void reply_scan(cr_svc_call *call, uint64_t id, cr_err rc, shard_scan_page *page,
-                       char *next_cursor)
+/* Answers a scan: the engine's outcome `rc`, else `page` (cleared here) with its next cursor;
+ * live items carry their kept images when the request asked (replica repair). */
+static void reply_scan(shard_engine *e, cr_svc_call *call, const Cirrus__V1__Request *req,
+                       cr_err rc, shard_scan_page *page, char *next_cursor)
 {
     Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
     Cirrus__V1__ScanResult r = CIRRUS__V1__SCAN_RESULT__INIT;
+    uint64_t id = req->id;
+    int images = req->scan->include_image && !req->scan->keys_only;
     if (!rc) {
         rc = shard_conv_scan_to_pb(page, &r);
         shard_scan_page_clear(page);
     }
+    for (size_t i = 0; !rc && images && i < r.n_items; i++)
+        if (!r.deleted[i])
+            attach_image(e, r.items[i]);
     if (rc) {
         reply_status(call, id, rc, cr_error_message());
         return;
@@ -439,7 +463,34 @@ static void reply_scan(cr_svc_call *call, uint64_t id, cr_err rc, shard_scan_pag
     resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SCAN;
     resp.scan = &r;
     reply(call, id, &resp);
+    for (size_t i = 0; images && i < r.n_items; i++) {
+        free(r.items[i]->image.data);
+        r.items[i]->image.data = NULL;
+        r.items[i]->image.len = 0;
+    }
     shard_conv_scan_clear(&r);
+}
+
+/* Bytes of kept images one scan page carries at most (beyond its first item): the page is
+ * cut short instead, well below the wire's frame limit. */
+#define SCAN_IMAGE_BUDGET (24u << 20)
+
+/* How many leading items of `page` fit SCAN_IMAGE_BUDGET with their kept images (at least 1;
+ * page->n when all do). */
+static size_t images_fit(shard_engine *e, const shard_scan_page *page)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < page->n; i++) {
+        void *img = NULL;
+        size_t len = 0;
+        if (page->deleted[i] || shard_engine_get_image(e, page->items[i]->id, &img, &len) < 0)
+            continue;
+        free(img);
+        total += len;
+        if (total > SCAN_IMAGE_BUDGET)
+            return i ? i : 1;
+    }
+    return page->n;
 }
 
 /* Scan in external-id or version order: every id once, tombstones included. */
@@ -463,7 +514,15 @@ static void do_scan_ordered(server *s, cr_svc_call *call, const Cirrus__V1__Requ
     sq.with_vector = q->include_vector;
     sq.keys_only = q->keys_only;
     rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
-    reply_scan(call, req->id, rc, &page, next);
+    if (!rc && q->include_image && !q->keys_only) {
+        size_t fit = images_fit(s->engine, &page);
+        if (fit < page.n) { /* the same scan, stopped where the images fit */
+            shard_scan_page_clear(&page);
+            sq.limit = (uint32_t)fit;
+            rc = shard_engine_scan_ordered(s->engine, &sq, &page, next, sizeof next);
+        }
+    }
+    reply_scan(s->engine, call, req, rc, &page, next);
 }
 
 static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)
@@ -492,7 +551,7 @@ static void do_scan(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req
     rc = shard_engine_scan(s->engine, (uint64_t)cursor, q->limit, q->include_vector, &page,
                            &next);
     snprintf(next_text, sizeof next_text, "%llu", (unsigned long long)next);
-    reply_scan(call, req->id, rc, &page, next_text);
+    reply_scan(s->engine, call, req, rc, &page, next_text);
 }
 
 static void do_health(void *arg, cr_svc_call *call, const Cirrus__V1__Request *req)

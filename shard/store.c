@@ -50,7 +50,7 @@ _Static_assert(sizeof(size_t) == 8, "MDB_INTEGERKEY keys are u64 = size_t");
 
 struct shard_store {
     MDB_env *env;
-    MDB_dbi meta, ext2int, items, vectors, byver;
+    MDB_dbi meta, ext2int, items, vectors, byver, images;
     shard_store_params params;
     char *factory;
     size_t vec_bytes; /* dim * 4 */
@@ -478,7 +478,7 @@ static cr_err env_open(shard_store **out, const char *dir, const shard_store_opt
         err = mdb_fail(rc, "create environment");
         goto out;
     }
-    rc = mdb_env_set_maxdbs(st->env, 5);
+    rc = mdb_env_set_maxdbs(st->env, 6);
     if (!rc)
         rc = mdb_env_set_maxreaders(st->env, readers);
     if (!rc && map)
@@ -548,6 +548,8 @@ static int create_txn(shard_store *st, MDB_txn *txn, void *vctx)
     int rc = open_dbis(st, txn, MDB_CREATE);
     if (!rc)
         rc = mdb_dbi_open(txn, "byver", MDB_CREATE, &st->byver);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "images", MDB_CREATE | MDB_INTEGERKEY, &st->images);
     if (rc)
         return rc;
     rc = mdb_get(txn, st->meta, &k, &d);
@@ -622,6 +624,12 @@ out:
     return CR_OK;
 }
 
+static int images_open_txn(shard_store *st, MDB_txn *txn, void *ctx)
+{
+    (void)ctx;
+    return mdb_dbi_open(txn, "images", MDB_CREATE | MDB_INTEGERKEY, &st->images);
+}
+
 cr_err shard_store_open(shard_store **out, const char *dir, const shard_store_params *expect,
                         const shard_store_options *opts)
 {
@@ -681,6 +689,9 @@ cr_err shard_store_open(shard_store **out, const char *dir, const shard_store_pa
         goto out;
     }
     if (schema == SCHEMA_NO_BYVER && (err = byver_build(st, dir)) < 0)
+        goto out;
+    /* Shards written before kept images had no `images` DB: an empty one costs nothing. */
+    if ((err = write_run(st, images_open_txn, NULL, "open images")) < 0)
         goto out;
     if (expect) {
         if (expect->dim != 0 && expect->dim != st->params.dim)
@@ -808,7 +819,18 @@ static int rec_kill(shard_store *st, MDB_txn *txn, uint64_t id)
     if (elen > SHARD_STORE_EXT_ID_MAX || d.mv_size < REC_HDR + (size_t)elen)
         return MDB_CORRUPTED;
     memcpy(ext, (unsigned char *)d.mv_data + REC_HDR, elen);
+    rc = mdb_del(txn, st->images, &k, NULL); /* a dead id keeps no image */
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
     return rec_put(st, txn, id, version, FLAG_DEAD, ext, elen, NULL, 0);
+}
+
+/* Stores the image kept beside item `id` (none when len is 0). */
+static int image_put(shard_store *st, MDB_txn *txn, uint64_t id, const void *img, size_t len)
+{
+    size_t key = id;
+    MDB_val k = mval(&key, sizeof key), d = mval(img, len);
+    return len ? mdb_put(txn, st->images, &k, &d, 0) : 0;
 }
 
 /* Writes the vectors of the ids allocated in this batch, [start, next), block by block. */
@@ -891,6 +913,8 @@ static int batch_txn(shard_store *st, MDB_txn *txn, void *vctx)
             if (!rc && alive)
                 rc = rec_kill(st, txn, cur.id);
             if (!rc)
+                rc = image_put(st, txn, next, op->image, op->image_len);
+            if (!rc)
                 rc = byver_move(st, txn, op, exists, cur.version, op->version);
             if (!rc)
                 rc = e2i_put(st, txn, op, next, op->version, 0);
@@ -963,6 +987,9 @@ cr_err shard_store_write(shard_store *st, const shard_store_op *ops, size_t n,
             else if (op->attrs_len > SHARD_STORE_ATTRS_MAX || (op->attrs_len && !op->attrs))
                 v = cr_error_set(CR_ERR_INVALID, "store: op %zu: attrs of %zu bytes (max %u)", i,
                                  op->attrs_len, SHARD_STORE_ATTRS_MAX);
+            else if (op->image_len > SHARD_STORE_IMAGE_MAX || (op->image_len && !op->image))
+                v = cr_error_set(CR_ERR_INVALID, "store: op %zu: image of %zu bytes (max %u)", i,
+                                 op->image_len, SHARD_STORE_IMAGE_MAX);
             else
                 n_upserts++;
         } else if (!v && op->kind != SHARD_STORE_DELETE) {
@@ -1592,6 +1619,7 @@ cr_err shard_store_stats_get(shard_store *st, shard_store_stats *out)
     out->record_bytes =
         db_bytes(txn, st->items) + db_bytes(txn, st->ext2int) + db_bytes(txn, st->meta) +
         db_bytes(txn, st->byver);
+    out->image_bytes = db_bytes(txn, st->images);
     if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &sb) == 0)
         out->file_bytes = (uint64_t)sb.st_size;
 out:
@@ -1629,6 +1657,51 @@ cr_err shard_store_meta_get(shard_store *st, const char *key, void *value, size_
         else if (value && d.mv_size)
             memcpy(value, d.mv_data, d.mv_size);
     }
+    read_end(st, txn);
+    return err;
+}
+
+cr_err shard_store_get_image(shard_store *st, const char *ext_id, size_t ext_len, void **image,
+                             size_t *len)
+{
+    shard_store_op op = {.ext_id = ext_id, .ext_len = ext_len};
+    MDB_txn *txn = NULL;
+    e2i_val cur;
+    cr_err err;
+    int rc;
+
+    if (!st || !image || !len)
+        return cr_error_set(CR_ERR_INVALID, "store: get_image without store or output");
+    *image = NULL;
+    *len = 0;
+    if ((err = check_ext_id(ext_id, ext_len)) < 0)
+        return err;
+    if ((err = read_begin(st, &txn)) < 0)
+        return err;
+    rc = e2i_get(st, txn, &op, &cur);
+    if (rc == 0 && (cur.flags & FLAG_DEAD))
+        rc = MDB_NOTFOUND;
+    if (rc == 0) {
+        size_t key = cur.id;
+        MDB_val k = mval(&key, sizeof key), d;
+        rc = mdb_get(txn, st->images, &k, &d);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0; /* a live item without an image */
+        } else if (rc == 0) {
+            if (!(*image = malloc(d.mv_size ? d.mv_size : 1)))
+                rc = NOMEM_RC;
+            else {
+                memcpy(*image, d.mv_data, d.mv_size);
+                *len = d.mv_size;
+            }
+        }
+    }
+    if (rc == MDB_NOTFOUND)
+        err = cr_error_set(CR_NOTFOUND, "store: no item '%.*s'", (int)ext_len, ext_id);
+    else if (rc == NOMEM_RC)
+        err = cr_error_set(CR_ERR_NOMEM, "store: out of memory for an image");
+    else if (rc)
+        err = mdb_fail(rc, "get image");
     read_end(st, txn);
     return err;
 }

@@ -26,9 +26,11 @@
  *   (ATTRIBUTE FORMAT below; shard_store_attrs_encode / _decode): LMDB itself sees bytes.
  *   Named databases: `meta` (schema version, dim, metric, factory, next id, counters, block
  *   size, and caller keys under the "u:" prefix), `ext2int` (ext id -> internal id, version,
- *   tombstone flag), `items` (internal id -> version, flags, ext id, attrs), `vectors`, and
+ *   tombstone flag), `items` (internal id -> version, flags, ext id, attrs), `vectors`,
  *   `byver` ((version, ext id) of every ext id: what changed after a version, for replica
- *   repair). A shard written before `byver` existed (schema 1) gets it built at open.
+ *   repair), and `images` (internal id -> the item's original encoded image, only for
+ *   upserts that carried one: shards run with --keep-images). A shard written before `byver`
+ *   existed (schema 1) gets it built at open; one without `images` gets it (empty) at open.
  *
  * VECTOR LAYOUT AND DISK FOOTPRINT
  *   A 512-d fp32 vector is 2,048 bytes; stored as one LMDB value it would take a whole 4 KB
@@ -115,6 +117,7 @@
 #define SHARD_STORE_DIM_MAX 65536
 #define SHARD_STORE_META_KEY_MAX 200 /* bytes of a caller meta key */
 #define SHARD_STORE_META_VALUE_MAX (64u << 20)
+#define SHARD_STORE_IMAGE_MAX (16u << 20) /* bytes of an item's kept image */
 
 typedef struct shard_store shard_store;
 
@@ -177,6 +180,9 @@ typedef struct shard_store_op {
     size_t attrs_len;
     const float *vector; /* upsert: `dim` floats, stored exactly */
     size_t dim;          /* upsert: must equal the store's dim */
+    const void *image;   /* upsert: the item's original image, kept beside it (`images` DB,
+                            by internal id; dropped when the id dies); NULL/0 = none */
+    size_t image_len;    /* at most SHARD_STORE_IMAGE_MAX */
 } shard_store_op;
 
 typedef struct shard_store_result {
@@ -316,6 +322,12 @@ cr_err shard_store_scan(shard_store *st, shard_store_order order, uint64_t min_v
  * *bytes (may be NULL) gets the size of the copy. Any thread. */
 cr_err shard_store_copy(shard_store *st, const char *dir, uint64_t *bytes);
 
+/* The image kept beside live item `ext_id` (upserted with one): CR_OK with *image a malloc'd
+ * copy (free it) and *len its bytes, or *image NULL and *len 0 when the item has none;
+ * CR_NOTFOUND when no live item has that id. Any thread. */
+cr_err shard_store_get_image(shard_store *st, const char *ext_id, size_t ext_len, void **image,
+                             size_t *len);
+
 /* Number of live items. */
 cr_err shard_store_count(shard_store *st, uint64_t *live);
 
@@ -333,6 +345,7 @@ typedef struct shard_store_stats {
     uint64_t used_bytes;   /* (last used page + 1) * page size */
     uint64_t vector_bytes; /* pages held by the `vectors` DB * page size */
     uint64_t record_bytes; /* pages held by `items`, `ext2int` and `meta` * page size */
+    uint64_t image_bytes;  /* pages held by the `images` DB * page size */
 } shard_store_stats;
 
 /* Fills *out in one read transaction. */

@@ -53,6 +53,9 @@ typedef struct shard_item {
     const shard_attr *attrs;
     size_t n_attrs;
     uint64_t version;     /* 0 = assign (writes) */
+    const void *image;    /* writes: the original encoded image (kept with --keep-images);
+                             NULL in items the engine hands out */
+    size_t image_len;
 } shard_item;
 
 void shard_item_free(shard_item **pp);

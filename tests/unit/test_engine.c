@@ -382,7 +382,7 @@ static void test_old_format(const char *parent)
     {
         float v[8] = {0, 0, 0, 0, 0, 0, 0, 1};
         shard_attr na = {"color", {.type = SHARD_VALUE_STRING, .u.s = "red"}};
-        shard_item ni = {"v2-new", v, 8, &na, 1, 0};
+        shard_item ni = {"v2-new", v, 8, &na, 1, 0, NULL, 0};
         shard_engine_write_op op = {0, &ni};
         shard_engine_write_result r;
         CR_CHECK(shard_engine_write(e, &op, 1, &r) == CR_OK && r.status == CR_OK);

@@ -155,7 +155,7 @@ static void test_engine(void)
         at[i][0] = (shard_attr){"category", {.type = SHARD_VALUE_STRING,
                                              .u.s = i < 7 ? "dress" : "shirt"}};
         at[i][1] = (shard_attr){"price", {.type = SHARD_VALUE_DOUBLE, .u.d = 10.0 + i}};
-        items[i] = (shard_item){ids[i], v, 4, at[i], 2, 0};
+        items[i] = (shard_item){ids[i], v, 4, at[i], 2, 0, NULL, 0};
         ops[i] = (shard_engine_write_op){0, &items[i]};
     }
     CR_CHECK(shard_engine_write(e, ops, 10, res) == CR_OK);
