@@ -13,6 +13,7 @@ int bench_cmd_tiny_model(int argc, char **argv);
 int bench_cmd_truth(int argc, char **argv);
 int bench_cmd_search(int argc, char **argv);
 int bench_cmd_index(int argc, char **argv);
+int bench_cmd_add(int argc, char **argv);
 int bench_cmd_restart(int argc, char **argv);
 int bench_cmd_raw(int argc, char **argv);
 int bench_cmd_echo(int argc, char **argv);

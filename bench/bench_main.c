@@ -18,6 +18,7 @@ static const struct {
                                  "or in-process (--peer)"},
     {"index", bench_cmd_index, "recall of a shard's index vs the same FAISS index in-process, "
                                "under three write patterns"},
+    {"add", bench_cmd_add, "in-process FAISS peer of cirrus build: train once, add G groups"},
     {"echo", bench_cmd_echo, "bare ZeroMQ round trip on loopback: the transport floor"},
     {"raw", bench_cmd_raw, "send raw bytes as one frame (tests of malformed input)"},
     {"soak", bench_cmd_soak, "hours of mixed load with the servers' RSS, fds and threads judged"},
