@@ -507,8 +507,13 @@ static void vdb_fields(json_t *o, const search_cfg *c, const run_result *lv, dou
 static void print_json(const search_cfg *c, const run_result *lv, const run_result *peer,
                        double load_s)
 {
-    /* Top level: the endpoint's first level (or the peer alone); every level in "levels". */
-    json_t *o = c->endpoint ? result_json(&lv[0], (int)c->levels[0])
+    /* Top level: the endpoint's best level by QPS, so qps and its percentiles and concurrency
+     * describe one run (or the peer alone); every level in "levels". */
+    int b = 0;
+    for (int i = 1; c->endpoint && i < c->n_levels; i++)
+        if (lv[i].qps > lv[b].qps)
+            b = i;
+    json_t *o = c->endpoint ? result_json(&lv[b], (int)c->levels[b])
                             : result_json(peer, (int)c->peer_threads);
     if (c->endpoint) {
         json_t *levels = json_array();
