@@ -18,6 +18,19 @@ int bench_cmd_restart(int argc, char **argv);
 int bench_cmd_raw(int argc, char **argv);
 int bench_cmd_echo(int argc, char **argv);
 int bench_cmd_encoder(int argc, char **argv);
+
+/* bench_precision.c: the bf16 path against fp32 (cirrus-bench encoder --precision-check). */
+typedef struct bench_precision_result {
+    int images, queries;
+    double worst_cos_images, worst_cos_text; /* bf16 vs fp32 embeddings */
+    double top10_same;    /* queries whose bf16 top-10 (bf16 index) is the fp32 top-10 set */
+    double top10_overlap; /* mean fraction of the fp32 top-10 found by bf16 */
+    double seconds_fp32, seconds_bf16;
+} bench_precision_result;
+/* Encodes `n` synthetic images and `nq` random 12-token captions with both precisions. */
+int bench_precision_check(const char *model, int threads, int n, int nq, bench_precision_result *r);
+/* Best GFLOP/s of C[M,N] = A W^T: OpenBLAS sgemm, and gemm_bf16.h (0 without AVX512_BF16). */
+void bench_gemm_pair(int M, int N, int K, double *sgemm_gflops, double *bf16_gflops);
 int bench_cmd_soak(int argc, char **argv);
 
 /* Latency percentiles over `n` samples (sorted in place), in the samples' unit. */

@@ -28,11 +28,14 @@ typedef struct enc_bench_cfg {
     long long threads;
     double seconds;
     int json, peer; /* peer: -1 auto, 0 off, 1 on */
+    enc_clip_precision precision;
+    long long check_images; /* --precision-check N: bf16 vs fp32 over N images, else 0 */
 } enc_bench_cfg;
 
 typedef struct enc_bench_result {
     double img_s_b1, img_s_b8, text_ms_12, peak_rss_mb, weights_mb;
     double sgemm_gflops, image_gflop, image_gflops_b8;
+    double gemm_sgemm_gflops, gemm_bf16_gflops; /* one c_fc-shaped GEMM (batch 8), both kernels */
     int threads;
 } enc_bench_result;
 
@@ -543,6 +546,35 @@ static double jnum(json_t *o, const char *k)
     return v && json_is_number(v) ? json_number_value(v) : 0;
 }
 
+/* --precision-check N: bf16 against fp32 on `model` (text or JSON). */
+static int precision_check(const enc_bench_cfg *c, const char *model)
+{
+    bench_precision_result pr;
+    const int nq = c->check_images < 1000 ? (int)c->check_images : 1000;
+    if (bench_precision_check(model, (int)c->threads, (int)c->check_images, nq, &pr)) {
+        fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
+        return 1;
+    }
+    if (c->json) {
+        printf("{\"model\":\"%s\",\"images\":%d,\"queries\":%d,\"worst_cos_images\":%.6f,"
+               "\"worst_cos_text\":%.6f,\"top10_same\":%.4f,\"top10_overlap\":%.4f,"
+               "\"seconds_fp32\":%.1f,\"seconds_bf16\":%.1f}\n", model, pr.images, pr.queries,
+               pr.worst_cos_images, pr.worst_cos_text, pr.top10_same, pr.top10_overlap,
+               pr.seconds_fp32, pr.seconds_bf16);
+    } else {
+        printf("model %s: %d synthetic images, %d random 12-token captions\n", model, pr.images,
+               pr.queries);
+        printf("worst cosine bf16 vs fp32: images %.6f, captions %.6f\n", pr.worst_cos_images,
+               pr.worst_cos_text);
+        printf("top-10 over the bf16 index equal to fp32's: %.2f%% of queries (mean overlap "
+               "%.2f%%)\n", 100 * pr.top10_same, 100 * pr.top10_overlap);
+        printf("encode time: fp32 %.1f s, bf16 %.1f s\n", pr.seconds_fp32, pr.seconds_bf16);
+    }
+    return pr.worst_cos_images >= 0.999 && pr.worst_cos_text >= 0.999 && pr.top10_same >= 0.99
+               ? 0
+               : 3;
+}
+
 /* ---- command ------------------------------------------------------------------------------- */
 
 static int parse(enc_bench_cfg *c, int argc, char **argv)
@@ -553,6 +585,7 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
         {"no-peer", no_argument, 0, 'P'},       {"peer-script", required_argument, 0, 'S'},
         {"seconds", required_argument, 0, 's'}, {"dtype", required_argument, 0, 'd'},
         {"shape", required_argument, 0, 'x'},   {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'r'}, {"precision-check", required_argument, 0, 'c'},
         {0, 0, 0, 0}};
     int ch;
     c->peer = -1;
@@ -571,6 +604,19 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             }
             break;
         case 'j': c->json = 1; break;
+        case 'r':
+            if (enc_clip_parse_precision(optarg, &c->precision)) {
+                fprintf(stderr, "cirrus-bench encoder: --precision: %s\n", cr_error_message());
+                return 2;
+            }
+            break;
+        case 'c':
+            if (cr_parse_ll(optarg, 10, 1000000, &c->check_images)) {
+                fprintf(stderr, "cirrus-bench encoder: --precision-check: %s\n",
+                        cr_error_message());
+                return 2;
+            }
+            break;
         case 'x':
             if (strcmp(optarg, "vit-b-32") != 0 && strcmp(optarg, "rn50x4") != 0) {
                 fprintf(stderr, "cirrus-bench encoder: --shape must be vit-b-32 or rn50x4\n");
@@ -598,6 +644,10 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             printf("Usage: cirrus-bench encoder [--model PATH | --shape vit-b-32|rn50x4]\n"
                    "         [--threads T] [--seconds S] [--dtype f16|f32]\n"
                    "         [--peer | --no-peer] [--peer-script PY] [--json]\n"
+                   "         [--precision fp32|bf16] [--precision-check N]\n"
+                   "--precision-check N: N synthetic images and min(N, 1000) random captions in\n"
+                   "fp32 and bf16; prints the worst cosine and the top-10 agreement of retrieval\n"
+                   "over the bf16 index (no throughput run).\n"
                    "Without --model a random model of --shape (OpenAI names; default vit-b-32,\n"
                    "rn50x4: CLIP's RN50x4 ResNet at 288 px) is written once to\n"
                    "%s or %s (or the f32 ones). The PyTorch peer\n"
@@ -643,6 +693,9 @@ int bench_cmd_encoder(int argc, char **argv)
         }
     }
     p.threads = (int)c.threads;
+    p.precision = c.precision;
+    if (c.check_images)
+        return precision_check(&c, model);
     if (enc_clip_open(&m, model, &p)) {
         fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
         return 1;
@@ -650,6 +703,8 @@ int bench_cmd_encoder(int argc, char **argv)
     r.threads = enc_clip_threads(m);
     r.weights_mb = (double)enc_clip_weight_bytes(m) / 1048576.0;
     r.sgemm_gflops = sgemm_peak_gflops();
+    /* the MLP's c_fc of ViT-B/32 at batch 8: 8 x 50 tokens, 3072 x 768 */
+    bench_gemm_pair(400, 3072, 768, &r.gemm_sgemm_gflops, &r.gemm_bf16_gflops);
     r.img_s_b1 = images_per_s(m, 1, c.seconds);
     r.img_s_b8 = images_per_s(m, 8, c.seconds);
     r.text_ms_12 = text_ms(m, 12, c.seconds);
@@ -668,8 +723,12 @@ int bench_cmd_encoder(int argc, char **argv)
     }
 
     if (!c.json) {
-        printf("model %s, OpenBLAS threads %d, fp32 weights %.1f MB, peak RSS %.1f MB\n", model,
-               r.threads, r.weights_mb, r.peak_rss_mb);
+        printf("model %s, precision %s, OpenBLAS threads %d, fp32 weights %.1f MB, peak RSS "
+               "%.1f MB\n", model, enc_clip_precision_name(c.precision), r.threads, r.weights_mb,
+               r.peak_rss_mb);
+        printf("GEMM 400x3072x768 (c_fc at batch 8): sgemm %.1f GFLOP/s, bf16 kernel %.1f "
+               "GFLOP/s (%.2fx)\n", r.gemm_sgemm_gflops, r.gemm_bf16_gflops,
+               r.gemm_sgemm_gflops > 0 ? r.gemm_bf16_gflops / r.gemm_sgemm_gflops : 0);
         printf("sgemm peak (1536^3): %.1f GFLOP/s; image forward %.2f GFLOP\n", r.sgemm_gflops,
                r.image_gflop);
         printf("%-10s %14s %14s %16s %14s\n", "engine", "img/s batch1", "img/s batch8",
@@ -697,6 +756,9 @@ int bench_cmd_encoder(int argc, char **argv)
         o = json_object();
         json_object_set_new(o, "model", json_string(model));
         json_object_set_new(o, "threads", json_integer(r.threads));
+        json_object_set_new(o, "precision", json_string(enc_clip_precision_name(c.precision)));
+        json_object_set_new(o, "gemm_400x3072x768_sgemm_gflops", json_real(r.gemm_sgemm_gflops));
+        json_object_set_new(o, "gemm_400x3072x768_bf16_gflops", json_real(r.gemm_bf16_gflops));
         json_object_set_new(o, "images_per_s_batch1", json_real(r.img_s_b1));
         json_object_set_new(o, "images_per_s_batch8", json_real(r.img_s_b8));
         json_object_set_new(o, "text_ms_12_tokens", json_real(r.text_ms_12));

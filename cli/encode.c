@@ -16,7 +16,7 @@ static int usage_embed(FILE *out)
     fprintf(out,
             "Usage: cirrus embed --model PATH [--vocab PATH] [--preprocess clip|targetpad|"
             "squarepad]\n"
-            "                    [--threads T] [--normalize] [--image FILE]... [--text TEXT]...\n"
+            "                    [--threads T] [--precision fp32|bf16] [--normalize] [--image FILE]... [--text TEXT]...\n"
             "Runs the model in-process and prints one JSON object per input, in argument order:\n"
             "  {\"kind\":\"image\"|\"text\",\"input\":...,\"embedding\":[...]}\n"
             "Embeddings are raw (as CLIP's encode_image / encode_text) unless --normalize.\n");
@@ -43,6 +43,7 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv)
         {"preprocess", required_argument, 0, 'p'}, {"image", required_argument, 0, 'i'},
         {"text", required_argument, 0, 't'},    {"normalize", no_argument, 0, 'n'},
         {"threads", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'R'},
         {0, 0, 0, 0}};
     enc_service_opts eo = enc_service_default_opts();
     enc_service *svc = NULL;
@@ -77,6 +78,12 @@ int cli_cmd_embed(cli_ctx *ctx, int argc, char **argv)
                 goto out;
             }
             eo.threads = (int)v;
+            break;
+        case 'R':
+            if (enc_clip_parse_precision(optarg, &eo.precision)) {
+                cli_error("embed", "--precision: %s", cr_error_message());
+                goto out;
+            }
             break;
         case 'h': rc = usage_embed(stdout); goto out;
         default: rc = usage_embed(stderr); goto out;

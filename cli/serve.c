@@ -10,6 +10,7 @@
 #include "common/config.h"
 #include "common/curve.h"
 #include "common/log.h"
+#include "encoder/clip_model.h"
 #include "node/node.h"
 
 static volatile sig_atomic_t serve_stop;
@@ -22,7 +23,7 @@ static void on_signal(int sig)
 
 typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
-        *http_cors, *worker_bind;
+        *http_cors, *worker_bind, *precision;
     const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
     long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
     int keep_images;
@@ -34,7 +35,7 @@ static int usage(FILE *out)
             "Usage: cirrus serve --data DIR [--model PATH] [--phi FILE] [--combiner FILE]\n"
             "                    [--shards N] [--index FACTORY] [--bind ENDPOINT] [--dim D]\n"
             "                    [--metric ip|l2] [--preprocess clip|targetpad|squarepad]\n"
-            "                    [--threads T] [--http HOST:PORT] [--http-cors ORIGINS]\n"
+            "                    [--threads T] [--precision fp32|bf16] [--http HOST:PORT] [--http-cors ORIGINS]\n"
             "                    [--spin-us N] [--curve-secret FILE --curve-allow DIR]\n"
             "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
             "                    [--worker-bind EP] [--job-attempts N]\n"
@@ -74,7 +75,8 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"worker-bind", required_argument, 0, 'W'}, {"job-attempts", required_argument, 0, 'N'},
         {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
         {"job-result-ttl", required_argument, 0, 'L'}, {"job-store-mb", required_argument, 0, 'J'},
-        {"keep-images", no_argument, 0, 'I'}, {0, 0, 0, 0}};
+        {"keep-images", no_argument, 0, 'I'}, {"precision", required_argument, 0, 'R'},
+        {0, 0, 0, 0}};
     int c;
     o->shards = 1;
     o->index = NULL; /* as the shard was made (HNSW32 for a new one) */
@@ -119,6 +121,15 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         case 'C': o->http_cors = optarg; break;
         case 'W': o->worker_bind = optarg; break;
         case 'I': o->keep_images = 1; break;
+        case 'R': {
+            enc_clip_precision pr;
+            if (enc_clip_parse_precision(optarg, &pr)) {
+                cli_error("serve", "--precision: %s", cr_error_message());
+                return CLI_USAGE;
+            }
+            o->precision = optarg;
+            break;
+        }
         case 'K': o->curve_secret = optarg; break;
         case 'A': o->curve_allow = optarg; break;
         case 'k': o->http_keys = optarg; break;
@@ -155,6 +166,7 @@ static node_opts node_opts_of(const serve_opts *s)
     o.shards = (int)s->shards;
     o.dim = (int)s->dim;
     o.threads = (int)s->threads;
+    o.precision = s->precision;
     o.spin_us = (unsigned)s->spin_us;
     o.worker_bind = s->worker_bind;
     o.job_attempts = (uint32_t)s->job_attempts;

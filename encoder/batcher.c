@@ -515,6 +515,7 @@ cr_err enc_service_open(enc_service **out, const enc_service_opts *o)
 
     p.activation = s->o.activation;
     p.threads = s->o.threads;
+    p.precision = s->o.precision;
     rc = enc_clip_open(&s->model, s->model_path, &p);
     if (rc) {
         cr_error_wrap(rc, "model %s", s->model_path);

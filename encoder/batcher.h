@@ -60,6 +60,7 @@ typedef struct enc_service_opts {
     int method;                /* default compose method (an enc_compose_method); 0 = searle
                                   when phi is loaded, else combiner when loaded, else sum */
     int threads;               /* OpenBLAS threads of the inference thread; 0 = online CPUs */
+    enc_clip_precision precision; /* default ENC_CLIP_FP32; bf16 needs AVX512_BF16 */
     int max_batch;             /* images / texts / queries per forward (default 8) */
     int batch_wait_ms;         /* longest wait for a batch to fill (default 2; 0 = none) */
     int queue;                 /* queued requests before "overloaded" (default 64) */

@@ -10,6 +10,7 @@
 
 #include "encoder/clip_model.h"
 #include "encoder/clip_ops.h"
+#include "encoder/gemm_bf16.h"
 
 typedef struct scratch {
     float *x;      /* [rows, w] residual stream */
@@ -50,6 +51,16 @@ static cr_err scratch_alloc(scratch *s, size_t rows, int w, size_t mlp_floats, i
     return CR_OK;
 }
 
+/* One Linear: the bf16 kernel when the block was packed for it (falls back to fp32 only if
+ * its scratch cannot be allocated), else the fp32 path. */
+static void linear(int rows, int N, int K, const float *A, const float *W, const uint16_t *W16,
+                   const uint16_t *Wbf, float beta, float *C)
+{
+    if (Wbf && enc_bf16_gemm_nt(rows, N, K, A, K, Wbf, beta, C, N) == 0)
+        return;
+    enc_op_matmul_nt(rows, N, K, A, K, W, W16, beta, C, N);
+}
+
 /* x = blocks(x): `nseq` sequences at rows off[i] .. off[i] + len[i] - 1. */
 static void run_blocks(const enc_clip_weights *wt, const enc_clip_tower *t, scratch *s, int rows,
                        int nseq, int causal)
@@ -59,19 +70,19 @@ static void run_blocks(const enc_clip_weights *wt, const enc_clip_tower *t, scra
         const enc_clip_block *b = &t->blocks[l];
         /* attention: x += out_proj(MHA(ln_1(x))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln1_w, b->ln1_b, wt->eps);
-        enc_op_matmul_nt(rows, 3 * W, W, s->h, W, b->qkv_w, b->qkv_h, 0.f, s->qkv, 3 * W);
+        linear(rows, 3 * W, W, s->h, b->qkv_w, b->qkv_h, b->qkv_bf, 0.f, s->qkv);
         enc_op_add_bias(s->qkv, 3 * (size_t)W, rows, 3 * W, b->qkv_b);
         for (int i = 0; i < nseq; i++)
             enc_op_attention(s->qkv + (size_t)s->off[i] * 3 * W, s->len[i], W, t->heads, causal,
                              s->scores, s->h + (size_t)s->off[i] * W, (size_t)W);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->out_b);
-        enc_op_matmul_nt(rows, W, W, s->h, W, b->out_w, b->out_h, 1.f, s->x, W);
+        linear(rows, W, W, s->h, b->out_w, b->out_h, b->out_bf, 1.f, s->x);
         /* MLP: x += c_proj(act(c_fc(ln_2(x)))) */
         enc_op_layernorm(s->h, (size_t)W, s->x, (size_t)W, rows, W, b->ln2_w, b->ln2_b, wt->eps);
-        enc_op_matmul_nt(rows, M, W, s->h, W, b->fc_w, b->fc_h, 0.f, s->mlp, M);
+        linear(rows, M, W, s->h, b->fc_w, b->fc_h, b->fc_bf, 0.f, s->mlp);
         enc_op_bias_act(s->mlp, (size_t)M, rows, M, b->fc_b, wt->act);
         enc_op_add_bias(s->x, (size_t)W, rows, W, b->proj_b);
-        enc_op_matmul_nt(rows, W, M, s->mlp, M, b->proj_w, b->proj_h, 1.f, s->x, W);
+        linear(rows, W, M, s->mlp, b->proj_w, b->proj_h, b->proj_bf, 1.f, s->x);
     }
 }
 

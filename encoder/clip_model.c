@@ -14,6 +14,7 @@
 
 #include "encoder/clip_ops.h"
 #include "encoder/clip_resnet.h"
+#include "encoder/gemm_bf16.h"
 
 struct enc_clip {
     enc_clip_weights w;
@@ -22,6 +23,7 @@ struct enc_clip {
     size_t nallocs, cap;
     size_t weight_bytes;
     int threads;
+    enc_clip_precision precision;
 };
 
 /* The tensor names of one naming scheme. Block names are prefix (with the layer) + suffix. */
@@ -99,6 +101,23 @@ enc_clip_params enc_clip_default_params(void)
     memset(&p, 0, sizeof p);
     p.activation = ENC_CLIP_ACT_AUTO;
     return p;
+}
+
+cr_err enc_clip_parse_precision(const char *s, enc_clip_precision *out)
+{
+    if (s && strcmp(s, "fp32") == 0)
+        *out = ENC_CLIP_FP32;
+    else if (s && strcmp(s, "bf16") == 0)
+        *out = ENC_CLIP_BF16;
+    else
+        return cr_error_set(CR_ERR_INVALID, "precision '%s': expected fp32 or bf16",
+                            s ? s : "(null)");
+    return CR_OK;
+}
+
+const char *enc_clip_precision_name(enc_clip_precision p)
+{
+    return p == ENC_CLIP_BF16 ? "bf16" : "fp32";
 }
 
 /* ---- loading helpers ---- */
@@ -396,6 +415,40 @@ static uint16_t *half_copy(enc_clip *m, const float *w, size_t n)
     return h;
 }
 
+/* bf16 packed copies of one tower's block matrices (tracked like every weight; the fp32
+ * ones stay, for the allocation-failure fallback and the fp32 products elsewhere). */
+static cr_err pack_bf16_tower(enc_clip *m, enc_clip_tower *t)
+{
+    const int W = t->width, M = t->mlp;
+    for (int l = 0; l < t->layers; l++) {
+        enc_clip_block *b = &t->blocks[l];
+        struct { uint16_t **dst; const float *w; int n, k; } mats[4] = {
+            {&b->qkv_bf, b->qkv_w, 3 * W, W}, {&b->out_bf, b->out_w, W, W},
+            {&b->fc_bf, b->fc_w, M, W},       {&b->proj_bf, b->proj_w, W, M}};
+        for (int i = 0; i < 4; i++) {
+            uint16_t *p = enc_bf16_pack(mats[i].w, mats[i].n, mats[i].k);
+            if (!p)
+                return cr_error_set(CR_ERR_NOMEM, "out of memory packing bf16 weights");
+            if (track(m, (float *)(void *)p, 0))
+                return CR_ERR_NOMEM;
+            *mats[i].dst = p;
+        }
+    }
+    return CR_OK;
+}
+
+static cr_err pack_bf16(enc_clip *m)
+{
+    if (!enc_bf16_supported())
+        return cr_error_set(CR_ERR_UNSUPPORTED,
+                            "--precision bf16 needs a CPU with AVX512_BF16 (and a build with "
+                            "-mavx512bf16); this one has none: use --precision fp32");
+    /* A ResNet tower's vis.layers counts Bottlenecks, not enc_clip_blocks: its convolutions
+     * stay fp32. */
+    cr_err rc = m->rn ? CR_OK : pack_bf16_tower(m, &m->w.vis);
+    return rc ? rc : pack_bf16_tower(m, &m->w.txt);
+}
+
 /* Short captions are bound by streaming the text tower's weights, so when they are exactly
  * fp16 (OpenAI's checkpoints are) the tower also keeps fp16 copies for the few-rows kernel —
  * half the bytes, the same numbers — and the token table keeps only fp16 (rows are converted
@@ -596,6 +649,9 @@ cr_err enc_clip_load(enc_clip **out, const enc_st *st, const char *config_path,
         goto out;
 
     make_half_copies(m);
+    m->precision = p.precision;
+    if (p.precision == ENC_CLIP_BF16 && (rc = pack_bf16(m)) != CR_OK)
+        goto out;
     m->threads = p.threads > 0 ? p.threads : openblas_get_num_threads();
     if (p.threads > 0)
         openblas_set_num_threads(p.threads);
@@ -712,6 +768,8 @@ void enc_clip_set_threads(enc_clip *m, int n)
 }
 
 int enc_clip_threads(const enc_clip *m) { return m->threads; }
+
+enc_clip_precision enc_clip_get_precision(const enc_clip *m) { return m->precision; }
 
 cr_err enc_clip_encode_images(const enc_clip *m, const float *pixels, int n, float *out)
 {

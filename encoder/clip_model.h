@@ -60,12 +60,26 @@ typedef enum enc_clip_act {
     ENC_CLIP_ACT_GELU = 1        /* exact erf GELU: most LAION OpenCLIP models */
 } enc_clip_act;
 
+typedef enum enc_clip_precision {
+    ENC_CLIP_FP32 = 0, /* the reference: every product in fp32 */
+    /* The transformer blocks' four Linear layers (both towers) in bf16 with fp32 accumulation
+     * (gemm_bf16.h, weights packed once at load); LayerNorm, softmax, attention, residuals,
+     * patch embedding, projections and ResNet convolutions stay fp32. Needs AVX512_BF16. */
+    ENC_CLIP_BF16 = 1
+} enc_clip_precision;
+
+/* "fp32" / "bf16" -> *out; CR_ERR_INVALID otherwise. */
+cr_err enc_clip_parse_precision(const char *s, enc_clip_precision *out);
+const char *enc_clip_precision_name(enc_clip_precision p);
+
 typedef struct enc_clip_params {
     enc_clip_act activation; /* default ENC_CLIP_ACT_AUTO */
     int vision_heads;        /* 0 = config.json, else vision width / 64 */
     int text_heads;          /* 0 = config.json, else text width / 64 */
     float layer_norm_eps;    /* 0 = config.json, else 1e-5 */
     int threads;             /* > 0: OpenBLAS threads set at open (process-wide); 0 = leave */
+    enc_clip_precision precision; /* default ENC_CLIP_FP32; BF16 on a CPU without AVX512_BF16
+                                     fails the open with CR_ERR_UNSUPPORTED */
 } enc_clip_params;
 
 enc_clip_params enc_clip_default_params(void);
@@ -113,6 +127,7 @@ size_t enc_clip_weight_bytes(const enc_clip *m);
 /* Sets the OpenBLAS thread count (process-wide, see the thread rules); n >= 1. */
 void enc_clip_set_threads(enc_clip *m, int n);
 int enc_clip_threads(const enc_clip *m);
+enc_clip_precision enc_clip_get_precision(const enc_clip *m);
 
 /* Image tower. pixels: n x 3 x S x S floats (S = enc_clip_image_size(), already normalized);
  * out: n x embed_dim floats, the projected class token, NOT normalized. n >= 0. */

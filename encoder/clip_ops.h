@@ -70,6 +70,8 @@ typedef struct enc_clip_block {
     float *proj_w, *proj_b; /* [w, mlp], [w] */
     /* Exact fp16 copies of the four matrices (text tower, when representable), else NULL. */
     uint16_t *qkv_h, *out_h, *fc_h, *proj_h;
+    /* --precision bf16: the four matrices packed for gemm_bf16.h, else NULL (fp32 path). */
+    uint16_t *qkv_bf, *out_bf, *fc_bf, *proj_bf;
 } enc_clip_block;
 
 typedef struct enc_clip_tower {

@@ -24,6 +24,7 @@ static cr_err parse_activation(const char *s, enc_clip_act *out)
 int main(int argc, char **argv)
 {
     char *model, *bind, *vocab, *phi, *combiner, *preprocess, *method, *activation, *log_level;
+    char *precision;
     char *allow, *curve_secret, *curve_allow;
     long long batch, batch_wait, threads, workers, queue, max_pixels, deadline, image_work;
     long long request_work, drain;
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
         {"threads", CR_OPT_INT, &threads, "0", 0, 256, 0,
          "OpenBLAS threads of the inference thread (0 = online CPUs)"},
         {"workers", CR_OPT_INT, &workers, "2", 1, 64, 0, "decode / tokenize threads"},
+        {"precision", CR_OPT_STRING, &precision, "fp32", 0, 0, 0,
+         "fp32 | bf16 (the blocks' GEMMs in bf16, fp32 accumulation; needs AVX512_BF16)"},
         {"queue", CR_OPT_INT, &queue, "64", 1, 1000000, 0,
          "queued requests before 'overloaded'"},
         {"preprocess", CR_OPT_STRING, &preprocess, "clip", 0, 0, 0,
@@ -97,6 +100,8 @@ int main(int argc, char **argv)
     eo.max_pixels = (size_t)max_pixels;
     eo.max_image_work = (uint64_t)image_work;
     eo.max_request_work = (uint64_t)request_work;
+    if (enc_clip_parse_precision(precision, &eo.precision))
+        return cr_daemon_end("encoder", cr_daemon_fail("--precision: %s", cr_error_message()));
     if (enc_preprocess_parse(preprocess, &eo.preprocess) ||
         enc_preprocess_parse_list(allow, &eo.allow_preprocess) ||
         parse_activation(activation, &eo.activation)) {

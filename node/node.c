@@ -122,6 +122,8 @@ static cr_err open_encoder(node *n)
     eo.combiner = o->combiner;
     eo.vocab = o->vocab;
     eo.threads = o->threads;
+    if (o->precision && enc_clip_parse_precision(o->precision, &eo.precision))
+        return CR_ERR_INVALID;
     if (o->preprocess && enc_preprocess_parse(o->preprocess, &eo.preprocess))
         return CR_ERR_INVALID;
     return enc_service_open(&n->enc.svc, &eo);

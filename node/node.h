@@ -39,6 +39,7 @@ typedef struct node_opts {
     int shards;             /* 1..NODE_MAX_SHARDS (default 1) */
     int dim;                /* for a new catalog without a model; 0 = the model's */
     int threads;            /* encoder threads; 0 = default */
+    const char *precision;  /* encoder precision "fp32" | "bf16"; NULL = fp32 */
     unsigned spin_us;       /* busy-poll after traffic (default 0: the roles share cores) */
     const char *worker_bind; /* the job broker's worker endpoint; NULL = no broker */
     uint32_t job_attempts, job_queue, job_heartbeat_ms; /* 0 = the broker's defaults */
