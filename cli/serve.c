@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/curve.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "encoder/clip_model.h"
 #include "node/node.h"
@@ -191,6 +192,7 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
 
     if (ret >= 0)
         return ret;
+    cr_daemon_tune_malloc(); /* before the node's threads: see common/daemon.h */
     if (cr_log_threshold > CR_LOG_INFO)
         cr_log_set_level(CR_LOG_INFO);
     memset(&sa, 0, sizeof sa);

@@ -1,7 +1,9 @@
 #include "common/daemon.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -44,6 +46,14 @@ static void apply_log_level(const cr_opt *opts, size_t n)
     }
 }
 
+void cr_daemon_tune_malloc(void)
+{
+#ifdef M_ARENA_MAX
+    if (!getenv("MALLOC_ARENA_MAX"))
+        (void)mallopt(M_ARENA_MAX, 2);
+#endif
+}
+
 int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *opts, size_t n,
                     int argc, char **argv)
 {
@@ -52,6 +62,7 @@ int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *o
     cr_err rc;
 
     program_name = program;
+    cr_daemon_tune_malloc();
     rc = cr_config_load(program, env_prefix, opts, n, argc, argv, &help);
     if (help || rc) {
         if (rc)

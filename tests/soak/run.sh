@@ -52,7 +52,7 @@ if [ "$jobs_ok" = 1 ]; then
   bench_jobs=(--job-s "$JOB_S" --job-person "$WORK/person.png" --job-garment "$WORK/garment.png" --job-steps 8)
 fi
 echo "soak: cirrus serve pid $SERVE on $ep${WORKER:+, composite worker pid $WORKER on $wep} for $MIN minutes; work dir $WORK"
-echo "soak: MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-default}"
+echo "soak: MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset (cirrus caps its arenas at 2 itself)}"
 warm=$(( MIN >= 20 ? 300 : MIN * 60 / 4 ))
 rc=0
 "$BIN/cirrus-bench" soak --endpoint "$ep" --minutes "$MIN" --clients 4 --dim 64 --items 20000 \
