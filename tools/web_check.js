@@ -105,6 +105,7 @@ async function filtersGroupTryon(page) {
   await page.waitForFunction(() => ['succeeded', 'failed', 'cancelled', 'expired']
     .includes(document.getElementById('job-progress').dataset.state), null, { timeout: 40000 });
   const st = await page.$eval('#job-progress', (e) => e.dataset.state + ' ' + e.dataset.job);
+  console.log('  10-tryon: ' + await page.textContent('#job-progress'));
   const [state, jobId] = st.split(' ');
   const job = await (await fetch(base + '/v1/jobs/' + jobId)).json();
   if (state !== 'succeeded' || job.state !== 'succeeded') problems.push(`10-tryon: page says ${state}, API ${job.state} ${job.error || ''}`);
