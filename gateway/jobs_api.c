@@ -198,7 +198,8 @@ static cr_err gen_from_json(json_t *j, gen_body *b)
         (rc = get_image(j, "mask", &g->mask)) || (rc = get_image(j, "sketch", &g->sketch)) ||
         (rc = get_pose(j, b)) || (rc = get_numbers(j, g)))
         return rc;
-    if (g->idempotency_key && !g->idempotency_key[0])
+    /* Only a key that was sent can be empty: a missing one is the protobuf default "". */
+    if (json_object_get(j, "idempotency_key") && g->idempotency_key && !g->idempotency_key[0])
         return cr_error_set(CR_ERR_INVALID, "idempotency_key: empty (leave it out for none)");
     return cirrus_generate_check(g);
 }

@@ -53,7 +53,7 @@ say "Starting cirrus serve (coordinator + 2 shards + encoder, one process) on $E
 phi_opt=()
 [ -n "$PHI" ] && phi_opt=(--phi "$PHI")
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --index HNSW32 --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve.log" &
+  --index HNSW32 --keep-images --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve.log" &
 SERVE=$!
 wait_ready "$EP"
 echo "The web page: http://$HTTP/ (while the demo runs; CIRRUS_DEMO_HOLD=1 keeps it up at the end)"
@@ -100,7 +100,7 @@ say "kill -9 the whole process, restart, and check that nothing acknowledged was
 before=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
 kill -9 "$SERVE"; wait "$SERVE" 2>/dev/null || true
 "$BIN/cirrus" serve --data "$WORK/data" --model "$MODEL" "${phi_opt[@]}" --shards 2 \
-  --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve2.log" &
+  --keep-images --bind "$EP" --http "$HTTP" --worker-bind "$WEP" 2>"$WORK/serve2.log" &
 SERVE=$!
 wait_ready "$EP"
 after=$("${C[@]}" --json stats | grep -o '"count":[0-9]*' | head -1 | cut -d: -f2)
@@ -123,9 +123,10 @@ mkdir -p "$OUT"
 case "$(sed -n 43p "$WORK/catalog/catalog.jsonl" | grep -o '"category":"[a-z]*"' | cut -d'"' -f4)" in
   dress) cat=dresses ;; trousers|skirt) cat=lower_body ;; *) cat=upper_body ;;
 esac
-"${C[@]}" generate --person "$OUT/person.png" --garment "$WORK/catalog/images/sku-42.png" \
+"${C[@]}" generate --person "$OUT/person.png" --garment-id sku-42 \
   --category "$cat" --steps 20 --key demo-tryon-sku-42 --wait -o "$OUT/tryon.png"
-echo "wrote $OUT/tryon.png (the person: $OUT/person.png)"
+echo "wrote $OUT/tryon.png (the person: $OUT/person.png; the garment: sku-42's image, kept by serve --keep-images)"
+echo "The same try-on from the web page: http://$HTTP/ (search, then \"Try on\" on a result)"
 "${C[@]}" jobs | head -5
 kill -TERM "$WORKER"; wait "$WORKER" 2>/dev/null || true; WORKER=""
 

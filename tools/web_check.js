@@ -10,7 +10,8 @@ const fs = require('fs');
 const path = require('path');
 const { chromium } = require(path.join(__dirname, 'node_modules/playwright-core'));
 
-const [base, photo, outDir] = process.argv.slice(2);
+const [base, photo, outDir, tryonArg] = process.argv.slice(2);
+const wantTryon = tryonArg === '1';
 if (!outDir) { console.error('usage: web_check.js BASE_URL PHOTO OUT_DIR'); process.exit(2); }
 const problems = [];
 const K = 12;
@@ -42,6 +43,77 @@ async function step(page, name, want) {
   if (imgs !== got.length) problems.push(`${name}: ${imgs} images for ${got.length} hits`);
   await page.screenshot({ path: path.join(outDir, `${name}.png`), fullPage: true });
   return got;
+}
+
+// One #filter-NAME per attribute of /v1/schema that a control fits; a select value and a
+// price range, ANDed with the free-text filter, give the API's answer to the same filter;
+// paging keeps the filter; group by product; a "Try on" reaches succeeded and shows an image.
+async function filtersGroupTryon(page) {
+  const schema = await (await fetch(base + '/v1/schema')).json();
+  await page.waitForFunction(() => document.body.dataset.schema === 'loaded');
+  for (const a of schema.attributes) {
+    if (a.name === 'image_uri') continue;
+    const fits = a.type === 'bool' || a.values || ((a.type === 'number' || a.type === 'integer') && a.min !== undefined);
+    if (!fits) continue;
+    const tag = await page.$eval(`#filter-${a.name}`, (e) => e.tagName + ':' + (e.type || '')).catch(() => null);
+    const want = a.type === 'bool' ? 'INPUT:checkbox' : a.values ? 'SELECT:select-one' : 'SPAN:';
+    if (tag !== want) problems.push(`#filter-${a.name} (${a.type}) is ${tag}, not ${want}`);
+    if (!a.values && a.type !== 'bool' && !(await page.$(`#filter-${a.name}-min`))) problems.push(`#filter-${a.name}-min missing`);
+  }
+  console.log(`  8-filters: ${schema.attributes.length} schema attributes checked for controls`);
+  const color = schema.attributes.find((a) => a.name === 'color');
+  const price = schema.attributes.find((a) => a.name === 'price');
+  if (!color || !color.values || !price) { problems.push('schema lacks color values or a price range'); return; }
+  const c = color.values[0].value, lo = 10, hi = Math.round((price.min + price.max) / 2);
+  await page.fill('#reference-id', '');
+  await page.fill('#query-text', 'a dress');
+  await page.fill('#filter-expr', 'in_stock = true');
+  await page.selectOption('#filter-color', c);
+  await page.fill('#filter-price-min', String(lo));
+  await page.fill('#filter-price-max', String(hi));
+  const filter = `(in_stock = true) AND color = ${JSON.stringify(c)} AND price >= ${lo} AND price <= ${hi}`;
+  const k = 4;
+  await page.fill('#page-size', String(k));
+  const got = await step(page, '8-filters', () => api({ text: 'a dress', k, offset: 0, filter }));
+  const attrs = await page.$$eval('#results .hit .attrs', (els) => els.map((e) => e.textContent));
+  if (!attrs.every((t) => t.includes('color: ' + c))) problems.push('8-filters: a hit is not ' + c);
+  if (got.length === k) {
+    await page.click('#next');
+    same('8-filters-page2', await shown(page), await api({ text: 'a dress', k, offset: k, filter }));
+  }
+  await page.fill('#filter-expr', '');
+  await page.selectOption('#filter-color', '');
+  await page.fill('#filter-price-min', '');
+  await page.fill('#filter-price-max', '');
+  await page.fill('#page-size', String(K));
+  await page.selectOption('#group-by', 'product');
+  const grouped = await step(page, '9-group', () => api({ text: 'a dress', k: K, offset: 0, group_by: 'product' }));
+  if (new Set(grouped).size !== grouped.length) problems.push('9-group: an id shown twice');
+  await page.selectOption('#group-by', '');
+
+  await page.waitForFunction(() => document.body.dataset.generation);
+  const gen = await page.evaluate(() => document.body.dataset.generation);
+  const jobsOk = (await fetch(base + '/v1/jobs')).ok;
+  if ((gen === 'on') !== jobsOk) problems.push(`try-on shown=${gen} but GET /v1/jobs ok=${jobsOk}`);
+  if (!wantTryon) { console.log('  10-tryon: skipped (no worker)'); return; }
+  const first = await page.$('#results .hit .tryon');
+  if (!first || !(await first.isVisible())) { problems.push('10-tryon: no visible .tryon button'); return; }
+  const hitId = await page.$eval('#results .hit', (e) => e.dataset.id);
+  await page.setInputFiles('#person-file', photo);
+  await page.waitForFunction(() => true);
+  await page.click(`#results .hit[data-id="${hitId}"] .tryon`);
+  await page.waitForFunction(() => ['succeeded', 'failed', 'cancelled', 'expired']
+    .includes(document.getElementById('job-progress').dataset.state), null, { timeout: 40000 });
+  const st = await page.$eval('#job-progress', (e) => e.dataset.state + ' ' + e.dataset.job);
+  console.log('  10-tryon: ' + await page.textContent('#job-progress'));
+  const [state, jobId] = st.split(' ');
+  const job = await (await fetch(base + '/v1/jobs/' + jobId)).json();
+  if (state !== 'succeeded' || job.state !== 'succeeded') problems.push(`10-tryon: page says ${state}, API ${job.state} ${job.error || ''}`);
+  await page.waitForFunction(() => { const i = document.getElementById('job-image'); return i.complete && i.naturalWidth > 0; },
+    null, { timeout: 10000 }).catch(() => problems.push('10-tryon: #job-image has no image'));
+  const w = await page.$eval('#job-image', (i) => i.naturalWidth);
+  console.log(`  10-tryon: job ${jobId} ${job.state}, image ${w} px wide`);
+  await page.screenshot({ path: path.join(outDir, '10-tryon.png'), fullPage: true });
 }
 
 async function main() {
@@ -90,6 +162,9 @@ async function main() {
     await page.click('#next');
     same('6-page2', await shown(page), await api({ text: 'a dress', k: 5, offset: 5 }));
     await page.screenshot({ path: path.join(outDir, '6-page2.png'), fullPage: true });
+    await page.fill('#page-size', String(K));
+    await filtersGroupTryon(page);
+    await page.screenshot({ path: path.join(outDir, 'shot-1440.png'), fullPage: true });
 
     const phone = await browser.newPage({ viewport: { width: 375, height: 800 } });
     await phone.goto(base + '/');
@@ -99,6 +174,7 @@ async function main() {
     const width = await phone.evaluate(() => document.documentElement.scrollWidth);
     if (width > 375) problems.push(`at 375 px the page is ${width} px wide`);
     await phone.screenshot({ path: path.join(outDir, '7-phone-375.png'), fullPage: true });
+    await phone.screenshot({ path: path.join(outDir, 'shot-375.png'), fullPage: true });
   } finally {
     await browser.close();
   }
