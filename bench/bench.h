@@ -32,9 +32,11 @@ double bench_recall(const int64_t *got, const int32_t *truth, size_t nq, size_t 
 double bench_ndcg(const int64_t *got, const int32_t *truth, size_t nq, size_t k, size_t truth_k);
 
 /* `cirrus-bench search --load FILE`: upserts FILE's rows as PREFIX<row> through `endpoint`
- * in acknowledged batches; *seconds is the wall time of the whole load. 0 or 1 (printed). */
+ * in acknowledged batches, then waits until its Stats report nothing unindexed. *seconds is
+ * the wall time until then (VectorDBBench's load_duration: insert + index build),
+ * *insert_seconds until the last write was acknowledged. 0 or 1 (printed). */
 int bench_endpoint_load(const char *endpoint, const char *path, const char *prefix,
-                        double *seconds, size_t *loaded);
+                        double *seconds, double *insert_seconds, size_t *loaded);
 
 /* Peak resident set size of this process in MiB (VmHWM). */
 double bench_peak_rss_mb(void);

@@ -6,8 +6,10 @@
  * deletes and composed searches (a catalog item changed by a caption; needs an encoder).
  * One more thread takes a snapshot every --snapshot-s. Every --sample-s the main thread
  * prints and writes (--csv) one row: QPS, p50/p99 of that window, errors, and for each
- * --pid its RSS, open fds and threads from /proc. At the end it judges the run: no errors;
- * after --warmup-s, RSS growth < 5 % and fds and threads back to their count by the end; p50 and p99 of the last
+ * --pid its RSS (and its anonymous and file-backed parts), open fds and threads from /proc.
+ * With --job-s, one more thread submits a try-on job every S s and waits for it. At the end
+ * it judges the run: no errors; after --warmup-s, RssAnon growth < 5 % and fds and threads
+ * back to their count by the end; p50 and p99 of the last
  * --compare-s within 10 % of the first --compare-s after warm-up. Exit 0 only when all hold.
  * --plot FILE.png draws the series with gnuplot. */
 #include <dirent.h>
@@ -24,14 +26,15 @@
 #include "bench/bench.h"
 #include "client/cirrus.h"
 #include "common/clock.h"
+#include "common/fileio.h"
 
 #define SOAK_MAX_PIDS 8
 #define SOAK_CAPTION_DEFAULT "the same but in red"
 
 typedef struct soak_cfg {
-    const char *endpoint, *csv, *plot, *caption, *prefix;
+    const char *endpoint, *csv, *plot, *caption, *prefix, *job_person, *job_garment;
     double minutes, warmup_s, compare_s;
-    long clients, dim, items, sample_s, snapshot_s, timeout_ms;
+    long clients, dim, items, sample_s, snapshot_s, timeout_ms, job_s, job_steps;
     double write_pct, delete_pct, composed_pct;
     int pids[SOAK_MAX_PIDS], n_pids;
 } soak_cfg;
@@ -39,7 +42,7 @@ typedef struct soak_cfg {
 typedef struct sample {
     double t_s, qps, p50, p99;
     uint64_t errors;
-    double rss_mb[SOAK_MAX_PIDS];
+    double rss_mb[SOAK_MAX_PIDS], anon_mb[SOAK_MAX_PIDS], file_mb[SOAK_MAX_PIDS];
     long fds[SOAK_MAX_PIDS], threads[SOAK_MAX_PIDS];
 } sample;
 
@@ -54,7 +57,7 @@ typedef struct soak {
     lat *all;            /* every completed operation, in completion order */
     size_t n_all, cap_all;
     size_t window_from;  /* first entry of the current sample window */
-    atomic_uint_fast64_t errors, snapshots;
+    atomic_uint_fast64_t errors, snapshots, jobs_ok, job_errors;
     char last_error[256];
 } soak;
 
@@ -218,21 +221,107 @@ static void *snapshot_main(void *arg)
     return NULL;
 }
 
+/* ---- generation jobs ----------------------------------------------------------------------- */
+
+/* One try-on: submitted, then waited for; anything but SUCCEEDED with an image is an error.
+ * The wait's bound is the broker's default deadline plus the queue: a job that hangs fails. */
+static cirrus_err run_job(cirrus *c, const cirrus_generate_params *p, char *why, size_t why_len)
+{
+    cirrus_job *j = NULL;
+    char id[CIRRUS_JOB_ID_MAX + 1];
+    cirrus_err rc = cirrus_generate(c, p, &j);
+    if (rc != CIRRUS_OK) {
+        snprintf(why, why_len, "job submit: %s: %s", cirrus_strerror(rc), cirrus_errmsg(c));
+        return rc;
+    }
+    snprintf(id, sizeof id, "%s", cirrus_job_id(j));
+    cirrus_job_free(&j);
+    rc = cirrus_job_wait(c, id, 120000, 1, NULL, NULL, &j);
+    if (rc == CIRRUS_OK && (cirrus_job_get_state(j) != CIRRUS_JOB_SUCCEEDED ||
+                            !cirrus_job_image(j, NULL))) {
+        snprintf(why, why_len, "job %.64s: %s: %s", id, cirrus_job_state_name(cirrus_job_get_state(j)),
+                 cirrus_job_error(j));
+        rc = CIRRUS_ERR_INTERNAL;
+    } else if (rc != CIRRUS_OK) {
+        snprintf(why, why_len, "job %.64s wait: %s: %s", id, cirrus_strerror(rc), cirrus_errmsg(c));
+    }
+    cirrus_job_free(&j);
+    return rc;
+}
+
+static void *jobs_main(void *arg)
+{
+    soak *s = arg;
+    const soak_cfg *cfg = s->cfg;
+    cirrus_options o = cirrus_default_options();
+    cirrus_generate_params p = cirrus_generate_default();
+    cirrus *c = NULL;
+    uint8_t *person = NULL, *garment = NULL;
+    size_t np = 0, ng = 0;
+    uint64_t next = s->start_us;
+    char why[sizeof ((soak *)0)->last_error];
+    if (cr_file_read(cfg->job_person, &person, &np) != CR_OK ||
+        cr_file_read(cfg->job_garment, &garment, &ng) != CR_OK ||
+        cirrus_open(&c, cfg->endpoint, &o) != CIRRUS_OK) {
+        fprintf(stderr, "soak: jobs: cannot read %s / %s or connect\n", cfg->job_person,
+                cfg->job_garment);
+        atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->job_errors, 1);
+        goto out;
+    }
+    p.person_image = person;
+    p.person_image_len = np;
+    p.garment_image = garment;
+    p.garment_image_len = ng;
+    p.category = "upper_body";
+    p.steps = (uint32_t)cfg->job_steps;
+    while (cr_clock_mono_us() + 200000 < s->end_us) {
+        if (cr_clock_mono_us() < next) {
+            usleep(200000);
+            continue;
+        }
+        p.seed++;
+        if (run_job(c, &p, why, sizeof why) == CIRRUS_OK) {
+            atomic_fetch_add(&s->jobs_ok, 1);
+        } else {
+            atomic_fetch_add(&s->errors, 1);
+            atomic_fetch_add(&s->job_errors, 1);
+            fprintf(stderr, "soak: %s\n", why);
+            pthread_mutex_lock(&s->mu);
+            snprintf(s->last_error, sizeof s->last_error, "%s", why);
+            pthread_mutex_unlock(&s->mu);
+        }
+        next += (uint64_t)cfg->job_s * 1000000u;
+    }
+out:
+    cirrus_close(&c);
+    free(person);
+    free(garment);
+    return NULL;
+}
+
 /* ---- /proc --------------------------------------------------------------------------- */
 
-static void proc_sample(int pid, double *rss_mb, long *threads, long *fds)
+/* RssAnon is the heap and stacks, what a leak or the allocator's retention grows; RssFile is
+ * mapped files (LMDB's map, the model's safetensors), pages the kernel may drop at will. */
+static void proc_sample(int pid, double *rss_mb, double *anon_mb, double *file_mb,
+                        long *threads, long *fds)
 {
     char path[64], line[256];
     FILE *f;
     DIR *d;
     struct dirent *e;
-    *rss_mb = -1;
+    *rss_mb = *anon_mb = *file_mb = -1;
     *threads = *fds = -1;
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     if ((f = fopen(path, "r"))) {
         while (fgets(line, sizeof line, f)) {
             if (strncmp(line, "VmRSS:", 6) == 0)
                 *rss_mb = strtod(line + 6, NULL) / 1024.0;
+            if (strncmp(line, "RssAnon:", 8) == 0)
+                *anon_mb = strtod(line + 8, NULL) / 1024.0;
+            if (strncmp(line, "RssFile:", 8) == 0)
+                *file_mb = strtod(line + 8, NULL) / 1024.0;
             if (strncmp(line, "Threads:", 8) == 0)
                 *threads = strtol(line + 8, NULL, 10);
         }
@@ -301,7 +390,8 @@ static void take_sample(soak *s, sample *out, double t_s, double prev_t_s, uint6
     out->errors = atomic_load(&s->errors) - *prev_err;
     *prev_err += out->errors;
     for (int i = 0; i < s->cfg->n_pids; i++)
-        proc_sample(s->cfg->pids[i], &out->rss_mb[i], &out->threads[i], &out->fds[i]);
+        proc_sample(s->cfg->pids[i], &out->rss_mb[i], &out->anon_mb[i], &out->file_mb[i],
+                    &out->threads[i], &out->fds[i]);
 }
 
 static void print_sample(const soak_cfg *cfg, const sample *x, FILE *csv)
@@ -309,7 +399,8 @@ static void print_sample(const soak_cfg *cfg, const sample *x, FILE *csv)
     printf("%8.0f %9.0f %8.3f %8.3f %6llu", x->t_s, x->qps, x->p50, x->p99,
            (unsigned long long)x->errors);
     for (int i = 0; i < cfg->n_pids; i++)
-        printf("  %8.1f %5ld %4ld", x->rss_mb[i], x->fds[i], x->threads[i]);
+        printf("  %8.1f %7.1f %6.1f %5ld %4ld", x->rss_mb[i], x->anon_mb[i], x->file_mb[i],
+               x->fds[i], x->threads[i]);
     printf("\n");
     fflush(stdout);
     if (!csv)
@@ -317,7 +408,8 @@ static void print_sample(const soak_cfg *cfg, const sample *x, FILE *csv)
     fprintf(csv, "%.1f,%.1f,%.4f,%.4f,%llu", x->t_s, x->qps, x->p50, x->p99,
             (unsigned long long)x->errors);
     for (int i = 0; i < cfg->n_pids; i++)
-        fprintf(csv, ",%.2f,%ld,%ld", x->rss_mb[i], x->fds[i], x->threads[i]);
+        fprintf(csv, ",%.2f,%ld,%ld,%.2f,%.2f", x->rss_mb[i], x->fds[i], x->threads[i],
+                x->anon_mb[i], x->file_mb[i]);
     fprintf(csv, "\n");
     fflush(csv);
 }
@@ -332,21 +424,35 @@ static int verdict(const soak *s, const sample *xs, size_t n)
     uint64_t errs = atomic_load(&s->errors);
     while (base + 1 < n && xs[base].t_s < w)
         base++;
-    printf("\nverdict (warm-up %.0f s; windows of %.0f s compared):\n", w, c);
+    printf("\nverdict: warm-up = the first %.0f s of mixed load, counted from the end of the "
+           "preload; the baseline is the first sample at or after it (t = %.0f s); growth = the "
+           "largest sample after the baseline over the baseline; latency windows of %.0f s "
+           "compared\n", w, xs[base].t_s, c);
     printf("  errors: %llu %s\n", (unsigned long long)errs, errs ? "FAIL" : "ok");
     if (errs)
         printf("    last: %s\n", s->last_error);
     bad += errs != 0;
+    if (cfg->job_s > 0)
+        printf("  generation jobs: %llu succeeded, %llu failed %s\n",
+               (unsigned long long)atomic_load(&s->jobs_ok),
+               (unsigned long long)atomic_load(&s->job_errors),
+               atomic_load(&s->job_errors) || !atomic_load(&s->jobs_ok) ? "FAIL" : "ok");
+    bad += cfg->job_s > 0 && (atomic_load(&s->job_errors) || !atomic_load(&s->jobs_ok));
     for (int i = 0; i < cfg->n_pids; i++) {
-        /* RSS: the worst after warm-up. fds and threads: a helper thread (a background
-         * rebuild) or a connection may come and go, a leak does not go: the least of the
-         * last third must not exceed the count after warm-up. */
+        /* RSS judged by its anonymous part (heap, stacks): file-backed pages (the LMDB map,
+         * the model file) are the page cache's, the kernel drops them at will. fds and
+         * threads: a helper thread (a background rebuild) or a connection may come and go,
+         * a leak does not go: the least of the last third must not exceed the count after
+         * warm-up. */
         size_t third = base + 2 * (n - base) / 3;
-        double r0 = xs[base].rss_mb[i], r1 = 0;
+        double r0 = xs[base].rss_mb[i], r1 = 0, a0 = xs[base].anon_mb[i], a1 = 0;
+        double fl0 = xs[base].file_mb[i], fl1 = 0;
         long f0 = xs[base].fds[i], t0 = xs[base].threads[i], f1 = LONG_MAX, t1 = LONG_MAX;
         long fd_max = 0, tmax = 0;
         for (size_t k = base; k < n; k++) {
             r1 = fmax(r1, xs[k].rss_mb[i]);
+            a1 = fmax(a1, xs[k].anon_mb[i]);
+            fl1 = fmax(fl1, xs[k].file_mb[i]);
             fd_max = xs[k].fds[i] > fd_max ? xs[k].fds[i] : fd_max;
             tmax = xs[k].threads[i] > tmax ? xs[k].threads[i] : tmax;
             if (k >= third) {
@@ -354,12 +460,18 @@ static int verdict(const soak *s, const sample *xs, size_t n)
                 t1 = xs[k].threads[i] < t1 ? xs[k].threads[i] : t1;
             }
         }
-        int rss_ok = r0 > 0 && r1 <= r0 * 1.05, fds_ok = f1 <= f0, thr_ok = t1 <= t0;
-        printf("  pid %d: RSS %.1f -> max %.1f MiB (%+.1f %%) %s; fds %ld -> %ld at the end "
-               "(max %ld) %s; threads %ld -> %ld at the end (max %ld) %s\n", cfg->pids[i], r0,
-               r1, r0 > 0 ? 100.0 * (r1 / r0 - 1) : 0, rss_ok ? "ok" : "FAIL", f0, f1, fd_max,
-               fds_ok ? "ok" : "FAIL", t0, t1, tmax, thr_ok ? "ok" : "FAIL");
-        bad += !rss_ok + !fds_ok + !thr_ok;
+        int anon_ok = a0 > 0 && a1 <= a0 * 1.05, fds_ok = f1 <= f0, thr_ok = t1 <= t0;
+        printf("  pid %d: RssAnon %.1f -> max %.1f MiB (%+.1f %%), at the end %.1f %s\n",
+               cfg->pids[i], a0, a1, a0 > 0 ? 100.0 * (a1 / a0 - 1) : 0, xs[n - 1].anon_mb[i],
+               anon_ok ? "ok" : "FAIL");
+        printf("    VmRSS %.1f -> max %.1f MiB (%+.1f %%), at the end %.1f; RssFile %.1f -> "
+               "max %.1f, at the end %.1f (not judged)\n", r0, r1,
+               r0 > 0 ? 100.0 * (r1 / r0 - 1) : 0, xs[n - 1].rss_mb[i], fl0, fl1,
+               xs[n - 1].file_mb[i]);
+        printf("    fds %ld -> %ld in the last third (max %ld) %s; threads %ld -> %ld in the "
+               "last third (max %ld) %s\n", f0, f1, fd_max, fds_ok ? "ok" : "FAIL", t0, t1,
+               tmax, thr_ok ? "ok" : "FAIL");
+        bad += !anon_ok + !fds_ok + !thr_ok;
     }
     if (dur - w >= 2 * c) {
         size_t n0, n1;
@@ -395,12 +507,15 @@ static void plot(const soak_cfg *cfg)
                "set y2tics\nset y2label 'kQPS'\nset yrange [0:*]\nset y2range [0:*]\n"
                "plot '%s' using ($1/60):3 with lines title 'p50', '' using ($1/60):4 with lines "
                "title 'p99', '' using ($1/60):($2/1000) axes x1y2 with lines title 'kQPS (right)'\n"
-               "set ylabel 'RSS MiB'\nset y2label 'threads'\nset yrange [0:*]\nplot ",
+               "set ylabel 'MiB'\nset y2label 'threads'\nset yrange [0:*]\nplot ",
             cfg->plot, cfg->csv);
     for (int i = 0; i < cfg->n_pids; i++)
         fprintf(g, "%s'%s' using ($1/60):%d with lines title 'RSS pid %d', '' using ($1/60):%d "
-                   "axes x1y2 with lines title 'threads pid %d'", i ? ", " : "", cfg->csv,
-                6 + 3 * i, cfg->pids[i], 8 + 3 * i, cfg->pids[i]);
+                   "with lines title 'RssAnon pid %d', '' using ($1/60):%d axes x1y2 with lines "
+                   "title 'threads pid %d (right)', '' using ($1/60):%d axes x1y2 with lines "
+                   "title 'fds pid %d (right)'", i ? ", " : "", cfg->csv, 6 + 5 * i,
+                cfg->pids[i], 9 + 5 * i, cfg->pids[i], 8 + 5 * i, cfg->pids[i], 7 + 5 * i,
+                cfg->pids[i]);
     fprintf(g, "\nunset multiplot\n");
     if (pclose(g) != 0)
         fprintf(stderr, "soak: gnuplot failed: no plot\n");
@@ -450,11 +565,15 @@ static void usage(void)
            "         [--items N] [--write-pct P] [--delete-pct P] [--composed-pct P]\n"
            "         [--caption TEXT] [--snapshot-s S] [--sample-s S] [--warmup-s S]\n"
            "         [--compare-s S] [--pid PID]... [--csv FILE] [--plot FILE.png]\n"
+           "         [--job-s S --job-person PNG --job-garment PNG [--job-steps N]]\n"
            "Mixed load for --minutes (default 60) with the servers (--pid, up to %d) sampled\n"
            "every --sample-s (10); exit 0 when no errors, RSS growth < 5 %% and fds/threads\n"
            "flat after --warmup-s (300), and p50/p99 of the last --compare-s (300) within\n"
            "10 %% of the first after warm-up. Defaults: 4 clients, dim 64, 20000 items,\n"
-           "5 %% writes, 1 %% deletes, 0 %% composed, a snapshot every 300 s.\n", SOAK_MAX_PIDS);
+           "5 %% writes, 1 %% deletes, 0 %% composed, a snapshot every 300 s. --job-s: one\n"
+           "try-on job every S s (needs a broker and a worker), each waited for; a job that\n"
+           "does not succeed is an error. RSS is judged by RssAnon (file pages reported).\n",
+           SOAK_MAX_PIDS);
 }
 
 static int parse(int argc, char **argv, soak_cfg *cfg)
@@ -465,12 +584,14 @@ static int parse(int argc, char **argv, soak_cfg *cfg)
         {"delete-pct", 1, 0, 'x'}, {"composed-pct", 1, 0, 'q'}, {"caption", 1, 0, 't'},
         {"snapshot-s", 1, 0, 's'}, {"sample-s", 1, 0, 'S'}, {"warmup-s", 1, 0, 'W'},
         {"compare-s", 1, 0, 'C'}, {"pid", 1, 0, 'p'}, {"csv", 1, 0, 'o'}, {"plot", 1, 0, 'P'},
-        {"timeout-ms", 1, 0, 'T'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"timeout-ms", 1, 0, 'T'}, {"job-s", 1, 0, 'j'}, {"job-person", 1, 0, 'J'},
+        {"job-garment", 1, 0, 'G'}, {"job-steps", 1, 0, 'k'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int ch;
     *cfg = (soak_cfg){.minutes = 60, .clients = 4, .dim = 64, .items = 20000, .write_pct = 5,
                       .delete_pct = 1, .snapshot_s = 300, .sample_s = 10, .warmup_s = 300,
                       .compare_s = 300, .timeout_ms = 10000, .caption = SOAK_CAPTION_DEFAULT,
-                      .prefix = "soak-"};
+                      .prefix = "soak-", .job_steps = 8};
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -490,6 +611,10 @@ static int parse(int argc, char **argv, soak_cfg *cfg)
         case 'T': cfg->timeout_ms = atol(optarg); break;
         case 'o': cfg->csv = optarg; break;
         case 'P': cfg->plot = optarg; break;
+        case 'j': cfg->job_s = atol(optarg); break;
+        case 'J': cfg->job_person = optarg; break;
+        case 'G': cfg->job_garment = optarg; break;
+        case 'k': cfg->job_steps = atol(optarg); break;
         case 'p':
             if (cfg->n_pids == SOAK_MAX_PIDS || atoi(optarg) <= 0) {
                 fprintf(stderr, "soak: --pid: at most %d positive pids\n", SOAK_MAX_PIDS);
@@ -500,6 +625,12 @@ static int parse(int argc, char **argv, soak_cfg *cfg)
         case 'h': usage(); exit(0);
         default: usage(); return 2;
         }
+    }
+    if (cfg->job_s < 0 || (cfg->job_s > 0 && (!cfg->job_person || !cfg->job_garment)) ||
+        cfg->job_steps < 1 || cfg->job_steps > CIRRUS_GEN_STEPS_MAX) {
+        fprintf(stderr, "soak: --job-s S needs --job-person and --job-garment; --job-steps "
+                        "1..%d\n", CIRRUS_GEN_STEPS_MAX);
+        return 2;
     }
     if (!cfg->endpoint || cfg->minutes <= 0 || cfg->clients < 1 || cfg->clients > 256 ||
         cfg->dim < 1 || cfg->dim > 4096 || cfg->items < 1 || cfg->sample_s < 1 ||
@@ -516,7 +647,7 @@ int bench_cmd_soak(int argc, char **argv)
 {
     soak_cfg cfg;
     soak s = {.cfg = &cfg};
-    pthread_t th[257];
+    pthread_t th[258];
     client_arg args[256];
     sample *xs;
     size_t n = 0, cap;
@@ -549,9 +680,11 @@ int bench_cmd_soak(int argc, char **argv)
         pthread_create(&th[i], NULL, client_main, &args[i]);
     }
     pthread_create(&th[cfg.clients], NULL, snapshot_main, &s);
+    if (cfg.job_s > 0)
+        pthread_create(&th[cfg.clients + 1], NULL, jobs_main, &s);
     printf("%8s %9s %8s %8s %6s", "t_s", "qps", "p50_ms", "p99_ms", "errors");
     for (int i = 0; i < cfg.n_pids; i++)
-        printf("  %8s %5s %4s", "rss_mb", "fds", "thr");
+        printf("  %8s %7s %6s %5s %4s", "rss_mb", "anon_mb", "file", "fds", "thr");
     printf("\n");
     for (uint64_t next = s.start_us + (uint64_t)cfg.sample_s * 1000000u; n < cap;
          next += (uint64_t)cfg.sample_s * 1000000u) {
@@ -564,7 +697,7 @@ int bench_cmd_soak(int argc, char **argv)
         if (stop == s.end_us)
             break;
     }
-    for (long i = 0; i <= cfg.clients; i++)
+    for (long i = 0; i <= cfg.clients + (cfg.job_s > 0); i++)
         pthread_join(th[i], NULL);
     if (csv)
         fclose(csv);

@@ -125,6 +125,7 @@ static void stats_sum(coord_fanout *f, Cirrus__V1__StatsResult *st,
             st->count += s->count;
             st->bytes_on_disk += s->bytes_on_disk;
             st->tombstones += s->tombstones;
+            st->unindexed += s->unindexed;
             cr_hlc_observe(&f->r->app->hlc, s->max_version);
             if (!st->dim) {
                 st->dim = s->dim;

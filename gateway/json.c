@@ -101,6 +101,7 @@ json_t *cirrus_stats_json(const Cirrus__V1__StatsResult *s)
                         json_integer((json_int_t)s->snapshot_high_water));
     json_object_set_new(o, "uptime_s", json_integer((json_int_t)s->uptime_s));
     json_object_set_new(o, "tombstones", json_integer((json_int_t)s->tombstones));
+    json_object_set_new(o, "unindexed", json_integer((json_int_t)s->unindexed));
     json_object_set_new(o, "max_version", cirrus_json_u64(s->max_version));
     if (s->encoder) {
         const Cirrus__V1__EncoderStats *e = s->encoder;

@@ -10,6 +10,18 @@
 static const char *reasons[8] = {"worker lost", "worker silent", "worker error", "out of memory",
                                  "timeout", "cancelled", "broker restart", "other"};
 
+/* Histogram upper bounds in seconds (wait_buckets/run_buckets hold one count per bound; +Inf
+ * is the count): from a dispatch at once to a diffusion run of minutes. */
+static const double bounds[14] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                  0.25,  0.5,    1,     2.5,  5,     10,  60};
+
+static void observe(uint64_t *buckets, double seconds)
+{
+    for (int i = 0; i < 14; i++)
+        if (seconds <= bounds[i])
+            buckets[i]++;
+}
+
 void jobs_metrics_init(jobs_metrics *m)
 {
     memset(m, 0, sizeof *m);
@@ -57,6 +69,7 @@ void jobs_metrics_wait(jobs_broker *b, double seconds)
     pthread_mutex_lock(&b->m.mu);
     b->m.wait_sum += seconds;
     b->m.wait_n++;
+    observe(b->m.wait_buckets, seconds);
     pthread_mutex_unlock(&b->m.mu);
 }
 
@@ -65,6 +78,7 @@ void jobs_metrics_run(jobs_broker *b, double seconds)
     pthread_mutex_lock(&b->m.mu);
     b->m.run_sum += seconds;
     b->m.run_n++;
+    observe(b->m.run_buckets, seconds);
     pthread_mutex_unlock(&b->m.mu);
 }
 
@@ -98,6 +112,19 @@ static int append(char **text, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
+/* A Prometheus histogram: cumulative buckets (observe() counts each bound it is under). */
+static int histogram(char **text, size_t *len, size_t *cap, const char *name,
+                     const uint64_t *buckets, double sum, uint64_t n)
+{
+    int bad = append(text, len, cap, "# TYPE %s histogram\n", name);
+    for (int i = 0; i < 14; i++)
+        bad |= append(text, len, cap, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+                      (unsigned long long)buckets[i]);
+    bad |= append(text, len, cap, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
+                  name, (unsigned long long)n, name, sum, name, (unsigned long long)n);
+    return bad;
+}
+
 cr_err jobs_broker_metrics(jobs_broker *b, char **text, size_t *len)
 {
     static const char *states[6] = {"queued", "running", "succeeded", "failed", "cancelled",
@@ -116,6 +143,7 @@ cr_err jobs_broker_metrics(jobs_broker *b, char **text, size_t *len)
                   "# TYPE cirrus_jobs_queue_depth gauge\ncirrus_jobs_queue_depth %llu\n"
                   "# TYPE cirrus_jobs_workers gauge\ncirrus_jobs_workers %llu\n",
                   (unsigned long long)m->queue_depth, (unsigned long long)m->workers);
+    bad |= append(text, len, &cap, "# TYPE cirrus_jobs_workers_by_capability gauge\n");
     for (int k = 1; k < JOBS_KINDS; k++)
         bad |= append(text, len, &cap, "cirrus_jobs_workers_by_capability{kind=\"%s\"} %llu\n",
                       kinds[k], (unsigned long long)m->workers_by_cap[k]);
@@ -128,15 +156,13 @@ cr_err jobs_broker_metrics(jobs_broker *b, char **text, size_t *len)
                   "# TYPE cirrus_jobs_rejected_total counter\n"
                   "cirrus_jobs_rejected_total{reason=\"overloaded\"} %llu\n"
                   "cirrus_jobs_rejected_total{reason=\"invalid\"} %llu\n"
-                  "# TYPE cirrus_jobs_evicted_total counter\ncirrus_jobs_evicted_total %llu\n"
-                  "# TYPE cirrus_jobs_queue_wait_seconds summary\n"
-                  "cirrus_jobs_queue_wait_seconds_sum %.6f\ncirrus_jobs_queue_wait_seconds_count %llu\n"
-                  "# TYPE cirrus_jobs_run_seconds summary\n"
-                  "cirrus_jobs_run_seconds_sum %.6f\ncirrus_jobs_run_seconds_count %llu\n",
+                  "# TYPE cirrus_jobs_evicted_total counter\ncirrus_jobs_evicted_total %llu\n",
                   (unsigned long long)m->submitted, (unsigned long long)m->rejected_overloaded,
-                  (unsigned long long)m->rejected_invalid, (unsigned long long)m->evicted,
-                  m->wait_sum, (unsigned long long)m->wait_n, m->run_sum,
-                  (unsigned long long)m->run_n);
+                  (unsigned long long)m->rejected_invalid, (unsigned long long)m->evicted);
+    bad |= histogram(text, len, &cap, "cirrus_jobs_queue_wait_seconds", m->wait_buckets,
+                     m->wait_sum, m->wait_n);
+    bad |= histogram(text, len, &cap, "cirrus_jobs_run_seconds", m->run_buckets, m->run_sum,
+                     m->run_n);
     pthread_mutex_unlock(&m->mu);
     return bad ? cr_error_set(CR_ERR_NOMEM, "out of memory for the job metrics") : CR_OK;
 }

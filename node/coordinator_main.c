@@ -15,14 +15,25 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SKEW_DEFAULT STRINGIFY(CR_HLC_MAX_SKEW_MS)
 
+/* What the HTTP front's hooks see: the coordinator and, with --jobs-dir, its job broker. */
+typedef struct front_ctx {
+    coord_server *s;
+    jobs_broker *jobs;
+} front_ctx;
+
 static int gw_ready(void *ctx)
 {
-    return coord_server_ready(ctx);
+    return coord_server_ready(((front_ctx *)ctx)->s);
 }
 
+/* The coordinator's metrics, then the job broker's (cirrus_jobs_*) when it runs here. */
 static cr_err gw_metrics(void *ctx, char **text, size_t *len)
 {
-    return coord_server_metrics(ctx, text, len);
+    front_ctx *f = ctx;
+    cr_err rc = coord_server_metrics(f->s, text, len);
+    if (!rc && f->jobs)
+        rc = jobs_broker_metrics(f->jobs, text, len);
+    return rc;
 }
 
 /* The coordinator and, with --http, the HTTP API in front of its public endpoint. */
@@ -32,13 +43,14 @@ typedef struct http_sec {
 } http_sec;
 
 static cr_err serve(const coord_server_opts *o, const char *http, const char *cors,
-                    const http_sec *sec)
+                    const http_sec *sec, jobs_broker *jobs)
 {
     coord_server *s = NULL;
     gw_http *gw = NULL;
     cr_err rc = coord_server_open(&s, o);
+    front_ctx fc = {s, jobs};
     if (!rc && http) {
-        gw_hooks hooks = {.ctx = s, .ready = gw_ready, .metrics = gw_metrics};
+        gw_hooks hooks = {.ctx = &fc, .ready = gw_ready, .metrics = gw_metrics};
         gw_http_opts ho = gw_http_default_opts();
         ho.cors_origin = cors;
         /* The API calls this coordinator's own endpoint: with its own key, which the ZAP
@@ -183,7 +195,7 @@ int main(int argc, char **argv)
     o.map_path = map_path;
     o.reload = cr_daemon_reload_flag();
     http_sec sec = {http_keys, tls_cert, tls_key};
-    ret = serve(&o, http, cors, &sec) ? cr_daemon_fail("%s", cr_error_message()) : 0;
+    ret = serve(&o, http, cors, &sec, jobs) ? cr_daemon_fail("%s", cr_error_message()) : 0;
 out:
     jobs_broker_close(&jobs);
     if (zctx)

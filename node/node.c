@@ -282,12 +282,17 @@ static void fill_map(node *n)
 
 static int gw_ready(void *ctx)
 {
-    return coord_server_ready(ctx);
+    return coord_server_ready(((node *)ctx)->coord);
 }
 
+/* The coordinator's metrics, then the job broker's (cirrus_jobs_*) when it runs. */
 static cr_err gw_metrics(void *ctx, char **text, size_t *len)
 {
-    return coord_server_metrics(ctx, text, len);
+    node *n = ctx;
+    cr_err rc = coord_server_metrics(n->coord, text, len);
+    if (!rc && n->jobs)
+        rc = jobs_broker_metrics(n->jobs, text, len);
+    return rc;
 }
 
 static cr_err start_front(node *n)
@@ -307,7 +312,7 @@ static cr_err start_front(node *n)
     if ((rc = role_start(n, &n->coord_th, coord_main, n)))
         return rc;
     if (n->o.http) {
-        gw_hooks hooks = {.ctx = n->coord, .ready = gw_ready, .metrics = gw_metrics};
+        gw_hooks hooks = {.ctx = n, .ready = gw_ready, .metrics = gw_metrics};
         gw_http_opts ho = gw_http_default_opts();
         ho.cors_origin = n->o.http_cors;
         ho.curve = n->o.curve; /* its own key: the ZAP handler accepts it */

@@ -326,6 +326,7 @@ void shard_conv_stats_to_pb(const shard_stats *s, Cirrus__V1__StatsResult *out)
     out->uptime_s = s->uptime_s;
     out->tombstones = s->tombstones;
     out->max_version = s->max_version;
+    out->unindexed = s->unindexed;
 }
 
 void shard_conv_snapshot_to_pb(const shard_snapshot_info *s, Cirrus__V1__SnapshotResult *out)

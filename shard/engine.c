@@ -904,6 +904,7 @@ cr_err shard_engine_stats(shard_engine *e, shard_stats *out)
     out->uptime_s = (cr_clock_mono_ms() - e->start_ms) / 1000;
     out->tombstones = (uint64_t)is.tombstones;
     out->max_version = cr_hlc_last(&e->hlc); /* >= every stored version: seeds coordinators */
+    out->unindexed = shard_engine_index_backlog(e);
     return CR_OK;
 }
 

@@ -115,6 +115,7 @@ typedef struct shard_stats {
     uint64_t uptime_s;
     uint64_t tombstones;
     uint64_t max_version;          /* >= every stored version (seeds coordinators) */
+    uint64_t unindexed;            /* committed items not yet in the ANN index */
 } shard_stats;
 
 /* What a snapshot wrote. */

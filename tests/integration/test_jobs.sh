@@ -12,7 +12,7 @@ if ! $PY -c "import zmq, google.protobuf, PIL" 2>/dev/null; then
 fi
 [ -x "$BIN/cirrus-worker" ] || { echo "skip: no $BIN/cirrus-worker (build cirrus_worker_pb)"; exit 77; }
 
-PORT=$(free_port); WPORT=$(free_port)
+PORT=$(free_port); WPORT=$(free_port); HPORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
 C() { "$BIN/cirrus" --endpoint "$EP" "$@"; }
 $PY -c "from PIL import Image; Image.new('RGB',(96,128),(200,120,90)).save('$WORK/p.png'); Image.new('RGB',(32,32),(10,40,200)).save('$WORK/g.png')"
@@ -27,7 +27,7 @@ wait_state() { # ID STATE SECONDS
 }
 serve() {
   start_bg "$WORK/serve$1.log" "$BIN/cirrus" serve --data "$WORK/data" --dim 8 --bind "$EP" \
-    --worker-bind "$WEP" --job-heartbeat-ms 200 --job-queue 4
+    --worker-bind "$WEP" --job-heartbeat-ms 200 --job-queue 4 --http "127.0.0.1:$HPORT"
   SERVE_PID=$LAST_PID
   wait_ready "$EP"
 }
@@ -58,6 +58,9 @@ wait_state "$J1" succeeded 20
 C job "$J1" --json | grep -q '"reason":"worker silent"' || fail "the lost attempt has no reason"
 C job "$J1" -o "$WORK/out.png" >/dev/null
 head -c 8 "$WORK/out.png" | od -An -tx1 | grep -q "89 50 4e 47" || fail "no PNG"
+M=$(curl -sf "http://127.0.0.1:$HPORT/metrics") || fail "no /metrics"
+echo "$M" | grep -Eq '^cirrus_jobs_retries_total\{reason="worker silent"\} 1$' ||
+  fail "the retry is not counted by reason: $(echo "$M" | grep retries)"
 
 note "idempotent resubmit"
 K1=$(submit --key same); K2=$(submit --key same)
@@ -96,4 +99,19 @@ PYEOF
 grep -q "dropped a malformed worker frame" "$WORK/serve2.log" || fail "no malformed frame logged"
 S=$(submit); wait_state "$S" succeeded 20
 C jobs | grep -q "$S" || fail "cirrus jobs lacks $S"
+
+note "metrics"
+M=$(curl -sf "http://127.0.0.1:$HPORT/metrics") || fail "no /metrics"
+echo "$M" | grep -Eq '^cirrus_jobs\{kind="tryon",state="succeeded"\} [1-9]' || fail "no succeeded jobs in /metrics"
+echo "$M" | grep -Eq '^cirrus_jobs_workers [1-9]' || fail "no workers in /metrics"
+echo "$M" | grep -Eq '^cirrus_jobs_queue_depth 0' || fail "queue depth not 0 in /metrics"
+echo "$M" | grep -Eq '^cirrus_jobs_workers_by_capability\{kind="tryon"\} [1-9]' || fail "no try-on workers by capability"
+# Histograms: cumulative buckets ending at +Inf = count, a run observed since the restart.
+for h in queue_wait run; do
+  n=$(echo "$M" | awk -v m="cirrus_jobs_${h}_seconds_count" '$1 == m { print $2 }')
+  inf=$(echo "$M" | awk -v m="cirrus_jobs_${h}_seconds_bucket{le=\"+Inf\"}" '$1 == m { print $2 }')
+  [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$inf" = "$n" ] || fail "histogram $h: count '$n', +Inf '$inf'"
+  echo "$M" | awk -v p="cirrus_jobs_${h}_seconds_bucket" 'index($1, p) == 1 { if ($2 < last) bad = 1; last = $2 }
+    END { exit bad }' || fail "histogram $h buckets are not cumulative"
+done
 echo "ok"
