@@ -26,7 +26,7 @@ typedef struct serve_opts {
     const char *data, *model, *phi, *combiner, *index, *bind, *metric, *preprocess, *vocab, *http,
         *http_cors, *worker_bind, *precision;
     const char *curve_secret, *curve_allow, *http_keys, *tls_cert, *tls_key; /* security.md */
-    long long shards, dim, threads, spin_us, job_attempts, job_queue, job_hb, job_ttl, job_mb;
+    long long shards, dim, threads, spin_us, query_cache, job_attempts, job_queue, job_hb, job_ttl, job_mb;
     int keep_images;
 } serve_opts;
 
@@ -41,7 +41,7 @@ static int usage(FILE *out)
             "                    [--http-keys FILE] [--http-tls-cert PEM --http-tls-key PEM]\n"
             "                    [--worker-bind EP] [--job-attempts N]\n"
             "                    [--job-queue N] [--job-heartbeat-ms MS] [--job-result-ttl S]\n"
-            "                    [--job-store-mb MB] [--keep-images]\n"
+            "                    [--job-store-mb MB] [--keep-images] [--query-cache N]\n"
             "Runs a coordinator, N shards (DIR/shard-I) and, with --model, a CLIP encoder in one\n"
             "process. The first run creates the shards (dimension from the model, or --dim);\n"
             "later runs reopen them. Stop with Ctrl-C or SIGTERM (writes are finished and the\n"
@@ -55,7 +55,9 @@ static int usage(FILE *out)
             "generation job broker (jobs in DIR/jobs; diffusion workers connect here; defaults\n"
             "--job-attempts 3 --job-queue 1000 --job-heartbeat-ms 1000 --job-result-ttl 3600\n"
             "--job-store-mb 1024). --keep-images: the shards keep each upserted item's original\n"
-            "image (GET /v1/items/{id}/image, garment ids of jobs; disk cost: docs/operations.md).\n");
+            "image (GET /v1/items/{id}/image, garment ids of jobs; disk cost: docs/operations.md).\n"
+            "--query-cache N: composed query vectors kept (LRU, at most 64 MiB; default 1024,\n"
+            "0 = off); a repeated composed query skips the encoder (docs/performance.md).\n");
     return out == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -77,6 +79,7 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         {"job-queue", required_argument, 0, 'Q'}, {"job-heartbeat-ms", required_argument, 0, 'B'},
         {"job-result-ttl", required_argument, 0, 'L'}, {"job-store-mb", required_argument, 0, 'J'},
         {"keep-images", no_argument, 0, 'I'}, {"precision", required_argument, 0, 'R'},
+        {"query-cache", required_argument, 0, 'q'},
         {0, 0, 0, 0}};
     int c;
     o->shards = 1;
@@ -84,9 +87,10 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
     o->bind = "tcp://127.0.0.1:7700";
     o->metric = NULL; /* as the shard was made (ip for a new one) */
     o->spin_us = 0; /* every node shares the same cores: spinning slows the searches (measured) */
+    o->query_cache = -1;
     while ((c = cli_getopt(ctx, argc, argv, "", opts)) != -1) {
         long long *t = c == 's' ? &o->shards : c == 'D' ? &o->dim : c == 't' ? &o->threads
-                     : c == 'S' ? &o->spin_us : NULL;
+                     : c == 'S' ? &o->spin_us : c == 'q' ? &o->query_cache : NULL;
         long long *jt = c == 'N' ? &o->job_attempts : c == 'Q' ? &o->job_queue
                       : c == 'B' ? &o->job_hb : c == 'L' ? &o->job_ttl : c == 'J' ? &o->job_mb
                                                                          : NULL;
@@ -102,7 +106,8 @@ static int parse(cli_ctx *ctx, serve_opts *o, int argc, char **argv)
         }
         if (t) {
             if (cr_parse_ll(optarg, c == 's' ? 1 : 0,
-                            c == 's' ? NODE_MAX_SHARDS : c == 'S' ? 100000 : 65536, t)) {
+                            c == 's' ? NODE_MAX_SHARDS : c == 'S' ? 100000 : c == 'q' ? 1000000 : 65536,
+                            t)) {
                 cli_error("serve", "%s", cr_error_message());
                 return CLI_USAGE;
             }
@@ -169,6 +174,7 @@ static node_opts node_opts_of(const serve_opts *s)
     o.threads = (int)s->threads;
     o.precision = s->precision;
     o.spin_us = (unsigned)s->spin_us;
+    o.query_cache = s->query_cache;
     o.worker_bind = s->worker_bind;
     o.job_attempts = (uint32_t)s->job_attempts;
     o.job_queue = (uint32_t)s->job_queue;

@@ -25,6 +25,8 @@ coord_server_opts coord_server_default_opts(void)
     o.default_deadline_ms = 10000;
     o.backend_timeout_ms = 5000;
     o.version_skew_ms = CR_HLC_MAX_SKEW_MS;
+    o.query_cache = 1024;
+    o.query_cache_bytes = (size_t)64 << 20;
     return o;
 }
 
@@ -73,7 +75,10 @@ cr_err coord_server_open(coord_server **out, const coord_server_opts *o)
     lo.curve = o->curve;
     lo.on_request = coord_request_start;
     lo.request_ctx = &s->app;
-    rc = coord_loop_new(&s->app.loop, o->map, &lo);
+    rc = coord_qcache_open(&s->app.qcache, o->query_cache, o->query_cache_bytes,
+                           &s->app.metrics.qcache);
+    if (!rc)
+        rc = coord_loop_new(&s->app.loop, o->map, &lo);
     if (!rc)
         rc = coord_repair_start(&s->app, &s->app.repair);
     if (!rc) /* the loop reports returning replicas to the repair thread */
@@ -110,6 +115,7 @@ void coord_server_close(coord_server **pp)
     coord_repair_stop(&s->app.repair);
     coord_requests_abort(&s->app);
     coord_loop_free(&s->app.loop);
+    coord_qcache_close(&s->app.qcache);
     free(s);
     *pp = NULL;
 }

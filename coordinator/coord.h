@@ -46,6 +46,8 @@ typedef struct coord_server_opts {
                                     across reloads; NULL = the map's own */
     const struct cr_curve *curve; /* CURVE key and allow dir for the tcp:// front and the
                                      backends (common/curve.h; borrowed); NULL = plaintext */
+    size_t query_cache;          /* composed query vectors cached, LRU (default 1024; 0 = off) */
+    size_t query_cache_bytes;    /* and the bytes they may hold (default 64 MiB) */
 } coord_server_opts;
 
 coord_server_opts coord_server_default_opts(void);

@@ -17,6 +17,7 @@
 #include "coordinator/coord.h"
 #include "coordinator/loop.h"
 #include "coordinator/metrics.h"
+#include "coordinator/qcache.h"
 
 typedef struct coord_repair coord_repair;
 struct coord_rq;
@@ -28,6 +29,7 @@ typedef struct coord_app {
                             (atomic: the repair thread reads it too) */
     coord_repair *repair;
     coord_metrics metrics; /* updated by the loop, rendered by the HTTP thread (atomics) */
+    coord_qcache *qcache;  /* composed query vectors (loop thread; qcache.h) */
     struct coord_rq *requests; /* requests in flight (loop thread) */
     size_t n_requests;
     /* The map under which each replica last reported its highest version into `hlc` (NULL =

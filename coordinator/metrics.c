@@ -115,6 +115,23 @@ int coord_metrics_render(const coord_metrics *m, const coord_map *map,
     put(&s, "# HELP cirrus_partial_answers_total Searches answered without every shard group.\n"
             "# TYPE cirrus_partial_answers_total counter\ncirrus_partial_answers_total %llu\n",
         (unsigned long long)atomic_load(&m->partial));
+    put(&s, "# HELP cirrus_query_cache_hits_total Composed queries answered from the cache.\n"
+            "# TYPE cirrus_query_cache_hits_total counter\ncirrus_query_cache_hits_total %llu\n"
+            "# HELP cirrus_query_cache_misses_total Composed queries sent to an encoder.\n"
+            "# TYPE cirrus_query_cache_misses_total counter\n"
+            "cirrus_query_cache_misses_total %llu\n"
+            "# HELP cirrus_query_cache_evictions_total Entries dropped by the size bound.\n"
+            "# TYPE cirrus_query_cache_evictions_total counter\n"
+            "cirrus_query_cache_evictions_total %llu\n"
+            "# HELP cirrus_query_cache_entries Composed query vectors cached.\n"
+            "# TYPE cirrus_query_cache_entries gauge\ncirrus_query_cache_entries %llu\n"
+            "# HELP cirrus_query_cache_bytes Bytes the cached entries hold.\n"
+            "# TYPE cirrus_query_cache_bytes gauge\ncirrus_query_cache_bytes %llu\n",
+        (unsigned long long)atomic_load(&m->qcache.hits),
+        (unsigned long long)atomic_load(&m->qcache.misses),
+        (unsigned long long)atomic_load(&m->qcache.evictions),
+        (unsigned long long)atomic_load(&m->qcache.entries),
+        (unsigned long long)atomic_load(&m->qcache.bytes));
     put(&s, "# HELP cirrus_replica_up Whether a shard replica answers and serves reads.\n"
             "# TYPE cirrus_replica_up gauge\n");
     for (int g = 0; g < map->n_groups; g++)

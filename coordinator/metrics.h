@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "coordinator/clustermap.h"
+#include "coordinator/qcache.h"
 
 #define COORD_METRICS_OPS 32    /* Request op numbers are < 32 */
 #define COORD_METRICS_BUCKETS 12
@@ -19,6 +20,7 @@ typedef struct coord_metrics {
     _Atomic uint64_t buckets[COORD_METRICS_OPS][COORD_METRICS_BUCKETS + 1]; /* + Inf */
     _Atomic uint64_t sum_us[COORD_METRICS_OPS];
     _Atomic uint64_t partial;
+    coord_qcache_counters qcache; /* the composed query cache */
 } coord_metrics;
 
 void coord_metrics_init(coord_metrics *m);

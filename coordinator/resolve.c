@@ -100,7 +100,33 @@ static void on_composed(void *arg)
     coord_resolve *s = arg;
     cr_err rc = take_embedding(s, s->what);
     s->t->compose_us = cr_clock_mono_us() - s->t0;
+    /* a cut caption is reported per answer: such vectors are not cached */
+    if (!rc && !s->truncated)
+        coord_qcache_put(s->r->app->qcache, &s->key, s->vec, s->dim);
     finish(s, rc);
+}
+
+/* The cache key of the composed query c with its method resolved to m: everything the
+ * composition depends on (qcache.h). The encoders stand in for the model. */
+static void key_build(coord_resolve *s, const Cirrus__V1__Composed *c, int m)
+{
+    const Cirrus__V1__Reference *ref = c->reference;
+    const coord_map *map = s->r->map;
+    int32_t mk[2] = {m, (int32_t)ref->ref_case};
+    coord_qkey_init(&s->key);
+    coord_qkey_add(&s->key, mk, sizeof mk);
+    for (int i = 0; i < map->n_encoders; i++)
+        coord_qkey_add(&s->key, map->encoders[i], strlen(map->encoders[i]));
+    coord_qkey_add(&s->key, c->caption, c->caption ? strlen(c->caption) : 0);
+    coord_qkey_add(&s->key, c->caption2, c->caption2 ? strlen(c->caption2) : 0);
+    coord_qkey_add(&s->key, c->prompt_template,
+                   c->prompt_template ? strlen(c->prompt_template) : 0);
+    if (s->refvec) /* an item id: its current vector, so an updated item is a new key */
+        coord_qkey_add(&s->key, s->refvec, s->refdim * sizeof *s->refvec);
+    else if (ref->ref_case == CIRRUS__V1__REFERENCE__REF_VECTOR && ref->vector)
+        coord_qkey_add(&s->key, ref->vector->values, ref->vector->n_values * sizeof(float));
+    else
+        coord_qkey_add_hash(&s->key, ref->image.data, ref->image.len);
 }
 
 /* ---- composed queries ------------------------------------------------------------------------ */
@@ -123,8 +149,20 @@ static cr_err compose_start(coord_resolve *s)
         ref.vector = &rv;
         q.reference = &ref;
     }
+    const float *hit;
+    size_t hdim;
+
     if (q.method == CIRRUS__V1__COMPOSE_METHOD__COMPOSE_DEFAULT)
         q.method = (Cirrus__V1__ComposeMethod)s->r->map->default_method;
+    key_build(s, c, (int)q.method);
+    if (coord_qcache_get(s->r->app->qcache, &s->key, &hit, &hdim)) {
+        cr_err rc = copy_vector(hit, hdim, &s->vec, &s->dim);
+        s->t->encode_us = cr_clock_mono_us() - s->t0;
+        s->t->compose_us = 0;
+        if (!rc)
+            finish(s, rc);
+        return rc;
+    }
     cr.queries = qs;
     cr.n_queries = 1;
     req.op_case = CIRRUS__V1__REQUEST__OP_COMPOSE;
@@ -241,4 +279,5 @@ void coord_resolve_free(coord_resolve *s)
     free(s->vec);
     free(s->refvec);
     s->vec = s->refvec = NULL;
+    coord_qkey_free(&s->key);
 }

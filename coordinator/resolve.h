@@ -12,6 +12,7 @@
 #ifndef COORD_RESOLVE_H
 #define COORD_RESOLVE_H
 
+#include "coordinator/qcache.h"
 #include "coordinator/request.h"
 
 typedef struct coord_resolve {
@@ -30,6 +31,7 @@ typedef struct coord_resolve {
     uint64_t t0;
     float *refvec;
     size_t refdim;
+    coord_qkey key; /* of a composed query (qcache.h) */
     coord_call_fn done;
     void *arg;
 } coord_resolve;

@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 {
     char *map_path, *bind, *log_level, *http, *cors, *curve_secret, *curve_allow;
     char *http_keys, *tls_cert, *tls_key, *jobs_dir, *worker_bind;
-    long long workers, deadline, backend_timeout, spin_us, skew_ms, job_attempts, job_queue,
+    long long workers, deadline, backend_timeout, spin_us, qcache, qcache_mb, skew_ms, job_attempts, job_queue,
         job_hb, job_ttl, job_mb;
     cr_opt opts[] = {
         {"map", CR_OPT_STRING, &map_path, NULL, 0, 0, 1,
@@ -103,6 +103,10 @@ int main(int argc, char **argv)
          "CORS for the HTTP API: \"*\" or comma-separated origins allowed (default: off)"},
         {"spin-us", CR_OPT_INT, &spin_us, "0", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
+        {"query-cache", CR_OPT_INT, &qcache, "1024", 0, 1000000, 0,
+         "composed query vectors kept, LRU (0 = off): a repeated composed query skips the encoder"},
+        {"query-cache-mb", CR_OPT_INT, &qcache_mb, "64", 1, 65536, 0,
+         "bytes the query cache may hold, in MiB"},
         {"version-skew-ms", CR_OPT_INT, &skew_ms, SKEW_DEFAULT, 0, 86400000, 0,
          "how far a client-chosen item version may lead this server's clock (later: rejected)"},
         {"jobs-dir", CR_OPT_STRING, &jobs_dir, NULL, 0, 0, 0,
@@ -183,6 +187,8 @@ int main(int argc, char **argv)
     o.map = map;
     o.workers = (int)workers;
     o.spin_us = (unsigned)spin_us;
+    o.query_cache = (size_t)qcache;
+    o.query_cache_bytes = (size_t)qcache_mb << 20;
     o.default_deadline_ms = (uint32_t)deadline;
     o.backend_timeout_ms = (uint32_t)backend_timeout;
     o.version_skew_ms = (uint64_t)skew_ms;

@@ -70,6 +70,7 @@ node_opts node_default_opts(void)
     o.shards = 1;
     o.bind = "tcp://127.0.0.1:7700";
     o.spin_us = 0; /* every role shares the same cores: spinning slows the searches (measured) */
+    o.query_cache = -1;
     return o;
 }
 
@@ -304,6 +305,8 @@ static cr_err start_front(node *n)
     co.map = n->map;
     co.zmq_ctx = n->zctx;
     co.spin_us = n->o.spin_us;
+    if (n->o.query_cache >= 0)
+        co.query_cache = (size_t)n->o.query_cache;
     co.curve = n->o.curve;
     if ((rc = coord_server_open(&n->coord, &co)))
         return rc;

@@ -41,6 +41,8 @@ typedef struct node_opts {
     int threads;            /* encoder threads; 0 = default */
     const char *precision;  /* encoder precision "fp32" | "bf16"; NULL = fp32 */
     unsigned spin_us;       /* busy-poll after traffic (default 0: the roles share cores) */
+    long long query_cache;  /* composed query vectors the coordinator caches; < 0 = its
+                               default (coord.h), 0 = off */
     const char *worker_bind; /* the job broker's worker endpoint; NULL = no broker */
     uint32_t job_attempts, job_queue, job_heartbeat_ms; /* 0 = the broker's defaults */
     uint64_t job_result_ttl_ms;
