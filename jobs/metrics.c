@@ -12,12 +12,16 @@ static const char *reasons[8] = {"worker lost", "worker silent", "worker error",
 
 /* Histogram upper bounds in seconds (wait_buckets/run_buckets hold one count per bound; +Inf
  * is the count): from a dispatch at once to a diffusion run of minutes. */
-static const double bounds[14] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                  0.25,  0.5,    1,     2.5,  5,     10,  60};
+#define N_BOUNDS 14
+static const double bounds[N_BOUNDS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10,  60};
+_Static_assert(sizeof((jobs_metrics *)0)->wait_buckets / sizeof(uint64_t) == N_BOUNDS &&
+                   sizeof((jobs_metrics *)0)->run_buckets / sizeof(uint64_t) == N_BOUNDS,
+               "one bucket per bound");
 
 static void observe(uint64_t *buckets, double seconds)
 {
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < N_BOUNDS; i++)
         if (seconds <= bounds[i])
             buckets[i]++;
 }
@@ -117,7 +121,7 @@ static int histogram(char **text, size_t *len, size_t *cap, const char *name,
                      const uint64_t *buckets, double sum, uint64_t n)
 {
     int bad = append(text, len, cap, "# TYPE %s histogram\n", name);
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < N_BOUNDS; i++)
         bad |= append(text, len, cap, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
                       (unsigned long long)buckets[i]);
     bad |= append(text, len, cap, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
