@@ -75,6 +75,16 @@ static FaissMetricType to_faiss_metric(shard_index_metric m)
     return m == SHARD_INDEX_METRIC_L2 ? METRIC_L2 : METRIC_INNER_PRODUCT;
 }
 
+/* index_factory, minus polysemous training of PQ codes (see faiss_c_ext.h: the relabeling
+ * serves a search mode cirrus never runs and dominated the training time). */
+static int factory_index(FaissIndex **out, int dim, const char *factory, shard_index_metric m)
+{
+    int rc = faiss_index_factory(out, dim, factory, to_faiss_metric(m));
+    if (rc == 0)
+        (void)faiss_Index_skip_polysemous_training_ext(*out);
+    return rc;
+}
+
 static bool bit_get(const uint8_t *bm, size_t bytes, int64_t id)
 {
     return id >= 0 && (size_t)(id / 8) < bytes && (bm[id / 8] >> (id % 8)) & 1u;
@@ -231,7 +241,7 @@ static cr_err make_ann(shard_index *ix, FaissIndex **out)
     if (ix->proto) {
         err = clone_from_buf(ix->proto, ix->proto_len, out);
     } else {
-        int rc = faiss_index_factory(&raw, ix->dim, ix->factory, to_faiss_metric(ix->metric));
+        int rc = factory_index(&raw, ix->dim, ix->factory, ix->metric);
         if (rc)
             return faiss_fail(rc, "index factory");
         err = wrap_ids(raw, out);
@@ -494,7 +504,7 @@ cr_err shard_index_create(shard_index **out, const shard_index_opts *opts)
             goto out;
         }
     } else {
-        rc = faiss_index_factory(&raw, ix->dim, ix->factory, to_faiss_metric(ix->metric));
+        rc = factory_index(&raw, ix->dim, ix->factory, ix->metric);
         if (rc) {
             err = faiss_fail(rc, "index factory");
             goto out;
@@ -1307,7 +1317,7 @@ cr_err shard_index_template_write(const shard_index_opts *opts, int64_t n, const
 
     if (!opts || opts->dim < 1 || !opts->factory || n < 1 || !x || !path)
         return cr_error_set(CR_ERR_INVALID, "template: bad arguments");
-    rc = faiss_index_factory(&raw, opts->dim, opts->factory, to_faiss_metric(opts->metric));
+    rc = factory_index(&raw, opts->dim, opts->factory, opts->metric);
     if (rc)
         return faiss_fail(rc, "index factory");
     if (faiss_Index_is_trained(raw)) {

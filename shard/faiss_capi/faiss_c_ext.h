@@ -153,6 +153,14 @@ int faiss_read_index_buf(const unsigned char *buf, size_t limit, int io_flags,
  * returns 1 when `idx` holds no HNSW (nothing set), 0 when set. */
 int faiss_IndexHNSW_set_efConstruction_ext(FaissIndex *idx, int ef_construction);
 
+/** Turns off polysemous training on the PQ inside `idx` (IndexIVFPQ or IndexPQ, possibly
+ * under an IDMap or a pre-transform), which index_factory turns on for every "PQn" without
+ * "np". It only relabels each sub-quantizer's centroids so that Hamming distances between
+ * codes follow the real ones, for polysemous search, which cirrus never runs; the distances
+ * a search computes are the same either way. It cost minutes per 100k training vectors.
+ * Returns 1 when `idx` holds no PQ (nothing set), 0 when set. */
+int faiss_Index_skip_polysemous_training_ext(FaissIndex *idx);
+
 #ifdef __cplusplus
 }
 #endif

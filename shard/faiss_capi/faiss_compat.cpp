@@ -15,6 +15,8 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPQ.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
@@ -652,6 +654,24 @@ int faiss_IndexHNSW_set_efConstruction_ext(FaissIndex *idx, int ef_construction)
         return 1;
     h->hnsw.efConstruction = ef_construction;
     return 0;
+}
+
+int faiss_Index_skip_polysemous_training_ext(FaissIndex *idx)
+{
+    faiss::Index *ix = IX(idx);
+    if (auto *m = dynamic_cast<faiss::IndexIDMap *>(ix))
+        ix = m->index;
+    if (auto *t = dynamic_cast<faiss::IndexPreTransform *>(ix))
+        ix = t->index;
+    if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(ix)) {
+        ivfpq->do_polysemous_training = false;
+        return 0;
+    }
+    if (auto *pq = dynamic_cast<faiss::IndexPQ *>(ix)) {
+        pq->do_polysemous_training = false;
+        return 0;
+    }
+    return 1;
 }
 
 } // extern "C"
