@@ -101,3 +101,28 @@ replicas_hold() {
 
 # json_num FIELD: the number FIELD of the one JSON object on stdin.
 json_num() { sed -nE "s/.*\"$1\": *([0-9.eE+-]+).*/\1/p" | head -1; }
+
+# log_count PATTERN: lines of the coordinator's log (all its runs) holding PATTERN so far.
+log_count() { grep -cF -- "$1" "$WORK/cl/coordinator.log" 2>/dev/null || true; }
+# wait_log PATTERN COUNT [SECONDS]: until the coordinator's log holds COUNT lines with PATTERN.
+wait_log() {
+  local pat=$1 count=$2 until=$((SECONDS + ${3:-30}))
+  while [ "$(log_count "$pat")" -lt "$count" ]; do
+    [ $SECONDS -lt $until ] ||
+      fail "coordinator log: no $count x '$pat' within ${3:-30}s: $(tail -3 "$WORK/cl/coordinator.log")"
+    sleep 0.05
+  done
+}
+# wait_all_live URL [SECONDS]: until the coordinator's /metrics at URL (it runs with
+# CIRRUS_COORDINATOR_HTTP) shows every replica up and serving reads (cirrus_replica_up 1:
+# answering, and proven to hold every acknowledged write).
+wait_all_live() {
+  local until=$((SECONDS + ${2:-30})) m
+  while :; do
+    m=$(curl -s -m 5 "$1/metrics" 2>/dev/null | grep '^cirrus_replica_up{' || true)
+    [ -n "$m" ] && ! echo "$m" | grep -qv ' 1$' && return 0
+    [ $SECONDS -lt $until ] ||
+      fail "replicas not all live within ${2:-30}s: $(echo "${m:-no metrics}" | grep -v ' 1$' | tr '\n' ' ')"
+    sleep 0.1
+  done
+}
