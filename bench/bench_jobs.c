@@ -51,7 +51,7 @@ static const uint8_t tiny_png[] = {
     0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
 
 typedef struct jb_opts {
-    const char *endpoint, *worker_endpoint, *metrics;
+    const char *endpoint, *worker_endpoint, *metrics, *ids;
     int counts[JB_MAX_COUNTS], n_counts;
     long jobs, latency_jobs, concurrency, floor, heartbeat_ms, timeout_ms;
     int json;
@@ -70,6 +70,8 @@ typedef struct jb_phase {
 typedef struct jb_shared {
     const jb_opts *o;
     void *ctx;
+    FILE *ids;          /* --ids: every acknowledged job id, a line each, flushed at once */
+    pthread_mutex_t ids_mu;
     _Atomic(jb_phase *) phase;
     atomic_int stop;
     atomic_size_t ready_workers, worker_errors;
@@ -239,7 +241,7 @@ typedef struct jb_submitter {
     pthread_t tid;
 } jb_submitter;
 
-static int submit_one(cirrus *c, jb_phase *ph, size_t i)
+static int submit_one(jb_shared *sh, cirrus *c, jb_phase *ph, size_t i)
 {
     cirrus_generate_params p = cirrus_generate_default();
     cirrus_job *j = NULL;
@@ -261,6 +263,12 @@ static int submit_one(cirrus *c, jb_phase *ph, size_t i)
     }
     snprintf(ph->ids[i], sizeof ph->ids[i], "%s", cirrus_job_id(j));
     cirrus_job_free(&j);
+    if (sh->ids) {
+        pthread_mutex_lock(&sh->ids_mu);
+        fprintf(sh->ids, "%s\n", ph->ids[i]);
+        fflush(sh->ids);
+        pthread_mutex_unlock(&sh->ids_mu);
+    }
     return 0;
 }
 
@@ -280,8 +288,8 @@ static void *submitter_main(void *arg)
         size_t i = atomic_fetch_add(&ph->next, 1);
         if (i >= ph->n)
             break;
-        if (submit_one(c, ph, i) != 0)
-            continue;
+        if (submit_one(s->sh, c, ph, i) != 0)
+            break; /* the phase failed: do not wait out a timeout per job left */
         if (s->serial) { /* wait for its result before the next: the worker is idle again */
             uint64_t until = now_us() + (uint64_t)s->sh->o->timeout_ms * 1000;
             while (!atomic_load(&ph->t_res[i]) && now_us() < until)
@@ -536,14 +544,15 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: cirrus-bench jobs --endpoint EP --worker-endpoint WEP [--workers 1,4,16]\n"
             "         [--jobs N] [--latency-jobs N] [--concurrency C] [--floor N]\n"
-            "         [--heartbeat-ms MS] [--timeout-ms MS] [--metrics URL] [--json]\n"
+            "         [--heartbeat-ms MS] [--timeout-ms MS] [--metrics URL] [--ids FILE] [--json]\n"
             "Runs no-op workers (threads speaking the worker protocol) against a job broker\n"
             "(cirrus serve --worker-bind, cirrus-coordinator --jobs-dir --worker-bind) and\n"
             "submits try-on jobs through libcirrus. Per worker count: submit -> worker receive\n"
             "and submit -> acknowledged latency (one job at a time, an idle worker), the bare\n"
             "ZeroMQ round trip (the floor) measured just before, jobs/s end to end under\n"
             "--concurrency submitters, and with --metrics (the server's /metrics URL) the\n"
-            "store's syncs per job. Defaults: --jobs 3000 --latency-jobs 500 --concurrency 32\n"
+            "store's syncs per job; --ids FILE appends each acknowledged job id as it comes\n"
+            "(tests of what a broker killed under load keeps). Defaults: --jobs 3000 --latency-jobs 500 --concurrency 32\n"
             "--floor 3000 --heartbeat-ms 1000 --timeout-ms 30000. Targets: overhead p99 <= 2 ms\n"
             "above the floor's p99; >= 2000 jobs/s with 16 workers. Exit 1 when a job is lost\n"
             "or fails (not when a target is missed).\n");
@@ -608,6 +617,7 @@ int bench_cmd_jobs(int argc, char **argv)
         if (strcmp(a, "--endpoint") == 0) o.endpoint = v;
         else if (strcmp(a, "--worker-endpoint") == 0) o.worker_endpoint = v;
         else if (strcmp(a, "--metrics") == 0) o.metrics = v;
+        else if (strcmp(a, "--ids") == 0) o.ids = v;
         else if (strcmp(a, "--workers") == 0) {
             if (parse_counts(v, &o)) {
                 fprintf(stderr, "cirrus-bench jobs: --workers: a list like 1,4,16 (1..%d)\n",
@@ -632,6 +642,11 @@ int bench_cmd_jobs(int argc, char **argv)
     }
     memset(&sh, 0, sizeof sh);
     sh.o = &o;
+    pthread_mutex_init(&sh.ids_mu, NULL);
+    if (o.ids && !(sh.ids = fopen(o.ids, "a"))) {
+        fprintf(stderr, "cirrus-bench jobs: --ids %s: %s\n", o.ids, strerror(errno));
+        return 2;
+    }
     if (!(sh.ctx = zmq_ctx_new()))
         return 1;
     for (int k = 0; k < o.n_counts; k++) {
@@ -673,5 +688,8 @@ int bench_cmd_jobs(int argc, char **argv)
         printf("]}\n");
     }
     zmq_ctx_term(sh.ctx);
+    if (sh.ids)
+        fclose(sh.ids);
+    pthread_mutex_destroy(&sh.ids_mu);
     return all_ok ? 0 : 1;
 }

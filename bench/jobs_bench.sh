@@ -6,7 +6,8 @@
 # bare ZeroMQ round trip measured in the same run) and prints its table with the load average.
 # STRACE=1 runs the server under `strace -f -c -e trace=fdatasync,fsync,msync` and prints the
 # counts (the syscalls per job, independently of the broker's own counter; strace slows it).
-# JOBS_DIR=DIR puts the data directory under DIR (default $TMPDIR or /tmp).
+# JOBS_DIR=DIR puts the data directory under DIR (default $TMPDIR or /tmp). SERVE_BIN=PATH
+# runs another `cirrus` as the server (e.g. a build of main: the broker before a change).
 set -euo pipefail
 BUILD=${1:-build}; shift || true
 BIN="$(cd "$BUILD/bin" && pwd)"
@@ -25,7 +26,7 @@ PORT=$(port); WPORT=$(port); HPORT=$(port)
 EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
 WRAP=()
 [ "${STRACE:-0}" = 1 ] && WRAP=(strace -f -c -e trace=fdatasync,fsync,msync -o "$W/strace.txt")
-"${WRAP[@]}" "$BIN/cirrus" serve --data "$W/data" --dim 8 --bind "$EP" --worker-bind "$WEP" \
+"${WRAP[@]}" "${SERVE_BIN:-$BIN/cirrus}" serve --data "$W/data" --dim 8 --bind "$EP" --worker-bind "$WEP" \
   --http "127.0.0.1:$HPORT" >"$W/serve.log" 2>&1 &
 SERVE=$!
 for _ in $(seq 1 300); do
