@@ -53,7 +53,7 @@ static const uint8_t tiny_png[] = {
 typedef struct jb_opts {
     const char *endpoint, *worker_endpoint, *metrics, *ids;
     int counts[JB_MAX_COUNTS], n_counts;
-    long jobs, latency_jobs, concurrency, floor, heartbeat_ms, timeout_ms;
+    long jobs, latency_jobs, concurrency, floor, heartbeat_ms, timeout_ms, window;
     int json;
 } jb_opts;
 
@@ -63,7 +63,7 @@ typedef struct jb_phase {
     size_t n;
     _Atomic uint64_t *t_sub, *t_recv, *t_ack, *t_res; /* monotonic us; 0 = not yet */
     char (*ids)[64];
-    atomic_size_t next, received, errors;
+    atomic_size_t next, received, errors, overloaded;
     atomic_size_t last_res; /* index of the result sent last */
 } jb_phase;
 
@@ -253,9 +253,15 @@ static int submit_one(jb_shared *sh, cirrus *c, jb_phase *ph, size_t i)
     p.garment_image_len = sizeof tiny_png;
     p.category = "upper_body";
     p.seed = ((uint64_t)ph->tag << 32) | i;
-    atomic_store(&ph->t_sub[i], now_us());
-    rc = cirrus_generate(c, &p, &j);
-    atomic_store(&ph->t_ack[i], now_us());
+    for (int tries = 0;; tries++) {
+        atomic_store(&ph->t_sub[i], now_us());
+        rc = cirrus_generate(c, &p, &j);
+        atomic_store(&ph->t_ack[i], now_us());
+        if (rc != CIRRUS_ERR_OVERLOADED || tries == 1000)
+            break;
+        atomic_fetch_add(&ph->overloaded, 1); /* the queue is full: as a client would, again */
+        usleep(1000);
+    }
     if (rc != CIRRUS_OK) {
         if (atomic_fetch_add(&ph->errors, 1) < 5)
             fprintf(stderr, "cirrus-bench jobs: submit %zu: %s\n", i, cirrus_errmsg(c));
@@ -285,7 +291,12 @@ static void *submitter_main(void *arg)
         return NULL;
     }
     for (;;) {
-        size_t i = atomic_fetch_add(&ph->next, 1);
+        size_t i;
+        /* at most --window jobs submitted and not yet answered by a worker */
+        while (atomic_load(&ph->next) >= atomic_load(&ph->received) + (size_t)s->sh->o->window &&
+               atomic_load(&ph->next) < ph->n && !atomic_load(&ph->errors))
+            usleep(20);
+        i = atomic_fetch_add(&ph->next, 1);
         if (i >= ph->n)
             break;
         if (submit_one(s->sh, c, ph, i) != 0)
@@ -383,7 +394,7 @@ typedef struct jb_row {
     double lat_p50, lat_p99, ack_p50, ack_p99, floor_p50, floor_p99;
     double load_lat_p50, load_lat_p99, load_ack_p99;
     double jps, seconds, syncs_per_job;
-    size_t jobs, latency_jobs, failed;
+    size_t jobs, latency_jobs, failed, overloaded;
     int ok;
 } jb_row;
 
@@ -512,6 +523,7 @@ static int run_count(jb_shared *sh, int workers, uint32_t tag, jb_row *row)
         if (atomic_load(&load->t_sub[i]) && atomic_load(&load->t_sub[i]) < t0)
             t0 = atomic_load(&load->t_sub[i]);
     row->jobs = load->n;
+    row->overloaded = atomic_load(&load->overloaded);
     row->seconds = (double)(t_end - t0) / 1e6;
     row->jps = (double)load->n / row->seconds;
     deltas(load, load->t_recv, buf, &n);
@@ -543,16 +555,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: cirrus-bench jobs --endpoint EP --worker-endpoint WEP [--workers 1,4,16]\n"
-            "         [--jobs N] [--latency-jobs N] [--concurrency C] [--floor N]\n"
+            "         [--jobs N] [--latency-jobs N] [--concurrency C] [--window N] [--floor N]\n"
             "         [--heartbeat-ms MS] [--timeout-ms MS] [--metrics URL] [--ids FILE] [--json]\n"
             "Runs no-op workers (threads speaking the worker protocol) against a job broker\n"
             "(cirrus serve --worker-bind, cirrus-coordinator --jobs-dir --worker-bind) and\n"
             "submits try-on jobs through libcirrus. Per worker count: submit -> worker receive\n"
             "and submit -> acknowledged latency (one job at a time, an idle worker), the bare\n"
             "ZeroMQ round trip (the floor) measured just before, jobs/s end to end under\n"
-            "--concurrency submitters, and with --metrics (the server's /metrics URL) the\n"
-            "store's syncs per job; --ids FILE appends each acknowledged job id as it comes\n"
-            "(tests of what a broker killed under load keeps). Defaults: --jobs 3000 --latency-jobs 500 --concurrency 32\n"
+            "--concurrency submitters (at most --window jobs not yet received by a worker; an\n"
+            "OVERLOADED submit is retried after 1 ms and counted) and, with --metrics (the\n"
+            "server's /metrics URL), the store's syncs per job. --ids FILE appends each\n"
+            "acknowledged job id as it comes (tests of what a broker killed under load keeps).\n"
+            "Defaults: --jobs 3000 --latency-jobs 500 --concurrency 32 --window 512\n"
             "--floor 3000 --heartbeat-ms 1000 --timeout-ms 30000. Targets: overhead p99 <= 2 ms\n"
             "above the floor's p99; >= 2000 jobs/s with 16 workers. Exit 1 when a job is lost\n"
             "or fails (not when a target is missed).\n");
@@ -596,6 +610,7 @@ int bench_cmd_jobs(int argc, char **argv)
     o.jobs = 3000;
     o.latency_jobs = 500;
     o.concurrency = 32;
+    o.window = 512;
     o.floor = 3000;
     o.heartbeat_ms = 1000;
     o.timeout_ms = 30000;
@@ -627,6 +642,7 @@ int bench_cmd_jobs(int argc, char **argv)
         } else if (strcmp(a, "--jobs") == 0) bad = parse_long(a, v, 1, 1000000, &o.jobs);
         else if (strcmp(a, "--latency-jobs") == 0) bad = parse_long(a, v, 1, 1000000, &o.latency_jobs);
         else if (strcmp(a, "--concurrency") == 0) bad = parse_long(a, v, 1, 256, &o.concurrency);
+        else if (strcmp(a, "--window") == 0) bad = parse_long(a, v, 1, 1000000, &o.window);
         else if (strcmp(a, "--floor") == 0) bad = parse_long(a, v, 1, 1000000, &o.floor);
         else if (strcmp(a, "--heartbeat-ms") == 0) bad = parse_long(a, v, 10, 60000, &o.heartbeat_ms);
         else if (strcmp(a, "--timeout-ms") == 0) bad = parse_long(a, v, 100, 3600000, &o.timeout_ms);
@@ -679,11 +695,12 @@ int bench_cmd_jobs(int argc, char **argv)
                    "\"floor_p99_ms\":%.4f,\"overhead_p99_ms\":%.4f,\"jobs_per_s\":%.1f,"
                    "\"ratio_to_target\":%.3f,\"seconds\":%.3f,\"load_latency_p50_ms\":%.4f,"
                    "\"load_latency_p99_ms\":%.4f,\"load_ack_p99_ms\":%.4f,\"failed\":%zu,"
+                   "\"overloaded_retries\":%zu,"
                    "\"syncs_per_job\":%.4f}",
                    k ? "," : "", r->workers, r->ok ? "true" : "false", r->lat_p50, r->lat_p99,
                    r->ack_p50, r->ack_p99, r->floor_p50, r->floor_p99, r->lat_p99 - r->floor_p99,
                    r->jps, r->jps / JB_TARGET_JPS, r->seconds, r->load_lat_p50, r->load_lat_p99,
-                   r->load_ack_p99, r->failed, r->syncs_per_job);
+                   r->load_ack_p99, r->failed, r->overloaded, r->syncs_per_job);
         }
         printf("]}\n");
     }

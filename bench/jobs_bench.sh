@@ -25,7 +25,7 @@ port() { # a free port below the ephemeral range (tests/integration/lib.sh's fre
 PORT=$(port); WPORT=$(port); HPORT=$(port)
 EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
 WRAP=()
-[ "${STRACE:-0}" = 1 ] && WRAP=(strace -f -c -e trace=fdatasync,fsync,msync -o "$W/strace.txt")
+[ "${STRACE:-0}" = 1 ] && WRAP=(strace -f -c --seccomp-bpf -e trace=fdatasync,fsync,msync -o "$W/strace.txt")
 "${WRAP[@]}" "${SERVE_BIN:-$BIN/cirrus}" serve --data "$W/data" --dim 8 --bind "$EP" --worker-bind "$WEP" \
   --http "127.0.0.1:$HPORT" >"$W/serve.log" 2>&1 &
 SERVE=$!
@@ -42,8 +42,10 @@ rc=0
   --metrics "http://127.0.0.1:$HPORT/metrics" "$@" || rc=$?
 echo "# after: $(uptime | sed 's/.*load/load/')"
 if [ "${STRACE:-0}" = 1 ]; then
-  kill -INT "$SERVE" 2>/dev/null || true
+  CHILD=$(pgrep -P "$SERVE" | head -1 || true) # the server under strace: it stops, strace sums
+  [ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$SERVE" 2>/dev/null || break; sleep 0.1; done
+  [ -n "$CHILD" ] && kill -9 "$CHILD" 2>/dev/null || true
   kill -9 "$SERVE" 2>/dev/null || true
   wait "$SERVE" 2>/dev/null || true
   SERVE=""
