@@ -54,6 +54,14 @@ static void refuse_new(jobs_broker *b, jobs_job **jobs, size_t n, cr_err rc, con
     }
 }
 
+/* synced_gen = max(synced_gen, gen): the sync thread and sync_now may both sync. */
+static void synced_advance(jobs_broker *b, uint64_t gen)
+{
+    uint64_t cur = atomic_load(&b->synced_gen);
+    while (gen > cur && !atomic_compare_exchange_weak(&b->synced_gen, &cur, gen))
+        ;
+}
+
 /* Asks the sync thread to sync up to commit gen. */
 static void sync_request(jobs_broker *b, uint64_t gen)
 {
@@ -133,8 +141,7 @@ static size_t flush_some(jobs_broker *b)
             }
         }
     }
-    sync_request(b, b->commit_gen);
-    return n;
+    return n; /* the loop asks for the sync once it has dispatched (sync_kick) */
 fail:
     CR_ERROR("jobs", "writing %zu job records: %s", n, cr_error_message());
     {
@@ -213,7 +220,7 @@ static void *sync_main(void *arg)
             snprintf(b->sync_msg, sizeof b->sync_msg, "%s", cr_error_message());
             atomic_store(&b->sync_failed, 1);
         } else {
-            atomic_store(&b->synced_gen, target);
+            synced_advance(b, target);
         }
         pthread_mutex_unlock(&b->sync_mu);
         if (tx)
@@ -225,6 +232,16 @@ static void *sync_main(void *arg)
     pthread_mutex_unlock(&b->sync_mu);
     cr_sock_close(&tx);
     return NULL;
+}
+
+/* After the dispatch: wakes the sync thread for the commits of this turn (woken before, it
+ * could take the CPU from the loop between the commit and the dispatch). */
+static void sync_kick(jobs_broker *b)
+{
+    if (b->commit_gen > b->sync_kicked) {
+        b->sync_kicked = b->commit_gen;
+        sync_request(b, b->commit_gen);
+    }
 }
 
 static void drain_wake(jobs_broker *b)
@@ -262,7 +279,7 @@ static void sync_now(jobs_broker *b)
         if (jobs_store_sync(b->st))
             CR_ERROR("jobs", "syncing the job store: %s", cr_error_message());
         else
-            atomic_store(&b->synced_gen, b->commit_gen);
+            synced_advance(b, b->commit_gen);
     }
     settle_synced(b);
 }
@@ -370,8 +387,9 @@ static void loop(jobs_broker *b)
         if (now >= b->last_tick_ms + every)
             tick(b, now);
         flush(b);
-        settle_synced(b);
         jobs_dispatch(b);
+        sync_kick(b);
+        settle_synced(b);
     }
     cr_poll_free(&p);
 }

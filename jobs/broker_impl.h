@@ -166,6 +166,7 @@ struct jobs_broker {
      * the sync thread fdatasyncs the store; a change clients must see only once durable waits
      * on the unsynced list until synced_gen reaches its commit. */
     uint64_t commit_gen;
+    uint64_t sync_kicked;      /* the newest commit the sync thread was asked for */
     _Atomic uint64_t synced_gen;
     jobs_job *unsynced_head, *unsynced_tail;
     pthread_t sync_tid;
