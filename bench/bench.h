@@ -18,6 +18,12 @@ int bench_cmd_restart(int argc, char **argv);
 int bench_cmd_raw(int argc, char **argv);
 int bench_cmd_echo(int argc, char **argv);
 int bench_cmd_encoder(int argc, char **argv);
+int bench_cmd_jobs(int argc, char **argv);
+
+/* bench_raw.c: n round trips of a bare ZeroMQ DEALER/ROUTER echo over TCP loopback (a ROUTER
+ * thread bound on 127.0.0.1:port, 0 = any free port), each in ms into lat_ms[0..n). 0 on
+ * success, -1 (printed) when the socket cannot be bound or a round trip fails. */
+int bench_echo_roundtrips(int port, int n, double *lat_ms);
 
 /* bench_precision.c: the bf16 path against fp32 (cirrus-bench encoder --precision-check). */
 typedef struct bench_precision_result {

@@ -20,6 +20,7 @@ static const struct {
                                "under three write patterns"},
     {"add", bench_cmd_add, "in-process FAISS peer of cirrus build: train once, add G groups"},
     {"echo", bench_cmd_echo, "bare ZeroMQ round trip on loopback: the transport floor"},
+    {"jobs", bench_cmd_jobs, "job broker with no-op workers: submit->worker latency, jobs/s"},
     {"raw", bench_cmd_raw, "send raw bytes as one frame (tests of malformed input)"},
     {"soak", bench_cmd_soak, "hours of mixed load with the servers' RSS, fds and threads judged"},
     {"restart", bench_cmd_restart, "restart-to-ready time of a shard directory"},

@@ -84,19 +84,14 @@ int bench_cmd_raw(int argc, char **argv)
 /* cirrus-bench echo — the floor any ZeroMQ server has on this machine: a DEALER client and a
  * ROUTER echo thread (no proxy, no work) over TCP loopback, round-trip percentiles. */
 typedef struct echo_srv {
-    void *ctx;
-    char ep[64];
+    void *ctx, *sock;
     volatile int stop;
 } echo_srv;
 
 static void *echo_main(void *arg)
 {
     echo_srv *e = arg;
-    void *r = zmq_socket(e->ctx, ZMQ_ROUTER);
-    int timeout = 100, linger = 0;
-    zmq_setsockopt(r, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_bind(r, e->ep);
+    void *r = e->sock;
     while (!e->stop) {
         zmq_msg_t id, body;
         zmq_msg_init(&id);
@@ -112,14 +107,64 @@ static void *echo_main(void *arg)
     return NULL;
 }
 
-int bench_cmd_echo(int argc, char **argv)
+int bench_echo_roundtrips(int port, int n, double *lat_ms)
 {
     echo_srv e = {0};
     pthread_t tid;
-    void *cctx, *d;
-    int n = 5000, port = 17999, linger = 0;
+    void *cctx = NULL, *d = NULL;
+    int timeout = 100, linger = 0, ret = -1;
+    char ep[64], buf[64];
+    size_t len = sizeof ep;
+    e.ctx = zmq_ctx_new();
+    e.sock = e.ctx ? zmq_socket(e.ctx, ZMQ_ROUTER) : NULL;
+    if (!e.sock)
+        goto out;
+    zmq_setsockopt(e.sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(e.sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (port)
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    else
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:*");
+    if (zmq_bind(e.sock, ep) != 0 || zmq_getsockopt(e.sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
+        fprintf(stderr, "cirrus-bench echo: cannot bind %s: %s\n", ep, zmq_strerror(errno));
+        zmq_close(e.sock);
+        goto out;
+    }
+    /* the socket moves to the echo thread (pthread_create is a full barrier) */
+    if (pthread_create(&tid, NULL, echo_main, &e) != 0) {
+        zmq_close(e.sock);
+        goto out;
+    }
+    cctx = zmq_ctx_new();
+    d = zmq_socket(cctx, ZMQ_DEALER);
+    timeout = 5000;
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(d, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(d, ep);
+    ret = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t t0 = cr_clock_mono_us();
+        if (zmq_send(d, "ping", 4, 0) < 0 || zmq_recv(d, buf, sizeof buf, 0) < 0) {
+            fprintf(stderr, "cirrus-bench echo: round trip %d: %s\n", i, zmq_strerror(errno));
+            ret = -1;
+            break;
+        }
+        lat_ms[i] = (double)(cr_clock_mono_us() - t0) / 1000.0;
+    }
+    zmq_close(d);
+    zmq_ctx_term(cctx);
+    e.stop = 1;
+    pthread_join(tid, NULL);
+out:
+    if (e.ctx)
+        zmq_ctx_term(e.ctx);
+    return ret;
+}
+
+int bench_cmd_echo(int argc, char **argv)
+{
+    int n = 5000, port = 17999;
     double *lat;
-    char buf[64];
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
         printf("Usage: cirrus-bench echo [--port P]\nRound trips of a bare ZeroMQ DEALER/ROUTER "
                "echo over TCP loopback: the transport floor of any server here.\n");
@@ -133,28 +178,13 @@ int bench_cmd_echo(int argc, char **argv)
         }
         port = (int)v;
     }
-    e.ctx = zmq_ctx_new();
-    snprintf(e.ep, sizeof e.ep, "tcp://127.0.0.1:%d", port);
-    pthread_create(&tid, NULL, echo_main, &e);
-    cctx = zmq_ctx_new();
-    d = zmq_socket(cctx, ZMQ_DEALER);
-    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect(d, e.ep);
     lat = malloc((size_t)n * sizeof *lat);
-    for (int i = 0; lat && i < n; i++) {
-        uint64_t t0 = cr_clock_mono_us();
-        zmq_send(d, "ping", 4, 0);
-        zmq_recv(d, buf, sizeof buf, 0);
-        lat[i] = (double)(cr_clock_mono_us() - t0) / 1000.0;
+    if (!lat || bench_echo_roundtrips(port, n, lat) != 0) {
+        free(lat);
+        return 1;
     }
-    if (lat)
-        printf("{\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"round_trips\":%d}\n",
-               bench_percentile(lat, (size_t)n, 0.5), bench_percentile(lat, (size_t)n, 0.99), n);
+    printf("{\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"round_trips\":%d}\n",
+           bench_percentile(lat, (size_t)n, 0.5), bench_percentile(lat, (size_t)n, 0.99), n);
     free(lat);
-    zmq_close(d);
-    zmq_ctx_term(cctx);
-    e.stop = 1;
-    pthread_join(tid, NULL);
-    zmq_ctx_term(e.ctx);
     return 0;
 }

@@ -1,6 +1,15 @@
-/* broker.c — the broker thread: its three sockets, the poll loop, the group commit that makes
- * submits durable before they are acknowledged, and the tick (liveness, deadlines, eviction).
- * See broker.h for the contract and broker_impl.h for the other files. */
+/* broker.c — the broker thread: its sockets, the poll loop, the group commit, the sync thread
+ * that makes commits durable off the loop, and the tick (liveness, deadlines, eviction).
+ * See broker.h for the contract and broker_impl.h for the other files.
+ *
+ * Durability. Each loop turn writes every changed record in one LMDB transaction committed
+ * without a sync (jobs/store.c: the pages are in the page cache, so they survive kill -9 of
+ * the broker at once) and dispatches right after it; the sync thread fdatasyncs the store
+ * whenever commits are newer than the last sync, one sync covering every commit before it
+ * began. What a client may see waits for the sync of its commit: a submit's id (its waiter),
+ * a final state (JobStatus and CancelJob answers, deferred in intake.c). Transient changes
+ * (running, attempts begun, requeues) are committed the same way but nobody waits for their
+ * sync: a restart turns running jobs back into queued ones anyway. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +43,7 @@ static void refuse_new(jobs_broker *b, jobs_job **jobs, size_t n, cr_err rc, con
 {
     for (size_t i = 0; i < n; i++) {
         jobs_job *j = jobs[i];
-        if (j->durable)
+        if (j->committed)
             continue;
         while (j->waiters) {
             jobs_waiter *w = j->waiters;
@@ -45,8 +54,27 @@ static void refuse_new(jobs_broker *b, jobs_job **jobs, size_t n, cr_err rc, con
     }
 }
 
-/* Writes up to FLUSH_MAX dirty jobs in one synced transaction; then answers their waiters.
- * Returns the number written (0 when nothing was dirty or the write failed). */
+/* synced_gen = max(synced_gen, gen): the sync thread and sync_now may both sync. */
+static void synced_advance(jobs_broker *b, uint64_t gen)
+{
+    uint64_t cur = atomic_load(&b->synced_gen);
+    while (gen > cur && !atomic_compare_exchange_weak(&b->synced_gen, &cur, gen))
+        ;
+}
+
+/* Asks the sync thread to sync up to commit gen. */
+static void sync_request(jobs_broker *b, uint64_t gen)
+{
+    pthread_mutex_lock(&b->sync_mu);
+    if (gen > b->sync_want)
+        b->sync_want = gen;
+    pthread_cond_signal(&b->sync_cv);
+    pthread_mutex_unlock(&b->sync_mu);
+}
+
+/* Writes up to FLUSH_MAX dirty jobs in one transaction (committed, not yet synced); their
+ * changes that clients must see only once synced go on the unsynced list. Returns the number
+ * written (0 when nothing was dirty or the write failed). */
 static size_t flush_some(jobs_broker *b)
 {
     jobs_job *jobs[FLUSH_MAX];
@@ -54,7 +82,6 @@ static size_t flush_some(jobs_broker *b)
     Cirrus__V1__JobRecord *rec = NULL;
     Cirrus__V1__JobAttempt *atts = NULL, **attp = NULL;
     size_t n = 0, n_att = 0, at = 0;
-    uint64_t now = cr_clock_mono_ms();
     cr_err rc;
 
     while (b->dirty_head && n < FLUSH_MAX) {
@@ -84,9 +111,11 @@ static size_t flush_some(jobs_broker *b)
     free(rec);
     free(atts);
     free(attp);
+    b->commit_gen++;
+    jobs_metrics_count(b, &b->m.store_commits);
     for (size_t i = 0; i < n; i++) {
         jobs_job *j = jobs[i];
-        j->durable = 1;
+        j->committed = 1;
         if (j->evict) {
             j->stored_image = 0;
             j->evict = 0;
@@ -98,9 +127,21 @@ static size_t flush_some(jobs_broker *b)
             j->image_len = 0;
             jobs_result_add(b, j);
         }
-        jobs_waiters_settle(b, j, now, 0);
+        if (j->report_sync) {
+            j->report_sync = 0;
+            j->sync_gen = b->commit_gen;
+            if (!j->sync_listed) {
+                j->sync_listed = 1;
+                j->sync_next = NULL;
+                if (b->unsynced_tail)
+                    b->unsynced_tail->sync_next = j;
+                else
+                    b->unsynced_head = j;
+                b->unsynced_tail = j;
+            }
+        }
     }
-    return n;
+    return n; /* the loop asks for the sync once it has dispatched (sync_kick) */
 fail:
     CR_ERROR("jobs", "writing %zu job records: %s", n, cr_error_message());
     {
@@ -109,13 +150,151 @@ fail:
         free(rec);
         free(atts);
         free(attp);
-        /* jobs already acknowledged stay dirty for the next flush; new ones are refused */
+        /* jobs already in the store stay dirty for the next flush; new ones are refused */
         for (size_t i = 0; i < n; i++)
-            if (jobs[i]->durable)
+            if (jobs[i]->committed)
                 jobs_dirty(b, jobs[i]);
         refuse_new(b, jobs, n, rc, msg);
     }
     return 0;
+}
+
+/* Jobs whose commit the sync thread has synced: submits become visible (their ids are
+ * answered), deferred status and cancel answers go out. After a failed sync, the submits
+ * waiting are refused (their records may not survive a crash; the jobs stay, unseen). */
+static void settle_synced(jobs_broker *b)
+{
+    uint64_t synced = atomic_load(&b->synced_gen), now = cr_clock_mono_ms();
+    if (atomic_exchange(&b->sync_failed, 0)) {
+        char msg[300];
+        pthread_mutex_lock(&b->sync_mu);
+        snprintf(msg, sizeof msg, "%s", b->sync_msg);
+        pthread_mutex_unlock(&b->sync_mu);
+        for (jobs_job *j = b->unsynced_head; j; j = j->sync_next)
+            if (j->sync_gen > synced && !j->durable)
+                while (j->waiters) {
+                    jobs_waiter *w = j->waiters;
+                    j->waiters = w->next;
+                    jobs_waiter_answer(b, NULL, w, CR_ERR_STORE, msg);
+                }
+    }
+    while (b->unsynced_head && b->unsynced_head->sync_gen <= synced) {
+        jobs_job *j = b->unsynced_head;
+        b->unsynced_head = j->sync_next;
+        if (!b->unsynced_head)
+            b->unsynced_tail = NULL;
+        j->sync_next = NULL;
+        j->sync_listed = 0;
+        j->durable = 1;
+        jobs_waiters_settle(b, j, now, 0);
+    }
+}
+
+/* The sync thread: fdatasyncs the store while commits are newer than the last sync, then
+ * wakes the loop. It touches only the store (jobs_store_sync may run beside a commit), the
+ * sync_* fields and its own end of the wake-up socket. */
+static void *sync_main(void *arg)
+{
+    jobs_broker *b = arg;
+    void *tx = NULL;
+    cr_sock_buf none = {"", 0};
+    if (cr_sock_open(b->ctx, CR_SOCK_DEALER, NULL, &tx) || cr_sock_connect(tx, b->sync_ep)) {
+        CR_ERROR("jobs", "the sync thread's socket: %s", cr_error_message());
+        cr_sock_close(&tx);
+    }
+    pthread_mutex_lock(&b->sync_mu);
+    while (!b->sync_stop) {
+        uint64_t target;
+        cr_err rc;
+        if (b->sync_want <= atomic_load(&b->synced_gen)) {
+            pthread_cond_wait(&b->sync_cv, &b->sync_mu);
+            continue;
+        }
+        target = b->sync_want;
+        pthread_mutex_unlock(&b->sync_mu);
+        rc = jobs_store_sync(b->st);
+        jobs_metrics_count(b, rc ? &b->m.store_sync_errors : &b->m.store_syncs);
+        pthread_mutex_lock(&b->sync_mu);
+        if (rc) {
+            CR_ERROR("jobs", "syncing the job store: %s", cr_error_message());
+            snprintf(b->sync_msg, sizeof b->sync_msg, "%s", cr_error_message());
+            atomic_store(&b->sync_failed, 1);
+        } else {
+            synced_advance(b, target);
+        }
+        pthread_mutex_unlock(&b->sync_mu);
+        if (tx)
+            cr_sock_send(tx, NULL, &none, 1, CR_SOCK_DONTWAIT); /* full queue: awake anyway */
+        if (rc)
+            cr_clock_sleep_ms(100); /* and try again: the next commit's waiters need a sync */
+        pthread_mutex_lock(&b->sync_mu);
+    }
+    pthread_mutex_unlock(&b->sync_mu);
+    cr_sock_close(&tx);
+    return NULL;
+}
+
+/* After the dispatch: wakes the sync thread for the commits of this turn (woken before, it
+ * could take the CPU from the loop between the commit and the dispatch). */
+static void sync_kick(jobs_broker *b)
+{
+    if (b->commit_gen > b->sync_kicked) {
+        b->sync_kicked = b->commit_gen;
+        sync_request(b, b->commit_gen);
+    }
+}
+
+static void drain_wake(jobs_broker *b)
+{
+    for (int i = 0; i < 1024; i++) {
+        ProtobufCMessage *pm = NULL;
+        cr_err rc = cr_sock_recv_unpack(b->sync_rx, &cirrus__v1__coordinator_heartbeat__descriptor,
+                                        NULL, CR_SOCK_DONTWAIT, &pm);
+        if (pm)
+            protobuf_c_message_free_unpacked(pm, NULL);
+        if (rc == CR_TIMEOUT || rc == CR_ERR_NET)
+            break;
+    }
+}
+
+static cr_err sync_start(jobs_broker *b)
+{
+    cr_err rc;
+    snprintf(b->sync_ep, sizeof b->sync_ep, "inproc://cirrus-jobs-sync-%p", (void *)b);
+    rc = cr_sock_open(b->ctx, CR_SOCK_DEALER, NULL, &b->sync_rx);
+    if (!rc)
+        rc = cr_sock_bind(b->sync_rx, b->sync_ep);
+    if (rc)
+        return rc;
+    if (pthread_create(&b->sync_tid, NULL, sync_main, b) != 0)
+        return cr_error_set(CR_ERR_INTERNAL, "cannot start the job store's sync thread");
+    b->sync_started = 1;
+    return CR_OK;
+}
+
+/* Syncs what is committed on this thread (start and stop), then stops the sync thread. */
+static void sync_now(jobs_broker *b)
+{
+    if (b->commit_gen > atomic_load(&b->synced_gen)) {
+        if (jobs_store_sync(b->st))
+            CR_ERROR("jobs", "syncing the job store: %s", cr_error_message());
+        else
+            synced_advance(b, b->commit_gen);
+    }
+    settle_synced(b);
+}
+
+static void sync_stop(jobs_broker *b)
+{
+    if (b->sync_started) {
+        pthread_mutex_lock(&b->sync_mu);
+        b->sync_stop = 1;
+        pthread_cond_signal(&b->sync_cv);
+        pthread_mutex_unlock(&b->sync_mu);
+        pthread_join(b->sync_tid, NULL);
+        b->sync_started = 0;
+    }
+    cr_sock_close(&b->sync_rx);
 }
 
 static void flush(jobs_broker *b)
@@ -182,13 +361,14 @@ static void loop(jobs_broker *b)
 {
     cr_poll *p = NULL;
     uint32_t every = tick_every(b);
-    if (cr_poll_new(&p, 3)) {
+    if (cr_poll_new(&p, 4)) {
         CR_ERROR("jobs", "poll set: %s", cr_error_message());
         return;
     }
     cr_poll_add(p, b->front, CR_POLL_IN);
     cr_poll_add(p, b->wsock, CR_POLL_IN);
     cr_poll_add(p, b->isock, CR_POLL_IN);
+    cr_poll_add(p, b->sync_rx, CR_POLL_IN);
     while (!atomic_load(&b->stop)) {
         uint64_t now = cr_clock_mono_ms();
         long wait = (long)(b->last_tick_ms + every > now ? b->last_tick_ms + every - now : 0);
@@ -200,12 +380,16 @@ static void loop(jobs_broker *b)
                 drain_front(b);
             if (cr_poll_readable(p, 2))
                 jobs_on_items(b);
+            if (cr_poll_readable(p, 3))
+                drain_wake(b);
         }
         now = cr_clock_mono_ms();
         if (now >= b->last_tick_ms + every)
             tick(b, now);
         flush(b);
         jobs_dispatch(b);
+        sync_kick(b);
+        settle_synced(b);
     }
     cr_poll_free(&p);
 }
@@ -268,7 +452,10 @@ static void *broker_main(void *arg)
     cr_err rc = sockets_open(b);
     if (!rc)
         rc = jobs_table_load(b);
+    if (!rc)
+        rc = sync_start(b);
     if (rc) {
+        sync_stop(b);
         sockets_close(b);
         started(b, rc);
         return NULL;
@@ -276,10 +463,13 @@ static void *broker_main(void *arg)
     CR_INFO("jobs", "broker on %s, workers on %s (heartbeat %u ms, %u attempts, queue %u)",
             b->endpoint, b->worker_endpoint, b->o.heartbeat_ms, b->o.attempts, b->o.queue);
     flush(b); /* jobs found running are queued again, durably */
+    sync_now(b);
     jobs_metrics_gauges(b);
     started(b, CR_OK);
     loop(b);
     flush(b);
+    sync_now(b);
+    sync_stop(b);
     jobs_garment_abort(b);
     jobs_workers_free(b);
     sockets_close(b);
@@ -321,6 +511,8 @@ cr_err jobs_broker_open(jobs_broker **out, const jobs_broker_opts *o)
     b->workers = calloc(JOBS_MAX_WORKERS, sizeof *b->workers);
     pthread_mutex_init(&b->start_mu, NULL);
     pthread_cond_init(&b->start_cv, NULL);
+    pthread_mutex_init(&b->sync_mu, NULL);
+    pthread_cond_init(&b->sync_cv, NULL);
     jobs_metrics_init(&b->m);
     if (!b->workers) {
         rc = cr_error_set(CR_ERR_NOMEM, "out of memory");
@@ -381,6 +573,8 @@ void jobs_broker_close(jobs_broker **pp)
     jobs_metrics_free(&b->m);
     pthread_mutex_destroy(&b->start_mu);
     pthread_cond_destroy(&b->start_cv);
+    pthread_mutex_destroy(&b->sync_mu);
+    pthread_cond_destroy(&b->sync_cv);
     free(b->workers);
     free(b);
     *pp = NULL;

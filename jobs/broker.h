@@ -9,14 +9,16 @@
  *       jobs_broker_worker_endpoint(b) ...
  *   jobs_broker_close(&b);
  *
- * What it guarantees: a job's id is returned only after its record is committed (synced) to
- * the LMDB store in `dir`; a restart (kill -9 included) re-dispatches every job that was
+ * What it guarantees: a job's id is returned only after its record is committed and synced
+ * (fdatasync) to the LMDB store in `dir`, and a final state is reported only once synced too
+ * (the loop commits without a sync and dispatches at once; a thread of its own syncs); a restart (kill -9 included) re-dispatches every job that was
  * queued or running; a worker silent for 3 heartbeat intervals is dead and its jobs are
  * requeued up to `attempts` times; the queue holds at most `queue` jobs (OVERLOADED past it);
  * results are kept `result_ttl_ms` within half of `store_mb` (the oldest evicted first).
  *
  * Threads: one broker thread owns every socket and the store (files broker.c, intake.c,
- * dispatch.c, table.c, evict.c, garment.c); jobs_broker_metrics is safe from any thread.
+ * dispatch.c, table.c, evict.c, garment.c), but for a sync thread that only fdatasyncs the
+ * store and wakes it; jobs_broker_metrics is safe from any thread.
  */
 #ifndef JOBS_BROKER_H
 #define JOBS_BROKER_H

@@ -1,5 +1,6 @@
 /* broker_impl.h — the broker's state, private to jobs/broker*.c and the files beside it:
- *   broker.c   the thread, its sockets and poll loop, the group commit (flush) and the tick;
+ *   broker.c   the thread, its sockets and poll loop, the group commit (flush), the sync thread
+ *              that makes commits durable off the loop, and the tick;
  *   table.c    jobs in memory: the id and idempotency-key indexes, the FCFS queue per kind,
  *              records to and from the store, loading at start;
  *   intake.c   client requests: Generate (checks, admission), JobStatus, CancelJob, ListJobs,
@@ -75,7 +76,12 @@ struct jobs_job {
     uint8_t *image;       /* a result not yet committed (freed by the flush) */
     size_t image_len;
     size_t stored_image;  /* bytes of the committed result; 0 = none (or evicted) */
-    int durable;          /* the submit is committed */
+    int committed;        /* its record is in the store (a commit, maybe not yet synced) */
+    int durable;          /* the submit is synced: the job exists for clients */
+    int report_sync;      /* a change clients must only see once synced (submit, end) */
+    uint64_t sync_gen;    /* the commit that carries that change; reported once synced */
+    int sync_listed;      /* on the unsynced list */
+    jobs_job *sync_next;
     int dirty;            /* on the flush list */
     int evict;            /* the flush drops its stored image */
     int cancel_sent;
@@ -122,6 +128,7 @@ typedef struct jobs_metrics {
     uint64_t workers;
     uint64_t retries[8]; /* by reason index (metrics.c) */
     uint64_t submitted, rejected_overloaded, rejected_invalid, evicted;
+    uint64_t store_commits, store_syncs, store_sync_errors;
     uint64_t wait_buckets[14], run_buckets[14];
     double wait_sum, run_sum;
     uint64_t wait_n, run_n;
@@ -155,6 +162,24 @@ struct jobs_broker {
     jobs_job *dirty_head;
     uint64_t next_seq;
 
+    /* Durability (broker.c): the loop commits without syncing (commit_gen counts commits) and
+     * the sync thread fdatasyncs the store; a change clients must see only once durable waits
+     * on the unsynced list until synced_gen reaches its commit. */
+    uint64_t commit_gen;
+    uint64_t sync_kicked;      /* the newest commit the sync thread was asked for */
+    _Atomic uint64_t synced_gen;
+    jobs_job *unsynced_head, *unsynced_tail;
+    pthread_t sync_tid;
+    int sync_started;
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    uint64_t sync_want;        /* under sync_mu: the newest commit to sync */
+    int sync_stop;             /* under sync_mu */
+    atomic_int sync_failed;    /* a sync failed since the loop last looked */
+    char sync_msg[256];        /* under sync_mu: why */
+    char sync_ep[64];
+    void *sync_rx;             /* the loop's end of the wake-up socket */
+
     jobs_worker *workers; /* JOBS_MAX_WORKERS */
     uint64_t dispatch_clock;
     jobs_resolve resolves[JOBS_RESOLVE_MAX];
@@ -177,8 +202,13 @@ void jobs_job_drop(jobs_broker *b, jobs_job *j);
 void jobs_job_free(jobs_job *j);
 void jobs_list_push(jobs_list *l, jobs_job *j);
 void jobs_list_remove(jobs_list *l, jobs_job *j);
-/* Marks j for the next flush. */
+/* Marks j for the next flush (a commit; synced soon after, nobody waits for it). */
 void jobs_dirty(jobs_broker *b, jobs_job *j);
+/* Marks j for the next flush with a change clients see only once it is synced (a submit, a
+ * final state): status and cancel answers about j wait for that sync (jobs_synced). */
+void jobs_dirty_report(jobs_broker *b, jobs_job *j);
+/* 1 when every change of j that clients may see is synced. */
+int jobs_synced(const jobs_broker *b, const jobs_job *j);
 /* Fills rec (storage of the caller: attempts[] of n_log entries) from j. */
 void jobs_record_fill(const jobs_job *j, Cirrus__V1__JobRecord *rec, Cirrus__V1__JobAttempt *atts,
                       Cirrus__V1__JobAttempt **attp);

@@ -48,12 +48,28 @@ out:
     free(attp);
 }
 
+/* A JobStatus answer: the job as it stands, with its stored result when asked. */
+static void reply_status(jobs_broker *b, const cr_wire_msg *route, uint64_t id, const jobs_job *j,
+                         int include_image)
+{
+    Cirrus__V1__JobRecord *rec = NULL;
+    if (include_image && j->stored_image && !j->evict &&
+        jobs_store_get(b->st, j->id, &rec) != CR_OK)
+        CR_WARN("jobs", "%s: reading its result: %s", j->id, cr_error_message());
+    reply_info(b, route, id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j, rec ? rec->image.data : NULL,
+               rec ? rec->image.len : 0);
+    if (rec)
+        cirrus__v1__job_record__free_unpacked(rec, NULL);
+}
+
 void jobs_waiter_answer(jobs_broker *b, jobs_job *j, jobs_waiter *w, cr_err code,
                         const char *msg)
 {
     if (code || !j)
         cr_wire_reply_error(b->front, &w->route, w->req_id, code ? code : CR_ERR_INTERNAL,
                             msg);
+    else if (w->op == CIRRUS__V1__REQUEST__OP_JOB_STATUS)
+        reply_status(b, &w->route, w->req_id, j, w->include_image);
     else
         reply_info(b, &w->route, w->req_id, w->op, j, NULL, 0);
     cr_wire_msg_close(&w->route);
@@ -64,8 +80,9 @@ void jobs_waiters_settle(jobs_broker *b, jobs_job *j, uint64_t now_mono_ms, int 
 {
     (void)now_mono_ms;
     (void)force;
-    /* every waiter waits for durability only (clients poll for the end: cirrus_job_wait) */
-    if (!j->durable)
+    /* every waiter waits for durability only (clients poll for the end: cirrus_job_wait):
+     * for the submit to be synced, or for a final state already in memory to be */
+    if (!jobs_synced(b, j))
         return;
     while (j->waiters) {
         jobs_waiter *w = j->waiters;
@@ -95,7 +112,7 @@ void jobs_submit(jobs_broker *b, jobs_job *j, jobs_waiter *w)
     jobs_index(b, j);
     w->next = j->waiters;
     j->waiters = w;
-    jobs_dirty(b, j);
+    jobs_dirty_report(b, j);
     jobs_metrics_count(b, &b->m.submitted);
     CR_INFO("jobs", "%s %s queued%s%s", j->id, jobs_kind_name(j->kind), j->key ? " key " : "",
             j->key ? j->key : "");
@@ -155,7 +172,7 @@ static void on_generate(jobs_broker *b, cr_wire_msg *m, const Cirrus__V1__Reques
     }
     if (g->idempotency_key && g->idempotency_key[0] &&
         (j = jobs_find_key(b, g->idempotency_key))) {
-        if (j->durable) {
+        if (jobs_synced(b, j)) {
             reply_info(b, m, rq->id, CIRRUS__V1__REQUEST__OP_GENERATE, j, NULL, 0);
         } else if ((w = waiter_new(m, rq->id, CIRRUS__V1__REQUEST__OP_GENERATE))) {
             w->next = j->waiters;
@@ -187,22 +204,33 @@ nomem:
     cr_wire_reply_error(b->front, m, rq->id, CR_ERR_NOMEM, "out of memory");
 }
 
+/* A job whose final state is not yet synced is answered after the sync (a result or a
+ * cancel is never reported before it would survive a crash). 1 when deferred; on no memory
+ * the answer is not deferred. */
+static int defer_until_synced(jobs_broker *b, cr_wire_msg *m, uint64_t id, int op, jobs_job *j,
+                              int include_image)
+{
+    jobs_waiter *w;
+    if (jobs_synced(b, j) || !(w = waiter_new(m, id, op)))
+        return 0;
+    w->include_image = include_image;
+    w->next = j->waiters;
+    j->waiters = w;
+    return 1;
+}
+
 static void on_status(jobs_broker *b, cr_wire_msg *m, const Cirrus__V1__Request *rq)
 {
     const Cirrus__V1__JobStatusRequest *s = rq->job_status;
     jobs_job *j = s->job_id ? jobs_find(b, s->job_id) : NULL;
-    Cirrus__V1__JobRecord *rec = NULL;
     if (!j || !j->durable) {
         cr_wire_reply_error(b->front, m, rq->id, CR_NOTFOUND, "no such job");
         return;
     }
-    if (s->include_image && j->stored_image && !j->evict &&
-        jobs_store_get(b->st, j->id, &rec) != CR_OK)
-        CR_WARN("jobs", "%s: reading its result: %s", j->id, cr_error_message());
-    reply_info(b, m, rq->id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j, rec ? rec->image.data : NULL,
-               rec ? rec->image.len : 0);
-    if (rec)
-        cirrus__v1__job_record__free_unpacked(rec, NULL);
+    if (defer_until_synced(b, m, rq->id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j,
+                           s->include_image))
+        return;
+    reply_status(b, m, rq->id, j, s->include_image);
 }
 
 static void on_cancel(jobs_broker *b, cr_wire_msg *m, const Cirrus__V1__Request *rq)
@@ -220,6 +248,8 @@ static void on_cancel(jobs_broker *b, cr_wire_msg *m, const Cirrus__V1__Request 
         jobs_dirty(b, j);
         jobs_cancel_send(b, j);
     }
+    if (defer_until_synced(b, m, rq->id, CIRRUS__V1__REQUEST__OP_CANCEL_JOB, j, 0))
+        return;
     reply_info(b, m, rq->id, CIRRUS__V1__REQUEST__OP_CANCEL_JOB, j, NULL, 0);
 }
 

@@ -163,6 +163,15 @@ cr_err jobs_broker_metrics(jobs_broker *b, char **text, size_t *len)
                   "# TYPE cirrus_jobs_evicted_total counter\ncirrus_jobs_evicted_total %llu\n",
                   (unsigned long long)m->submitted, (unsigned long long)m->rejected_overloaded,
                   (unsigned long long)m->rejected_invalid, (unsigned long long)m->evicted);
+    bad |= append(text, len, &cap,
+                  "# TYPE cirrus_jobs_store_commits_total counter\n"
+                  "cirrus_jobs_store_commits_total %llu\n"
+                  "# TYPE cirrus_jobs_store_syncs_total counter\n"
+                  "cirrus_jobs_store_syncs_total %llu\n"
+                  "# TYPE cirrus_jobs_store_sync_errors_total counter\n"
+                  "cirrus_jobs_store_sync_errors_total %llu\n",
+                  (unsigned long long)m->store_commits, (unsigned long long)m->store_syncs,
+                  (unsigned long long)m->store_sync_errors);
     bad |= histogram(text, len, &cap, "cirrus_jobs_queue_wait_seconds", m->wait_buckets,
                      m->wait_sum, m->wait_n);
     bad |= histogram(text, len, &cap, "cirrus_jobs_run_seconds", m->run_buckets, m->run_sum,

@@ -43,7 +43,8 @@ cr_err jobs_store_open(jobs_store **out, const char *dir, size_t map_mb)
     if (!rc)
         rc = mdb_env_set_mapsize(st->env, (map_mb ? map_mb : 1) << 20);
     if (!rc)
-        rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0644);
+        /* commits do not sync: jobs_store_sync does, from the broker's sync thread */
+        rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0644);
     if (!rc)
         rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (!rc)
@@ -107,6 +108,12 @@ cr_err jobs_store_put(jobs_store *st, Cirrus__V1__JobRecord *const *recs, size_t
     if ((rc = mdb_txn_commit(txn)))
         return store_err(rc, "commit");
     return CR_OK;
+}
+
+cr_err jobs_store_sync(jobs_store *st)
+{
+    int rc = mdb_env_sync(st->env, 1);
+    return rc ? store_err(rc, "sync") : CR_OK;
 }
 
 cr_err jobs_store_delete(jobs_store *st, const char *const *ids, size_t n)

@@ -178,6 +178,16 @@ void jobs_job_drop(jobs_broker *b, jobs_job *j)
             *pp = j->dirty_next;
             break;
         }
+    if (j->sync_listed) {
+        jobs_job *prev = NULL;
+        for (jobs_job **pp = &b->unsynced_head; *pp; prev = *pp, pp = &(*pp)->sync_next)
+            if (*pp == j) {
+                *pp = j->sync_next;
+                if (b->unsynced_tail == j)
+                    b->unsynced_tail = prev;
+                break;
+            }
+    }
     jobs_job_free(j);
 }
 
@@ -188,6 +198,17 @@ void jobs_dirty(jobs_broker *b, jobs_job *j)
     j->dirty = 1;
     j->dirty_next = b->dirty_head;
     b->dirty_head = j;
+}
+
+void jobs_dirty_report(jobs_broker *b, jobs_job *j)
+{
+    j->report_sync = 1;
+    jobs_dirty(b, j);
+}
+
+int jobs_synced(const jobs_broker *b, const jobs_job *j)
+{
+    return j->durable && !j->report_sync && j->sync_gen <= atomic_load(&b->synced_gen);
 }
 
 static void attempts_fill(const jobs_job *j, Cirrus__V1__JobAttempt *atts,
@@ -303,7 +324,7 @@ void jobs_finish(jobs_broker *b, jobs_job *j, Cirrus__V1__JobState state, const 
     }
     if (j->req)
         drop_inputs(j->req);
-    jobs_dirty(b, j);
+    jobs_dirty_report(b, j);
     CR_INFO("jobs", "%s %s: %s%s%s (attempts %u)", j->id, jobs_kind_name(j->kind),
             jobs_state_name(state), j->error[0] ? ": " : "", j->error, j->attempts);
 }
@@ -336,6 +357,7 @@ static int load_one(void *ctx, Cirrus__V1__JobRecord *rec)
     j->step = rec->step;
     j->fraction = rec->fraction;
     j->cancel_requested = rec->cancel_requested;
+    j->committed = 1;
     j->durable = 1;
     snprintf(j->error, sizeof j->error, "%s", rec->error ? rec->error : "");
     j->stored_image = rec->image.len;
