@@ -34,6 +34,9 @@
 #define JOBS_MAX_IMAGE (16u << 20) /* any one input image */
 #define JOBS_MAX_TEXT 4096
 #define JOBS_MAX_KEY 200
+#define JOBS_SIZE_MIN 64          /* output width and height (multiples of 8), as libcirrus */
+#define JOBS_SIZE_MAX 2048
+#define JOBS_GUIDANCE_MAX 50.0f
 #define JOBS_RESOLVE_MAX 256      /* garment lookups in flight */
 #define JOBS_HASH 4096            /* buckets of the id and key indexes (chained) */
 
