@@ -15,9 +15,9 @@ C() { "$BIN/cirrus" --endpoint "$EP" "$@"; }
 $PY -c "from PIL import Image; Image.new('RGB',(96,128),(200,120,90)).save('$WORK/p.png'); Image.new('RGB',(32,32),(10,40,200)).save('$WORK/g.png')"
 submit() { C generate --person "$WORK/p.png" --garment "$WORK/g.png" --category upper_body "$@"; }
 field() { C job "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
-wait_state() { # ID STATE SECONDS
+wait_state() { # ID STATE SECONDS (STATE may be a|b)
   for _ in $(seq 1 $(($3 * 20))); do
-    [ "$(field "$1" state)" = "$2" ] && return 0
+    C job "$1" --json | grep -Eq "\"state\":\"($2)\"" && return 0
     sleep 0.05
   done
   fail "job $1 is $(field "$1" state), not $2, after $3 s"

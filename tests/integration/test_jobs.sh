@@ -46,7 +46,7 @@ C cancel "$R" >/dev/null
 wait_state "$R" cancelled 10
 
 note "full queue: OVERLOADED"
-A=$(submit); wait_state "$A" running 10
+A=$(submit --steps 24); wait_state "$A" running 10 # 6 s: still running after the 4 submits
 Q1=$(submit); Q2=$(submit); Q3=$(submit); Q4=$(submit)
 expect_error "overloaded|queue is full" submit
 
