@@ -156,6 +156,8 @@ struct jobs_broker {
     jobs_job *res_head, *res_tail;
     size_t results_bytes;
     jobs_job *dirty_head;
+    int flush_single;       /* a write failed: one record per transaction until all are in */
+    uint64_t flush_retry_ms; /* monotonic: no write before (after a failed single write) */
     uint64_t next_seq;
 
     jobs_worker *workers; /* JOBS_MAX_WORKERS */

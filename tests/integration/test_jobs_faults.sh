@@ -13,7 +13,9 @@
 #  - bad input at submit through the CLI, POST /v1/generate (4xx, {"error":{code,message}})
 #    and raw Generate frames past libcirrus (the broker's own checks): undecodable and
 #    oversized images, unknown garment id, unknown kind, steps, sizes, guidance, category; a
-#    worker's result for a job it does not hold. After each, a normal job still completes.
+#    worker's result for a job it does not hold. After each, a normal job still completes;
+#  - a full job store (--job-store-mb 2): the submit refused, clearly; records that cannot be
+#    written retried once a heartbeat interval (not a busy loop), the broker keeps answering.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/jobs_lib.sh"
 export CIRRUS_WORKER_PROTO_DIR=${CIRRUS_WORKER_PROTO_DIR:-$(sed -n \
@@ -95,8 +97,9 @@ J1_ATTEMPTS=$(field "$J1" attempts)
 [ "$J1_ATTEMPTS" -ge 2 ] || fail "J1 attempts $J1_ATTEMPTS"
 DETECT=$((${hit#* } - T0))
 note "  found silent $DETECT ms after SIGSTOP (dead after 3 x $HB_MS ms without a heartbeat)"
-# the last heartbeat came at most one interval before SIGSTOP; one more for the tick and load
-[ "$DETECT" -le $((5 * HB_MS)) ] || fail "found silent only after $DETECT ms"
+# 3 intervals after the last heartbeat the broker read (at most one before SIGSTOP); typically
+# 470-680 ms here, 1.3 s seen at load 40 on 2 cores (heartbeats read late): 8 intervals allowed
+[ "$DETECT" -le $((8 * HB_MS)) ] || fail "found silent only after $DETECT ms"
 READY=$(grep -c "worker $V ready" "$WORK/serve1.log")
 C job "$J1" -o "$WORK/j1a.png" >/dev/null 2>&1
 kill -CONT "$VP"
@@ -251,4 +254,27 @@ AGE=$(($(ms) - $(field "$T" ended_ms)))
 [ $AGE -ge 2000 ] || fail "T's result was evicted after $AGE ms, before the 2 s TTL"
 field "$T" error | grep -q "result evicted (older than --job-result-ttl)" || fail "T: $(field "$T" error)"
 expect_error "evicted" C job "$T" -o "$WORK/t.png"
+
+note "a full store: the submit is refused clearly; records that cannot be written are retried once an interval, not in a busy loop"
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
+WEP=tcp://127.0.0.1:$(free_port) # no worker connected until the store is full
+SERVE_N=4 DATA=$WORK/data4 serve 4 --job-store-mb 2
+SERVE_N=4
+FULL=()
+for _ in 1 2 3 4 5; do # 600 KB of input each in a 2 MiB map
+  out=$(C generate --person "$WORK/noise.png" --garment "$WORK/gnoise.png" --category upper_body --steps 1 2>&1) ||
+    { echo "$out" | grep -q "job store full" || fail "a refused submit says: $out"; break; }
+  FULL+=("$out")
+done
+[ ${#FULL[@]} -ge 1 ] && [ ${#FULL[@]} -lt 5 ] || fail "${#FULL[@]} of 5 submits taken by a 2 MiB store"
+note "  ${#FULL[@]} submits taken, then: job store full"
+worker wf --kinds tryon # runs them; their results cannot be written
+for j in "${FULL[@]}"; do wait_state "$j" succeeded 30; done
+n0=$(grep -c "writing .* job records" "$WORK/serve4.log" || true)
+sleep $(awk "BEGIN { print 10 * $HB_MS / 1000 }")
+n1=$(grep -c "writing .* job records" "$WORK/serve4.log" || true)
+note "  $((n1 - n0)) failed writes in 10 intervals"
+[ $((n1 - n0)) -le 20 ] || fail "$((n1 - n0)) failed writes in 10 heartbeat intervals: a busy retry loop"
+C jobs >/dev/null || fail "the broker does not answer with a full store"
+kill -0 "$SERVE_PID" || fail "the broker died with a full store"
 echo "ok"
