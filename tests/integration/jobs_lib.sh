@@ -10,7 +10,7 @@ fi
 
 PORT=$(free_port); WPORT=$(free_port); HPORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
-HB_MS=200 # the broker's and the workers' heartbeat interval
+HB_MS=${JOBS_TEST_HB_MS:-200} # the broker's and the workers' heartbeat interval (ms)
 C() { "$BIN/cirrus" --endpoint "$EP" "$@"; }
 $PY -c "from PIL import Image; Image.new('RGB',(96,128),(200,120,90)).save('$WORK/p.png'); Image.new('RGB',(32,32),(10,40,200)).save('$WORK/g.png')"
 submit() { C generate --person "$WORK/p.png" --garment "$WORK/g.png" --category upper_body "$@"; }

@@ -120,7 +120,7 @@ done
 [ $served = 1 ] || fail "the resumed worker $V took no job"
 
 note "deadlines: queued -> expired, running -> ends at the next step; a kind no worker offers"
-B1=$(submit --steps 100); B2=$(submit --steps 100) # both workers busy (20 s), then cancelled
+B1=$(submit --steps 30); B2=$(submit --steps 30) # both workers busy (6 s), then cancelled
 wait_state "$B1" running 10; wait_state "$B2" running 10
 Q=$(submit --deadline-ms 400)
 E=$(C generate --kind edit --person "$WORK/p.png" --category upper_body --text red --deadline-ms 800)
@@ -132,7 +132,7 @@ wait_state "$E" expired 10
 job_py "$E" "j['error']" | grep -q "no connected worker offers kind edit" ||
   fail "E does not say why: $(field "$E" error)"
 C cancel "$B1" >/dev/null # its worker is free at its next step: R runs there
-R=$(submit --steps 40 --deadline-ms 3000)
+R=$(submit --steps 60 --deadline-ms 3000)
 wait_state "$R" running 10
 wait_state "$R" "failed|expired" 20
 if [ "$(field "$R" state)" = expired ]; then # its worker was dropped (load) and it was requeued
@@ -143,11 +143,11 @@ else
   job_py "$R" "j['error']" | grep -q "deadline passed while running" || fail "R: $(field "$R" error)"
 fi
 RAN=$(job_py "$R" "j['ended_ms'] - j['created_ms']")
-note "  R ended $RAN ms after its submit (deadline 3000 ms; 40 steps would take 8000)"
+note "  R ended $RAN ms after its submit (deadline 3000 ms; 60 steps would take 12000)"
 [ "$RAN" -ge 3000 ] && [ "$RAN" -le $((3000 + 10 * HB_MS)) ] || fail "R ended after $RAN ms"
-[ "$(field "$R" step)" -lt 40 ] || fail "R ran all its steps"
+[ "$(field "$R" step)" -lt 60 ] || fail "R ran all its steps"
 C cancel "$B2" >/dev/null
-wait_state "$B1" cancelled 10; wait_state "$B2" cancelled 10
+wait_state "$B1" "cancelled|succeeded" 10; wait_state "$B2" "cancelled|succeeded" 10
 
 note "bad input through the CLI"
 printf 'not an image\n' >"$WORK/bad.png"
@@ -216,7 +216,7 @@ $PY -c "
 import os; from PIL import Image
 Image.frombytes('RGB', (384, 512), os.urandom(384 * 512 * 3)).save('$WORK/noise.png')
 Image.frombytes('RGB', (64, 64), os.urandom(64 * 64 * 3)).save('$WORK/gnoise.png')"
-SERVE_N=2 DATA=$WORK/data2 serve 2 --job-store-mb 4
+SERVE_N=2 DATA=$WORK/data2 serve 2 --job-store-mb 4 --job-attempts 10
 SERVE_N=2
 EV=()
 for _ in 1 2 3 4 5 6; do # one at a time: queued inputs (600 KB each) take room in the store too
@@ -242,23 +242,23 @@ note "  $gone evicted, $kept kept ($bytes bytes)"
 [ $gone -ge 1 ] && [ $kept -ge 1 ] || fail "$gone evicted, $kept kept"
 [ $bytes -le $((2 << 20)) ] || fail "kept $bytes bytes, over the 2 MiB budget"
 
-note "TTL eviction (--job-result-ttl 2)"
+note "TTL eviction (--job-result-ttl 5)"
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
-SERVE_N=3 DATA=$WORK/data3 serve 3 --job-result-ttl 2
+SERVE_N=3 DATA=$WORK/data3 serve 3 --job-result-ttl 5 --job-attempts 10
 SERVE_N=3
 T=$(submit --steps 1)
 wait_state "$T" succeeded 20
 [ "$(field "$T" has_image)" = True ] || fail "T lost its result at once"
-within 50 '[ "$(field "$T" has_image)" = False ]' || fail "T kept its result past the TTL"
+within 75 '[ "$(field "$T" has_image)" = False ]' || fail "T kept its result past the TTL"
 AGE=$(($(ms) - $(field "$T" ended_ms)))
-[ $AGE -ge 2000 ] || fail "T's result was evicted after $AGE ms, before the 2 s TTL"
+[ $AGE -ge 5000 ] || fail "T's result was evicted after $AGE ms, before the 5 s TTL"
 field "$T" error | grep -q "result evicted (older than --job-result-ttl)" || fail "T: $(field "$T" error)"
 expect_error "evicted" C job "$T" -o "$WORK/t.png"
 
 note "a full store: the submit is refused clearly; records that cannot be written are retried once an interval, not in a busy loop"
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
 WEP=tcp://127.0.0.1:$(free_port) # no worker connected until the store is full
-SERVE_N=4 DATA=$WORK/data4 serve 4 --job-store-mb 2
+SERVE_N=4 DATA=$WORK/data4 serve 4 --job-store-mb 2 --job-attempts 10
 SERVE_N=4
 FULL=()
 for _ in 1 2 3 4 5; do # 600 KB of input each in a 2 MiB map
