@@ -72,6 +72,20 @@ static void sync_request(jobs_broker *b, uint64_t gen)
     pthread_mutex_unlock(&b->sync_mu);
 }
 
+/* Marks j for the next flush behind the others (a record that failed to be written does not
+ * hold up the rest). */
+static void dirty_append(jobs_broker *b, jobs_job *j)
+{
+    jobs_job **pp = &b->dirty_head;
+    if (j->dirty)
+        return;
+    while (*pp)
+        pp = &(*pp)->dirty_next;
+    j->dirty = 1;
+    j->dirty_next = NULL;
+    *pp = j;
+}
+
 /* Writes up to FLUSH_MAX dirty jobs in one transaction (committed, not yet synced); their
  * changes that clients must see only once synced go on the unsynced list. Returns the number
  * written (0 when nothing was dirty or the write failed). */
@@ -82,9 +96,12 @@ static size_t flush_some(jobs_broker *b)
     Cirrus__V1__JobRecord *rec = NULL;
     Cirrus__V1__JobAttempt *atts = NULL, **attp = NULL;
     size_t n = 0, n_att = 0, at = 0;
+    uint64_t now = cr_clock_mono_ms();
     cr_err rc;
 
-    while (b->dirty_head && n < FLUSH_MAX) {
+    /* after a failed write, one record per transaction: a full map may still take the
+     * smaller ones (and evictions that free room), and one bad record blocks no other */
+    while (b->dirty_head && n < (b->flush_single ? 1 : FLUSH_MAX)) {
         jobs[n] = b->dirty_head;
         b->dirty_head = jobs[n]->dirty_next;
         jobs[n]->dirty = 0;
@@ -108,6 +125,9 @@ static size_t flush_some(jobs_broker *b)
     rc = jobs_store_put(b->st, recs, n);
     if (rc)
         goto fail;
+    b->flush_retry_ms = 0;
+    if (b->flush_single && !b->dirty_head)
+        b->flush_single = 0;
     free(rec);
     free(atts);
     free(attp);
@@ -143,6 +163,11 @@ static size_t flush_some(jobs_broker *b)
     }
     return n; /* the loop asks for the sync once it has dispatched (sync_kick) */
 fail:
+    /* a single record that fails waits for the next heartbeat interval: no busy retry loop
+     * (the log says it once per interval) */
+    if (n == 1 || b->flush_single)
+        b->flush_retry_ms = now + b->o.heartbeat_ms;
+    b->flush_single = 1;
     CR_ERROR("jobs", "writing %zu job records: %s", n, cr_error_message());
     {
         char msg[512];
@@ -153,7 +178,7 @@ fail:
         /* jobs already in the store stay dirty for the next flush; new ones are refused */
         for (size_t i = 0; i < n; i++)
             if (jobs[i]->committed)
-                jobs_dirty(b, jobs[i]);
+                dirty_append(b, jobs[i]);
         refuse_new(b, jobs, n, rc, msg);
     }
     return 0;
@@ -299,7 +324,9 @@ static void sync_stop(jobs_broker *b)
 
 static void flush(jobs_broker *b)
 {
-    while (b->dirty_head && flush_some(b) == FLUSH_MAX)
+    if (b->flush_retry_ms && cr_clock_mono_ms() < b->flush_retry_ms)
+        return;
+    while (b->dirty_head && flush_some(b) == (b->flush_single ? 1 : FLUSH_MAX))
         ;
 }
 
@@ -372,7 +399,7 @@ static void loop(jobs_broker *b)
     while (!atomic_load(&b->stop)) {
         uint64_t now = cr_clock_mono_ms();
         long wait = (long)(b->last_tick_ms + every > now ? b->last_tick_ms + every - now : 0);
-        int n = cr_poll_wait(p, b->dirty_head ? 0 : wait, NULL);
+        int n = cr_poll_wait(p, b->dirty_head && !b->flush_retry_ms ? 0 : wait, NULL);
         if (n > 0) {
             if (cr_poll_readable(p, 1))
                 drain_workers(b);

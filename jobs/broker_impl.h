@@ -35,6 +35,9 @@
 #define JOBS_MAX_IMAGE (16u << 20) /* any one input image */
 #define JOBS_MAX_TEXT 4096
 #define JOBS_MAX_KEY 200
+#define JOBS_SIZE_MIN 64          /* output width and height (multiples of 8), as libcirrus */
+#define JOBS_SIZE_MAX 2048
+#define JOBS_GUIDANCE_MAX 50.0f
 #define JOBS_RESOLVE_MAX 256      /* garment lookups in flight */
 #define JOBS_HASH 4096            /* buckets of the id and key indexes (chained) */
 
@@ -160,6 +163,8 @@ struct jobs_broker {
     jobs_job *res_head, *res_tail;
     size_t results_bytes;
     jobs_job *dirty_head;
+    int flush_single;       /* a write failed: one record per transaction until all are in */
+    uint64_t flush_retry_ms; /* monotonic: no write before (after a failed single write) */
     uint64_t next_seq;
 
     /* Durability (broker.c): the loop commits without syncing (commit_gen counts commits) and

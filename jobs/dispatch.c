@@ -161,13 +161,17 @@ static void on_result(jobs_broker *b, jobs_worker *w, const Cirrus__V1__JobResul
     if (j->cancel_requested || code == CR_ERR_DEADLINE) {
         uint64_t now = (uint64_t)cr_clock_unix_ms();
         int cancelled = j->cancel_requested;
+        char why[300];
         jobs_list_remove(&b->running, j);
         w->active--;
         j->worker = NULL;
+        /* the worker says "cancelled" for the Cancel the broker sent at the deadline */
+        snprintf(why, sizeof why, "deadline passed while running%s%s%s", msg[0] ? " (" : "",
+                 msg, msg[0] ? ")" : "");
         jobs_attempt_end(j, cancelled ? "cancelled" : "timeout", now);
         jobs_finish(b, j, cancelled ? CIRRUS__V1__JOB_STATE__JOB_CANCELLED
                                     : CIRRUS__V1__JOB_STATE__JOB_FAILED,
-                    cancelled ? "cancelled while running" : msg);
+                    cancelled ? "cancelled while running" : why);
         return;
     }
     if (code == CR_ERR_INVALID || code == CR_ERR_UNSUPPORTED) { /* another try fails alike */
@@ -205,6 +209,16 @@ void jobs_on_worker(jobs_broker *b, cr_wire_msg *m)
     if (wm->msg_case == CIRRUS__V1__WORKER_MSG__MSG_READY) {
         on_ready(b, w, m, rid, rid_len, wm->ready);
     } else if (!w) {
+        /* a worker declared dead (silent) that resumed, or one that never sent Ready: what it
+         * says about a job is stale (the job was requeued), so it is dropped, and said */
+        if (wm->msg_case == CIRRUS__V1__WORKER_MSG__MSG_RESULT ||
+            wm->msg_case == CIRRUS__V1__WORKER_MSG__MSG_PROGRESS) {
+            const char *id = wm->msg_case == CIRRUS__V1__WORKER_MSG__MSG_RESULT
+                                 ? wm->result->job_id : wm->progress->job_id;
+            CR_WARN("jobs", "%s for job %s from a worker it does not know (declared dead, or "
+                    "no Ready): ignored", wm->msg_case == CIRRUS__V1__WORKER_MSG__MSG_RESULT
+                    ? "result" : "progress", id && id[0] ? id : "?");
+        }
         if (wm->msg_case != CIRRUS__V1__WORKER_MSG__MSG_DISCONNECT)
             send_reconnect(b, m, "unknown worker: send Ready");
     } else {

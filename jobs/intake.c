@@ -118,9 +118,33 @@ void jobs_submit(jobs_broker *b, jobs_job *j, jobs_waiter *w)
             j->key ? j->key : "");
 }
 
+/* By signature: a PNG, a JPEG (SOI + a marker) or a WebP (RIFF....WEBP); libcirrus checks
+ * the same (client/jobs.c), the broker again for clients that do not use it. */
+static int image_signature_ok(const ProtobufCBinaryData *b)
+{
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const uint8_t *p = b->data;
+    if (!b->len)
+        return 1; /* absent */
+    if (b->len >= 8 && memcmp(p, png, 8) == 0)
+        return 1;
+    if (b->len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+        return 1;
+    return b->len >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0;
+}
+
+static int size_bad(uint32_t v)
+{
+    return v && (v < JOBS_SIZE_MIN || v > JOBS_SIZE_MAX || v % 8);
+}
+
 /* Checks a request's fields; NULL when it can run, else the reason. */
 static const char *generate_check(const Cirrus__V1__GenerateRequest *g)
 {
+    static const char *const categories[] = {"upper_body", "lower_body", "dresses"};
+    int category_ok = !g->category || !g->category[0];
+    for (size_t i = 0; i < sizeof categories / sizeof categories[0]; i++)
+        category_ok |= g->category && strcmp(g->category, categories[i]) == 0;
     if (g->kind < CIRRUS__V1__JOB_KIND__JOB_TRYON || g->kind > CIRRUS__V1__JOB_KIND__JOB_TEXT2IMAGE)
         return "unknown job kind (tryon, edit or text2image)";
     if (g->kind != CIRRUS__V1__JOB_KIND__JOB_TEXT2IMAGE && !g->person_image.len)
@@ -133,15 +157,21 @@ static const char *generate_check(const Cirrus__V1__GenerateRequest *g)
     if (g->person_image.len > JOBS_MAX_IMAGE || g->garment_image.len > JOBS_MAX_IMAGE ||
         g->mask.len > JOBS_MAX_IMAGE || g->sketch.len > JOBS_MAX_IMAGE)
         return "an image exceeds 16 MiB";
+    if (!image_signature_ok(&g->person_image) || !image_signature_ok(&g->garment_image) ||
+        !image_signature_ok(&g->mask) || !image_signature_ok(&g->sketch))
+        return "an image (person, garment, mask or sketch) is not a PNG, JPEG or WebP image";
+    if (!category_ok)
+        return "category: upper_body, lower_body or dresses";
     if (g->text && strlen(g->text) > JOBS_MAX_TEXT)
         return "text exceeds 4096 bytes";
     if (g->idempotency_key && strlen(g->idempotency_key) > JOBS_MAX_KEY)
         return "idempotency_key exceeds 200 bytes";
     if (g->steps > 1000)
         return "steps: 0..1000";
-    if (g->width > 2048 || g->height > 2048 || (g->width && g->width < 16) ||
-        (g->height && g->height < 16))
-        return "width and height: 16..2048";
+    if (size_bad(g->width) || size_bad(g->height))
+        return "width and height: multiples of 8 in 64..2048";
+    if (!(g->guidance >= 0 && g->guidance <= JOBS_GUIDANCE_MAX)) /* NaN too */
+        return "guidance: 0..50";
     return NULL;
 }
 
@@ -334,19 +364,34 @@ void jobs_on_client(jobs_broker *b, cr_wire_msg *m)
     protobuf_c_message_free_unpacked(&rq->base, &alloc.base);
 }
 
-/* Queued jobs whose deadline passed expire; running ones are told to stop. */
+/* Whether a worker connected now announced kind k. */
+static int kind_offered(const jobs_broker *b, int k)
+{
+    for (int i = 0; i < JOBS_MAX_WORKERS; i++)
+        if (b->workers[i].used && (b->workers[i].caps & (1u << k)))
+            return 1;
+    return 0;
+}
+
+/* Queued jobs whose deadline passed expire (saying whether no connected worker offers their
+ * kind); running ones are told to stop. */
 void jobs_deadlines(jobs_broker *b, uint64_t now_ms, uint64_t now_mono)
 {
     (void)now_mono;
     for (int k = 0; k < JOBS_KINDS; k++) {
         jobs_job *next;
         for (jobs_job *j = b->queued[k].head; j; j = next) {
+            char why[128];
             next = j->q_next;
-            if (j->deadline_ms && now_ms >= j->deadline_ms)
-                jobs_finish(b, j, CIRRUS__V1__JOB_STATE__JOB_EXPIRED,
-                            b->workers_by_kind_seen & (1u << k)
-                                ? "deadline passed while queued"
-                                : "deadline passed while queued: no worker offers this kind");
+            if (!j->deadline_ms || now_ms < j->deadline_ms)
+                continue;
+            if (kind_offered(b, k))
+                snprintf(why, sizeof why, "deadline passed while queued");
+            else
+                snprintf(why, sizeof why, "deadline passed while queued: no connected worker "
+                         "offers kind %s%s", jobs_kind_name((Cirrus__V1__JobKind)k),
+                         b->workers_by_kind_seen & (1u << k) ? "" : " (none has since the start)");
+            jobs_finish(b, j, CIRRUS__V1__JOB_STATE__JOB_EXPIRED, why);
         }
     }
     for (jobs_job *j = b->running.head; j; j = j->q_next)

@@ -5,39 +5,9 @@
 # kill -9 of the broker with jobs queued and running (all complete after the restart), and
 # malformed worker frames (dropped, the broker keeps serving).
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! $PY -c "import zmq, google.protobuf, PIL" 2>/dev/null; then
-  echo "skip: /usr/bin/python3 lacks zmq, protobuf or PIL (python3-zmq python3-protobuf python3-pil)"
-  exit 77
-fi
-[ -x "$BIN/cirrus-worker" ] || { echo "skip: no $BIN/cirrus-worker (build cirrus_worker_pb)"; exit 77; }
+. "$(dirname "$0")/jobs_lib.sh"
 
-PORT=$(free_port); WPORT=$(free_port); HPORT=$(free_port)
-EP=tcp://127.0.0.1:$PORT; WEP=tcp://127.0.0.1:$WPORT
-C() { "$BIN/cirrus" --endpoint "$EP" "$@"; }
-$PY -c "from PIL import Image; Image.new('RGB',(96,128),(200,120,90)).save('$WORK/p.png'); Image.new('RGB',(32,32),(10,40,200)).save('$WORK/g.png')"
-submit() { C generate --person "$WORK/p.png" --garment "$WORK/g.png" --category upper_body "$@"; }
-field() { C job "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
-wait_state() { # ID STATE SECONDS
-  for _ in $(seq 1 $(($3 * 20))); do
-    [ "$(field "$1" state)" = "$2" ] && return 0
-    sleep 0.05
-  done
-  fail "job $1 is $(field "$1" state), not $2, after $3 s"
-}
-serve() {
-  start_bg "$WORK/serve$1.log" "$BIN/cirrus" serve --data "$WORK/data" --dim 8 --bind "$EP" \
-    --worker-bind "$WEP" --job-heartbeat-ms 200 --job-queue 4 --http "127.0.0.1:$HPORT"
-  SERVE_PID=$LAST_PID
-  wait_ready "$EP"
-}
-worker() { # NAME ARGS...
-  local name=$1; shift
-  start_bg "$WORK/$name.log" "$BIN/cirrus-worker" --connect "$WEP" --backend composite \
-    --heartbeat-ms 200 --worker-id "$name" --reconnect-min-ms 100 --reconnect-max-ms 400 "$@"
-}
-
-serve 1
+serve 1 --job-queue 4
 note "dispatch by capability: a text2image worker does not take a try-on"
 worker t2i --kinds text2image
 J1=$(submit)
@@ -76,14 +46,14 @@ C cancel "$R" >/dev/null
 wait_state "$R" cancelled 10
 
 note "full queue: OVERLOADED"
-A=$(submit); wait_state "$A" running 10
+A=$(submit --steps 24); wait_state "$A" running 10 # 6 s: still running after the 4 submits
 Q1=$(submit); Q2=$(submit); Q3=$(submit); Q4=$(submit)
 expect_error "overloaded|queue is full" submit
 
 note "kill -9 of the broker with jobs running and queued: all complete after the restart"
 kill -9 "$SERVE_PID"
 wait "$SERVE_PID" 2>/dev/null || true
-serve 2
+serve 2 --job-queue 4
 for j in "$A" "$Q1" "$Q2" "$Q3" "$Q4"; do wait_state "$j" succeeded 30; done
 grep -q "broker restart" <(C job "$A" --json) || fail "the interrupted attempt is not recorded"
 
