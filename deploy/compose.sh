@@ -19,6 +19,8 @@
 set -euo pipefail
 cmd=${1:?usage: compose.sh up|down|test DIR}
 DIR=${2:?usage: compose.sh up|down|test DIR}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd) # podman -v takes an absolute path (a relative one names a volume)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CIRRUS_BIN:-$ROOT/build/bin}
 IMAGE=${CIRRUS_IMAGE:-cirrus:latest}
