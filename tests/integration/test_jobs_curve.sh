@@ -55,11 +55,17 @@ for _ in $(seq 1 50); do # until the coordinator's pings see the broker up
   sleep 0.2
 done
 [ -n "$id" ] || fail "no job was accepted through the CURVE coordinator: $(tail -3 "$WORK/b.log")"
+# both workers are up (python starts slowly on a loaded machine) and the broker refused the key
+for _ in $(seq 1 200); do
+  grep -q "refused a CURVE client" "$WORK/a.log" && grep -q "connected to" "$WORK/plain.log" && break
+  sleep 0.1
+done
+grep -q "refused a CURVE client" "$WORK/a.log" ||
+  fail "the broker did not refuse the unlisted worker key: $(tail -3 "$WORK/a.log")"
+grep -q "connected to" "$WORK/plain.log" || fail "the plaintext worker did not start: $(cat "$WORK/plain.log")"
 sleep 2 # a dozen worker heartbeats: a worker the broker accepted would have the job by now
 "${C[@]}" job "$id" | grep -q "state *queued" ||
   fail "a worker without a listed key got the job: $("${C[@]}" job "$id")"
-grep -q "refused a CURVE client" "$WORK/a.log" ||
-  fail "the broker did not refuse the unlisted worker key: $(tail -3 "$WORK/a.log")"
 if grep -q "worker .* ready" "$WORK/a.log"; then fail "the broker took a worker it must not"; fi
 
 note "the listed worker runs the job"
@@ -76,4 +82,22 @@ assert (200, 120, 90) in c and (10, 40, 200) in c, 'not a composite of the input
 " || fail "the result is not the try-on PNG"
 grep -q "worker good ready" "$WORK/a.log" || fail "the broker log names no worker good"
 if grep -Eq "worker (rogue|plain)" "$WORK/a.log"; then fail "an unadmitted worker was seen"; fi
+
+note "cirrus serve --worker-bind with CURVE: its workers are checked the same way"
+SV=$(free_port); SW=$(free_port)
+start_bg "$WORK/serve.log" "$BIN/cirrus" serve --data "$WORK/sv" --dim 4 --index Flat \
+  --bind "tcp://127.0.0.1:$SV" --worker-bind "tcp://127.0.0.1:$SW" \
+  --curve-secret "$K/broker.key" --curve-allow "$K/allow-broker"
+start_bg "$WORK/sw.log" "$BIN/cirrus-worker" --connect "tcp://127.0.0.1:$SW" --backend composite \
+  --curve-secret "$K/worker.key" --curve-server-pub "$K/broker.pub"
+S=("$BIN/cirrus" --endpoint "tcp://127.0.0.1:$SV" --timeout 5000 --curve-secret "$K/coord.key"
+   --curve-server-pub "$K/broker.pub")
+ok=0
+for _ in $(seq 1 50); do
+  if "${S[@]}" generate --person "$WORK/p.png" --garment "$WORK/g.png" --category upper_body \
+      --wait --wait-timeout 20 -o "$WORK/sv.png" >/dev/null 2>&1; then ok=1; break; fi
+  sleep 0.2
+done
+[ $ok = 1 ] || fail "no job succeeded on cirrus serve with CURVE: $(tail -3 "$WORK/serve.log")"
+head -c 8 "$WORK/sv.png" | od -An -tx1 | grep -q "89 50 4e 47" || fail "no PNG from cirrus serve"
 echo ok
