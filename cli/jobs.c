@@ -30,6 +30,9 @@ static int open_handle(cli_ctx *ctx, const char *cmd, cirrus **out)
 {
     cirrus_options o = cirrus_default_options();
     o.timeout_ms = ctx->timeout_ms;
+    /* --curve-secret/--curve-server-pub as for every other command (NULL: the environment's) */
+    o.curve_secret_file = ctx->curve_secret;
+    o.curve_server_pub = ctx->curve_server_pub;
     if (cirrus_open(out, ctx->endpoint, &o) != CIRRUS_OK) {
         cli_error(cmd, "%s (endpoint %s)", cirrus_errmsg(NULL), ctx->endpoint);
         return CLI_FAIL;

@@ -20,6 +20,9 @@
 #define DENY_LOG_EVERY_MS 1000 /* a refused client retries every 100 ms: log once a second */
 
 struct cr_zap {
+    void *ctx;
+    int refs; /* starts sharing this handler (g_mu) */
+    struct cr_zap *next;
     void *sock;
     pthread_t thread;
     atomic_int stop;
@@ -153,13 +156,42 @@ static void *zap_main(void *arg)
     return NULL;
 }
 
-cr_err cr_zap_start(cr_zap **out, void *ctx, const cr_curve *c)
+/* The handlers running, one per context: a second start in a context with the same key and
+ * allow directory shares the first (e.g. a coordinator and the job broker it runs). */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static cr_zap *g_running;
+
+static cr_err zap_share(cr_zap **out, void *ctx, const cr_curve *c, int *shared)
+{
+    cr_err rc = CR_OK;
+    *shared = 0;
+    for (cr_zap *z = g_running; z; z = z->next) {
+        if (z->ctx != ctx)
+            continue;
+        if (strcmp(z->curve.secret, c->secret) != 0 ||
+            strcmp(z->curve.allow_dir, c->allow_dir) != 0)
+            rc = cr_error_set(CR_ERR_INVALID, "cannot start the ZAP handler: one with another "
+                                              "key or allow directory already runs in this "
+                                              "context");
+        else {
+            z->refs++;
+            *out = z;
+            *shared = 1;
+        }
+        break;
+    }
+    return rc;
+}
+
+static cr_err zap_start_new(cr_zap **out, void *ctx, const cr_curve *c)
 {
     cr_zap *z = calloc(1, sizeof *z);
     int zero = 0, e;
     if (!z)
         return cr_error_set(CR_ERR_NOMEM, "out of memory");
     z->curve = *c;
+    z->ctx = ctx;
+    z->refs = 1;
     z->sock = zmq_socket(ctx, ZMQ_REP);
     if (!z->sock) {
         free(z);
@@ -180,8 +212,22 @@ cr_err cr_zap_start(cr_zap **out, void *ctx, const cr_curve *c)
         free(z);
         return cr_error_set(CR_ERR_INTERNAL, "cannot start the ZAP thread: %s", strerror(e));
     }
+    z->next = g_running;
+    g_running = z;
     *out = z;
     return CR_OK;
+}
+
+cr_err cr_zap_start(cr_zap **out, void *ctx, const cr_curve *c)
+{
+    int shared;
+    cr_err rc;
+    pthread_mutex_lock(&g_mu);
+    rc = zap_share(out, ctx, c, &shared);
+    if (!rc && !shared)
+        rc = zap_start_new(out, ctx, c);
+    pthread_mutex_unlock(&g_mu);
+    return rc;
 }
 
 void cr_zap_stop(cr_zap **pp)
@@ -189,6 +235,18 @@ void cr_zap_stop(cr_zap **pp)
     cr_zap *z = pp ? *pp : NULL;
     if (!z)
         return;
+    *pp = NULL;
+    pthread_mutex_lock(&g_mu);
+    if (--z->refs > 0) {
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    for (cr_zap **l = &g_running; *l; l = &(*l)->next)
+        if (*l == z) {
+            *l = z->next;
+            break;
+        }
+    pthread_mutex_unlock(&g_mu);
     atomic_store(&z->stop, 1);
     pthread_join(z->thread, NULL);
     zmq_close(z->sock);

@@ -13,7 +13,9 @@
  *   cr_zap *z; rc = cr_zap_start(&z, ctx, &curve);   // before binding the CURVE socket
  *   ...; close the CURVE sockets; cr_zap_stop(&z);
  *
- * One handler per context: a second start in the same context is CR_ERR_INVALID.
+ * One handler per context: a second start in the same context with the same key and allow
+ * directory shares the running one (counted: the last stop ends it; e.g. a coordinator and
+ * the job broker in its process); with another key or directory it is CR_ERR_INVALID.
  */
 #ifndef CR_CURVE_ZAP_H
 #define CR_CURVE_ZAP_H

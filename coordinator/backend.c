@@ -159,8 +159,9 @@ cr_err coord_backends_build(coord_backends *s, const coord_map *map)
     s->jobs_be = -1;
     if (!rc && map->jobs[0]) { /* pinged like an encoder; never a shard replica */
         coord_backend *b = &s->be[n];
-        if (!reuse(old, n_old, b, map->jobs, "")) /* no CURVE key in the map for it yet */
-            rc = backend_open(s, b, map->jobs, "");
+        const char *pub = s->curve && cr_endpoint_is_tcp(map->jobs) ? map->jobs_pub : "";
+        if (!reuse(old, n_old, b, map->jobs, pub))
+            rc = backend_open(s, b, map->jobs, map->jobs_pub);
         b->is_encoder = 1;
         b->group = -1;
         b->group_size = 1;

@@ -189,7 +189,7 @@ cr_err coord_map_parse(const char *text, coord_map *out)
         m->n_encoders = (int)json_array_size(v);
     }
     v = json_object_get(root, "jobs");
-    if (v && (rc = endpoint_copy(m->jobs, v, "jobs")))
+    if (v && (rc = node_copy(m->jobs, m->jobs_pub, v, "jobs")))
         goto out;
     v = json_object_get(root, "metric");
     if (v) {

@@ -5,6 +5,7 @@
  *     "groups": [ ["tcp://10.0.0.1:7701", "tcp://10.0.0.2:7701"],     // group 0: replicas
  *                 ["tcp://10.0.0.3:7701", "tcp://10.0.0.4:7701"] ],   // group 1
  *     "encoders": ["tcp://10.0.0.9:7710"],
+ *     "jobs": "tcp://10.0.0.8:7720", // a job broker (a cirrus-coordinator with --jobs-dir)
  *     // any node may instead be {"endpoint": "tcp://...", "curve_pub": "<Z85 public key>"}:
  *     // the key the coordinator (started with --curve-secret) expects of it
  *     "metric": "ip",            // how shard scores order: ip (higher first) or l2
@@ -50,6 +51,7 @@ typedef struct coord_map {
     /* CURVE public keys (Z85) of the nodes, "" when the map names none. */
     char replica_pub[COORD_MAX_GROUPS][COORD_MAX_REPLICAS][41];
     char encoder_pub[COORD_MAX_ENCODERS][41];
+    char jobs_pub[41];
     int metric_l2;      /* 0: ip (higher is better), 1: l2 (lower is better) */
     int write_quorum;   /* 0 = all live replicas (at least one) */
     int hedge_ms;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/curve_zap.h"
 #include "common/log.h"
 #include "jobs/broker_impl.h"
 
@@ -440,6 +441,15 @@ static cr_err sockets_open(jobs_broker *b)
         rc = cr_sock_endpoint(b->front, b->endpoint, sizeof b->endpoint);
     if (!rc)
         rc = cr_sock_open(b->ctx, CR_SOCK_ROUTER, &b->wlim, &b->wsock);
+    /* CURVE workers: the ZAP handler before the bind (without one any key would do) */
+    if (!rc && b->o.curve && cr_endpoint_is_tcp(b->worker_bind)) {
+        rc = cr_zap_start(&b->zap, b->ctx, b->o.curve);
+        if (!rc)
+            rc = cr_curve_setup_server(b->wsock, b->o.curve);
+    }
+    if (!rc)
+        cr_warn_exposed("jobs", b->worker_bind, b->zap != NULL,
+                        "CURVE for the workers (--curve-secret, --curve-allow)");
     if (!rc)
         rc = cr_sock_bind(b->wsock, b->worker_bind);
     if (!rc)
@@ -460,6 +470,7 @@ static void sockets_close(jobs_broker *b)
     cr_sock_close(&b->front);
     cr_sock_close(&b->wsock);
     cr_sock_close(&b->isock);
+    cr_zap_stop(&b->zap);
 }
 
 static void started(jobs_broker *b, cr_err rc)
@@ -535,6 +546,10 @@ cr_err jobs_broker_open(jobs_broker **out, const jobs_broker_opts *o)
     b->o.bind = b->bind;
     b->o.worker_bind = b->worker_bind;
     b->o.items = b->items[0] ? b->items : NULL;
+    if (o->curve) {
+        b->curve = *o->curve;
+        b->o.curve = &b->curve;
+    }
     b->workers = calloc(JOBS_MAX_WORKERS, sizeof *b->workers);
     pthread_mutex_init(&b->start_mu, NULL);
     pthread_cond_init(&b->start_cv, NULL);
@@ -603,6 +618,7 @@ void jobs_broker_close(jobs_broker **pp)
     pthread_mutex_destroy(&b->sync_mu);
     pthread_cond_destroy(&b->sync_cv);
     free(b->workers);
+    memset(&b->curve, 0, sizeof b->curve);
     free(b);
     *pp = NULL;
 }

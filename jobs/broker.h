@@ -42,6 +42,10 @@ typedef struct jobs_broker_opts {
     size_t store_mb;          /* LMDB map size; results may use half of it (default 1024) */
     uint32_t job_deadline_ms; /* of jobs submitted without one (default 10 min) */
     uint32_t default_wait_ms; /* request deadline of waits that carry none (default 30 s) */
+    const struct cr_curve *curve; /* CURVE on a tcp:// worker_bind: workers must hold a key of
+                                     curve->allow_dir (common/curve_zap.h; a ZAP handler of the
+                                     same key already running in zmq_ctx is shared); copied;
+                                     NULL = plaintext */
 } jobs_broker_opts;
 
 jobs_broker_opts jobs_broker_default_opts(void);

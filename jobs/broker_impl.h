@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cirrus.pb-c.h"
+#include "common/curve.h"
 #include "common/err.h"
 #include "common/sock.h"
 #include "common/wire.h"
@@ -145,6 +146,8 @@ struct jobs_broker {
     int own_ctx;
     void *front, *wsock, *isock; /* clients' ROUTER, workers' ROUTER, items DEALER */
     cr_wire_limits lim, wlim;
+    cr_curve curve;  /* o.curve copied (o.curve points here) */
+    struct cr_zap *zap; /* checks workers when the worker endpoint is CURVE */
     jobs_store *st;
     pthread_t tid;
     int thread_started;

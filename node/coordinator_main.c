@@ -112,7 +112,8 @@ int main(int argc, char **argv)
         {"jobs-dir", CR_OPT_STRING, &jobs_dir, NULL, 0, 0, 0,
          "run the generation job broker here (its LMDB job store); needs --worker-bind"},
         {"worker-bind", CR_OPT_STRING, &worker_bind, NULL, 0, 0, 0,
-         "endpoint diffusion workers connect to (with --jobs-dir)"},
+         "endpoint diffusion workers connect to (with --jobs-dir; CURVE with --curve-secret: "
+         "workers' keys in --curve-allow)"},
         {"job-attempts", CR_OPT_INT, &job_attempts, "3", 1, 100, 0, "attempts per job"},
         {"job-queue", CR_OPT_INT, &job_queue, "1000", 1, 100000000, 0,
          "most queued jobs (OVERLOADED past it)"},
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
         jo.worker_bind = worker_bind;
         /* garment item ids: looked up through this coordinator's own front (plaintext only) */
         jo.items = curve_on ? NULL : local_endpoint(map->bind, items_ep, sizeof items_ep);
+        jo.curve = o.curve; /* workers on a tcp:// --worker-bind: keys of --curve-allow */
         jo.attempts = (uint32_t)job_attempts;
         jo.queue = (uint32_t)job_queue;
         jo.heartbeat_ms = (uint32_t)job_hb;

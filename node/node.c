@@ -246,6 +246,7 @@ static cr_err start_jobs(node *n)
     /* Garment item ids are looked up through the node's own coordinator (the broker's DEALER
      * speaks plaintext: with CURVE on the bind they are refused with a clear error). */
     o.items = n->o.curve ? NULL : n->o.bind;
+    o.curve = n->o.curve; /* CURVE workers on a tcp:// --worker-bind (shares the node's ZAP) */
     if (n->o.job_attempts)
         o.attempts = n->o.job_attempts;
     if (n->o.job_queue)

@@ -10,6 +10,33 @@ EXIT_USAGE = 2
 EXIT_BACKEND = 3   # the backend cannot run here (packages or weights missing)
 
 
+Z85_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      ".-:+=^!/*?&<>()[]{}@%$#")
+
+
+def key_valid(s):
+    return len(s) == 40 and all(c in Z85_CHARS for c in s)
+
+
+def read_key(path, what):
+    """The key of a .key or .pub file (cirrus keygen): its first line that is not a comment."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError as e:
+        raise ValueError("%s %s: %s" % (what, path, e.strerror or e))
+    if not lines or not key_valid(lines[0]):
+        raise ValueError("%s %s: no Z85 key (40 characters) in the file" % (what, path))
+    return lines[0]
+
+
+def public_arg(arg):
+    """--curve-server-pub: a Z85 public key, or a file holding one."""
+    if key_valid(arg) and not os.path.exists(arg):
+        return arg
+    return read_key(arg, "--curve-server-pub")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="cirrus_worker",
@@ -38,8 +65,23 @@ def parse_args(argv):
     p.add_argument("--oom-exit", action="store_true",
                    help="after an out-of-memory error exit with code 75 instead of re-executing "
                         "(for a supervisor that restarts the worker)")
+    p.add_argument("--curve-secret", metavar="FILE",
+                   help="CURVE secret key file (cirrus keygen): encrypt and authenticate the "
+                        "connection; the broker must list this key's .pub in its --curve-allow")
+    p.add_argument("--curve-server-pub", metavar="KEY",
+                   help="the broker's CURVE public key: a Z85 key or a .pub file (with "
+                        "--curve-secret)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     a = p.parse_args(argv)
+    if bool(a.curve_secret) != bool(a.curve_server_pub):
+        p.error("--curve-secret and --curve-server-pub go together")
+    a.curve = None
+    if a.curve_secret:
+        try:
+            a.curve = (read_key(a.curve_secret, "--curve-secret"),
+                       public_arg(a.curve_server_pub))
+        except ValueError as e:
+            p.error(str(e))
     if a.concurrency < 1 or a.concurrency > 256:
         p.error("--concurrency must be in [1, 256]")
     if a.heartbeat_ms < 10 or a.heartbeat_ms > 60000:
@@ -65,7 +107,7 @@ def main(argv=None):
                                + "] %(levelname)s %(message)s")
     log = logging.getLogger("cirrus_worker")
     try:
-        import zmq  # noqa: F401
+        import zmq
         import google.protobuf  # noqa: F401
     except ImportError as e:
         print("cirrus_worker: %s (Debian: python3-zmq python3-protobuf)" % e, file=sys.stderr)
@@ -84,6 +126,8 @@ def main(argv=None):
             if bad or not kinds:
                 parser.error("--kinds %s: backend %s does %s" % (a.kinds, backend.name,
                                                                   ", ".join(backend.kinds)))
+        if a.curve and not zmq.has("curve"):
+            raise BackendUnavailable("--curve-secret: this libzmq has no CURVE")
         backend.load()
     except (BackendUnavailable, pb.ProtoMissing) as e:
         print("cirrus_worker: %s" % e, file=sys.stderr)
@@ -91,7 +135,8 @@ def main(argv=None):
 
     w = Worker(a.connect, backend, kinds=kinds, concurrency=a.concurrency,
                worker_id=a.worker_id, heartbeat_ms=a.heartbeat_ms,
-               reconnect_min_ms=a.reconnect_min_ms, reconnect_max_ms=a.reconnect_max_ms)
+               reconnect_min_ms=a.reconnect_min_ms, reconnect_max_ms=a.reconnect_max_ms,
+               curve=a.curve)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: w.stop("signal %d" % s))
     code = w.run()

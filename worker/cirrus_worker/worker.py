@@ -98,8 +98,11 @@ class JobRun:
 class Worker:
     def __init__(self, endpoint, backend, kinds=None, concurrency=1, worker_id=None,
                  heartbeat_ms=1000, reconnect_min_ms=1000, reconnect_max_ms=32000,
-                 oom_exit=True):
+                 oom_exit=True, curve=None):
+        """curve: None (plaintext) or (secret, server_public), Z85 keys: the connection is
+        a CURVE client of the broker's worker endpoint."""
         self.endpoint = endpoint
+        self.curve = curve
         self.backend = backend
         self.kinds = list(kinds or backend.kinds)
         self.concurrency = max(1, concurrency)
@@ -178,6 +181,11 @@ class Worker:
         s.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + MAX_FRAME // 4)
         s.setsockopt(zmq.SNDHWM, 10000)
         s.setsockopt(zmq.RCVHWM, 10000)
+        if self.curve:
+            secret, server = self.curve
+            s.curve_secretkey = secret.encode()
+            s.curve_publickey = zmq.curve_public(secret.encode())
+            s.curve_serverkey = server.encode()
         s.connect(self.endpoint)
         self.sock = s
         self._send_ready()
