@@ -54,6 +54,10 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
 /* The endpoint bound (tcp://...:0 gives the port chosen); valid until close. */
 const char *shard_server_endpoint(const shard_server *s);
 
+/* Concurrent Search requests merged so far: *searches index searches answered *queries
+ * requests (each merged search 2 or more). Any thread. */
+void shard_server_merged(shard_server *s, uint64_t *searches, uint64_t *queries);
+
 /* Stops intake, answers what is in flight, finishes every queued write, snapshots the index,
  * joins and frees. CR_TIMEOUT when a search thread did not stop (it is left running, and the
  * engine must then stay open). NULL-safe; sets *pp to NULL. */
