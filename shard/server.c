@@ -16,7 +16,7 @@
 
 #define POLL_MS 100      /* the writer's maintenance tick when idle */
 #define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
-#define MERGE_MAX 32     /* most concurrent Search requests merged into one index search */
+#define MERGE_MAX 32     /* default most concurrent Search requests in one index search */
 
 /* A write request in the writer's batch; the skeleton owns the call. */
 typedef struct write_job {
@@ -46,6 +46,7 @@ shard_server_opts shard_server_default_opts(void)
     o.rebuild_fraction = 0.2;
     o.default_deadline_ms = 30000;
     o.spin_us = 300;
+    o.merge_max = MERGE_MAX;
     return o;
 }
 
@@ -970,9 +971,13 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
     so.zmq_ctx = o->zmq_ctx;
     so.curve = o->curve;
     so.workers = s->o.workers;
-    so.batch_op = CIRRUS__V1__REQUEST__OP_SEARCH;
-    so.batch = search_merge;
-    so.pool_batch = MERGE_MAX;
+    if (s->o.merge_max < 1 || s->o.merge_max > 4096)
+        s->o.merge_max = MERGE_MAX;
+    if (s->o.merge_max > 1) {
+        so.batch_op = CIRRUS__V1__REQUEST__OP_SEARCH;
+        so.batch = search_merge;
+        so.pool_batch = s->o.merge_max;
+    }
     so.writer_queue = s->o.write_queue;
     so.writer_batch = (size_t)s->o.max_batch_items;
     so.default_deadline_ms = s->o.default_deadline_ms ? s->o.default_deadline_ms : 30000;

@@ -37,6 +37,8 @@ typedef struct shard_server_opts {
     double rebuild_fraction;    /* rebuild the index when tombstones exceed this (0.2) */
     uint32_t default_deadline_ms; /* for requests without one (default 30000) */
     unsigned spin_us;           /* proxy busy-polls this long after traffic (default 300) */
+    int merge_max;              /* most Search requests queued together that run as one index
+                                   search (default 32; 1 = each alone, as before) */
     const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
                                      close); NULL = plaintext */
 } shard_server_opts;
