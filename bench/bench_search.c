@@ -28,6 +28,7 @@ enum { SEARCH_MAX_LEVELS = 16 };
 typedef struct search_cfg {
     const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
     const char *load, *plot;
+    const char *peer_cache; /* the built peer index, reused across runs */
     long long k, duration_s, nprobe, ef, peer_threads, spin_us;
     long long peer_batch; /* > 0: the peer searches this many queries per index call */
     long long server_pid; /* > 0: the endpoint's process, for its CPU time and switches */
@@ -437,6 +438,16 @@ static cr_err peer_build(shared *sh, const search_cfg *c)
     cr_err rc;
     if (shard_index_metric_parse(c->metric, &io.metric))
         return CR_ERR_INVALID;
+    io.dim = (int)sh->dim;
+    io.factory = c->peer_index;
+    if (c->peer_cache) { /* the same base and factory, built by an earlier run */
+        rc = shard_index_load(&sh->peer, c->peer_cache, &io, NULL);
+        if (rc != CR_NOTFOUND) {
+            if (!rc)
+                fprintf(stderr, "peer: %s loaded from %s\n", c->peer_index, c->peer_cache);
+            return rc;
+        }
+    }
     base = bench_load_rows(c->peer_base, &nb, &d, io.metric == SHARD_INDEX_METRIC_IP);
     if (!base || d != sh->dim) {
         free(base);
@@ -457,6 +468,8 @@ static cr_err peer_build(shared *sh, const search_cfg *c)
         fprintf(stderr, "peer: %s built in-process from %zu vectors in %.1f s (%.0f vectors/s)\n",
                 c->peer_index, nb, secs, secs > 0 ? (double)nb / secs : 0);
     }
+    if (!rc && c->peer_cache)
+        rc = shard_index_snapshot(sh->peer, c->peer_cache, (int64_t)nb);
     free(ids);
     free(base);
     return rc;
@@ -530,7 +543,7 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"filter", required_argument, 0, 'F'},   {"ping", no_argument, 0, 'P'},
         {"spin-us", required_argument, 0, 'S'},  {"load", required_argument, 0, 'L'},
         {"plot", required_argument, 0, 'G'},      {"peer-batch", required_argument, 0, 'b'},
-        {"server-pid", required_argument, 0, 's'},
+        {"server-pid", required_argument, 0, 's'}, {"peer-cache", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
@@ -564,6 +577,7 @@ static int parse(search_cfg *c, int argc, char **argv)
                 return 2;
             }
             break;
+        case 'C': c->peer_cache = optarg; break;
         case 'L': c->load = optarg; break;
         case 'G': c->plot = optarg; break;
         case 'e': c->endpoint = optarg; break;
@@ -582,7 +596,7 @@ static int parse(search_cfg *c, int argc, char **argv)
                    "         [--nprobe N] [--ef N] [--peer-base B.fvecs --peer-index FACTORY\n"
                    "         [--metric ip|l2] [--peer-threads 2]] [--filter EXPR] [--spin-us N]\n"
                    "         [--load BASE] [--plot FILE.png] [--json] [--peer-batch N]\n"
-                   "         [--server-pid PID]\n"
+                   "         [--server-pid PID] [--peer-cache FILE]\n"
                    "Vector files: .fvecs/.ivecs, .npy, or FILE.hdf5:DATASET (ann-benchmarks).\n"
                    "--concurrency 1,2,4,8,16 runs the endpoint once per level (a row each);\n"
                    "--plot draws QPS against p99 over the levels (gnuplot). --load writes BASE\n"
@@ -601,7 +615,8 @@ static int parse(search_cfg *c, int argc, char **argv)
                    "call on\n--peer-threads OpenMP threads (a query's latency is its batch's).\n"
                    "cpu_us and cs per query: this process's CPU time and context switches over "
                    "a run\n(the clients; the peer's own), and with --server-pid the server's "
-                   "(/proc).\n");
+                   "(/proc).\n--peer-cache FILE: load the peer index from FILE, or build it and "
+                   "save it there.\n");
             return ch == 'h' ? 0 : 2;
         }
     }

@@ -5,13 +5,16 @@
 # query of the clients and of the server:
 #   bench/shard_merge_bench.sh [BUILD_DIR] [N] [ROUNDS] [MODES]
 # N x 128-d clustered vectors (100k by default, 1,000 clusters, 1,000 queries), HNSW32 ef 64
-# and IVF1024,Flat nprobe 16; MODES = "merged:--merge-max 32 alone:--merge-max 1" by default
-# (shard flags per mode, restarting the same shard); each mode ROUNDS times (2), interleaved.
+# and IVF1024,Flat nprobe 16; MODES = "NAME:--flag=v,--flag=v ..." (shard flags per mode,
+# restarting the same shard; default merged / merged with --spin-us 0 / alone), each mode
+# ROUNDS times (2), interleaved. The peer is built once per index (--peer-cache); its OpenMP
+# threads sleep between batches (OMP_WAIT_POLICY=passive, PEER_WAIT_POLICY overrides), so
+# that its CPU time per query is work, not spinning, on a machine shared with other load.
 # SPECS="FACTORY|PARAMS;..." overrides the indexes. Prints one Markdown row per level, with
 # the load average beside each run.
 set -euo pipefail
 BUILD=${1:-build}; N=${2:-100000}; ROUNDS=${3:-2}
-MODES=${4:-"merged:--merge-max=32 alone:--merge-max=1"}
+MODES=${4:-"merged:--merge-max=32 merged-nospin:--merge-max=32,--spin-us=0 alone:--merge-max=1"}
 BIN="$(cd "$BUILD/bin" && pwd)"
 W=$(mktemp -d /tmp/cirrus-merge-bench-XXXXXX)
 PID=""
@@ -54,15 +57,16 @@ for spec in "${SPECS[@]}"; do
     for m in $MODES; do
       name=${m%%:*}; flags=${m#*:}
       # shellcheck disable=SC2086
-      "$BIN/cirrus-shard" --dir "$W/s" --bind "$ep" --log-level warn ${flags//=/ } \
+      "$BIN/cirrus-shard" --dir "$W/s" --bind "$ep" --log-level warn $(tr ",=" "  " <<<"$flags") \
         2>>"$W/shard.log" &
       PID=$!
       ready "$ep"
       load=$(cut -d' ' -f1-3 /proc/loadavg)
       # shellcheck disable=SC2086
-      out=$("$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth "$W/t.ivecs" \
+      out=$(OMP_WAIT_POLICY=${PEER_WAIT_POLICY:-passive} "$BIN/cirrus-bench" search --endpoint "$ep" --queries "$W/q.fvecs" --truth "$W/t.ivecs" \
         --id-prefix r --k 10 --concurrency 1,8,16 --duration 5 $params --metric l2 \
         --peer-base "$W/b.fvecs" --peer-index "$index" --peer-threads 2 --peer-batch 256 \
+        --peer-cache "$W/peer-${index%%,*}.idx" \
         --server-pid "$PID" --json)
       echo "$out" >"$W/$index-$name-$r.json"
       python3 "$W/row.py" "$index" "$name" "$r" "$load" <"$W/$index-$name-$r.json"
