@@ -51,7 +51,9 @@ for spec in "${SPECS[@]}"; do
   ready "$ep"
   "$BIN/cirrus" --endpoint "$ep" --timeout 600000 load --vectors "$W/b.fvecs" --id-prefix r \
     --batch 1024 --window 4 >/dev/null 2>&1
-  "$BIN/cirrus" --endpoint "$ep" --timeout 600000 snapshot >/dev/null
+  # the index must hold everything (a snapshot waits for the indexer; on a loaded machine it
+  # may give up after 30 s without progress: ask again)
+  until "$BIN/cirrus" --endpoint "$ep" --timeout 600000 snapshot >/dev/null 2>&1; do sleep 2; done
   kill -TERM "$PID"; wait "$PID" || true; PID=""
   for r in $(seq 1 "$ROUNDS"); do
     for m in $MODES; do
