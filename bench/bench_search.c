@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 #include "client/client.h"
@@ -25,7 +28,10 @@ enum { SEARCH_MAX_LEVELS = 16 };
 typedef struct search_cfg {
     const char *endpoint, *queries, *truth, *prefix, *peer_base, *peer_index, *metric, *filter;
     const char *load, *plot;
+    const char *peer_cache; /* the built peer index, reused across runs */
     long long k, duration_s, nprobe, ef, peer_threads, spin_us;
+    long long peer_batch; /* > 0: the peer searches this many queries per index call */
+    long long server_pid; /* > 0: the endpoint's process, for its CPU time and switches */
     long long levels[SEARCH_MAX_LEVELS]; /* --concurrency 1,2,4: one endpoint run each */
     int n_levels;
     int json, ping;
@@ -34,6 +40,9 @@ typedef struct search_cfg {
 typedef struct run_result {
     double qps, p50, p95, p99, p999, mean, recall, ndcg;
     double server_search_ms; /* mean of the search time the server reports (timing) */
+    /* per query: CPU us (user + system) and context switches of this process (the clients,
+     * or the peer) and of --server-pid; -1 = not measured */
+    double cpu_us, cs, srv_cpu_us, srv_cs;
     uint64_t done, errors;
 } run_result;
 
@@ -181,6 +190,103 @@ static void *peer_worker(void *arg)
     return NULL;
 }
 
+/* The peer as a batch user runs it: one caller, --peer-batch queries per index call, on
+ * --peer-threads OpenMP threads; each query's latency is its batch's. */
+static void *peer_batch_worker(void *arg)
+{
+    worker *w = arg;
+    shared *sh = w->sh;
+    const search_cfg *c = sh->cfg;
+    size_t nb = (size_t)c->peer_batch, k = (size_t)c->k;
+    shard_index_search_params p = shard_index_default_search_params();
+    float *q = malloc(nb * sh->dim * sizeof *q), *dist = malloc(nb * k * sizeof *dist);
+    int64_t *ids = malloc(nb * k * sizeof *ids);
+    size_t *rows = malloc(nb * sizeof *rows);
+    p.nprobe = (int)c->nprobe;
+    p.ef_search = (int)c->ef;
+    p.threads = (int)c->peer_threads;
+    while (q && dist && ids && rows) {
+        size_t n = 0;
+        uint64_t t0 = cr_clock_mono_us();
+        for (; n < nb; n++) {
+            size_t i = next_query(sh);
+            if (i == SIZE_MAX)
+                break;
+            rows[n] = i;
+            memcpy(q + n * sh->dim, sh->qn + i * sh->dim, sh->dim * sizeof *q);
+        }
+        if (n == 0)
+            break;
+        if (shard_index_search(sh->peer, (int64_t)n, q, (int64_t)k, &p, dist, ids)) {
+            w->errors += n;
+            continue;
+        }
+        for (size_t j = 0; j < n; j++) {
+            lat_push(w, (double)(cr_clock_mono_us() - t0) / 1000.0);
+            memcpy(sh->answers + rows[j] * k, ids + j * k, k * sizeof *ids);
+        }
+    }
+    free(q);
+    free(dist);
+    free(ids);
+    free(rows);
+    return NULL;
+}
+
+/* CPU us (user + system) and context switches (voluntary + not) of this process. */
+static void self_usage(double *cpu_us, double *cs)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *cpu_us = (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+              (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+    *cs = (double)ru.ru_nvcsw + (double)ru.ru_nivcsw;
+}
+
+/* The same for another process, from /proc (utime + stime of /proc/PID/stat; the switches
+ * of every thread in /proc/PID/task/N/status). 0 on success. */
+static int pid_usage(long long pid, double *cpu_us, double *cs)
+{
+    char path[64], line[256], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    DIR *d;
+    struct dirent *de;
+    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+    fclose(f);
+    /* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                     &st) != 2)
+        return -1;
+    *cpu_us = (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+    *cs = 0;
+    snprintf(path, sizeof path, "/proc/%lld/task", pid);
+    d = opendir(path);
+    while (d && (de = readdir(d))) {
+        char tp[320];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(tp, sizeof tp, "/proc/%lld/task/%s/status", pid, de->d_name);
+        f = fopen(tp, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            unsigned long long v;
+            if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+                *cs += (double)v;
+        }
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return 0;
+}
+
 /* With --filter the truth is the endpoint's own exact search under the same filter. */
 static cr_err exact_truth(shared *sh, const search_cfg *c)
 {
@@ -270,10 +376,15 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
     double *all;
     size_t n = 0;
     uint64_t t0, server_us = 0, server_n = 0;
+    double cpu0, cs0, cpu1, cs1, scpu0 = 0, scs0 = 0, scpu1 = 0, scs1 = 0;
+    int srv = fn == endpoint_worker && c->server_pid > 0;
 
     for (size_t i = 0; i < sh->nq * (size_t)c->k; i++)
         sh->answers[i] = -1;
     atomic_store(&sh->next, 0);
+    self_usage(&cpu0, &cs0);
+    if (srv && pid_usage(c->server_pid, &scpu0, &scs0))
+        srv = 0;
     t0 = cr_clock_mono_us();
     sh->end_us = t0 + (uint64_t)c->duration_s * 1000000u;
     for (int i = 0; i < threads; i++) {
@@ -288,6 +399,9 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
         server_n += ws[i].server_n;
     }
     r.server_search_ms = server_n ? (double)server_us / (double)server_n / 1000.0 : 0;
+    self_usage(&cpu1, &cs1);
+    if (srv && pid_usage(c->server_pid, &scpu1, &scs1))
+        srv = 0;
     all = malloc((n ? n : 1) * sizeof *all);
     n = 0;
     for (int i = 0; i < threads; i++) {
@@ -297,6 +411,10 @@ static run_result run(shared *sh, void *(*fn)(void *), int threads)
         free(ws[i].lat_ms);
     }
     r.done = n;
+    r.cpu_us = n ? (cpu1 - cpu0) / (double)n : -1;
+    r.cs = n ? (cs1 - cs0) / (double)n : -1;
+    r.srv_cpu_us = srv && n ? (scpu1 - scpu0) / (double)n : -1;
+    r.srv_cs = srv && n ? (scs1 - scs0) / (double)n : -1;
     r.qps = (double)n / ((double)(cr_clock_mono_us() - t0) / 1e6);
     r.p50 = bench_percentile(all, n, 0.50);
     r.p95 = bench_percentile(all, n, 0.95);
@@ -320,6 +438,16 @@ static cr_err peer_build(shared *sh, const search_cfg *c)
     cr_err rc;
     if (shard_index_metric_parse(c->metric, &io.metric))
         return CR_ERR_INVALID;
+    io.dim = (int)sh->dim;
+    io.factory = c->peer_index;
+    if (c->peer_cache) { /* the same base and factory, built by an earlier run */
+        rc = shard_index_load(&sh->peer, c->peer_cache, &io, NULL);
+        if (rc != CR_NOTFOUND) {
+            if (!rc)
+                fprintf(stderr, "peer: %s loaded from %s\n", c->peer_index, c->peer_cache);
+            return rc;
+        }
+    }
     base = bench_load_rows(c->peer_base, &nb, &d, io.metric == SHARD_INDEX_METRIC_IP);
     if (!base || d != sh->dim) {
         free(base);
@@ -340,6 +468,8 @@ static cr_err peer_build(shared *sh, const search_cfg *c)
         fprintf(stderr, "peer: %s built in-process from %zu vectors in %.1f s (%.0f vectors/s)\n",
                 c->peer_index, nb, secs, secs > 0 ? (double)nb / secs : 0);
     }
+    if (!rc && c->peer_cache)
+        rc = shard_index_snapshot(sh->peer, c->peer_cache, (int64_t)nb);
     free(ids);
     free(base);
     return rc;
@@ -362,13 +492,23 @@ static json_t *result_json(const run_result *r, int conc)
     json_object_set_new(o, "errors", json_integer((json_int_t)r->errors));
     if (r->server_search_ms > 0)
         json_object_set_new(o, "server_search_ms", json_real(r->server_search_ms));
+    json_object_set_new(o, "cpu_us_per_query", json_real(r->cpu_us));
+    json_object_set_new(o, "cswitch_per_query", json_real(r->cs));
+    if (r->srv_cpu_us >= 0) {
+        json_object_set_new(o, "server_cpu_us_per_query", json_real(r->srv_cpu_us));
+        json_object_set_new(o, "server_cswitch_per_query", json_real(r->srv_cs));
+    }
     return o;
 }
 
 static void print_row(const char *name, const run_result *r, int conc)
 {
-    printf("%-10s %5d %10.1f %9.3f %9.3f %9.3f %9.3f %8.4f %6llu\n", name, conc, r->qps, r->p50,
-           r->p95, r->p99, r->p999, r->recall, (unsigned long long)r->errors);
+    printf("%-10s %5d %10.1f %9.3f %9.3f %9.3f %9.3f %8.4f %6llu %7.1f %7.2f", name, conc, r->qps,
+           r->p50, r->p95, r->p99, r->p999, r->recall, (unsigned long long)r->errors, r->cpu_us,
+           r->cs);
+    if (r->srv_cpu_us >= 0)
+        printf(" %7.1f %7.2f", r->srv_cpu_us, r->srv_cs);
+    printf("\n");
 }
 
 /* "1,2,4,8": up to SEARCH_MAX_LEVELS levels, each 1..1024. */
@@ -402,7 +542,8 @@ static int parse(search_cfg *c, int argc, char **argv)
         {"peer-threads", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},
         {"filter", required_argument, 0, 'F'},   {"ping", no_argument, 0, 'P'},
         {"spin-us", required_argument, 0, 'S'},  {"load", required_argument, 0, 'L'},
-        {"plot", required_argument, 0, 'G'},
+        {"plot", required_argument, 0, 'G'},      {"peer-batch", required_argument, 0, 'b'},
+        {"server-pid", required_argument, 0, 's'}, {"peer-cache", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     c->k = 10;
@@ -415,7 +556,7 @@ static int parse(search_cfg *c, int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         long long *t = ch == 'k' ? &c->k : ch == 'd' ? &c->duration_s
                      : ch == 'n' ? &c->nprobe : ch == 'f' ? &c->ef : ch == 'T' ? &c->peer_threads
-                     : ch == 'S' ? &c->spin_us : NULL;
+                     : ch == 'S' ? &c->spin_us : ch == 'b' ? &c->peer_batch : NULL;
         if (t) {
             if (cr_parse_ll(optarg, 0, 100000, t)) {
                 fprintf(stderr, "cirrus-bench search: %s\n", cr_error_message());
@@ -430,6 +571,13 @@ static int parse(search_cfg *c, int argc, char **argv)
                 return 2;
             }
             break;
+        case 's':
+            if (cr_parse_ll(optarg, 1, INT32_MAX, &c->server_pid)) {
+                fprintf(stderr, "cirrus-bench search: --server-pid: %s\n", cr_error_message());
+                return 2;
+            }
+            break;
+        case 'C': c->peer_cache = optarg; break;
         case 'L': c->load = optarg; break;
         case 'G': c->plot = optarg; break;
         case 'e': c->endpoint = optarg; break;
@@ -447,7 +595,8 @@ static int parse(search_cfg *c, int argc, char **argv)
                    "         [--id-prefix P] [--k 10] [--concurrency C[,C...]] [--duration S]\n"
                    "         [--nprobe N] [--ef N] [--peer-base B.fvecs --peer-index FACTORY\n"
                    "         [--metric ip|l2] [--peer-threads 2]] [--filter EXPR] [--spin-us N]\n"
-                   "         [--load BASE] [--plot FILE.png] [--json]\n"
+                   "         [--load BASE] [--plot FILE.png] [--json] [--peer-batch N]\n"
+                   "         [--server-pid PID] [--peer-cache FILE]\n"
                    "Vector files: .fvecs/.ivecs, .npy, or FILE.hdf5:DATASET (ann-benchmarks).\n"
                    "--concurrency 1,2,4,8,16 runs the endpoint once per level (a row each);\n"
                    "--plot draws QPS against p99 over the levels (gnuplot). --load writes BASE\n"
@@ -462,7 +611,12 @@ static int parse(search_cfg *c, int argc, char **argv)
                    "--spin-us: clients busy-poll this long for each reply before sleeping.\n"
                    "With --peer-base the same FAISS index is built in-process from the same\n"
                    "file and measured in the same run, single queries from --peer-threads "
-                   "threads.\n");
+                   "threads;\nwith --peer-batch N, one caller searching N queries per index "
+                   "call on\n--peer-threads OpenMP threads (a query's latency is its batch's).\n"
+                   "cpu_us and cs per query: this process's CPU time and context switches over "
+                   "a run\n(the clients; the peer's own), and with --server-pid the server's "
+                   "(/proc).\n--peer-cache FILE: load the peer index from FILE, or build it and "
+                   "save it there.\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -568,7 +722,8 @@ static int run_peer(shared *sh, const search_cfg *c, run_result *peer)
         fprintf(stderr, "cirrus-bench search: peer: %s\n", cr_error_message());
         return 1;
     }
-    *peer = run(sh, peer_worker, (int)c->peer_threads);
+    *peer = c->peer_batch > 0 ? run(sh, peer_batch_worker, 1)
+                              : run(sh, peer_worker, (int)c->peer_threads);
     if (!c->json)
         print_row("in-process", peer, (int)c->peer_threads);
     shard_index_close(&sh->peer);
@@ -630,8 +785,9 @@ int bench_cmd_search(int argc, char **argv)
     if ((ret = setup(&sh, &c, load_s)) != 0)
         goto out;
     if (!c.json)
-        printf("%-10s %5s %10s %9s %9s %9s %9s %8s %6s\n", "target", "conc", "QPS", "p50 ms",
-               "p95 ms", "p99 ms", "p99.9 ms", "recall", "errors");
+        printf("%-10s %5s %10s %9s %9s %9s %9s %8s %6s %7s %7s%s\n", "target", "conc", "QPS",
+               "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "recall", "errors", "cpu_us", "cs",
+               c.server_pid > 0 ? " srv_cpu  srv_cs" : "");
     for (int i = 0; c.endpoint && i < c.n_levels; i++) {
         lv[i] = run(&sh, endpoint_worker, (int)c.levels[i]);
         errors += lv[i].errors;

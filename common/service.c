@@ -90,6 +90,7 @@ cr_svc_opts cr_svc_default_opts(void)
     o.pool_name = "worker";
     o.workers = 2;
     o.pool_queue = 10000;
+    o.pool_batch = 32;
     o.writer_queue = 1024;
     o.writer_batch = 8192;
     o.default_deadline_ms = 30000;
@@ -442,29 +443,94 @@ static void default_op(cr_service *s, cr_svc_call *c, const Cirrus__V1__Request 
                            s->t.unsupported ? s->t.unsupported : "operation not served here");
 }
 
-/* A pool request: unpack, check its deadline (from its receive), run. */
-static void pool_run(cr_service *s, cr_svc_call *c)
+/* A pool request before it runs: unpacked, and its deadline (from its receive) checked.
+ * 0 when it was answered instead. */
+static int pool_ready(cr_service *s, cr_svc_call *c)
 {
     uint32_t budget;
     if (!call_unpack(c))
-        return;
+        return 0;
     budget = c->req->deadline_ms ? c->req->deadline_ms : s->o.default_deadline_ms;
     if ((cr_clock_mono_us() - c->recv_us) / 1000 > budget) {
         cr_svc_reply_error(c, c->req->id, CR_ERR_DEADLINE, "deadline passed while queued");
-        return;
+        return 0;
     }
+    return 1;
+}
+
+/* 1 when c's op is the one whose queued requests run together. */
+static int op_batches(const cr_service *s, const cr_svc_op *op)
+{
+    return op && s->o.batch && op->op == s->o.batch_op && op->where == CR_SVC_POOL;
+}
+
+static void pool_run(cr_service *s, cr_svc_call *c)
+{
+    if (!pool_ready(s, c))
+        return;
     if (c->op)
         c->op->fn(s->ctx, c, c->req);
     else
         default_op(s, c, c->req);
 }
 
+/* calls[0..n) of one batching op: those still to run go to the op's batch function
+ * together (one alone: to its fn). `run` has room for n. */
+static void pool_run_batch(cr_service *s, cr_svc_call *const *calls, size_t n,
+                           cr_svc_call **run)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (pool_ready(s, calls[i]))
+            run[m++] = calls[i];
+    if (m == 1)
+        run[0]->op->fn(s->ctx, run[0], run[0]->req);
+    else if (m > 1)
+        s->o.batch(s->ctx, run, m);
+}
+
+/* Under s->mu, c just popped: when its op batches, moves the other calls of that op queued
+ * now (in arrival order, up to pool_batch in all) from the queue to out[1..]; out[0] = c.
+ * Returns how many out holds. */
+static size_t take_batch(cr_service *s, cr_svc_call *c, cr_svc_call **out, size_t room)
+{
+    cr_svc_call *prev = NULL, *x = s->pool.head;
+    size_t n = 1;
+    out[0] = c;
+    if (!op_batches(s, c->op))
+        return 1;
+    while (x && n < room) {
+        cr_svc_call *next = x->next;
+        if (x->op == c->op) {
+            if (prev)
+                prev->next = next;
+            else
+                s->pool.head = next;
+            if (s->pool.tail == x)
+                s->pool.tail = prev;
+            s->pool.n--;
+            x->next = NULL;
+            out[n++] = x;
+        } else {
+            prev = x;
+        }
+        x = next;
+    }
+    return n;
+}
+
 static void *worker_main(void *arg)
 {
     cr_service *s = arg;
+    /* a batch, and the part of it still to run; without them every request runs alone */
+    size_t room = (size_t)s->o.pool_batch;
+    cr_svc_call **batch = room > 1 ? malloc(2 * room * sizeof *batch) : NULL, *one[1];
+    if (!batch)
+        room = 1;
     thread_ready(s);
     for (;;) {
-        cr_svc_call *c;
+        cr_svc_call *c, **calls = batch ? batch : one;
+        size_t n;
         int late;
         pthread_mutex_lock(&s->mu);
         while (!s->pool.head && !s->pool_stop) {
@@ -473,18 +539,23 @@ static void *worker_main(void *arg)
             pthread_cond_timedwait(&s->pool_cv, &s->mu, &ts);
         }
         c = queue_pop(&s->pool);
+        n = c ? take_batch(s, c, calls, room) : 0;
         late = s->pool_stop && cr_clock_mono_ms() > s->drain_until_ms;
         pthread_mutex_unlock(&s->mu);
         if (!c)
             break; /* stopping, and nothing is left */
-        if (late)
-            cr_svc_reply_error(c, c->req ? c->req->id : c->id, CR_ERR_UNAVAILABLE,
-                               "the server is shutting down");
-        else
+        for (size_t i = 0; late && i < n; i++)
+            cr_svc_reply_error(calls[i], calls[i]->req ? calls[i]->req->id : calls[i]->id,
+                               CR_ERR_UNAVAILABLE, "the server is shutting down");
+        if (!late && n > 1)
+            pool_run_batch(s, calls, n, calls + room);
+        else if (!late)
             pool_run(s, c);
-        atomic_fetch_sub(&s->pool_busy, 1);
-        call_done(c);
+        atomic_fetch_sub(&s->pool_busy, (int)n);
+        for (size_t i = 0; i < n; i++)
+            call_done(calls[i]);
     }
+    free(batch);
     svc_unref(s);
     return NULL;
 }
@@ -610,8 +681,13 @@ static int try_front(cr_service *s, cr_svc_call *c)
 {
     if (!c->op || !c->op->front)
         return 0;
-    if (atomic_load(&s->pool_busy) < s->o.workers && more_waiting(s->front))
+    if (op_batches(s, c->op)) {
+        /* with others in flight, queued requests merge into one batch on a pool thread */
+        if (atomic_load(&s->pool_busy) > 0 || more_waiting(s->front))
+            return 0;
+    } else if (atomic_load(&s->pool_busy) < s->o.workers && more_waiting(s->front)) {
         return 0;
+    }
     if (!call_unpack(c))
         return 1;
     return c->op->front(s->ctx, c, c->req);
@@ -718,8 +794,10 @@ static cr_err check_opts(const cr_svc_opts *o, const cr_svc_ops *t)
     if (o->workers < 1 || o->workers > SVC_MAX_WORKERS)
         return cr_error_set(CR_ERR_INVALID, "service: %d workers (1..%d)", o->workers,
                             SVC_MAX_WORKERS);
-    if (o->pool_queue < 1 || o->writer_queue < 1 || o->writer_batch < 1 || o->idle_ms < 1)
-        return cr_error_set(CR_ERR_INVALID, "service: queue bounds must be positive");
+    if (o->pool_queue < 1 || o->writer_queue < 1 || o->writer_batch < 1 || o->idle_ms < 1 ||
+        o->pool_batch < 1 || o->pool_batch > 4096)
+        return cr_error_set(CR_ERR_INVALID, "service: queue bounds must be positive (pool "
+                            "batch 1..4096)");
     for (size_t i = 0; i < t->n; i++) {
         const cr_svc_op *op = &t->ops[i];
         if (op->where == CR_SVC_WRITER)

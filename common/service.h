@@ -24,7 +24,12 @@
  *                  first); with a `front` function, tried on the front thread first whenever
  *                  the pool has no backlog to hide it behind (no other request waiting, or
  *                  every worker busy): a lone client then pays no hand-off to a worker and
- *                  back. `front` returns 0 to hand the request to the pool after all;
+ *                  back. `front` returns 0 to hand the request to the pool after all.
+ *                  For the op named by opts.batch_op, a pool thread that picks one also
+ *                  takes every other request of that op queued at that moment (up to
+ *                  `pool_batch` in all; no timer waits for more) and runs them with one
+ *                  opts.batch call; that op is tried on the front only when the pool is
+ *                  idle and nothing else waits, so that concurrent requests queue and merge;
  *   CR_SVC_WRITER  unpacked on the front, checked by `admit`, queued for the one writer
  *                  thread, which takes queued requests in batches (up to `writer_batch` of
  *                  their `write_weight`) and runs them with `write_batch` in arrival order;
@@ -70,6 +75,10 @@ typedef int cr_svc_try_fn(void *ctx, cr_svc_call *call, const Cirrus__V1__Reques
 /* Checks a WRITER request on the front before it is queued; an error is the reply (its code
  * and cr_error_message()). */
 typedef cr_err cr_svc_admit_fn(void *ctx, const Cirrus__V1__Request *req);
+/* Runs n >= 2 POOL requests of one op taken from the queue together: calls[0..n) in arrival
+ * order, each unpacked (cr_svc_call_request) and within its deadline. It answers every one
+ * (the skeleton answers CR_ERR_INTERNAL for any it leaves unanswered) and may keep calls. */
+typedef void cr_svc_batch_fn(void *ctx, cr_svc_call *const *calls, size_t n);
 
 typedef struct cr_svc_op {
     int op;                  /* a Cirrus__V1__Request__OpCase */
@@ -100,6 +109,10 @@ typedef struct cr_svc_opts {
     void *zmq_ctx;             /* share a context (needed for inproc); NULL = own */
     int workers;               /* pool threads, 1..64 (default 2) */
     int pool_queue;            /* pool requests queued or running before OVERLOADED (10000) */
+    int batch_op;              /* a POOL op (Cirrus__V1__Request__OpCase) whose queued
+                                  requests run together through `batch`; 0 = none */
+    cr_svc_batch_fn *batch;    /* with batch_op */
+    int pool_batch;            /* most requests per `batch` call (32); 1 = never batch */
     int writer_queue;          /* writer requests queued before OVERLOADED (1024) */
     size_t writer_batch;       /* most weight per write_batch call (8192); a request heavier
                                   than this alone still runs, alone */

@@ -12,6 +12,7 @@ int main(int argc, char **argv)
 {
     char *dir, *bind, *metric, *factory, *template_path, *log_level, *curve_secret, *curve_allow;
     long long dim, train_size, workers, snap_writes, snap_interval, queue, spin_us, backlog_mb;
+    long long merge_max;
     double exact_fraction;
     int create, keep_images;
     cr_opt opts[] = {
@@ -49,6 +50,9 @@ int main(int argc, char **argv)
          "/v1/items/{id}/image, garment ids of generation jobs)"},
         {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
+        {"merge-max", CR_OPT_INT, &merge_max, "32", 1, 4096, 0,
+         "most concurrent searches queued together that run as one index search (1 = each "
+         "alone)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},
         CR_CURVE_SERVER_OPTS(curve_secret, curve_allow),
     };
@@ -89,6 +93,7 @@ int main(int argc, char **argv)
     so.bind = bind;
     so.workers = (int)workers;
     so.spin_us = (unsigned)spin_us;
+    so.merge_max = (int)merge_max;
     so.write_queue = (int)queue;
     so.snapshot_writes = (uint64_t)snap_writes;
     so.snapshot_interval_s = (uint64_t)snap_interval;

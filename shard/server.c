@@ -1,5 +1,6 @@
 #include "shard/server.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #define POLL_MS 100      /* the writer's maintenance tick when idle */
 #define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
+#define MERGE_MAX 32     /* default most concurrent Search requests in one index search */
 
 /* A write request in the writer's batch; the skeleton owns the call. */
 typedef struct write_job {
@@ -30,6 +32,7 @@ struct shard_server {
     shard_server_opts o;
     cr_service *svc;
     uint64_t last_snap_ms; /* the writer's */
+    atomic_uint_fast64_t merged_calls, merged_queries; /* shard_server_merged */
 };
 
 shard_server_opts shard_server_default_opts(void)
@@ -43,6 +46,7 @@ shard_server_opts shard_server_default_opts(void)
     o.rebuild_fraction = 0.2;
     o.default_deadline_ms = 30000;
     o.spin_us = 300;
+    o.merge_max = MERGE_MAX;
     return o;
 }
 
@@ -194,6 +198,147 @@ static void do_search(void *arg, cr_svc_call *call, const Cirrus__V1__Request *r
 {
     server *s = arg;
     search_reply(s, call, req, 0);
+}
+
+/* ---- concurrent searches merged (the pool's batch function) ------------------------------ */
+
+/* One Search request of a pool batch. */
+typedef struct merge_req {
+    cr_svc_call *call;
+    const Cirrus__V1__Request *req;
+    const Cirrus__V1__Query *q;
+    shard_engine_query eq;
+    int done; /* answered, or taken by a group */
+} merge_req;
+
+/* A request that may share an index search: a valid plain vector query without a filter or
+ * an exact scan. Invalid ones are answered here (as search_reply would); 0 = runs alone. */
+static int merge_eligible(server *s, merge_req *m)
+{
+    const Cirrus__V1__Query *q = m->q;
+    cr_err rc;
+    if (!q || q->kind_case != CIRRUS__V1__QUERY__KIND_VECTOR || q->filter ||
+        (q->params && q->params->exact))
+        return 0;
+    rc = query_to_engine(s->engine, q, &m->eq);
+    if (rc) {
+        reply_status(m->call, m->req->id, rc, cr_error_message());
+        m->done = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int merge_same(const shard_engine_query *a, const shard_engine_query *b)
+{
+    return a->k == b->k && a->nprobe == b->nprobe && a->ef_search == b->ef_search;
+}
+
+/* The group g[0..n) (same k and parameters) as one index search; each answered from its rows.
+ * When the merged search fails (e.g. an inner-product query of zeros), each runs alone, so
+ * that one request's error is its own. */
+static void merge_run(server *s, merge_req **g, size_t n)
+{
+    size_t dim = (size_t)shard_engine_dim(s->engine), k = g[0]->eq.k;
+    shard_engine_query common = g[0]->eq;
+    float *qs = malloc(n * dim * sizeof *qs);
+    shard_engine_hit *hits = malloc(n * k * sizeof *hits);
+    size_t *nh = calloc(n, sizeof *nh);
+    uint64_t t0 = cr_clock_mono_us(), took;
+    cr_err rc = qs && hits && nh ? CR_OK : cr_error_set(CR_ERR_NOMEM, "out of memory");
+
+    common.vector = NULL;
+    common.threads = 1; /* the pool's threads are the cores: no OpenMP team on top */
+    for (size_t i = 0; !rc && i < n; i++)
+        memcpy(qs + i * dim, g[i]->eq.vector, dim * sizeof *qs);
+    if (!rc)
+        rc = shard_engine_search_many(s->engine, qs, n, &common, hits, nh);
+    took = cr_clock_mono_us() - t0;
+    for (size_t i = 0; i < n; i++) {
+        const Cirrus__V1__Query *q = g[i]->q;
+        Cirrus__V1__Response resp = CIRRUS__V1__RESPONSE__INIT;
+        Cirrus__V1__SearchResult r = CIRRUS__V1__SEARCH_RESULT__INIT;
+        Cirrus__V1__Timing t = CIRRUS__V1__TIMING__INIT;
+        cr_err ri = CR_OK;
+        if (rc) {
+            search_reply(s, g[i]->call, g[i]->req, 0);
+            continue;
+        }
+        r.timing = &t;
+        r.hits = calloc(k, sizeof *r.hits);
+        if (!r.hits)
+            ri = cr_error_set(CR_ERR_NOMEM, "out of memory");
+        else if (nh[i] > q->offset)
+            ri = fill_hits(s->engine, hits + i * k + q->offset, nh[i] - q->offset,
+                           q->include_metadata, q->include_vectors, &r);
+        t.search_us = took + (cr_clock_mono_us() - t0 - took) / n;
+        if (ri) {
+            reply_status(g[i]->call, g[i]->req->id, ri, cr_error_message());
+        } else {
+            resp.result_case = CIRRUS__V1__RESPONSE__RESULT_SEARCH;
+            resp.search = &r;
+            reply(g[i]->call, g[i]->req->id, &resp);
+        }
+        result_free(&r);
+    }
+    if (!rc) {
+        atomic_fetch_add(&s->merged_calls, 1);
+        atomic_fetch_add(&s->merged_queries, n);
+    }
+    free(qs);
+    free(hits);
+    free(nh);
+}
+
+/* Search requests that were queued together: those with the same k and parameters (plain
+ * vector queries, no filter, no exact scan) share one index search; the rest run as before. */
+static void search_merge(void *arg, cr_svc_call *const *calls, size_t n)
+{
+    server *s = arg;
+    merge_req *m = calloc(n, sizeof *m);
+    merge_req **g = calloc(n, sizeof *g);
+    if (!m || !g) { /* no room to merge: each alone */
+        free(m);
+        free(g);
+        for (size_t i = 0; i < n; i++)
+            do_search(s, calls[i], cr_svc_call_request(calls[i]));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        m[i].call = calls[i];
+        m[i].req = cr_svc_call_request(calls[i]);
+        m[i].q = m[i].req->search ? m[i].req->search->query : NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t ng = 0;
+        if (m[i].done)
+            continue;
+        if (!merge_eligible(s, &m[i])) {
+            if (!m[i].done)
+                search_reply(s, m[i].call, m[i].req, 0);
+            m[i].done = 1;
+            continue;
+        }
+        g[ng++] = &m[i];
+        m[i].done = 1;
+        for (size_t j = i + 1; j < n; j++) {
+            if (m[j].done || !m[j].q || m[j].q->kind_case != CIRRUS__V1__QUERY__KIND_VECTOR ||
+                m[j].q->filter || (m[j].q->params && m[j].q->params->exact))
+                continue;
+            if (!m[j].eq.vector && !merge_eligible(s, &m[j]))
+                continue; /* answered (invalid) or left for its turn */
+            if (merge_same(&m[i].eq, &m[j].eq)) {
+                g[ng++] = &m[j];
+                m[j].done = 1;
+            }
+        }
+        if (ng == 1)
+            search_reply(s, m[i].call, m[i].req, 0);
+        else
+            merge_run(s, g, ng);
+    }
+    free(m);
+    free(g);
 }
 
 /* A batch whose queries are all plain vector queries with the same k and parameters and no
@@ -826,6 +971,13 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
     so.zmq_ctx = o->zmq_ctx;
     so.curve = o->curve;
     so.workers = s->o.workers;
+    if (s->o.merge_max < 1 || s->o.merge_max > 4096)
+        s->o.merge_max = MERGE_MAX;
+    if (s->o.merge_max > 1) {
+        so.batch_op = CIRRUS__V1__REQUEST__OP_SEARCH;
+        so.batch = search_merge;
+        so.pool_batch = s->o.merge_max;
+    }
     so.writer_queue = s->o.write_queue;
     so.writer_batch = (size_t)s->o.max_batch_items;
     so.default_deadline_ms = s->o.default_deadline_ms ? s->o.default_deadline_ms : 30000;
@@ -840,6 +992,12 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
             s->o.workers);
     *out = s;
     return CR_OK;
+}
+
+void shard_server_merged(shard_server *s, uint64_t *searches, uint64_t *queries)
+{
+    *searches = atomic_load(&s->merged_calls);
+    *queries = atomic_load(&s->merged_queries);
 }
 
 const char *shard_server_endpoint(const shard_server *s)

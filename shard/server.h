@@ -37,6 +37,8 @@ typedef struct shard_server_opts {
     double rebuild_fraction;    /* rebuild the index when tombstones exceed this (0.2) */
     uint32_t default_deadline_ms; /* for requests without one (default 30000) */
     unsigned spin_us;           /* proxy busy-polls this long after traffic (default 300) */
+    int merge_max;              /* most Search requests queued together that run as one index
+                                   search (default 32; 1 = each alone, as before) */
     const struct cr_curve *curve; /* CURVE on a tcp:// bind (common/curve.h; borrowed until
                                      close); NULL = plaintext */
 } shard_server_opts;
@@ -53,6 +55,10 @@ cr_err shard_server_open(shard_server **out, shard_engine *e, const shard_server
 
 /* The endpoint bound (tcp://...:0 gives the port chosen); valid until close. */
 const char *shard_server_endpoint(const shard_server *s);
+
+/* Concurrent Search requests merged so far: *searches index searches answered *queries
+ * requests (each merged search 2 or more). Any thread. */
+void shard_server_merged(shard_server *s, uint64_t *searches, uint64_t *queries);
 
 /* Stops intake, answers what is in flight, finishes every queued write, snapshots the index,
  * joins and frees. CR_TIMEOUT when a search thread did not stop (it is left running, and the
