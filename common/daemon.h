@@ -42,6 +42,16 @@ int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *o
  * latency. Call before any thread starts; cr_daemon_begin calls it. */
 void cr_daemon_tune_malloc(void);
 
+/* Blocks of at least this many bytes are mapped on their own and unmapped when freed
+ * (cr_daemon_tune_malloc; MALLOC_MMAP_THRESHOLD_ in the environment wins). */
+#define CR_DAEMON_MMAP_THRESHOLD (1 << 20)
+
+/* Gives the free pages inside malloc's arenas back to the kernel (glibc's malloc_trim(0)):
+ * after a large, short-lived peak such as an index rebuild (two indexes at once) or a
+ * snapshot's serialized copy, whose freed blocks would otherwise stay in the RSS. Takes
+ * each arena's lock in turn for a few ms: call after such a peak, not per request. */
+void cr_daemon_release_memory(void);
+
 /* Set by SIGINT and SIGTERM. */
 volatile sig_atomic_t *cr_daemon_stop_flag(void);
 /* Installs the SIGHUP handler (a daemon without one keeps SIGHUP's default) and returns the

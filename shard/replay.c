@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/daemon.h" /* cr_daemon_release_memory */
 #include "common/log.h"
 #include "shard/engine_impl.h"
 
@@ -189,6 +190,7 @@ static void *rebuild_main(void *arg)
     atomic_store(&e->rb.active, 0);
     pthread_mutex_unlock(&e->ixmu);
     free(c[2]);
+    cr_daemon_release_memory(); /* the old index, freed at the swap */
     e->rb.rc = rc;
     if (rc)
         snprintf(e->rb.err, sizeof e->rb.err, "%s", cr_error_message());
