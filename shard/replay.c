@@ -229,6 +229,11 @@ cr_err shard_engine_rebuild_wait(shard_engine *e)
     return rebuild_join(e, 1);
 }
 
+int shard_engine_rebuilding(shard_engine *e)
+{
+    return e->rb.started && !atomic_load(&e->rb.done);
+}
+
 cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
 {
     shard_index_stats s;
