@@ -207,10 +207,9 @@ static cr_err index_chunk(shard_engine *e)
     if (m && fault_take(&e->fault.add_fails))
         rc = cr_error_set(CR_ERR_INDEX, "injected index add failure");
     else if (m) {
-        uint64_t t0 = cr_clock_mono_us();
         rc = shard_index_add(e->index, (int64_t)m, b->chunk_ids, b->chunk_vecs);
-        if (rc == CR_OK)
-            chunk_adapt(b, m, cr_clock_mono_us() - t0);
+        if (rc == CR_OK) /* the time it held the index, not its wait for searches to end */
+            chunk_adapt(b, m, shard_index_last_add_held_us(e->index));
     }
     if (rc == CR_OK) {
         pthread_rwlock_wrlock(&b->rw);
