@@ -192,15 +192,27 @@ static void on_status(jobs_broker *b, cr_wire_msg *m, const Cirrus__V1__Request 
     const Cirrus__V1__JobStatusRequest *s = rq->job_status;
     jobs_job *j = s->job_id ? jobs_find(b, s->job_id) : NULL;
     Cirrus__V1__JobRecord *rec = NULL;
+    const uint8_t *img = NULL;
+    size_t img_len = 0;
     if (!j || !j->durable) {
         cr_wire_reply_error(b->front, m, rq->id, CR_NOTFOUND, "no such job");
         return;
     }
-    if (s->include_image && j->stored_image && !j->evict &&
-        jobs_store_get(b->st, j->id, &rec) != CR_OK)
-        CR_WARN("jobs", "%s: reading its result: %s", j->id, cr_error_message());
-    reply_info(b, m, rq->id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j, rec ? rec->image.data : NULL,
-               rec ? rec->image.len : 0);
+    /* A job that just succeeded holds its image until the next flush commits it: a status
+     * asked for in between gets it from memory (else it said "succeeded" with no image: one
+     * of the soak's job errors). */
+    if (s->include_image && j->image) {
+        img = j->image;
+        img_len = j->image_len;
+    } else if (s->include_image && j->stored_image && !j->evict) {
+        if (jobs_store_get(b->st, j->id, &rec) == CR_OK) {
+            img = rec->image.data;
+            img_len = rec->image.len;
+        } else {
+            CR_WARN("jobs", "%s: reading its result: %s", j->id, cr_error_message());
+        }
+    }
+    reply_info(b, m, rq->id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j, img, img_len);
     if (rec)
         cirrus__v1__job_record__free_unpacked(rec, NULL);
 }
