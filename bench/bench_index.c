@@ -23,7 +23,7 @@
 float *bench_load_rows(const char *path, size_t *rows, size_t *dim, int normalize);
 
 #define MAX_INDEXES 8
-#define CHUNK 4096 /* the shard indexer's add size (backlog.c INDEX_CHUNK) */
+#define CHUNK 4096 /* the shard indexer's largest add (backlog.c INDEX_CHUNK) */
 
 typedef struct idx_cfg {
     const char *base, *queries, *truth, *metric, *workdir;

@@ -52,6 +52,20 @@ void cr_daemon_tune_malloc(void)
     if (!getenv("MALLOC_ARENA_MAX"))
         (void)mallopt(M_ARENA_MAX, 2);
 #endif
+#ifdef M_MMAP_THRESHOLD
+    /* A fixed threshold also turns off glibc's sliding one, which after the first free of a
+     * big mapped block (an index's vectors, a snapshot's buffer) moves every later block up
+     * to 32 MiB into the arenas, where a freed one is seldom given back. */
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        (void)mallopt(M_MMAP_THRESHOLD, CR_DAEMON_MMAP_THRESHOLD);
+#endif
+}
+
+void cr_daemon_release_memory(void)
+{
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
 }
 
 int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *opts, size_t n,

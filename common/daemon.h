@@ -39,8 +39,23 @@ int cr_daemon_begin(const char *program, const char *env_prefix, const cr_opt *o
  * what each frees: in the soak (tests/soak/run.sh: an index rebuild on a fresh thread every
  * ~15 s, request and snapshot threads) RssAnon of cirrus serve rose 103 -> 123 MiB (+19 %)
  * from 90 s to 360 s by default, 88 -> 90.5 MiB (+2.7 %) with 2 arenas, at the same
- * latency. Call before any thread starts; cr_daemon_begin calls it. */
+ * latency. It also fixes the mmap threshold (CR_DAEMON_MMAP_THRESHOLD): glibc's sliding one
+ * moves the index's and the snapshots' big blocks into the arenas after the first is freed.
+ * With 2 arenas alone the soak's RssAnon still grew 63 -> 104 MiB in 9 minutes, malloc
+ * holding 122 MB for 71 MB in use; with this and cr_daemon_release_memory after rebuilds and
+ * snapshots it stays at 44 MiB between rebuilds (docs/testing.md, "Soak").
+ * Call before any thread starts; cr_daemon_begin calls it. */
 void cr_daemon_tune_malloc(void);
+
+/* Blocks of at least this many bytes are mapped on their own and unmapped when freed
+ * (cr_daemon_tune_malloc; MALLOC_MMAP_THRESHOLD_ in the environment wins). */
+#define CR_DAEMON_MMAP_THRESHOLD (1 << 20)
+
+/* Gives the free pages inside malloc's arenas back to the kernel (glibc's malloc_trim(0)):
+ * after a large, short-lived peak such as an index rebuild (two indexes at once) or a
+ * snapshot's serialized copy, whose freed blocks would otherwise stay in the RSS. Takes
+ * each arena's lock in turn for a few ms: call after such a peak, not per request. */
+void cr_daemon_release_memory(void);
 
 /* Set by SIGINT and SIGTERM. */
 volatile sig_atomic_t *cr_daemon_stop_flag(void);

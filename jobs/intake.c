@@ -53,6 +53,12 @@ static void reply_status(jobs_broker *b, const cr_wire_msg *route, uint64_t id, 
                          int include_image)
 {
     Cirrus__V1__JobRecord *rec = NULL;
+    /* a result not yet flushed is still in memory (the soak saw "succeeded" without its
+     * image when only the store was read) */
+    if (include_image && j->image) {
+        reply_info(b, route, id, CIRRUS__V1__REQUEST__OP_JOB_STATUS, j, j->image, j->image_len);
+        return;
+    }
     if (include_image && j->stored_image && !j->evict &&
         jobs_store_get(b->st, j->id, &rec) != CR_OK)
         CR_WARN("jobs", "%s: reading its result: %s", j->id, cr_error_message());

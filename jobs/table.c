@@ -265,7 +265,8 @@ void jobs_info_fill(const jobs_job *j, Cirrus__V1__JobInfo *info, Cirrus__V1__Jo
     info->created_ms = j->created_ms;
     info->started_ms = j->started_ms;
     info->ended_ms = j->ended_ms;
-    info->has_image = j->stored_image > 0 && !j->evict;
+    /* j->image: a result the next flush commits */
+    info->has_image = (j->stored_image > 0 || j->image) && !j->evict;
     if (atts && attp) { /* a listing leaves the attempt logs out */
         attempts_fill(j, atts, attp);
         info->n_attempt_log = j->n_log;

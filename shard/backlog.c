@@ -12,9 +12,15 @@
 #include "common/log.h"
 #include "shard/engine_impl.h"
 
-#define INDEX_CHUNK 4096 /* items per index add: fewer, larger adds build faster; each holds
-                            the index ~0.4 s (HNSW32, two cores), so no search that must not
-                            wait may queue behind it */
+#define INDEX_CHUNK 4096 /* the most items per index add (the chunk buffers' size) */
+#define INDEX_CHUNK_MIN 64 /* the fewest (but for a shorter queue) */
+/* An add holds the index's write lock: searches and removals wait behind it. Larger adds
+ * build a little faster, but 4096 HNSW32 adds held it ~0.4 s on two idle cores and 5-20 s
+ * on the shared, loaded machine, past the coordinator's 5 s backend timeout (the soak's
+ * errors: searches and writes timed out while the preload was indexed). So the chunk is
+ * sized from the last add's time per item to hold the lock about this long. */
+#define INDEX_HOLD_MS 50
+#define IXMU_YIELD_MS 100 /* the indexer waits at most this long for others on ixmu */
 #define INDEX_RETRY_MIN_MS 20   /* a failed add is retried after this, doubling... */
 #define INDEX_RETRY_MAX_MS 2000 /* ...up to this */
 #define ROOM_WAIT_MS 10000      /* a writer waits at most this long for room in the queue */
@@ -157,22 +163,39 @@ void shard_backlog_kill(backlog *b, int64_t id)
     pthread_rwlock_unlock(&b->rw);
 }
 
-/* Moves the oldest queued items (one chunk) into the index. When the add fails nothing
- * moves: the items stay queued, searched exactly, for the next attempt. Called by the
- * indexer thread, or by the writer when none runs. */
+/* The next chunk's size from this add of m items in us: what holds the index about
+ * INDEX_HOLD_MS at this add's rate, at most twice the last (under ixmu). */
+static void chunk_adapt(backlog *b, size_t m, uint64_t us)
+{
+    double per_item = (double)(us ? us : 1) / (double)m;
+    double fit = INDEX_HOLD_MS * 1000.0 / per_item;
+    size_t next = fit >= (double)INDEX_CHUNK ? INDEX_CHUNK : (size_t)fit;
+    if (m < b->chunk && us <= INDEX_HOLD_MS * 1000u)
+        return; /* a short queue's add (its fixed costs) says little about a full chunk */
+    if (next > 2 * b->chunk)
+        next = 2 * b->chunk;
+    b->chunk = next < INDEX_CHUNK_MIN ? INDEX_CHUNK_MIN : next > INDEX_CHUNK ? INDEX_CHUNK : next;
+}
+
+/* Moves the oldest queued items (one chunk, see chunk_adapt) into the index. When the add
+ * fails nothing moves: the items stay queued, searched exactly, for the next attempt. Called
+ * by the indexer thread, or by the writer when none runs. */
 static cr_err index_chunk(shard_engine *e)
 {
     backlog *b = &e->bl;
     size_t dim = (size_t)e->dim, take, m = 0;
     int64_t hw;
     cr_err rc = CR_OK;
+    /* A writer or a snapshot waiting for ixmu goes first (bounded: IXMU_YIELD_MS). */
+    for (int i = 0; i < IXMU_YIELD_MS * 10 && atomic_load(&e->ixmu_waiting) > 0; i++)
+        nanosleep(&(struct timespec){0, 100000}, NULL);
     pthread_mutex_lock(&e->ixmu); /* also owns chunk_ids/chunk_vecs */
     if (atomic_load(&e->rb.active)) { /* set under ixmu: a rebuild reads indexed_hw */
         pthread_mutex_unlock(&e->ixmu);
         return CR_OK;
     }
     pthread_rwlock_rdlock(&b->rw);
-    take = backlog_len(b) < INDEX_CHUNK ? backlog_len(b) : INDEX_CHUNK;
+    take = backlog_len(b) < b->chunk ? backlog_len(b) : b->chunk;
     for (size_t i = b->head; i < b->head + take; i++)
         if (!b->dead[i]) {
             b->chunk_ids[m] = b->ids[i];
@@ -183,8 +206,11 @@ static cr_err index_chunk(shard_engine *e)
     pthread_rwlock_unlock(&b->rw);
     if (m && fault_take(&e->fault.add_fails))
         rc = cr_error_set(CR_ERR_INDEX, "injected index add failure");
-    else if (m)
+    else if (m) {
         rc = shard_index_add(e->index, (int64_t)m, b->chunk_ids, b->chunk_vecs);
+        if (rc == CR_OK) /* the time it held the index, not its wait for searches to end */
+            chunk_adapt(b, m, shard_index_last_add_held_us(e->index));
+    }
     if (rc == CR_OK) {
         pthread_rwlock_wrlock(&b->rw);
         b->head += take;
@@ -417,6 +443,7 @@ cr_err shard_backlog_start(shard_engine *e)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&b->mu, NULL);
     b->inited = 1;
+    b->chunk = INDEX_CHUNK_MIN * 4; /* grows (or shrinks) from the first add's rate */
     e->backlog_max = e->o.index_backlog_bytes / ((uint64_t)e->dim * sizeof(float));
     if (!e->fault.alloc) {
         b->chunk_ids = malloc(INDEX_CHUNK * sizeof *b->chunk_ids);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "common/clock.h"
+#include "common/daemon.h" /* cr_daemon_release_memory */
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/validate.h"
@@ -350,7 +351,7 @@ static cr_err apply_to_indexes(shard_engine *e, const shard_store_op *sops,
         /* Under ixmu the indexer is not between taking queued items and dequeuing them, so an
          * id is either still queued (marked dead there) or in the index (removed). */
         size_t n_idx = 0;
-        pthread_mutex_lock(&e->ixmu);
+        shard_engine_ixmu_lock(e);
         for (size_t i = 0; i < n_del; i++) {
             if (del_ids[i] >= atomic_load(&e->indexed_hw))
                 shard_backlog_kill(&e->bl, del_ids[i]);
@@ -867,9 +868,10 @@ static cr_err snapshot_locked(shard_engine *e, shard_snapshot_info *out)
 cr_err shard_engine_snapshot(shard_engine *e, shard_snapshot_info *out)
 {
     cr_err rc;
-    pthread_mutex_lock(&e->ixmu);
+    shard_engine_ixmu_lock(e);
     rc = snapshot_locked(e, out);
     pthread_mutex_unlock(&e->ixmu);
+    cr_daemon_release_memory(); /* the serialized copy of the index */
     return rc;
 }
 
@@ -880,6 +882,7 @@ cr_err shard_engine_snapshot_if_idle(shard_engine *e)
         return CR_TIMEOUT;
     rc = snapshot_locked(e, NULL);
     pthread_mutex_unlock(&e->ixmu);
+    cr_daemon_release_memory();
     return rc;
 }
 

@@ -159,6 +159,9 @@ cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction);
 /* Waits for a running background rebuild to swap in (or fail). Writer thread. */
 cr_err shard_engine_rebuild_wait(shard_engine *e);
 
+/* 1 while a background rebuild builds (it has not swapped in yet). Writer thread. */
+int shard_engine_rebuilding(shard_engine *e);
+
 /* Fills *out (strings point into the engine: valid until close). */
 cr_err shard_engine_stats(shard_engine *e, shard_stats *out);
 

@@ -36,6 +36,7 @@ typedef struct backlog {
     _Atomic uint64_t moved; /* dequeues so far: a search that sees it change between its
                                index search and its scan searches again */
     int64_t *chunk_ids;    /* the chunk being added (under the engine's ixmu) */
+    size_t chunk;          /* items per add (under ixmu): see backlog.c chunk_adapt */
     float *chunk_vecs;
     pthread_mutex_t mu;    /* the fields below; with `cv` (monotonic): the indexer's wake-up,
                               the writer waiting for room, drains */
@@ -66,6 +67,8 @@ struct shard_engine {
     _Atomic int64_t snapshot_hw;
     uint64_t start_ms;
     pthread_mutex_t ixmu;          /* index adds/removes, snapshots, rebuilds */
+    _Atomic int ixmu_waiting;      /* threads in shard_engine_ixmu_lock: the indexer, which
+                                      takes ixmu chunk after chunk, lets them in first */
     _Atomic int64_t indexed_hw;    /* every live id below it is in the index */
     uint64_t backlog_max;          /* items */
     backlog bl;
@@ -157,5 +160,16 @@ typedef struct shard_replay_stats {
 /* Opens the index (its snapshot, or a new empty one) and replays the store into it and into
  * the attribute index (e->attrs, which must exist): one pass over the store. */
 cr_err shard_replay_run(shard_engine *e, shard_replay_stats *out);
+
+/* ixmu for a writer or a snapshot: a mutex is not fair, and the indexer, which gives it up
+ * and takes it again at once between its chunks, would keep it for a whole backlog (in the
+ * soak, upserts of existing ids waited out the coordinator's 5 s timeout behind the
+ * preload's indexing). See backlog.c index_chunk. */
+static inline void shard_engine_ixmu_lock(shard_engine *e)
+{
+    atomic_fetch_add(&e->ixmu_waiting, 1);
+    pthread_mutex_lock(&e->ixmu);
+    atomic_fetch_sub(&e->ixmu_waiting, 1);
+}
 
 #endif

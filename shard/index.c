@@ -7,11 +7,13 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define SNAP_MAGIC "CRSIDX\0\1"
@@ -53,6 +55,7 @@ struct shard_index {
                              index needs no training */
     size_t proto_len;
     core c;
+    _Atomic uint64_t add_held_us; /* the last add to the live index: its time under `rw` */
 };
 
 struct shard_index_builder {
@@ -360,6 +363,7 @@ static cr_err core_add(shard_index *ix, core *c, pthread_rwlock_t *rw, int64_t n
         return CR_OK;
 
     wlock(rw);
+    uint64_t held = cr_clock_mono_us();
     err = bitmaps_reserve(c, max_id);
     /* mark as we go: catches ids already present and repeats inside the batch */
     while (err == CR_OK && set < n) {
@@ -380,6 +384,8 @@ static cr_err core_add(shard_index *ix, core *c, pthread_rwlock_t *rw, int64_t n
     } else {
         c->nlive += n;
     }
+    if (rw)
+        atomic_store(&ix->add_held_us, cr_clock_mono_us() - held);
     wunlock(rw);
     if (err)
         return err;
@@ -555,6 +561,11 @@ cr_err shard_index_add(shard_index *ix, int64_t n, const int64_t *ids, const flo
     cr_err err = core_add(ix, &ix->c, &ix->rw, n, ids, vectors);
     pthread_mutex_unlock(&ix->wmu);
     return err;
+}
+
+uint64_t shard_index_last_add_held_us(shard_index *ix)
+{
+    return atomic_load(&ix->add_held_us);
 }
 
 /* Removes ids from core c (the caller holds what guards c: wmu + rw for the live core, nothing

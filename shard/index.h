@@ -103,6 +103,10 @@ void shard_index_close(shard_index **pp);
  * (nothing is added then). */
 cr_err shard_index_add(shard_index *ix, int64_t n, const int64_t *ids, const float *vectors);
 
+/* How long the last shard_index_add held the index's write lock (searches waited that long
+ * at most), in microseconds; not the wait for the lock. */
+uint64_t shard_index_last_add_held_us(shard_index *ix);
+
 /* Removes the ids that are present (others are ignored); *n_removed (may be NULL) gets how
  * many were. Uses remove_ids or tombstones (see above). */
 cr_err shard_index_remove(shard_index *ix, int64_t n, const int64_t *ids, int64_t *n_removed);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/daemon.h" /* cr_daemon_release_memory */
 #include "common/log.h"
 #include "shard/engine_impl.h"
 
@@ -189,6 +190,7 @@ static void *rebuild_main(void *arg)
     atomic_store(&e->rb.active, 0);
     pthread_mutex_unlock(&e->ixmu);
     free(c[2]);
+    cr_daemon_release_memory(); /* the old index, freed at the swap */
     e->rb.rc = rc;
     if (rc)
         snprintf(e->rb.err, sizeof e->rb.err, "%s", cr_error_message());
@@ -225,6 +227,11 @@ void shard_rebuild_stop(shard_engine *e)
 cr_err shard_engine_rebuild_wait(shard_engine *e)
 {
     return rebuild_join(e, 1);
+}
+
+int shard_engine_rebuilding(shard_engine *e)
+{
+    return e->rb.started && !atomic_load(&e->rb.done);
 }
 
 cr_err shard_engine_maybe_rebuild(shard_engine *e, double fraction)
