@@ -22,6 +22,16 @@
 typedef struct coord_repair coord_repair;
 struct coord_rq;
 
+#define COORD_PEER_BUCKETS 1024 /* the table of clients with requests in flight */
+
+/* A client connection (its ROUTER routing id) with requests in flight (intake.c). */
+typedef struct coord_peer {
+    struct coord_peer *next; /* in its bucket */
+    uint32_t n;              /* its requests in flight */
+    size_t len;
+    uint8_t id[256];
+} coord_peer;
+
 typedef struct coord_app {
     coord_loop *loop;
     coord_server_opts o;
@@ -32,6 +42,7 @@ typedef struct coord_app {
     coord_qcache *qcache;  /* composed query vectors (loop thread; qcache.h) */
     struct coord_rq *requests; /* requests in flight (loop thread) */
     size_t n_requests;
+    coord_peer *peers[COORD_PEER_BUCKETS]; /* by routing id: requests in flight per client */
     /* The map under which each replica last reported its highest version into `hlc` (NULL =
      * not yet): writes seed the clock from replicas not seeded under the current map. Loop
      * thread. */
@@ -40,6 +51,9 @@ typedef struct coord_app {
 
 /* The loop's coord_request_fn: takes in a client request (ctx is the coord_app). */
 void coord_request_start(void *app, cr_wire_msg *m, uint64_t recv_us);
+
+/* A request of peer p ended (request.c's coord_rq_end): p freed with its last one. */
+void coord_peer_release(coord_app *app, coord_peer *p);
 
 /* Answers every request still in flight with UNAVAILABLE and frees it (after the loop). */
 void coord_requests_abort(coord_app *app);

@@ -3,6 +3,7 @@
  * on. Kept apart from request.c, the helpers every handler uses, so that the handlers depend
  * on those helpers and only the intake depends on the handlers. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/clock.h"
 #include "coordinator/handlers.h"
@@ -10,6 +11,48 @@
 
 #define UNPACK_LIMIT (256u << 20)
 #define MAX_REQUESTS 10000 /* in flight; more are answered OVERLOADED at once */
+/* In flight from one client connection; more are answered OVERLOADED at once. A client that
+ * pipelines without reading its replies (or floods) holds at most this many of the shards'
+ * queue slots, so the others' requests wait behind a bounded queue. */
+#define MAX_CLIENT_REQUESTS 256
+
+static size_t peer_bucket(const uint8_t *id, size_t len)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    return (size_t)(h % COORD_PEER_BUCKETS);
+}
+
+/* The peer of routing id `id`, made when it has nothing in flight; NULL when out of memory. */
+static coord_peer *peer_get(coord_app *app, const uint8_t *id, size_t len)
+{
+    size_t b = peer_bucket(id, len);
+    coord_peer *p;
+    for (p = app->peers[b]; p; p = p->next)
+        if (p->len == len && memcmp(p->id, id, len) == 0)
+            return p;
+    if (len > sizeof p->id || !(p = calloc(1, sizeof *p)))
+        return NULL;
+    memcpy(p->id, id, len);
+    p->len = len;
+    p->next = app->peers[b];
+    app->peers[b] = p;
+    return p;
+}
+
+void coord_peer_release(coord_app *app, coord_peer *p)
+{
+    coord_peer **pp;
+    if (--p->n)
+        return;
+    for (pp = &app->peers[peer_bucket(p->id, p->len)]; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    free(p);
+}
 
 static void dispatch(coord_rq *r)
 {
@@ -51,6 +94,9 @@ void coord_request_start(void *ctx, cr_wire_msg *m, uint64_t recv_us)
 {
     coord_app *app = ctx;
     coord_rq *r;
+    coord_peer *peer = NULL;
+    const uint8_t *who;
+    size_t who_len;
     uint32_t budget;
     cr_err rc;
 
@@ -59,10 +105,29 @@ void coord_request_start(void *ctx, cr_wire_msg *m, uint64_t recv_us)
                                "coordinator overloaded: too many requests in flight; retry later");
         return;
     }
-    r = calloc(1, sizeof *r);
-    if (!r) {
+    who = cr_wire_msg_route_frame(m, 0, &who_len);
+    if (who && !(peer = peer_get(app, who, who_len))) {
         coord_loop_reply_error(app->loop, m, 0, CR_ERR_NOMEM, "out of memory");
         return;
+    }
+    if (peer && peer->n >= MAX_CLIENT_REQUESTS) {
+        coord_loop_reply_error(app->loop, m, 0, CR_ERR_OVERLOADED,
+                               "too many requests in flight on this connection (at most "
+                               "256): read the replies; retry later");
+        return;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        if (peer && !peer->n) {
+            peer->n = 1;
+            coord_peer_release(app, peer);
+        }
+        coord_loop_reply_error(app->loop, m, 0, CR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (peer) {
+        peer->n++;
+        r->peer = peer;
     }
     r->app = app;
     r->loop = app->loop;

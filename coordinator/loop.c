@@ -16,6 +16,7 @@
 #define DRAIN_MS 2000         /* calls in flight get this long after a stop */
 #define BATCH 64              /* messages read from one socket per turn */
 #define DEFAULT_TIMEOUT_MS 10000
+#define FRONT_SNDHWM 1024     /* replies queued per client connection (intake.c: 256 in flight) */
 
 enum { CALL_IDLE = 0, CALL_ACTIVE = 1, CALL_READY = 2 };
 
@@ -690,8 +691,14 @@ cr_err coord_loop_new(coord_loop **out, const coord_map *map, const coord_loop_o
         L->bs.up_ctx = o->up_ctx;
         rc = coord_backends_build(&L->bs, L->map);
     }
-    if (!rc && cr_sock_open(L->ctx, CR_SOCK_ROUTER, &L->lim, &L->front))
-        rc = cr_error_wrap(CR_ERR_NET, "coordinator socket");
+    if (!rc) {
+        /* Replies queued for a client that does not read them: a bounded number (then
+         * dropped), well above the MAX_CLIENT_REQUESTS in flight a reading client can have. */
+        cr_wire_limits front_lim = L->lim;
+        front_lim.sndhwm = FRONT_SNDHWM;
+        if (cr_sock_open(L->ctx, CR_SOCK_ROUTER, &front_lim, &L->front))
+            rc = cr_error_wrap(CR_ERR_NET, "coordinator socket");
+    }
     if (!rc)
         rc = front_curve(L, o);
     if (!rc)

@@ -67,6 +67,8 @@ void coord_rq_end(coord_rq *r)
     if (r->next)
         r->next->prev = r->prev;
     app->n_requests--;
+    if (r->peer)
+        coord_peer_release(app, r->peer);
     cr_wire_msg_close(&r->route);
     free(r);
 }

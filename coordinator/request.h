@@ -35,6 +35,7 @@ typedef struct coord_rq {
     void *state;
     void (*state_free)(void *state);
     struct coord_rq *prev, *next;
+    coord_peer *peer;      /* the client connection it came on (NULL: not counted) */
 } coord_rq;
 
 typedef struct coord_status {

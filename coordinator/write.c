@@ -191,13 +191,21 @@ static int group_outcome(write_op *w, int g, size_t base)
 {
     int nrep = w->r->map->n_replicas[g], acked = 0, live = 0, quorum;
     const Cirrus__V1__WriteResult *first = NULL;
+    cr_err refused = CR_OK; /* a replica's own refusal (a full disk), not an outage */
+    char why[200] = "";
     for (int rep = 0; rep < nrep; rep++) {
         const coord_sub *s = &w->subs[base + (size_t)rep];
         const Cirrus__V1__WriteResult *wr;
+        cr_err rc;
         if (s->rc == CR_ERR_UNAVAILABLE)
             continue; /* known down: not live */
         live++;
-        if (coord_sub_check(s, "write"))
+        rc = coord_sub_check(s, "write");
+        if (rc < 0 && !refused && !coord_outage(rc)) {
+            refused = rc;
+            snprintf(why, sizeof why, "%s", cr_error_message());
+        }
+        if (rc)
             continue;
         wr = w->is_delete ? s->resp->delete_ : s->resp->upsert;
         if (!wr)
@@ -227,6 +235,10 @@ static int group_outcome(write_op *w, int g, size_t base)
             w->st[i].code = first->items[j]->status->code;
             snprintf(w->msg[i], sizeof w->msg[i], "%s", first->items[j]->status->message);
             w->status[i].version = first->items[j]->version;
+        } else if (refused) { /* say why rather than "unavailable": retrying will not help */
+            w->st[i].code = refused;
+            snprintf(w->msg[i], sizeof w->msg[i], "group %d: %s", g, why);
+            w->status[i].version = 0;
         } else {
             w->st[i].code = CR_ERR_UNAVAILABLE;
             snprintf(w->msg[i], sizeof w->msg[i],

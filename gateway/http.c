@@ -70,6 +70,8 @@ typedef struct http_req {
     char *body;
     size_t len;
     int too_big;
+    int over_budget;       /* GW_BODY_BUDGET was reached while it came: dropped, 429 */
+    size_t counted;        /* bytes of the body counted in gw_http.body_bytes */
     gw_op op;              /* the API resource (api.h) */
     char *id;              /* its {id}, if it has one */
     atomic_int state;      /* req_state; REQ_DONE is stored with release after the answer */
@@ -83,6 +85,7 @@ struct gw_http {
     char endpoint[GW_MAX_ENDPOINT];
     char cors[GW_MAX_CORS]; /* "" = CORS off */
     size_t body_max;
+    _Atomic size_t body_bytes; /* of the bodies held, past each one's GW_BODY_FREE_BYTES */
     atomic_int stopping;
     pthread_mutex_t qmu; /* the queue; taken before libmicrohttpd's locks, never after */
     pthread_cond_t qcv;
@@ -437,11 +440,35 @@ static enum MHD_Result do_metrics(gw_http *h, struct MHD_Connection *c)
 
 /* ---- the request handler -------------------------------------------------------------------- */
 
-static enum MHD_Result add_upload(const gw_http *h, http_req *r, const char *upload, size_t n)
+/* Gives back what r's body holds of the budget, and the body. */
+static void body_release(gw_http *h, http_req *r)
 {
+    atomic_fetch_sub(&h->body_bytes, r->counted);
+    r->counted = 0;
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+}
+
+static enum MHD_Result add_upload(gw_http *h, http_req *r, const char *upload, size_t n)
+{
+    size_t want = r->len + n > GW_BODY_FREE_BYTES ? r->len + n - GW_BODY_FREE_BYTES : 0;
+    if (r->over_budget || r->too_big)
+        return MHD_YES; /* dropped as it comes */
+    if (want > r->counted) {
+        size_t more = want - r->counted;
+        if (atomic_fetch_add(&h->body_bytes, more) + more > GW_BODY_BUDGET) {
+            atomic_fetch_sub(&h->body_bytes, more);
+            r->over_budget = 1;
+            body_release(h, r);
+            return MHD_YES;
+        }
+        r->counted = want;
+    }
     if (r->len + n > h->body_max) {
         r->too_big = 1;
-    } else if (!r->too_big) {
+        body_release(h, r);
+    } else {
         char *g = realloc(r->body, r->len + n + 1);
         if (!g)
             return MHD_NO;
@@ -537,6 +564,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                  h->body_max, h->body_max >> 20);
         return send_error(h, c, GW_ERR_TOO_LARGE, msg);
     }
+    if (r->over_budget) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request bodies being received exceed %u MiB in all; retry "
+                 "later", GW_BODY_BUDGET >> 20);
+        return send_error(h, c, CR_ERR_OVERLOADED, msg);
+    }
     return route(h, c, url, method, r);
 }
 
@@ -548,7 +581,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     conn_deadline(h, c, HEADER_TIMEOUT_MS); /* a kept-alive connection: the next request */
     if (r) {
-        free(r->body);
+        body_release(h, r);
         free(r->id);
         free(r->ans.out);
         free(r->ans.location);

@@ -13,5 +13,10 @@
 #define GW_BODY_MAX_DEFAULT (48u << 20) /* bytes of a request body (a batch of base64 images) */
 #define GW_IMAGE_MAX (16u << 20)        /* bytes of one decoded image (item or query) */
 #define GW_JSON_DEPTH_MAX 32            /* arrays and objects nested in a request body */
+/* Bytes of request bodies held at once, all connections together (the first
+ * GW_BODY_FREE_BYTES of each body do not count): past it a body is dropped as it comes and
+ * answered 429, so that slow or abusive uploads cannot hold 512 x GW_BODY_MAX_DEFAULT. */
+#define GW_BODY_BUDGET (128u << 20)
+#define GW_BODY_FREE_BYTES (64u << 10)
 
 #endif

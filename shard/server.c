@@ -33,7 +33,11 @@ struct shard_server {
     cr_service *svc;
     uint64_t last_snap_ms; /* the writer's */
     atomic_uint_fast64_t merged_calls, merged_queries; /* shard_server_merged */
+    uint64_t write_err_ms; /* the writer's: when a failed commit was last logged */
+    uint64_t write_errs;   /* failed commits since then (not logged one by one) */
 };
+
+#define WRITE_ERR_LOG_MS 10000 /* a failing store (disk full) is logged at most this often */
 
 shard_server_opts shard_server_default_opts(void)
 {
@@ -743,6 +747,21 @@ static size_t job_items(const write_job *j)
     return 0;
 }
 
+/* A failed commit (each client gets the error in its reply) is logged once, then at most
+ * every WRITE_ERR_LOG_MS with the count since: a full disk must not flood the log. */
+static void log_write_failure(server *s)
+{
+    uint64_t now = cr_clock_mono_ms();
+    s->write_errs++;
+    if (s->write_err_ms && now - s->write_err_ms < WRITE_ERR_LOG_MS)
+        return;
+    CR_ERROR("shard", "write refused (%llu failed commit%s): %s",
+             (unsigned long long)s->write_errs, s->write_errs == 1 ? "" : "s",
+             cr_error_message());
+    s->write_err_ms = now;
+    s->write_errs = 0;
+}
+
 /* One group commit for every upsert/delete job in the list; replies to each. */
 static void commit_jobs(server *s, write_job *jobs)
 {
@@ -775,8 +794,11 @@ static void commit_jobs(server *s, write_job *jobs)
             ops[k].item = &items[k];
         }
     }
-    if (!rc)
+    if (!rc) {
         rc = shard_engine_write(s->engine, ops, total, res);
+        if (rc == CR_ERR_STORE)
+            log_write_failure(s);
+    }
 reply_all:
     k = 0;
     for (write_job *j = jobs; j; j = j->next) {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -35,6 +36,7 @@ _Static_assert(sizeof(size_t) == 8, "MDB_INTEGERKEY keys are u64 = size_t");
 #define NO_ID UINT64_MAX
 #define NOMEM_RC (-1) /* txn_fn results beside LMDB codes */
 #define FAULT_RC (-2)
+#define LOW_SPACE ((uint64_t)64 << 20) /* a short write with less free than this: disk full */
 
 #define FLAG_DEAD 1u
 
@@ -67,6 +69,26 @@ struct shard_store {
 static cr_err mdb_fail(int rc, const char *what)
 {
     return cr_error_set(CR_ERR_STORE, "store: %s: %s", what, mdb_strerror(rc));
+}
+
+/* A failed write transaction. A full file system reaches LMDB as ENOSPC (EDQUOT) from a
+ * write, or as a short write, which LMDB reports as EIO: both say so, with the room left. */
+static cr_err write_fail(shard_store *st, int rc, const char *what)
+{
+    const char *dir = NULL;
+    struct statvfs fs;
+    uint64_t avail;
+
+    if ((rc != ENOSPC && rc != EDQUOT && rc != EIO) || mdb_env_get_path(st->env, &dir) != 0 ||
+        !dir || statvfs(dir, &fs) != 0)
+        return mdb_fail(rc, what);
+    avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+    if (rc == EIO && avail >= LOW_SPACE)
+        return cr_error_set(CR_ERR_STORE, "store: %s: %s (%s has %llu MiB free)", what,
+                            mdb_strerror(rc), dir, (unsigned long long)(avail >> 20));
+    return cr_error_set(CR_ERR_STORE, "store: %s: no space left on device (%s: %llu KiB free; "
+                        "LMDB: %s)", what, dir, (unsigned long long)(avail >> 10),
+                        mdb_strerror(rc));
 }
 
 static MDB_val mval(const void *p, size_t n)
@@ -259,7 +281,7 @@ static cr_err write_run(shard_store *st, txn_fn fn, void *ctx, const char *what)
     else if (rc == FAULT_RC)
         err = cr_error_set(CR_ERR_STORE, "store: %s: injected fault", what);
     else if (rc)
-        err = mdb_fail(rc, what);
+        err = write_fail(st, rc, what);
 out:
     pthread_mutex_unlock(&st->write_mu);
     return err;

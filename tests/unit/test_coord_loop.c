@@ -4,6 +4,7 @@
  * replica of a group is silent, hedge included), hedging to a second replica when the first is
  * silent or slow (the slow one's late answers are dropped), retry on another replica when one
  * fails and a prompt answer when all fail, partial answers naming a group that is down, and
+ * a write refused by a replica's store (a full disk) answered with its code and message, and
  * the pending table (direct index by call id, past 10^6 calls, stale ids rejected, nothing
  * left behind by hedged twins, retries or late answers). */
 #include <pthread.h>
@@ -176,8 +177,11 @@ typedef enum stub_mode {
     STUB_SILENT,     /* never answers a search or a get (a paused or stuck replica) */
     STUB_OVERLOADED, /* answers every search and get with OVERLOADED at once */
     STUB_DEAD,       /* answers nothing at all */
-    STUB_SLOW        /* answers every search SLOW_MS late, with the hit SLOW_HIT */
+    STUB_SLOW,       /* answers every search SLOW_MS late, with the hit SLOW_HIT */
+    STUB_DISK_FULL   /* answers every upsert and delete with STORE_FULL_MSG (a full disk) */
 } stub_mode;
+
+#define STORE_FULL_MSG "store: write batch: no space left on device (stub: 0 KiB free)"
 
 #define SLOW_MS 300
 #define SLOW_HIT "slow-answer"
@@ -260,6 +264,11 @@ static int stub_housekeeping(stub *s, cr_wire_msg *m, const Cirrus__V1__Request 
 
 static void stub_answer(stub *s, cr_wire_msg *m, const Cirrus__V1__Request *req)
 {
+    if (s->mode == STUB_DISK_FULL && (req->op_case == CIRRUS__V1__REQUEST__OP_UPSERT ||
+                                      req->op_case == CIRRUS__V1__REQUEST__OP_DELETE)) {
+        cr_wire_reply_error(s->sock, m, req->id, CR_ERR_STORE, STORE_FULL_MSG);
+        return;
+    }
     if (s->mode == STUB_DEAD || stub_housekeeping(s, m, req))
         return;
     atomic_fetch_add(&s->calls, 1);
@@ -731,6 +740,48 @@ static void test_retry(void)
     shard_stop(&a);
 }
 
+/* The only replica refuses a write with a storage error (its disk is full): each item of the
+ * answer carries that code and the replica's message, not "unavailable, retry". */
+static void test_write_refused(void)
+{
+    stub full;
+    coord k;
+    const char *g0[2];
+    const char *const *groups[] = {g0};
+    Cirrus__V1__Request req = CIRRUS__V1__REQUEST__INIT;
+    Cirrus__V1__UpsertRequest up = CIRRUS__V1__UPSERT_REQUEST__INIT;
+    Cirrus__V1__Item it = CIRRUS__V1__ITEM__INIT, *items[1] = {&it};
+    Cirrus__V1__Vector vec = CIRRUS__V1__VECTOR__INIT;
+    Cirrus__V1__Response *resp = NULL;
+    float v[DIM];
+    stub_start(&full, STUB_DISK_FULL);
+    g0[0] = full.ep;
+    g0[1] = NULL;
+    coord_start(&k, groups, 1, 2000, 3000);
+    vec_of(1, v);
+    vec.values = v;
+    vec.n_values = DIM;
+    it.id = "it-1";
+    it.vector = &vec;
+    up.items = items;
+    up.n_items = 1;
+    req.op_case = CIRRUS__V1__REQUEST__OP_UPSERT;
+    req.upsert = &up;
+    CR_CHECK(cirrus_client_call(k.c, &req, 5000, &resp) == CR_OK);
+    CR_CHECK(resp && resp->upsert && resp->upsert->n_items == 1);
+    if (resp && resp->upsert && resp->upsert->n_items == 1) {
+        const Cirrus__V1__Status *st = resp->upsert->items[0]->status;
+        CR_CHECK_MSG(st->code == CR_ERR_STORE, "code %d: %s", st->code, st->message);
+        CR_CHECK_MSG(strstr(st->message, "no space left on device") &&
+                         strstr(st->message, "group 0"),
+                     "message: %s", st->message);
+        CR_CHECK(resp->upsert->items[0]->version == 0);
+    }
+    cirrus_response_free(resp);
+    coord_stop(&k);
+    stub_stop(&full);
+}
+
 /* Both replicas are OVERLOADED: the loop tries each once and answers at once, not at the
  * deadline: a get with the OVERLOADED status, a search partial, naming the group. */
 static void test_retry_exhausted(void)
@@ -905,6 +956,7 @@ int main(void)
     test_hedge_slow();
     test_retry();
     test_retry_exhausted();
+    test_write_refused();
     test_deadline();
     test_deadline_hedged();
     test_partial();
