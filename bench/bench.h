@@ -29,7 +29,9 @@ typedef struct bench_precision_result {
     double top10_same;    /* queries whose bf16 top-10 (bf16 index) is the fp32 top-10 set */
     double top10_overlap; /* mean fraction of the fp32 top-10 found by bf16 */
     double top10_same_text, top10_same_image; /* the same per query kind (nq of each) */
+    double top10_overlap_image;               /* top10_overlap of the image queries */
     double worst_cos_queries;                 /* the held-out query images */
+    double top10_same_fp32q_text, top10_same_fp32q_image; /* fp32 queries on the bf16 index */
     long differ_within_rounding; /* differing queries whose fp32 10th-11th score margin is
                                     below the bf16 score error on those items */
     double seconds_fp32, seconds_bf16;

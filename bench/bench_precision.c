@@ -289,10 +289,21 @@ int bench_precision_check(const char *model, int threads, int n, int nq, int cat
     if (r->worst_cos_queries < r->worst_cos_images)
         r->worst_cos_images = r->worst_cos_queries;
     r->top10_same_text = agreement(c32, c16, q32, q16, n, nq, E, &hits, &tie);
+    long text_hits = hits;
     r->top10_same_image = agreement(c32, c16, i32, i16, n, nq, E, &hits, &tie);
+    r->top10_overlap_image = (double)(hits - text_hits) / (10.0 * nq);
     if (r->top10_same_text < 0 || r->top10_same_image < 0)
         goto out;
     r->top10_same = (r->top10_same_text + r->top10_same_image) / 2;
+    {   /* the same indexes searched with the fp32 query vectors */
+        long h2 = 0, tie2 = 0;
+        double a = agreement(c32, c16, q32, q32, n, nq, E, &h2, &tie2),
+               b = agreement(c32, c16, i32, i32, n, nq, E, &h2, &tie2);
+        if (a < 0 || b < 0)
+            goto out;
+        r->top10_same_fp32q_text = a;
+        r->top10_same_fp32q_image = b;
+    }
     r->top10_overlap = (double)hits / (20.0 * nq);
     r->differ_within_rounding = tie;
     r->seconds_fp32 = (double)(t1 - t0) / 1e6;

@@ -271,7 +271,8 @@ int cli_cmd_ingest(cli_ctx *ctx, int argc, char **argv)
         else if (c == 'm') eo.model = optarg, tag_opts++;
         else if (c == 'v') eo.vocab = optarg, tag_opts++;
         else if (c == 'p') ctx_path = optarg, tag_opts++;
-        else if (c == 'T' && !cr_parse_ll(optarg, 0, 256, &threads)) eo.threads = (int)threads, tag_opts++;
+        else if (c == 'T' && !cr_parse_ll(optarg, 0, 256, &threads))
+            eo.threads = (int)threads, tag_opts++;
         else if (c == 'P' && !cr_parse_double(optarg, &tag.threshold) && tag.threshold >= 0 &&
                  tag.threshold < 1) tag_opts++;
         else if (c == 't' && nt < CLI_TAG_MAX_TEMPLATES) tmpl[nt++] = optarg, tag_opts++;
