@@ -7,7 +7,9 @@
 # for >= 99 % of the text queries, and a mean top-10 overlap >= 99 % for the image queries.
 # The strict rule for image queries (the same top-10 for >= 99 %) does NOT hold on this
 # catalog, whose items come in near-identical copies (140 designs on 25 background grays):
-# the figure is printed, not asserted (see docs/performance.md). The random-weight clip-tiny
+# the figure is printed, not asserted. At the issue's 10,000 images the text-query rule fails
+# too (0.2 %, swaps within bf16 rounding among ~71 copies per design; docs/performance.md):
+# this 500-image test guards the bf16 accuracy, it does not show the 10,000-image target. The random-weight clip-tiny
 # fixture is checked for the cosines only (its embeddings crowd into a narrow cone).
 . "$(dirname "$0")/lib.sh"
 DEMO=$BIN/../models/demo/model.safetensors
