@@ -165,6 +165,22 @@ print(f"  12 tagged items: largest probability difference {worst:.2e}; {below} b
 sys.exit(0 if ok and below == 2 and worst < 1e-4 else 1)
 PYEOF
 
+note "an image the tagger cannot decode fails that item only"
+cp -r "$FIX/images" "$WORK/imgs" && echo "not an image" >"$WORK/imgs/bad.png"
+printf '%s\n' '{"id":"bad-0","image":"bad.png"}' '{"id":"bad-1","image":"img0_40x30_rgb.png"}' \
+  >"$WORK/bad.jsonl"
+rc=0
+C ingest --catalog "$WORK/bad.jsonl" --images "$WORK/imgs" --tag color=$COLORS --tag-model "$MODEL" \
+  --tag-threads 1 --tag-template "$T1" >"$WORK/bad.out" 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "a bad image should fail the ingest: $(cat "$WORK/bad.out")"
+grep -q "line 1 (bad-0): tagging:" "$WORK/bad.out" || fail "bad image: $(cat "$WORK/bad.out")"
+grep -q "ingested 1 of 2" "$WORK/bad.out" || fail "summary: $(cat "$WORK/bad.out")"
+want=$("$PY" -c 'import json,sys; print("red blue green black".split()[json.load(open(sys.argv[1]))["ref"]["one"][0][0]])' "$WORK/ref.json")
+C --json get --id bad-1 --no-vector | grep -q "\"color\":\"$want\"" || fail "bad-1 not tagged $want"
+got=$(C --json get --id bad-0 --no-vector 2>&1 || true)
+echo "$got" | grep -q '"missing":true' || fail "bad-0 stored: $got"
+echo "  rejected: $(grep tagging: "$WORK/bad.out")"
+
 note "bad arguments change nothing"
 before=$(C --json get --id one-0 --no-vector)
 expect_error "needs --tag-model" C ingest --catalog "$WORK/one.jsonl" --images "$FIX/images" --tag color=$COLORS
