@@ -9,6 +9,9 @@
 
 int bench_cmd_gen(int argc, char **argv);
 int bench_cmd_catalog(int argc, char **argv);
+/* Product i's catalog image, BENCH_CATALOG_IMG^2 RGB bytes (the one `catalog` writes). */
+#define BENCH_CATALOG_IMG 96
+void bench_catalog_draw(unsigned char *px, long long i);
 int bench_cmd_tiny_model(int argc, char **argv);
 int bench_cmd_truth(int argc, char **argv);
 int bench_cmd_search(int argc, char **argv);
@@ -31,10 +34,20 @@ typedef struct bench_precision_result {
     double worst_cos_images, worst_cos_text; /* bf16 vs fp32 embeddings */
     double top10_same;    /* queries whose bf16 top-10 (bf16 index) is the fp32 top-10 set */
     double top10_overlap; /* mean fraction of the fp32 top-10 found by bf16 */
+    double top10_same_text, top10_same_image; /* the same per query kind (nq of each) */
+    double top10_overlap_image;               /* top10_overlap of the image queries */
+    double worst_cos_queries;                 /* the held-out query images */
+    double top10_same_fp32q_text, top10_same_fp32q_image; /* fp32 queries on the bf16 index */
+    long differ_within_rounding; /* differing queries whose fp32 10th-11th score margin is
+                                    below the bf16 score error on those items */
     double seconds_fp32, seconds_bf16;
 } bench_precision_result;
-/* Encodes `n` synthetic images and `nq` random 12-token captions with both precisions. */
-int bench_precision_check(const char *model, int threads, int n, int nq, bench_precision_result *r);
+/* Encodes `n` synthetic images (`catalog`: `cirrus-bench catalog`'s garments through the
+ * CLIP preprocessing, else random plane waves at model size), `nq` random 12-token captions
+ * and `nq` held-out images (items n..n+nq) with both precisions; each precision's catalog
+ * goes into a FAISS Flat (inner product) index and both query kinds are searched. */
+int bench_precision_check(const char *model, int threads, int n, int nq, int catalog,
+                          bench_precision_result *r);
 /* Best GFLOP/s of C[M,N] = A W^T: OpenBLAS sgemm, and gemm_bf16.h (0 without AVX512_BF16). */
 void bench_gemm_pair(int M, int N, int K, double *sgemm_gflops, double *bf16_gflops);
 int bench_cmd_soak(int argc, char **argv);

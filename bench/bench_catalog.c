@@ -41,6 +41,7 @@ static int inside(int cat, int x, int y)
 
 static void draw(unsigned char *px, int cat, int color, int pattern, unsigned seed)
 {
+    _Static_assert(IMG == BENCH_CATALOG_IMG, "bench.h's catalog image size");
     unsigned char bg = (unsigned char)(225 + seed % 25);
     for (int y = 0; y < IMG; y++)
         for (int x = 0; x < IMG; x++) {
@@ -63,6 +64,13 @@ static void draw(unsigned char *px, int cat, int color, int pattern, unsigned se
                 p[c] = (unsigned char)v;
             }
         }
+}
+
+/* Product i's image as `cirrus-bench catalog` writes it (RGB, 96 x 96). */
+void bench_catalog_draw(unsigned char *px, long long i)
+{
+    long long product = i / 7;
+    draw(px, (int)(product % 5), (int)(i % 7), (int)((product / 5) % 4), (unsigned)i * 2654435761u);
 }
 
 int bench_cmd_catalog(int argc, char **argv)
@@ -109,7 +117,7 @@ int bench_cmd_catalog(int argc, char **argv)
         long long product = i / 7;
         int cat = (int)(product % 5), pattern = (int)((product / 5) % 4), color = (int)(i % 7);
         double price = 9.99 + (double)((product * 37) % 120) + color * 0.5;
-        draw(px, cat, color, pattern, (unsigned)i * 2654435761u);
+        bench_catalog_draw(px, i);
         snprintf(path, sizeof path, "%s/images/sku-%lld.png", out, i);
         if (enc_image_write_png(path, IMG, IMG, px)) {
             fprintf(stderr, "cirrus-bench catalog: %s\n", cr_error_message());

@@ -21,10 +21,14 @@
 #define DEFAULT_MODEL_F32 "/tmp/cirrus-bench-vit-b-32-f32.safetensors"
 #define DEFAULT_RN_F16 "/tmp/cirrus-bench-rn50x4-f16.safetensors"
 #define DEFAULT_RN_F32 "/tmp/cirrus-bench-rn50x4-f32.safetensors"
+#define DEFAULT_L14_F16 "/tmp/cirrus-bench-vit-l-14-f16.safetensors"
+#define DEFAULT_L14_F32 "/tmp/cirrus-bench-vit-l-14-f32.safetensors"
 
 typedef struct enc_bench_cfg {
     const char *model, *peer_script, *dtype;
-    int rn; /* --shape rn50x4 */
+    int rn;  /* --shape rn50x4 */
+    int l14; /* --shape vit-l-14 */
+    int check_waves; /* --check-images waves (else the garment catalog) */
     long long threads;
     double seconds;
     int json, peer; /* peer: -1 auto, 0 off, 1 on */
@@ -240,6 +244,14 @@ static cr_err write_vit_b32(const char *path, int f16)
 {
     const clip_shape b32 = {768, 12, 32, 224, 512, 12, 512};
     return write_clip(path, f16, &b32);
+}
+
+/* OpenAI's ViT-L/14: image tower width 1024, 24 layers, patch 14 at 224 px (304M params);
+ * text tower width 768, 12 layers; embedding 768. */
+static cr_err write_vit_l14(const char *path, int f16)
+{
+    const clip_shape l14 = {1024, 24, 14, 224, 768, 12, 768};
+    return write_clip(path, f16, &l14);
 }
 
 /* conv [cout, cin, k, k] (uniform with unit output variance) + BatchNorm `bn` */
@@ -551,26 +563,42 @@ static int precision_check(const enc_bench_cfg *c, const char *model)
 {
     bench_precision_result pr;
     const int nq = c->check_images < 1000 ? (int)c->check_images : 1000;
-    if (bench_precision_check(model, (int)c->threads, (int)c->check_images, nq, &pr)) {
+    if (bench_precision_check(model, (int)c->threads, (int)c->check_images, nq, !c->check_waves,
+                              &pr)) {
         fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
         return 1;
     }
     if (c->json) {
-        printf("{\"model\":\"%s\",\"images\":%d,\"queries\":%d,\"worst_cos_images\":%.6f,"
-               "\"worst_cos_text\":%.6f,\"top10_same\":%.4f,\"top10_overlap\":%.4f,"
-               "\"seconds_fp32\":%.1f,\"seconds_bf16\":%.1f}\n", model, pr.images, pr.queries,
-               pr.worst_cos_images, pr.worst_cos_text, pr.top10_same, pr.top10_overlap,
+        printf("{\"model\":\"%s\",\"source\":\"%s\",\"images\":%d,\"queries\":%d,"
+               "\"worst_cos_images\":%.6f,\"worst_cos_text\":%.6f,\"top10_same\":%.4f,"
+               "\"top10_same_text\":%.4f,\"top10_same_image\":%.4f,\"top10_overlap\":%.4f,"
+               "\"top10_overlap_image\":%.4f,\"differ_within_rounding\":%ld,"
+               "\"top10_same_fp32_queries_text\":%.4f,\"top10_same_fp32_queries_image\":%.4f,"
+               "\"seconds_fp32\":%.1f,\"seconds_bf16\":%.1f}\n",
+               model, c->check_waves ? "waves" : "catalog", pr.images, pr.queries,
+               pr.worst_cos_images, pr.worst_cos_text, pr.top10_same, pr.top10_same_text,
+               pr.top10_same_image, pr.top10_overlap, pr.top10_overlap_image,
+               pr.differ_within_rounding, pr.top10_same_fp32q_text, pr.top10_same_fp32q_image,
                pr.seconds_fp32, pr.seconds_bf16);
     } else {
-        printf("model %s: %d synthetic images, %d random 12-token captions\n", model, pr.images,
-               pr.queries);
+        printf("model %s: %d %s images in a Flat index, %d random 12-token captions and %d "
+               "held-out image queries\n", model, pr.images,
+               c->check_waves ? "plane-wave" : "garment-catalog", pr.queries, pr.queries);
         printf("worst cosine bf16 vs fp32: images %.6f, captions %.6f\n", pr.worst_cos_images,
                pr.worst_cos_text);
-        printf("top-10 over the bf16 index equal to fp32's: %.2f%% of queries (mean overlap "
-               "%.2f%%)\n", 100 * pr.top10_same, 100 * pr.top10_overlap);
+        printf("top-10 over the bf16 index equal to fp32's: %.2f%% of queries (text %.2f%%, "
+               "image %.2f%%; mean overlap %.2f%%)\n", 100 * pr.top10_same,
+               100 * pr.top10_same_text, 100 * pr.top10_same_image, 100 * pr.top10_overlap);
+        printf("queries whose top-10 differs: %ld, of which %ld have fp32's 10th-11th score "
+               "margin below the bf16 score error (a swap within bf16 rounding)\n",
+               (long)(2 * pr.queries * (1 - pr.top10_same) + 0.5), pr.differ_within_rounding);
+        printf("fp32 query vectors on the bf16 index: top-10 equal for %.2f%% of text and "
+               "%.2f%% of image queries\n", 100 * pr.top10_same_fp32q_text,
+               100 * pr.top10_same_fp32q_image);
         printf("encode time: fp32 %.1f s, bf16 %.1f s\n", pr.seconds_fp32, pr.seconds_bf16);
     }
-    return pr.worst_cos_images >= 0.999 && pr.worst_cos_text >= 0.999 && pr.top10_same >= 0.99
+    return pr.worst_cos_images >= 0.999 && pr.worst_cos_text >= 0.999 &&
+                   pr.top10_same_text >= 0.99 && pr.top10_same_image >= 0.99
                ? 0
                : 3;
 }
@@ -586,7 +614,7 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
         {"seconds", required_argument, 0, 's'}, {"dtype", required_argument, 0, 'd'},
         {"shape", required_argument, 0, 'x'},   {"help", no_argument, 0, 'h'},
         {"precision", required_argument, 0, 'r'}, {"precision-check", required_argument, 0, 'c'},
-        {0, 0, 0, 0}};
+        {"check-images", required_argument, 0, 'I'}, {0, 0, 0, 0}};
     int ch;
     c->peer = -1;
     c->seconds = 3;
@@ -618,11 +646,22 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             }
             break;
         case 'x':
-            if (strcmp(optarg, "vit-b-32") != 0 && strcmp(optarg, "rn50x4") != 0) {
-                fprintf(stderr, "cirrus-bench encoder: --shape must be vit-b-32 or rn50x4\n");
+            if (strcmp(optarg, "vit-b-32") != 0 && strcmp(optarg, "rn50x4") != 0 &&
+                strcmp(optarg, "vit-l-14") != 0) {
+                fprintf(stderr, "cirrus-bench encoder: --shape must be vit-b-32, vit-l-14 or "
+                                "rn50x4\n");
                 return 2;
             }
             c->rn = strcmp(optarg, "rn50x4") == 0;
+            c->l14 = strcmp(optarg, "vit-l-14") == 0;
+            break;
+        case 'I':
+            if (strcmp(optarg, "catalog") != 0 && strcmp(optarg, "waves") != 0) {
+                fprintf(stderr, "cirrus-bench encoder: --check-images must be catalog or "
+                                "waves\n");
+                return 2;
+            }
+            c->check_waves = strcmp(optarg, "waves") == 0;
             break;
         case 'p': c->peer = 1; break;
         case 'P': c->peer = 0; break;
@@ -641,13 +680,16 @@ static int parse(enc_bench_cfg *c, int argc, char **argv)
             c->dtype = optarg;
             break;
         default:
-            printf("Usage: cirrus-bench encoder [--model PATH | --shape vit-b-32|rn50x4]\n"
+            printf("Usage: cirrus-bench encoder [--model PATH |\n"
+                   "                            --shape vit-b-32|vit-l-14|rn50x4]\n"
                    "         [--threads T] [--seconds S] [--dtype f16|f32]\n"
                    "         [--peer | --no-peer] [--peer-script PY] [--json]\n"
                    "         [--precision fp32|bf16] [--precision-check N]\n"
-                   "--precision-check N: N synthetic images and min(N, 1000) random captions in\n"
-                   "fp32 and bf16; prints the worst cosine and the top-10 agreement of retrieval\n"
-                   "over the bf16 index (no throughput run).\n"
+                   "         [--check-images catalog|waves]\n"
+                   "--precision-check N: N synthetic images (`cirrus-bench catalog`'s garments,\n"
+                   "or random plane waves), min(N, 1000) random captions and as many held-out\n"
+                   "image queries in fp32 and bf16; prints the worst cosine and the top-10\n"
+                   "agreement of retrieval over a Flat index of bf16 embeddings.\n"
                    "Without --model a random model of --shape (OpenAI names; default vit-b-32,\n"
                    "rn50x4: CLIP's RN50x4 ResNet at 288 px) is written once to\n"
                    "%s or %s (or the f32 ones). The PyTorch peer\n"
@@ -680,13 +722,17 @@ int bench_cmd_encoder(int argc, char **argv)
         int f16 = strcmp(c.dtype, "f16") == 0;
         if (c.rn)
             model = f16 ? DEFAULT_RN_F16 : DEFAULT_RN_F32;
+        else if (c.l14)
+            model = f16 ? DEFAULT_L14_F16 : DEFAULT_L14_F32;
         else
             model = f16 ? DEFAULT_MODEL_F16 : DEFAULT_MODEL_F32;
         if (stat(model, &st) != 0) {
             if (!c.json)
-                printf("writing a random %s (%s) to %s ...\n", c.rn ? "RN50x4" : "ViT-B/32",
-                       c.dtype, model);
-            if (c.rn ? write_rn50x4(model, f16) : write_vit_b32(model, f16)) {
+                printf("writing a random %s (%s) to %s ...\n",
+                       c.rn ? "RN50x4" : c.l14 ? "ViT-L/14" : "ViT-B/32", c.dtype, model);
+            if (c.rn    ? write_rn50x4(model, f16)
+                : c.l14 ? write_vit_l14(model, f16)
+                        : write_vit_b32(model, f16)) {
                 fprintf(stderr, "cirrus-bench encoder: %s\n", cr_error_message());
                 return 1;
             }
