@@ -247,7 +247,17 @@ static int defer_until_synced(jobs_broker *b, cr_wire_msg *m, uint64_t id, int o
                               int include_image)
 {
     jobs_waiter *w;
-    if (jobs_synced(b, j) || !(w = waiter_new(m, id, op)))
+    if (jobs_synced(b, j))
+        return 0;
+    if (j->report_sync && b->flush_single) {
+        /* its end state failed to be written and waits for the store's next retry: say so
+         * now rather than hold the client until a write that may need --job-store-mb */
+        cr_wire_reply_error(b->front, m, id, CR_ERR_STORE,
+                            "the job's new state cannot be written to the job store yet "
+                            "(retried every heartbeat; see the broker's log)");
+        return 1;
+    }
+    if (!(w = waiter_new(m, id, op)))
         return 0;
     w->include_image = include_image;
     w->next = j->waiters;
