@@ -427,6 +427,29 @@ static cr_err load_wait(load_run *lr, batch **win, size_t *nwin)
     return rc;
 }
 
+/* After a fatal error: no more sends, but the replies to the requests still in flight are
+ * taken until they are due, so that every row the server acknowledged reaches --acked (a
+ * full disk fails one batch while the next, already sent, may still commit). */
+static void load_drain(load_run *lr, batch **win, size_t nwin)
+{
+    for (;;) {
+        uint64_t now = cr_clock_mono_ms(), until = 0;
+        Cirrus__V1__Response *resp = NULL;
+        for (size_t i = 0; i < nwin; i++)
+            if (win[i]->sent && win[i]->wait_until_ms > until)
+                until = win[i]->wait_until_ms;
+        if (until <= now || cirrus_client_recv(lr->ctx->client, (uint32_t)(until - now), &resp))
+            return;
+        for (size_t i = 0; i < nwin; i++)
+            if (win[i]->sent && win[i]->req_id == resp->id) {
+                (void)take_reply(lr, win[i], resp); /* its error, if any, is not the first */
+                win[i]->sent = 0;
+                break;
+            }
+        cirrus_response_free(resp);
+    }
+}
+
 /* Drops the batches that are done. */
 static void load_reap(batch **win, size_t *nwin)
 {
@@ -482,8 +505,11 @@ int cli_cmd_load(cli_ctx *ctx, int argc, char **argv)
         load_reap(win, &nwin);
     }
     if (rc) {
-        cli_error("load", "%s after %zu acknowledged rows (server %s)", cr_error_message(),
-                  lr.acked_rows, ctx->endpoint);
+        char why[512];
+        snprintf(why, sizeof why, "%s", cr_error_message());
+        load_drain(&lr, win, nwin);
+        cli_error("load", "%s after %zu acknowledged rows (server %s)", why, lr.acked_rows,
+                  ctx->endpoint);
         goto out;
     }
     cr_progress_end(&lr.prog);
