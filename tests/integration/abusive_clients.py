@@ -17,6 +17,7 @@ test_abusive_clients.sh. Each runs for SECONDS and then writes one line of count
       replies) as fast as its send HWM lets it and never reads a reply.
       STATUS: "TICK SENT".
 """
+import os
 import socket
 import struct
 import sys
@@ -25,17 +26,9 @@ import time
 import zmq
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(tag, payload):
-    return varint(tag) + varint(len(payload)) + payload
+# protobuf's wire format by hand, shared with the hostile-frames test
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hostile_frames import field, varint  # noqa: E402
 
 
 def search_request(req_id, dim, k):
