@@ -50,7 +50,7 @@ int main(int argc, char **argv)
          "/v1/items/{id}/image, garment ids of generation jobs)"},
         {"spin-us", CR_OPT_INT, &spin_us, "300", 0, 100000, 0,
          "busy-poll this long after traffic before sleeping (0 = never; lower latency for CPU)"},
-        {"merge-max", CR_OPT_INT, &merge_max, "32", 1, 4096, 0,
+        {"merge-max", CR_OPT_INT, &merge_max, "1", 1, 4096, 0,
          "most concurrent searches queued together that run as one index search (1 = each "
          "alone)"},
         {"log-level", CR_OPT_STRING, &log_level, "info", 0, 0, 0, "debug|info|warn|error"},

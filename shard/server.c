@@ -16,7 +16,10 @@
 
 #define POLL_MS 100      /* the writer's maintenance tick when idle */
 #define RUN_SLICE_MS 50  /* shard_server_run's check of its stop flag */
-#define MERGE_MAX 32     /* default most concurrent Search requests in one index search */
+/* Default most concurrent Search requests in one index search: 1 (each alone). On a quiet
+ * machine merging measured 15-30 % fewer QPS at 8 clients than the single-query path with the
+ * default busy-poll (docs/performance.md, #14 target 3); `--merge-max 32` opts in. */
+#define MERGE_MAX 1
 
 /* A write request in the writer's batch; the skeleton owns the call. */
 typedef struct write_job {

@@ -253,6 +253,7 @@ static void run_case(void *ctx, const char *factory, shard_index_metric metric, 
     so.bind = ep;
     so.zmq_ctx = ctx;
     so.workers = 2;
+    so.merge_max = 32; /* merging is opt-in (the default runs each search alone) */
     CR_CHECK_MSG(e && shard_server_open(&srv, e, &so) == CR_OK, "%s", cr_error_message());
     co.zmq_ctx = ctx;
     CR_CHECK(srv && cirrus_client_open(&c, ep, &co) == CR_OK);
